@@ -1,0 +1,192 @@
+//! Planning an append: the idempotency and conflict rules, and the new entries'
+//! hashes, decided from the head and the rows already stored. Adapters only
+//! lock, read and write around this.
+
+use std::collections::HashMap;
+
+use crate::chain::{LedgerEntry, LedgerHead};
+use crate::timestamp::Timestamp;
+use crate::transaction::{Transaction, TransactionErrors, TransactionFieldError, TransactionId};
+
+/// Most transactions one batch may hold.
+pub const MAX_BATCH_SIZE: usize = 10_000;
+
+/// What an adapter read while holding the append lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendSnapshot {
+    /// The head, locked for this append.
+    pub head: LedgerHead,
+    /// Entries already stored whose transaction id appears in the batch.
+    pub existing: Vec<LedgerEntry>,
+}
+
+/// Whether a receipt's entry was written by this request or an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Appended now.
+    Created,
+    /// The same transaction was already recorded; nothing was added.
+    Replayed,
+}
+
+/// The answer for one submitted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry recording it.
+    pub entry: LedgerEntry,
+    /// New or replayed.
+    pub status: ReceiptStatus,
+}
+
+/// The entries to write and the receipts to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendPlan {
+    /// One receipt per submitted transaction, in submission order.
+    pub receipts: Vec<Receipt>,
+    /// The entries to insert, in sequence order (may be empty: all replays).
+    pub new_entries: Vec<LedgerEntry>,
+    /// The head after the write.
+    pub new_head: LedgerHead,
+}
+
+/// Why one item of a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemProblem {
+    /// A field broke a validation rule.
+    #[error(transparent)]
+    Invalid(TransactionFieldError),
+    /// The id is recorded already with other content.
+    #[error(
+        "transaction_id {transaction_id} is already recorded at sequence {existing_sequence} with different content"
+    )]
+    Conflict {
+        /// The id.
+        transaction_id: TransactionId,
+        /// Where the recorded one sits.
+        existing_sequence: u64,
+    },
+    /// The id appears earlier in the same batch.
+    #[error("transaction_id {transaction_id} appears earlier in this batch, at index {first_index}")]
+    DuplicateInBatch {
+        /// The id.
+        transaction_id: TransactionId,
+        /// Index of its first appearance.
+        first_index: usize,
+    },
+}
+
+impl ItemProblem {
+    /// The field to fix.
+    pub fn field(&self) -> String {
+        match self {
+            ItemProblem::Invalid(error) => error.field(),
+            ItemProblem::Conflict { .. } | ItemProblem::DuplicateInBatch { .. } => {
+                "transaction_id".to_owned()
+            }
+        }
+    }
+
+    /// True for a conflict with a recorded transaction (HTTP 409 for a single item).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ItemProblem::Conflict { .. })
+    }
+}
+
+/// One refused item, by its index in the submitted batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// Position in the batch, from 0.
+    pub index: usize,
+    /// What is wrong.
+    pub problem: ItemProblem,
+}
+
+/// A refused batch: nothing was written; every bad item is listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("batch rejected: {} item(s) refused; nothing was written", .items.len())]
+pub struct BatchRejection {
+    /// Every problem, ordered by index.
+    pub items: Vec<RejectedItem>,
+}
+
+impl BatchRejection {
+    /// Collects per-item validation failures.
+    pub fn from_invalid(failures: impl IntoIterator<Item = (usize, TransactionErrors)>) -> Self {
+        let items = failures
+            .into_iter()
+            .flat_map(|(index, errors)| {
+                errors
+                    .0
+                    .into_iter()
+                    .map(move |error| RejectedItem { index, problem: ItemProblem::Invalid(error) })
+            })
+            .collect();
+        BatchRejection { items }
+    }
+}
+
+/// Decides the outcome of appending `batch` on top of `snapshot`, all or nothing.
+///
+/// * the same id with the same content as a stored entry → that entry, replayed;
+/// * the same id with other content → a conflict;
+/// * an id twice in the batch → refused;
+/// * anything else → a new entry chained after the head, recorded at
+///   `now`, or at the head's time if the clock went backwards, so recorded
+///   times never decrease along the chain.
+pub fn plan_append(
+    snapshot: &AppendSnapshot,
+    batch: Vec<Transaction>,
+    now: Timestamp,
+) -> Result<AppendPlan, BatchRejection> {
+    let stored: HashMap<TransactionId, &LedgerEntry> =
+        snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry)).collect();
+    let mut first_index: HashMap<TransactionId, usize> = HashMap::with_capacity(batch.len());
+    let mut problems = Vec::new();
+    for (index, transaction) in batch.iter().enumerate() {
+        let transaction_id = transaction.transaction_id;
+        if let Some(&first) = first_index.get(&transaction_id) {
+            problems.push(RejectedItem {
+                index,
+                problem: ItemProblem::DuplicateInBatch { transaction_id, first_index: first },
+            });
+            continue;
+        }
+        first_index.insert(transaction_id, index);
+        if let Some(entry) = stored.get(&transaction_id)
+            && entry.transaction != *transaction
+        {
+            problems.push(RejectedItem {
+                index,
+                problem: ItemProblem::Conflict { transaction_id, existing_sequence: entry.sequence_number },
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BatchRejection { items: problems });
+    }
+
+    let recorded_at = snapshot.head.recorded_at.map_or(now, |head_time| head_time.max(now));
+    let mut position = snapshot.head.checkpoint();
+    let mut receipts = Vec::with_capacity(batch.len());
+    let mut new_entries = Vec::new();
+    for transaction in batch {
+        if let Some(entry) = stored.get(&transaction.transaction_id) {
+            receipts.push(Receipt { entry: (*entry).clone(), status: ReceiptStatus::Replayed });
+            continue;
+        }
+        let entry = LedgerEntry::next(position, transaction, recorded_at);
+        position = entry.checkpoint();
+        receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
+        new_entries.push(entry);
+    }
+    let new_head = match new_entries.last() {
+        Some(last) => LedgerHead {
+            sequence_number: last.sequence_number,
+            entry_hash: last.entry_hash,
+            recorded_at: Some(last.recorded_at),
+        },
+        None => snapshot.head,
+    };
+    Ok(AppendPlan { receipts, new_entries, new_head })
+}

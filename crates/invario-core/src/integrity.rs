@@ -1,0 +1,401 @@
+//! The verifier: walks stored rows in sequence order and reports the first break.
+//!
+//! It consumes one record at a time and keeps only the previous position, so
+//! memory stays constant whatever the ledger's size.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::chain::{Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
+
+/// A `ledger_entries` row as stored, before any check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The row's sequence number.
+    pub sequence_number: u64,
+    /// The transaction the row points at.
+    pub transaction_id: Uuid,
+    /// Stored link to the previous entry.
+    pub prev_hash: EntryHash,
+    /// Stored hash of this entry.
+    pub entry_hash: EntryHash,
+    /// Stored recording time, µs since the epoch.
+    pub recorded_at_micros: i64,
+}
+
+/// A `transactions` row as stored, before any check; its values may be ones the
+/// API would refuse if someone edited the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransaction {
+    /// The row's id.
+    pub transaction_id: Uuid,
+    /// Decimal text as the database renders it.
+    pub amount: String,
+    /// Currency text.
+    pub currency: String,
+    /// µs since the epoch, if present.
+    pub occurred_at_micros: Option<i64>,
+    /// Metadata as stored.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl StoredTransaction {
+    /// The stored form of a valid transaction.
+    pub fn of(entry: &LedgerEntry) -> (StoredEntry, StoredTransaction) {
+        let transaction = &entry.transaction;
+        (
+            StoredEntry {
+                sequence_number: entry.sequence_number,
+                transaction_id: *transaction.transaction_id.as_uuid(),
+                prev_hash: entry.prev_hash,
+                entry_hash: entry.entry_hash,
+                recorded_at_micros: entry.recorded_at.unix_micros(),
+            },
+            StoredTransaction {
+                transaction_id: *transaction.transaction_id.as_uuid(),
+                amount: transaction.amount.to_canonical_string(),
+                currency: transaction.currency.code().to_owned(),
+                occurred_at_micros: transaction.occurred_at.map(|time| time.unix_micros()),
+                metadata: transaction.metadata.as_map().clone(),
+            },
+        )
+    }
+}
+
+/// What a store streams to the verifier after the head, in this order: every
+/// entry past the starting point in ascending sequence order with its
+/// transaction (if any), then — on a full sweep — every transaction no entry
+/// points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerificationRecord {
+    /// An entry row joined to its transaction row.
+    Entry(StoredEntry, Option<StoredTransaction>),
+    /// A transaction row no entry points at.
+    OrphanTransaction(StoredTransaction),
+}
+
+/// The first thing wrong with the ledger, located as precisely as the rows allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IntegrityBreak {
+    /// The stored hash is not the hash of the stored content.
+    #[error("hash mismatch at sequence {sequence}: stored {stored}, recomputed {recomputed}")]
+    HashMismatch {
+        /// Where.
+        sequence: u64,
+        /// The row's `entry_hash`.
+        stored: EntryHash,
+        /// The hash of the row's content.
+        recomputed: EntryHash,
+    },
+    /// `prev_hash` does not point at the previous entry's hash.
+    #[error(
+        "broken link at sequence {sequence}: prev_hash {stored_prev_hash}, previous entry's hash {expected_prev_hash}"
+    )]
+    BrokenLink {
+        /// Where.
+        sequence: u64,
+        /// The row's `prev_hash`.
+        stored_prev_hash: EntryHash,
+        /// The previous entry's hash.
+        expected_prev_hash: EntryHash,
+    },
+    /// A sequence number is missing.
+    #[error("sequence gap at sequence {expected}: the next entry found is {found}")]
+    SequenceGap {
+        /// The missing sequence number.
+        expected: u64,
+        /// The sequence number found instead.
+        found: u64,
+    },
+    /// A sequence number appears twice or goes backwards.
+    #[error("duplicate sequence {sequence}: it follows entry {previous}")]
+    SequenceDuplicate {
+        /// The repeated sequence number.
+        sequence: u64,
+        /// The sequence number of the entry before it.
+        previous: u64,
+    },
+    /// An entry whose transaction row is missing.
+    #[error("entry without transaction at sequence {sequence}: transaction {transaction_id} not found")]
+    EntryWithoutTransaction {
+        /// Where.
+        sequence: u64,
+        /// The id the entry points at.
+        transaction_id: Uuid,
+    },
+    /// A transaction row no entry points at.
+    #[error("transaction without entry: transaction {transaction_id} is not in the chain")]
+    TransactionWithoutEntry {
+        /// The orphan's id.
+        transaction_id: Uuid,
+    },
+    /// The head row does not match the last entry.
+    #[error(
+        "head mismatch at sequence {head_sequence}: head says {head_sequence}/{head_hash}, the chain ends at {last_sequence}/{last_hash}"
+    )]
+    HeadMismatch {
+        /// The head's sequence number.
+        head_sequence: u64,
+        /// The head's hash.
+        head_hash: EntryHash,
+        /// Sequence number of the last entry found.
+        last_sequence: u64,
+        /// Hash of the last entry found.
+        last_hash: EntryHash,
+    },
+    /// The ledger no longer passes through a digest saved earlier.
+    #[error(
+        "digest mismatch at sequence {sequence}: the saved digest says {expected}, the ledger holds {found}"
+    )]
+    DigestMismatch {
+        /// The digest's sequence number.
+        sequence: u64,
+        /// The digest's hash.
+        expected: EntryHash,
+        /// The hash found there (zeros when the ledger is shorter).
+        found: EntryHash,
+    },
+}
+
+impl IntegrityBreak {
+    /// The sequence number the break is reported at, if it has one.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            IntegrityBreak::HashMismatch { sequence, .. }
+            | IntegrityBreak::BrokenLink { sequence, .. }
+            | IntegrityBreak::SequenceDuplicate { sequence, .. }
+            | IntegrityBreak::EntryWithoutTransaction { sequence, .. }
+            | IntegrityBreak::DigestMismatch { sequence, .. } => Some(*sequence),
+            IntegrityBreak::SequenceGap { expected, .. } => Some(*expected),
+            IntegrityBreak::HeadMismatch { head_sequence, .. } => Some(*head_sequence),
+            IntegrityBreak::TransactionWithoutEntry { .. } => None,
+        }
+    }
+
+    /// A stable machine name for the kind, as logged and exported.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IntegrityBreak::HashMismatch { .. } => "hash_mismatch",
+            IntegrityBreak::BrokenLink { .. } => "broken_link",
+            IntegrityBreak::SequenceGap { .. } => "sequence_gap",
+            IntegrityBreak::SequenceDuplicate { .. } => "sequence_duplicate",
+            IntegrityBreak::EntryWithoutTransaction { .. } => "entry_without_transaction",
+            IntegrityBreak::TransactionWithoutEntry { .. } => "transaction_without_entry",
+            IntegrityBreak::HeadMismatch { .. } => "head_mismatch",
+            IntegrityBreak::DigestMismatch { .. } => "digest_mismatch",
+        }
+    }
+}
+
+/// The outcome of a verification run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationReport {
+    /// Entries checked in this run.
+    pub entries_checked: u64,
+    /// The last position verified (the checkpoint to resume from).
+    pub verified: Checkpoint,
+    /// The head the run verified against.
+    pub head: LedgerHead,
+    /// The first break found, if any.
+    pub first_break: Option<IntegrityBreak>,
+}
+
+impl VerificationReport {
+    /// True when no break was found.
+    pub fn is_intact(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+impl fmt::Display for VerificationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.first_break {
+            None => write!(
+                f,
+                "ledger intact: {} entries checked, head {} {}",
+                self.entries_checked, self.verified.sequence_number, self.verified.entry_hash
+            ),
+            Some(found) => write!(f, "ledger broken after {} entries checked: {found}", self.entries_checked),
+        }
+    }
+}
+
+/// Streaming verifier. Feed it the records of [`VerificationRecord`] in order,
+/// then [`finish`](Verifier::finish). It stops at the first break.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    head: LedgerHead,
+    last: Checkpoint,
+    digest: Option<Checkpoint>,
+    entries_checked: u64,
+    first_break: Option<IntegrityBreak>,
+}
+
+impl Verifier {
+    /// Verifies the whole ledger against `head` (read in the same snapshot as the rows).
+    pub fn full(head: LedgerHead) -> Self {
+        Self::resume(head, Checkpoint::GENESIS)
+    }
+
+    /// Verifies the entries after `checkpoint`, a position verified earlier.
+    pub fn resume(head: LedgerHead, checkpoint: Checkpoint) -> Self {
+        let mut verifier =
+            Verifier { head, last: checkpoint, digest: None, entries_checked: 0, first_break: None };
+        if head.sequence_number < checkpoint.sequence_number
+            || (head.sequence_number == checkpoint.sequence_number
+                && head.entry_hash != checkpoint.entry_hash)
+        {
+            verifier.first_break = Some(verifier.head_mismatch());
+        }
+        verifier
+    }
+
+    /// Also requires that the ledger still passes through `digest`, a head
+    /// exported earlier. Only meaningful when the digest lies after the starting point.
+    pub fn expect_digest(mut self, digest: Checkpoint) -> Self {
+        if digest.sequence_number == self.last.sequence_number && digest.entry_hash != self.last.entry_hash {
+            self.record_break(IntegrityBreak::DigestMismatch {
+                sequence: digest.sequence_number,
+                expected: digest.entry_hash,
+                found: self.last.entry_hash,
+            });
+        }
+        self.digest = Some(digest);
+        self
+    }
+
+    /// The first break so far, if any; once set, further records are ignored.
+    pub fn first_break(&self) -> Option<&IntegrityBreak> {
+        self.first_break.as_ref()
+    }
+
+    /// Checks one record. Returns `false` once a break is known (stop feeding).
+    pub fn feed(&mut self, record: &VerificationRecord) -> bool {
+        if self.first_break.is_some() {
+            return false;
+        }
+        let outcome = match record {
+            VerificationRecord::Entry(entry, transaction) => self.check_entry(entry, transaction.as_ref()),
+            VerificationRecord::OrphanTransaction(transaction) => {
+                Err(IntegrityBreak::TransactionWithoutEntry { transaction_id: transaction.transaction_id })
+            }
+        };
+        match outcome {
+            Ok(()) => true,
+            Err(found) => {
+                self.record_break(found);
+                false
+            }
+        }
+    }
+
+    /// Ends the run: checks the chain reached the head (and the digest).
+    pub fn finish(mut self) -> VerificationReport {
+        if self.first_break.is_none() && self.last != self.head.checkpoint() {
+            self.first_break = Some(self.head_mismatch());
+        }
+        if let Some(digest) = self.digest
+            && self.first_break.is_none()
+            && digest.sequence_number > self.last.sequence_number
+        {
+            self.first_break = Some(IntegrityBreak::DigestMismatch {
+                sequence: digest.sequence_number,
+                expected: digest.entry_hash,
+                found: EntryHash::GENESIS,
+            });
+        }
+        VerificationReport {
+            entries_checked: self.entries_checked,
+            verified: self.last,
+            head: self.head,
+            first_break: self.first_break,
+        }
+    }
+
+    fn record_break(&mut self, found: IntegrityBreak) {
+        if self.first_break.is_none() {
+            self.first_break = Some(found);
+        }
+    }
+
+    fn head_mismatch(&self) -> IntegrityBreak {
+        IntegrityBreak::HeadMismatch {
+            head_sequence: self.head.sequence_number,
+            head_hash: self.head.entry_hash,
+            last_sequence: self.last.sequence_number,
+            last_hash: self.last.entry_hash,
+        }
+    }
+
+    fn check_entry(
+        &mut self,
+        entry: &StoredEntry,
+        transaction: Option<&StoredTransaction>,
+    ) -> Result<(), IntegrityBreak> {
+        let sequence = entry.sequence_number;
+        let expected = self.last.sequence_number.saturating_add(1);
+        if sequence < expected {
+            return Err(IntegrityBreak::SequenceDuplicate { sequence, previous: self.last.sequence_number });
+        }
+        if sequence > expected {
+            return Err(IntegrityBreak::SequenceGap { expected, found: sequence });
+        }
+        if sequence > self.head.sequence_number {
+            return Err(IntegrityBreak::HeadMismatch {
+                head_sequence: self.head.sequence_number,
+                head_hash: self.head.entry_hash,
+                last_sequence: sequence,
+                last_hash: entry.entry_hash,
+            });
+        }
+        let Some(transaction) = transaction else {
+            return Err(IntegrityBreak::EntryWithoutTransaction {
+                sequence,
+                transaction_id: entry.transaction_id,
+            });
+        };
+        if entry.prev_hash != self.last.entry_hash {
+            return Err(IntegrityBreak::BrokenLink {
+                sequence,
+                stored_prev_hash: entry.prev_hash,
+                expected_prev_hash: self.last.entry_hash,
+            });
+        }
+        let recomputed = recompute_hash(entry, transaction);
+        if recomputed != entry.entry_hash {
+            return Err(IntegrityBreak::HashMismatch { sequence, stored: entry.entry_hash, recomputed });
+        }
+        self.entries_checked += 1;
+        self.last = Checkpoint { sequence_number: sequence, entry_hash: entry.entry_hash };
+        if sequence == self.head.sequence_number && entry.entry_hash != self.head.entry_hash {
+            return Err(self.head_mismatch());
+        }
+        if let Some(digest) = self.digest
+            && digest.sequence_number == sequence
+            && digest.entry_hash != entry.entry_hash
+        {
+            return Err(IntegrityBreak::DigestMismatch {
+                sequence,
+                expected: digest.entry_hash,
+                found: entry.entry_hash,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The v1 hash of a stored row, whatever values it holds.
+pub fn recompute_hash(entry: &StoredEntry, transaction: &StoredTransaction) -> EntryHash {
+    let content = EntryContent {
+        transaction_id: &entry.transaction_id,
+        amount: &transaction.amount,
+        currency: &transaction.currency,
+        occurred_at_micros: transaction.occurred_at_micros,
+        recorded_at_micros: entry.recorded_at_micros,
+        metadata: &transaction.metadata,
+    };
+    entry_hash_v1(&entry.prev_hash, entry.sequence_number, &content)
+}

@@ -1,0 +1,65 @@
+//! # invario-core
+//!
+//! The domain of Invario, a tamper-evident ledger: validated transaction types,
+//! the hash-chain format v1, the streaming integrity verifier, API keys, the
+//! storage **ports** adapters implement, the application services shells call,
+//! and in-memory adapters.
+//!
+//! This crate performs no I/O: no sockets, no files, no clock and no randomness
+//! it was not handed. Times come in as [`Timestamp`] arguments and randomness as
+//! a [`rand_core::CryptoRng`].
+//!
+//! ```
+//! use invario_core::{Ledger, MemoryLedger, Timestamp, Transaction};
+//! # futures_executor::block_on(async {
+//! let ledger = Ledger::new(MemoryLedger::new());
+//! let transaction = Transaction::from_json(&serde_json::json!({
+//!     "transaction_id": "0b6a5e0c-3f39-4c55-9c55-7e4c3f3d2a10",
+//!     "amount": "100.50",
+//!     "currency": "BRL",
+//! }))?;
+//! let now = Timestamp::parse_rfc3339("2023-10-27T10:00:00Z")?;
+//! let receipts = ledger.ingest(vec![transaction], now).await?;
+//! assert_eq!(receipts[0].entry.sequence_number, 1);
+//! assert!(ledger.verify_full(None, &mut |_| {}).await?.is_intact());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+pub mod amount;
+pub mod append;
+pub mod chain;
+pub mod currency;
+pub mod integrity;
+pub mod keys;
+pub mod memory;
+pub mod metadata;
+pub mod ports;
+pub mod service;
+pub mod timestamp;
+pub mod transaction;
+
+pub use amount::{Amount, AmountError};
+pub use append::{
+    AppendPlan, AppendSnapshot, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, ReceiptStatus,
+    RejectedItem, plan_append,
+};
+pub use chain::{
+    Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, encode_entry_v1, entry_hash_v1,
+};
+pub use currency::{Currency, CurrencyError};
+pub use integrity::{
+    IntegrityBreak, StoredEntry, StoredTransaction, VerificationRecord, VerificationReport, Verifier,
+};
+pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
+pub use memory::{MemoryKeyStore, MemoryLedger};
+pub use metadata::{Metadata, MetadataError};
+pub use ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+pub use service::{
+    AuthenticationError, EntriesPage, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError, Ledger,
+    MAX_PAGE_SIZE, PageError,
+};
+pub use timestamp::{Timestamp, TimestampError};
+pub use transaction::{
+    Transaction, TransactionErrors, TransactionFieldError, TransactionId, TransactionIdError,
+};

@@ -1,0 +1,206 @@
+//! In-memory adapters: the reference model every adapter is tested against, and
+//! a store embedders can use in their own tests. No I/O; safe to share across tasks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use uuid::Uuid;
+
+use crate::append::{AppendPlan, AppendSnapshot};
+use crate::chain::{LedgerEntry, LedgerHead};
+use crate::integrity::{StoredTransaction, VerificationRecord};
+use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::timestamp::Timestamp;
+use crate::transaction::TransactionId;
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    entries: Vec<LedgerEntry>,
+    position_of: HashMap<TransactionId, usize>,
+    head: Option<LedgerHead>,
+}
+
+impl LedgerState {
+    fn head(&self) -> LedgerHead {
+        self.head.unwrap_or(LedgerHead::EMPTY)
+    }
+}
+
+/// A ledger held in memory. Clones share the same ledger.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLedger {
+    state: Arc<Mutex<LedgerState>>,
+    append_lock: Arc<AsyncMutex<()>>,
+}
+
+impl MemoryLedger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        MemoryLedger::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An append in progress on a [`MemoryLedger`]; holds the append lock.
+#[derive(Debug)]
+pub struct MemoryAppend {
+    state: Arc<Mutex<LedgerState>>,
+    snapshot: AppendSnapshot,
+    _lock: OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl LedgerStore for MemoryLedger {
+    type Append = MemoryAppend;
+
+    async fn begin_append(&self, ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
+        let lock = Arc::clone(&self.append_lock).lock_owned().await;
+        let snapshot = {
+            let state = self.state();
+            let existing = ids
+                .iter()
+                .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
+                .collect();
+            AppendSnapshot { head: state.head(), existing }
+        };
+        Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
+    }
+
+    async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
+        let state = self.state();
+        Ok(state.position_of.get(&id).map(|&position| state.entries[position].clone()))
+    }
+
+    async fn head(&self) -> Result<LedgerHead, StoreError> {
+        Ok(self.state().head())
+    }
+
+    async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        let state = self.state();
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(state.entries.len());
+        Ok(state.entries[start..].iter().take(limit).cloned().collect())
+    }
+
+    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
+        // The model copies its snapshot; real adapters stream from the database.
+        let state = self.state();
+        let after = match sweep {
+            Sweep::Full => 0,
+            Sweep::After(sequence) => usize::try_from(sequence).unwrap_or(usize::MAX),
+        };
+        let mut items = vec![Ok(VerificationItem::Head(state.head()))];
+        items.extend(state.entries.iter().skip(after).map(|entry| {
+            let (stored_entry, stored_transaction) = StoredTransaction::of(entry);
+            Ok(VerificationItem::Record(VerificationRecord::Entry(stored_entry, Some(stored_transaction))))
+        }));
+        stream::iter(items).boxed()
+    }
+}
+
+#[async_trait]
+impl AppendSession for MemoryAppend {
+    fn snapshot(&self) -> &AppendSnapshot {
+        &self.snapshot
+    }
+
+    async fn commit(self, plan: &AppendPlan) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut position = state.head().checkpoint();
+        for entry in &plan.new_entries {
+            if entry.sequence_number != position.sequence_number + 1 || entry.prev_hash != position.entry_hash
+            {
+                return Err(StoreError::Contract(format!(
+                    "entry {} does not extend the locked head {}",
+                    entry.sequence_number, position.sequence_number
+                )));
+            }
+            if state.position_of.contains_key(&entry.transaction_id()) {
+                return Err(StoreError::Contract(format!(
+                    "transaction {} is stored already",
+                    entry.transaction_id()
+                )));
+            }
+            position = entry.checkpoint();
+        }
+        for entry in &plan.new_entries {
+            let position = state.entries.len();
+            state.position_of.insert(entry.transaction_id(), position);
+            state.entries.push(entry.clone());
+        }
+        state.head = Some(plan.new_head);
+        Ok(())
+    }
+}
+
+/// API keys held in memory. Clones share the same keys.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryKeyStore {
+    keys: Arc<Mutex<Vec<ApiKeyRecord>>>,
+}
+
+impl MemoryKeyStore {
+    /// No keys.
+    pub fn new() -> Self {
+        MemoryKeyStore::default()
+    }
+
+    fn keys(&self) -> MutexGuard<'_, Vec<ApiKeyRecord>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn revoke_where(&self, at: Timestamp, matches: impl Fn(&ApiKeyRecord) -> bool) -> u64 {
+        let mut revoked = 0;
+        for record in self.keys().iter_mut().filter(|record| record.revoked_at.is_none() && matches(record)) {
+            record.revoked_at = Some(at);
+            revoked += 1;
+        }
+        revoked
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn insert_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut keys = self.keys();
+        if keys.iter().any(|existing| existing.id == record.id || existing.key_hash == record.key_hash) {
+            return Err(StoreError::Contract("a key with this id or hash exists already".into()));
+        }
+        keys.push(record.clone());
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.keys().iter().find(|record| record.key_hash == *hash).cloned())
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, at: Timestamp) -> Result<u64, StoreError> {
+        Ok(self.revoke_where(at, |record| record.owner == *owner))
+    }
+
+    async fn revoke_prefix(&self, prefix: &str, at: Timestamp) -> Result<u64, StoreError> {
+        Ok(self.revoke_where(at, |record| record.prefix == prefix))
+    }
+
+    async fn list_keys(&self, owner: Option<&Owner>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .keys()
+            .iter()
+            .filter(|record| owner.is_none_or(|owner| record.owner == *owner))
+            .cloned()
+            .collect())
+    }
+
+    async fn touch_last_used(&self, id: Uuid, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(record) = self.keys().iter_mut().find(|record| record.id == id) {
+            record.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! The ports: what the core needs from storage, as async traits adapters implement.
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use uuid::Uuid;
+
+use crate::append::{AppendPlan, AppendSnapshot};
+use crate::chain::{LedgerEntry, LedgerHead};
+use crate::integrity::VerificationRecord;
+use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::timestamp::Timestamp;
+use crate::transaction::TransactionId;
+
+/// Any error an adapter's backend raises.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in an adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (connection refused, pool timed out, …).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The backend refused or failed the operation.
+    #[error("the database failed the operation: {0}")]
+    Backend(#[source] BoxError),
+    /// A stored row cannot be turned back into domain values.
+    #[error("a stored row cannot be read: {0}")]
+    Corrupt(String),
+    /// The adapter was handed something the port forbids (a bug, not bad input).
+    #[error("storage contract violated: {0}")]
+    Contract(String),
+}
+
+/// Which part of the ledger a verification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Every entry, then every transaction without an entry.
+    Full,
+    /// Only entries with a sequence number above this one.
+    After(u64),
+}
+
+/// One item of a verification stream: the head first, then the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerificationItem {
+    /// The head, read in the same snapshot as the records that follow.
+    Head(LedgerHead),
+    /// A row to check.
+    Record(VerificationRecord),
+}
+
+/// Storage for the ledger.
+///
+/// Appends follow one shape so the rules stay in the core: the adapter locks
+/// the head and reads the already stored entries for the batch's ids
+/// ([`begin_append`](LedgerStore::begin_append)); the core plans the append
+/// (idempotency, conflicts, hashes); the adapter writes the plan and commits
+/// ([`AppendSession::commit`]), or rolls back when the session is dropped.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// An open, exclusive append.
+    type Append: AppendSession;
+
+    /// Locks the head (other appends wait) and reads what the plan needs.
+    async fn begin_append(&self, ids: &[TransactionId]) -> Result<Self::Append, StoreError>;
+
+    /// The entry recording transaction `id`, if any.
+    async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError>;
+
+    /// The current head.
+    async fn head(&self) -> Result<LedgerHead, StoreError>;
+
+    /// Up to `limit` entries with sequence numbers above `after`, ascending.
+    async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Streams the head, then the rows of `sweep` (see [`VerificationRecord`]
+    /// for the order), all from one consistent snapshot, without loading the
+    /// ledger into memory.
+    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>>;
+}
+
+/// An append holding the head lock.
+#[async_trait]
+pub trait AppendSession: Send {
+    /// The head and existing entries read under the lock.
+    fn snapshot(&self) -> &AppendSnapshot;
+
+    /// Writes the plan's new entries, moves the head, and makes it durable.
+    /// Dropping the session instead rolls everything back.
+    async fn commit(self, plan: &AppendPlan) -> Result<(), StoreError>;
+}
+
+/// Storage for API keys. Only hashes are ever handed to it.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key.
+    async fn insert_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The key with this hash, if any.
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Revokes every key of `owner` not yet revoked; returns how many.
+    async fn revoke_owner(&self, owner: &Owner, at: Timestamp) -> Result<u64, StoreError>;
+
+    /// Revokes the key with this display prefix if not yet revoked; returns how many.
+    async fn revoke_prefix(&self, prefix: &str, at: Timestamp) -> Result<u64, StoreError>;
+
+    /// Every key, or those of one owner, oldest first.
+    async fn list_keys(&self, owner: Option<&Owner>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Records that key `id` was used at `at`.
+    async fn touch_last_used(&self, id: Uuid, at: Timestamp) -> Result<(), StoreError>;
+}

@@ -1,0 +1,351 @@
+//! Application services generic over the ports: what the HTTP and CLI shells call.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::StreamExt;
+use rand_core::CryptoRng;
+
+use crate::append::{BatchRejection, MAX_BATCH_SIZE, Receipt, plan_append};
+use crate::chain::{Checkpoint, LedgerEntry, LedgerHead};
+use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
+use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
+use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::timestamp::Timestamp;
+use crate::transaction::{Transaction, TransactionId};
+
+/// Most entries one page of `entries_after` returns.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+
+/// Why an ingest did not record anything.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A batch with no items.
+    #[error("transactions must hold at least one item")]
+    EmptyBatch,
+    /// More than [`MAX_BATCH_SIZE`] items.
+    #[error("transactions may hold at most 10000 items (got {0})")]
+    BatchTooLarge(usize),
+    /// Some items are invalid or conflict; every one is listed.
+    #[error(transparent)]
+    Rejected(#[from] BatchRejection),
+    /// The chain is known to be broken; nothing may be added on top of it.
+    #[error(
+        "the ledger is quarantined because verification found a break ({0}); writes are refused until it verifies again"
+    )]
+    Quarantined(IntegrityBreak),
+    /// Storage failed; nothing was recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a page request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// `limit` outside 1..=[`MAX_PAGE_SIZE`].
+    #[error("limit must be between 1 and 1000 (got {0})")]
+    LimitOutOfRange(usize),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of entries and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntriesPage {
+    /// Entries in ascending sequence order.
+    pub entries: Vec<LedgerEntry>,
+    /// The `after` to ask for next, or `None` when this page reached the head.
+    pub next_after: Option<u64>,
+}
+
+/// What the service knows about the chain's integrity right now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IntegrityStatus {
+    /// The last position verified intact (where incremental runs resume).
+    pub verified: Option<Checkpoint>,
+    /// The break found by the latest run, if it found one.
+    pub broken: Option<IntegrityBreak>,
+}
+
+impl IntegrityStatus {
+    /// Healthy means verified at least once and no known break.
+    pub fn is_healthy(&self) -> bool {
+        self.verified.is_some() && self.broken.is_none()
+    }
+}
+
+/// The ledger service: ingest, read and verify, with quarantine.
+///
+/// Once a verification finds a break, every write is refused until a *full*
+/// verification passes again (an incremental run only looks at new rows, so it
+/// cannot clear a break found in old ones).
+#[derive(Debug)]
+pub struct Ledger<S> {
+    store: S,
+    integrity: Arc<Mutex<IntegrityStatus>>,
+}
+
+impl<S: LedgerStore> Ledger<S> {
+    /// Wraps a store. Integrity is unknown (not healthy) until the first verification.
+    pub fn new(store: S) -> Self {
+        Ledger { store, integrity: Arc::default() }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Appends a batch atomically and returns one receipt per item, in order.
+    pub async fn ingest(&self, batch: Vec<Transaction>, now: Timestamp) -> Result<Vec<Receipt>, IngestError> {
+        if batch.is_empty() {
+            return Err(IngestError::EmptyBatch);
+        }
+        if batch.len() > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(batch.len()));
+        }
+        if let Some(found) = self.integrity().broken {
+            return Err(IngestError::Quarantined(found));
+        }
+        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
+        let session = self.store.begin_append(&ids).await?;
+        let plan = plan_append(session.snapshot(), batch, now)?;
+        if !plan.new_entries.is_empty() {
+            session.commit(&plan).await?;
+        }
+        Ok(plan.receipts)
+    }
+
+    /// Parses client JSON items, then ingests them; any invalid item rejects the batch.
+    pub async fn ingest_json(
+        &self,
+        items: &[serde_json::Value],
+        now: Timestamp,
+    ) -> Result<Vec<Receipt>, IngestError> {
+        if items.len() > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(items.len()));
+        }
+        let mut batch = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match Transaction::from_json(item) {
+                Ok(transaction) => batch.push(transaction),
+                Err(errors) => failures.push((index, errors)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(BatchRejection::from_invalid(failures).into());
+        }
+        self.ingest(batch, now).await
+    }
+
+    /// The entry recording transaction `id`.
+    pub async fn entry(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
+        self.store.entry_by_id(id).await
+    }
+
+    /// The current head.
+    pub async fn head(&self) -> Result<LedgerHead, StoreError> {
+        self.store.head().await
+    }
+
+    /// A page of entries after `after`, for auditors re-verifying from outside.
+    pub async fn entries_after(&self, after: u64, limit: usize) -> Result<EntriesPage, PageError> {
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(PageError::LimitOutOfRange(limit));
+        }
+        let entries = self.store.entries_after(after, limit).await?;
+        let next_after = match entries.last() {
+            Some(last) if entries.len() == limit => Some(last.sequence_number),
+            _ => None,
+        };
+        Ok(EntriesPage { entries, next_after })
+    }
+
+    /// What the latest verifications found.
+    pub fn integrity(&self) -> IntegrityStatus {
+        self.integrity.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Verifies every entry and every transaction; `digest`, when given, must
+    /// still lie on the chain. `progress` is called with the running count.
+    pub async fn verify_full(
+        &self,
+        digest: Option<Checkpoint>,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<VerificationReport, StoreError> {
+        let report = self.run_verification(Sweep::Full, None, digest, progress).await?;
+        let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);
+        status.broken = report.first_break.clone();
+        if report.is_intact() {
+            status.verified = Some(report.verified);
+        }
+        Ok(report)
+    }
+
+    /// Verifies only the entries added since the last intact verification
+    /// (everything, if there was none).
+    pub async fn verify_incremental(&self) -> Result<VerificationReport, StoreError> {
+        let resume_from = self.integrity().verified;
+        let sweep = match resume_from {
+            Some(checkpoint) => Sweep::After(checkpoint.sequence_number),
+            None => Sweep::Full,
+        };
+        let report = self.run_verification(sweep, resume_from, None, &mut |_| {}).await?;
+        let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);
+        match &report.first_break {
+            Some(found) => status.broken = Some(found.clone()),
+            None if resume_from.is_none() => {
+                status.broken = None;
+                status.verified = Some(report.verified);
+            }
+            None if status.broken.is_none() => status.verified = Some(report.verified),
+            None => {}
+        }
+        Ok(report)
+    }
+
+    async fn run_verification(
+        &self,
+        sweep: Sweep,
+        resume_from: Option<Checkpoint>,
+        digest: Option<Checkpoint>,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<VerificationReport, StoreError> {
+        const PROGRESS_EVERY: u64 = 10_000;
+        let mut stream = self.store.verification_stream(sweep);
+        let head = match stream.next().await {
+            Some(Ok(VerificationItem::Head(head))) => head,
+            Some(Err(error)) => return Err(error),
+            _ => return Err(StoreError::Contract("a verification stream must begin with the head".into())),
+        };
+        let mut verifier = Verifier::resume(head, resume_from.unwrap_or(Checkpoint::GENESIS));
+        if let Some(digest) = digest {
+            verifier = verifier.expect_digest(digest);
+        }
+        let mut seen: u64 = 0;
+        while let Some(item) = stream.next().await {
+            match item? {
+                VerificationItem::Record(record) => {
+                    seen += 1;
+                    if seen % PROGRESS_EVERY == 0 {
+                        progress(seen);
+                    }
+                    if !verifier.feed(&record) {
+                        break;
+                    }
+                }
+                VerificationItem::Head(_) => {
+                    return Err(StoreError::Contract(
+                        "a verification stream yields the head once, first".into(),
+                    ));
+                }
+            }
+        }
+        let report = verifier.finish();
+        progress(report.entries_checked);
+        Ok(report)
+    }
+}
+
+/// Why a key administration command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyAdminError {
+    /// Bad owner.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    /// Bad scopes JSON.
+    #[error(transparent)]
+    Scopes(#[from] ScopesError),
+    /// An expiry not after the creation time.
+    #[error("expires_at must be in the future")]
+    ExpiryInThePast,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a request could not be authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticationError {
+    /// The key is missing, malformed, unknown, revoked, expired or lacks the scope.
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+    /// Storage failed, so no decision could be made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Key administration and request authentication over a [`KeyStore`].
+#[derive(Debug)]
+pub struct KeyAdmin<K> {
+    store: K,
+}
+
+impl<K: KeyStore> KeyAdmin<K> {
+    /// Wraps a store.
+    pub fn new(store: K) -> Self {
+        KeyAdmin { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &K {
+        &self.store
+    }
+
+    /// Creates a key; the returned secret is the only time it exists in full.
+    pub async fn create_key<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        owner: &str,
+        scopes_json: &str,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(ApiKeySecret, ApiKeyRecord), KeyAdminError> {
+        let owner = Owner::parse(owner)?;
+        let scopes = Scopes::parse_json(scopes_json)?;
+        if expires_at.is_some_and(|expiry| expiry <= now) {
+            return Err(KeyAdminError::ExpiryInThePast);
+        }
+        let secret = ApiKeySecret::generate(rng);
+        let mut id_bytes = [0u8; 16];
+        rng.fill_bytes(&mut id_bytes);
+        let id = uuid::Builder::from_random_bytes(id_bytes).into_uuid();
+        let record = ApiKeyRecord::new(id, &secret, owner, scopes, now, expires_at);
+        self.store.insert_key(&record).await?;
+        Ok((secret, record))
+    }
+
+    /// Decides whether the presented key may perform `scope` now, and notes its use.
+    pub async fn authenticate(
+        &self,
+        presented: Option<&str>,
+        scope: Scope,
+        now: Timestamp,
+    ) -> Result<ApiKeyRecord, AuthenticationError> {
+        let secret = ApiKeySecret::parse(presented.ok_or(AuthError::Missing)?).map_err(AuthError::from)?;
+        let record = self.store.key_by_hash(&secret.hash()).await?.ok_or(AuthError::Unknown)?;
+        record.authorize(scope, now)?;
+        if record.needs_last_used_touch(now) {
+            self.store.touch_last_used(record.id, now).await?;
+        }
+        Ok(record)
+    }
+
+    /// Revokes every unrevoked key of `owner`; returns how many.
+    pub async fn revoke_owner(&self, owner: &str, now: Timestamp) -> Result<u64, KeyAdminError> {
+        let owner = Owner::parse(owner)?;
+        Ok(self.store.revoke_owner(&owner, now).await?)
+    }
+
+    /// Revokes one key by its display prefix; returns how many (0 or 1).
+    pub async fn revoke_prefix(&self, prefix: &str, now: Timestamp) -> Result<u64, KeyAdminError> {
+        Ok(self.store.revoke_prefix(prefix.trim(), now).await?)
+    }
+
+    /// Lists keys (never secrets), optionally of one owner.
+    pub async fn list(&self, owner: Option<&str>) -> Result<Vec<ApiKeyRecord>, KeyAdminError> {
+        let owner = owner.map(Owner::parse).transpose()?;
+        Ok(self.store.list_keys(owner.as_ref()).await?)
+    }
+}

@@ -1,0 +1,1 @@
+//! The warp HTTP ingestion service (filled in by the HTTP issue).

@@ -1,0 +1,1 @@
+//! PostgreSQL adapter for the invario-core ports (filled in by the PostgreSQL issue).

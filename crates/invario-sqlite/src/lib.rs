@@ -1,0 +1,1 @@
+//! SQLite adapter for the invario-core ports, the embedded default (filled in by the SQLite issue).

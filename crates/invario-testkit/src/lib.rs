@@ -1,0 +1,1 @@
+//! Test support: contract suite for adapters, proptest strategies, database harness, tamper helpers.
