@@ -36,8 +36,13 @@ pub mod memory;
 pub mod metadata;
 pub mod ports;
 pub mod service;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategies;
 pub mod timestamp;
 pub mod transaction;
+
+#[cfg(test)]
+mod properties;
 
 pub use amount::{Amount, AmountError};
 pub use append::{

@@ -46,6 +46,17 @@ impl MemoryLedger {
     fn state(&self) -> MutexGuard<'_, LedgerState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Edits stored entries behind the ledger's back, as an attacker with
+    /// database access would: for tests of verification and quarantine only.
+    /// The head is left as it was.
+    pub fn tamper_entries(&self, edit: impl FnOnce(&mut Vec<LedgerEntry>)) {
+        let mut state = self.state();
+        edit(&mut state.entries);
+        let positions =
+            state.entries.iter().enumerate().map(|(position, entry)| (entry.transaction_id(), position));
+        state.position_of = positions.collect();
+    }
 }
 
 /// An append in progress on a [`MemoryLedger`]; holds the append lock.

@@ -1,0 +1,193 @@
+//! The application services over the memory adapters, as shells use them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use futures_executor::block_on;
+use invario_core::{
+    Amount, AuthError, AuthenticationError, IngestError, KeyAdmin, KeyAdminError, Ledger, MemoryKeyStore,
+    MemoryLedger, PageError, ReceiptStatus, Scope, Timestamp, Transaction,
+};
+use rand_core::{OsRng, TryRngCore};
+use serde_json::json;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_micros(1_700_000_000_000_000 + seconds * 1_000_000).unwrap()
+}
+
+fn transaction(n: u128, amount: &str) -> Transaction {
+    Transaction::from_json(&json!({
+        "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": amount, "currency": "BRL",
+    }))
+    .unwrap()
+}
+
+#[test]
+fn same_id_same_content_replays_and_other_content_conflicts() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        let created = ledger.ingest(vec![transaction(1, "100.50")], at(0)).await.unwrap();
+        assert_eq!(created[0].status, ReceiptStatus::Created);
+        let replayed = ledger.ingest(vec![transaction(1, "100.50")], at(9)).await.unwrap();
+        assert_eq!(replayed[0].status, ReceiptStatus::Replayed);
+        assert_eq!(replayed[0].entry, created[0].entry);
+
+        let error = ledger.ingest(vec![transaction(1, "100.5")], at(10)).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "batch rejected: 1 item(s) refused; nothing was written",
+            "the scale is content: 100.5 is not 100.50"
+        );
+        let IngestError::Rejected(rejection) = error else { unreachable!() };
+        assert_eq!(
+            rejection.items[0].problem.to_string(),
+            "transaction_id 00000000-0000-0000-0000-000000000001 is already recorded at sequence 1 with different content"
+        );
+        assert_eq!(ledger.head().await.unwrap().sequence_number, 1);
+    });
+}
+
+#[test]
+fn batches_are_bounded() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        assert!(matches!(ledger.ingest(vec![], at(0)).await, Err(IngestError::EmptyBatch)));
+        let too_many: Vec<_> = (1..=10_001).map(|n| transaction(n, "1")).collect();
+        let error = ledger.ingest(too_many, at(0)).await.unwrap_err();
+        assert_eq!(error.to_string(), "transactions may hold at most 10000 items (got 10001)");
+    });
+}
+
+#[test]
+fn recorded_time_never_goes_backwards_when_the_clock_does() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        ledger.ingest(vec![transaction(1, "1")], at(100)).await.unwrap();
+        let later = ledger.ingest(vec![transaction(2, "1")], at(50)).await.unwrap();
+        assert_eq!(later[0].entry.recorded_at, at(100));
+    });
+}
+
+#[test]
+fn pages_of_entries_walk_the_whole_ledger() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        ledger.ingest((1..=5).map(|n| transaction(n, "1")).collect(), at(0)).await.unwrap();
+        let first = ledger.entries_after(0, 2).await.unwrap();
+        assert_eq!(first.entries.iter().map(|e| e.sequence_number).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(first.next_after, Some(2));
+        let last = ledger.entries_after(4, 2).await.unwrap();
+        assert_eq!(last.entries.len(), 1);
+        assert_eq!(last.next_after, None);
+        let error = ledger.entries_after(0, 1001).await.unwrap_err();
+        assert!(matches!(error, PageError::LimitOutOfRange(1001)));
+        assert_eq!(error.to_string(), "limit must be between 1 and 1000 (got 1001)");
+    });
+}
+
+#[test]
+fn a_break_quarantines_writes_until_a_full_verification_passes() {
+    block_on(async {
+        let store = MemoryLedger::new();
+        let ledger = Ledger::new(store.clone());
+        assert!(!ledger.integrity().is_healthy(), "unknown until verified once");
+        ledger.ingest((1..=3).map(|n| transaction(n, "10.00")).collect(), at(0)).await.unwrap();
+        assert!(ledger.verify_incremental().await.unwrap().is_intact());
+        assert!(ledger.integrity().is_healthy());
+
+        let mut original = Vec::new();
+        store.tamper_entries(|entries| {
+            original = entries.clone();
+            entries[1].transaction.amount = Amount::parse("99999.00").unwrap();
+        });
+        let report = ledger.verify_full(None, &mut |_| {}).await.unwrap();
+        let found = report.first_break.unwrap();
+        assert_eq!(found.kind(), "hash_mismatch");
+        assert!(found.to_string().starts_with("hash mismatch at sequence 2: stored "), "{found}");
+        assert!(!ledger.integrity().is_healthy());
+
+        let refused = ledger.ingest(vec![transaction(4, "1")], at(1)).await.unwrap_err();
+        assert!(matches!(refused, IngestError::Quarantined(_)));
+        assert!(refused.to_string().contains("hash mismatch at sequence 2"));
+        assert!(ledger.verify_incremental().await.unwrap().is_intact(), "new rows are fine");
+        assert!(!ledger.integrity().is_healthy(), "an incremental run cannot lift the quarantine");
+
+        store.tamper_entries(|entries| *entries = original);
+        assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        assert!(ledger.integrity().is_healthy());
+        ledger.ingest(vec![transaction(4, "1")], at(1)).await.unwrap();
+    });
+}
+
+#[test]
+fn incremental_verification_catches_a_truncated_tail() {
+    block_on(async {
+        let store = MemoryLedger::new();
+        let ledger = Ledger::new(store.clone());
+        ledger.ingest((1..=3).map(|n| transaction(n, "1")).collect(), at(0)).await.unwrap();
+        ledger.verify_incremental().await.unwrap();
+        ledger.ingest((4..=6).map(|n| transaction(n, "1")).collect(), at(1)).await.unwrap();
+        store.tamper_entries(|entries| {
+            entries.pop();
+        });
+        let found = ledger.verify_incremental().await.unwrap().first_break.unwrap();
+        assert_eq!(found.kind(), "head_mismatch");
+        assert_eq!(found.sequence(), Some(6));
+        assert!(matches!(
+            ledger.ingest(vec![transaction(7, "1")], at(2)).await,
+            Err(IngestError::Quarantined(_))
+        ));
+    });
+}
+
+#[test]
+fn keys_authenticate_until_revoked_and_only_for_their_scopes() {
+    block_on(async {
+        let admin = KeyAdmin::new(MemoryKeyStore::new());
+        let mut rng = OsRng.unwrap_err();
+        let (writer, record) =
+            admin.create_key(&mut rng, "ClientName", r#"{"write": true}"#, None, at(0)).await.unwrap();
+        assert!(writer.expose().starts_with("inv_live_"));
+        assert_eq!(record.prefix, &writer.expose()[..17]);
+
+        let authenticated = admin.authenticate(Some(writer.expose()), Scope::Write, at(1)).await.unwrap();
+        assert_eq!(authenticated.owner.as_str(), "ClientName");
+        assert_eq!(admin.list(None).await.unwrap()[0].last_used_at, Some(at(1)));
+        let forbidden = admin.authenticate(Some(writer.expose()), Scope::Read, at(1)).await.unwrap_err();
+        assert!(matches!(forbidden, AuthenticationError::Refused(ref e) if e.is_forbidden()));
+
+        let missing = admin.authenticate(None, Scope::Write, at(1)).await.unwrap_err();
+        assert!(matches!(missing, AuthenticationError::Refused(AuthError::Missing)));
+        let unknown = format!("inv_live_{}", "A".repeat(32));
+        let refused = admin.authenticate(Some(&unknown), Scope::Write, at(1)).await.unwrap_err();
+        assert!(matches!(refused, AuthenticationError::Refused(AuthError::Unknown)));
+
+        admin.create_key(&mut rng, "ClientName", r#"{"read": true}"#, None, at(0)).await.unwrap();
+        admin.create_key(&mut rng, "Other", r#"{"read": true}"#, None, at(0)).await.unwrap();
+        assert_eq!(admin.revoke_owner("ClientName", at(2)).await.unwrap(), 2);
+        assert_eq!(admin.revoke_owner("ClientName", at(3)).await.unwrap(), 0);
+        let revoked = admin.authenticate(Some(writer.expose()), Scope::Write, at(2)).await.unwrap_err();
+        assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })));
+        assert_eq!(admin.list(Some("Other")).await.unwrap().len(), 1);
+        let other = &admin.list(Some("Other")).await.unwrap()[0];
+        assert_eq!(admin.revoke_prefix(&other.prefix, at(4)).await.unwrap(), 1);
+    });
+}
+
+#[test]
+fn keys_expire_and_bad_input_creates_nothing() {
+    block_on(async {
+        let admin = KeyAdmin::new(MemoryKeyStore::new());
+        let mut rng = OsRng.unwrap_err();
+        let (key, _) =
+            admin.create_key(&mut rng, "Temp", r#"{"read": true}"#, Some(at(10)), at(0)).await.unwrap();
+        assert!(admin.authenticate(Some(key.expose()), Scope::Read, at(9)).await.is_ok());
+        let expired = admin.authenticate(Some(key.expose()), Scope::Read, at(10)).await.unwrap_err();
+        assert!(matches!(expired, AuthenticationError::Refused(AuthError::Expired { .. })));
+
+        let bad_scopes =
+            admin.create_key(&mut rng, "X", r#"{"admin": true}"#, None, at(0)).await.unwrap_err();
+        assert!(matches!(bad_scopes, KeyAdminError::Scopes(_)));
+        let no_owner = admin.create_key(&mut rng, " ", r#"{"read": true}"#, None, at(0)).await.unwrap_err();
+        assert_eq!(no_owner.to_string(), "owner must not be empty");
+        assert_eq!(admin.list(None).await.unwrap().len(), 1);
+    });
+}
