@@ -1,1 +1,106 @@
-//! PostgreSQL adapter for the invario-core ports (filled in by the PostgreSQL issue).
+//! # invario-postgres
+//!
+//! The production adapter: both `invario-core` ports on a PostgreSQL pool.
+//! It translates rows and holds no rule: appends lock the head row, read the
+//! already stored ids, let the core plan, then insert with multi-row `UNNEST`
+//! statements and move the head — one database transaction.
+
+mod keys;
+mod ledger;
+mod rows;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use keys::PgKeyStore;
+pub use ledger::{PgAppend, PgLedger};
+pub use sqlx::PgPool;
+
+/// The schema migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Connections a pool opens at most, unless the caller says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+/// How long a caller waits for a pooled connection before the database counts as unavailable.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why connecting or migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgSetupError {
+    /// The URL is not a PostgreSQL URL.
+    #[error("the database URL is malformed ({0}); expected postgres://user:password@host:5432/database")]
+    MalformedUrl(String),
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query about the schema failed.
+    #[error("cannot read the schema version: {0}")]
+    Query(#[source] sqlx::Error),
+}
+
+/// A migration, as reported to the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationInfo {
+    /// Version number (the file name's prefix).
+    pub version: i64,
+    /// What it does (the file name's rest).
+    pub description: String,
+}
+
+/// Opens a pool on `url` (`postgres://…`), checking the server answers.
+pub async fn connect(url: &str) -> Result<PgPool, PgSetupError> {
+    connect_with(url, DEFAULT_MAX_CONNECTIONS).await
+}
+
+/// Like [`connect`] with a chosen pool size.
+pub async fn connect_with(url: &str, max_connections: u32) -> Result<PgPool, PgSetupError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(PgSetupError::MalformedUrl("it must start with postgres:// or postgresql://".into()));
+    }
+    let options =
+        PgConnectOptions::from_str(url).map_err(|error| PgSetupError::MalformedUrl(error.to_string()))?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(PgSetupError::Connect)
+}
+
+/// Applies every pending migration; returns the ones applied now (empty when up to date).
+pub async fn migrate(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgSetupError> {
+    let pending = pending_migrations(pool).await?;
+    MIGRATOR.run(pool).await?;
+    Ok(pending)
+}
+
+/// Migrations embedded in this build that the database has not applied yet.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgSetupError> {
+    let table_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(PgSetupError::Query)?;
+    let applied: Vec<i64> = if table_exists {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(PgSetupError::Query)?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| {
+            migration.migration_type.is_up_migration() && !applied.contains(&migration.version)
+        })
+        .map(|migration| MigrationInfo {
+            version: migration.version,
+            description: migration.description.to_string(),
+        })
+        .collect())
+}

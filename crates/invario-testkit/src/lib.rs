@@ -1,1 +1,44 @@
-//! Test support: contract suite for adapters, proptest strategies, database harness, tamper helpers.
+//! # invario-testkit
+//!
+//! Test support for Invario adapters and shells (a dev-dependency only):
+//!
+//! * [`contract`] — the adapter contract suite, including a model-based
+//!   property test against the memory model; use [`ledger_store_contract_tests!`]
+//!   and [`key_store_contract_tests!`];
+//! * [`strategies`] — proptest strategies for valid and invalid transactions;
+//! * [`harness`] — a fresh, migrated PostgreSQL database per test, found via
+//!   `INVARIO_TEST_DATABASE_URL`, a throwaway local cluster, or testcontainers;
+//! * [`tamper`] — edits that bypass the append-only triggers, as an attacker would;
+//! * the memory adapters, re-exported.
+
+// Test support: a failed expectation must panic loudly, as in a test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod contract;
+pub mod harness;
+pub mod tamper;
+
+pub use invario_core::strategies;
+pub use invario_core::{MemoryKeyStore, MemoryLedger};
+
+/// A fresh memory ledger, in the `(store, guard)` shape the contract suite takes.
+pub async fn fresh_memory_ledger() -> (MemoryLedger, ()) {
+    (MemoryLedger::new(), ())
+}
+
+/// A fresh memory key store, in the `(store, guard)` shape the contract suite takes.
+pub async fn fresh_memory_key_store() -> (MemoryKeyStore, ()) {
+    (MemoryKeyStore::new(), ())
+}
+
+/// A PostgreSQL ledger on a fresh test database, in the contract suite's shape.
+pub async fn fresh_pg_ledger() -> (invario_postgres::PgLedger, harness::TestDatabase) {
+    let database = harness::fresh_database().await;
+    (invario_postgres::PgLedger::new(database.pool().clone()), database)
+}
+
+/// A PostgreSQL key store on a fresh test database, in the contract suite's shape.
+pub async fn fresh_pg_key_store() -> (invario_postgres::PgKeyStore, harness::TestDatabase) {
+    let database = harness::fresh_database().await;
+    (invario_postgres::PgKeyStore::new(database.pool().clone()), database)
+}

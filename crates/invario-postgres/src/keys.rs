@@ -1,0 +1,137 @@
+//! The key store port on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use invario_core::{ApiKeyRecord, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::rows::{store_error, timestamp, to_datetime};
+
+/// API keys on a PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct PgKeyStore {
+    pool: PgPool,
+}
+
+impl PgKeyStore {
+    /// A store on `pool` (migrated).
+    pub fn new(pool: PgPool) -> Self {
+        PgKeyStore { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    owner: String,
+    prefix: String,
+    key_hash: Vec<u8>,
+    scopes: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+const KEY_COLUMNS: &str =
+    "id, owner, prefix, key_hash, scopes::text AS scopes, created_at, expires_at, revoked_at, last_used_at";
+
+impl KeyRow {
+    fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("api key {}: {what}", self.prefix));
+        let key_hash = <[u8; 32]>::try_from(self.key_hash.as_slice())
+            .map_err(|_| corrupt("key_hash is not 32 bytes".into()))?;
+        Ok(ApiKeyRecord {
+            id: self.id,
+            owner: Owner::parse(&self.owner).map_err(|e| corrupt(e.to_string()))?,
+            key_hash: KeyHash(key_hash),
+            scopes: serde_json::from_str::<Scopes>(&self.scopes).map_err(|e| corrupt(e.to_string()))?,
+            created_at: timestamp(self.created_at)?,
+            expires_at: self.expires_at.map(timestamp).transpose()?,
+            revoked_at: self.revoked_at.map(timestamp).transpose()?,
+            last_used_at: self.last_used_at.map(timestamp).transpose()?,
+            prefix: self.prefix,
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgKeyStore {
+    async fn insert_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, owner, prefix, key_hash, scopes, created_at, expires_at, revoked_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)",
+        )
+        .bind(record.id)
+        .bind(record.owner.as_str())
+        .bind(&record.prefix)
+        .bind(record.key_hash.0.as_slice())
+        .bind(record.scopes.to_json())
+        .bind(to_datetime(record.created_at))
+        .bind(record.expires_at.map(to_datetime))
+        .bind(record.revoked_at.map(to_datetime))
+        .bind(record.last_used_at.map(to_datetime))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        )))
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .map(KeyRow::into_record)
+        .transpose()
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, at: Timestamp) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE owner = $1 AND revoked_at IS NULL")
+                .bind(owner.as_str())
+                .bind(to_datetime(at))
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn revoke_prefix(&self, prefix: &str, at: Timestamp) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE prefix = $1 AND revoked_at IS NULL")
+                .bind(prefix)
+                .bind(to_datetime(at))
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn list_keys(&self, owner: Option<&Owner>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at, id"
+        )))
+        .bind(owner.map(Owner::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(KeyRow::into_record)
+        .collect()
+    }
+
+    async fn touch_last_used(&self, id: Uuid, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(to_datetime(at))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}

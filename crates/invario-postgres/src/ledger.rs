@@ -1,0 +1,261 @@
+//! The ledger port on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt};
+use invario_core::{
+    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerStore, StoreError, StoredEntry,
+    StoredTransaction, Sweep, TransactionId, VerificationItem, VerificationRecord,
+};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::rows::{
+    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, stored_metadata, timestamp,
+    to_datetime, to_sequence,
+};
+
+/// The ledger store on a PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct PgLedger {
+    pool: PgPool,
+}
+
+impl PgLedger {
+    /// A store on `pool` (migrated: see [`crate::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        PgLedger { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// An append holding the head row lock inside an open database transaction.
+/// Dropping it rolls back.
+#[derive(Debug)]
+pub struct PgAppend {
+    transaction: Transaction<'static, Postgres>,
+    snapshot: AppendSnapshot,
+}
+
+const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
+
+fn head_from_row(row: &sqlx::postgres::PgRow) -> Result<LedgerHead, StoreError> {
+    let recorded_at: Option<DateTime<Utc>> = row.try_get("recorded_at").map_err(store_error)?;
+    Ok(LedgerHead {
+        sequence_number: sequence(row.try_get("sequence_number").map_err(store_error)?)?,
+        entry_hash: hash(&row.try_get::<Vec<u8>, _>("entry_hash").map_err(store_error)?)?,
+        recorded_at: recorded_at.map(timestamp).transpose()?,
+    })
+}
+
+#[async_trait]
+impl LedgerStore for PgLedger {
+    type Append = PgAppend;
+
+    async fn begin_append(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let head_row =
+            sqlx::query("SELECT sequence_number, entry_hash, recorded_at FROM ledger_head FOR UPDATE")
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        let head = head_from_row(&head_row)?;
+        let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
+             WHERE e.transaction_id = ANY($1)"
+        )))
+        .bind(&uuids)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(EntryRow::into_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(PgAppend { transaction, snapshot: AppendSnapshot { head, existing } })
+    }
+
+    async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
+        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
+             WHERE e.transaction_id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .map(EntryRow::into_entry)
+        .transpose()
+    }
+
+    async fn head(&self) -> Result<LedgerHead, StoreError> {
+        let row = sqlx::query(SELECT_HEAD).fetch_one(&self.pool).await.map_err(store_error)?;
+        head_from_row(&row)
+    }
+
+    async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
+             WHERE e.sequence_number > $1 ORDER BY e.sequence_number LIMIT $2"
+        )))
+        .bind(to_sequence(after)?)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(EntryRow::into_entry)
+        .collect()
+    }
+
+    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
+        let pool = self.pool.clone();
+        async_stream::try_stream! {
+            let mut transaction = pool.begin().await.map_err(store_error)?;
+            // One snapshot for the head and every row, so concurrent appends
+            // cannot make a consistent ledger look broken.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
+            yield VerificationItem::Head(head_from_row(&head_row)?);
+
+            let after = match sweep {
+                Sweep::Full => 0,
+                Sweep::After(sequence) => to_sequence(sequence)?,
+            };
+            {
+                let mut rows = sqlx::query(
+                    "SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
+                            t.transaction_id AS joined_id, t.amount::text AS amount, t.currency, t.occurred_at, \
+                            t.metadata::text AS metadata \
+                     FROM ledger_entries e LEFT JOIN transactions t ON t.transaction_id = e.transaction_id \
+                     WHERE e.sequence_number > $1 ORDER BY e.sequence_number",
+                )
+                .bind(after)
+                .fetch(&mut *transaction);
+                while let Some(row) = rows.next().await {
+                    let row = row.map_err(store_error)?;
+                    yield VerificationItem::Record(verification_record(&row)?);
+                }
+            }
+            if sweep == Sweep::Full {
+                let mut orphans = sqlx::query(
+                    "SELECT t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, \
+                            t.metadata::text AS metadata \
+                     FROM transactions t \
+                     WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.transaction_id)",
+                )
+                .fetch(&mut *transaction);
+                while let Some(row) = orphans.next().await {
+                    let row = row.map_err(store_error)?;
+                    let orphan = stored_transaction(&row, "transaction_id")?;
+                    yield VerificationItem::Record(VerificationRecord::OrphanTransaction(orphan));
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+fn stored_transaction(row: &sqlx::postgres::PgRow, id_column: &str) -> Result<StoredTransaction, StoreError> {
+    let occurred_at: Option<DateTime<Utc>> = row.try_get("occurred_at").map_err(store_error)?;
+    let metadata: String = row.try_get("metadata").map_err(store_error)?;
+    Ok(StoredTransaction {
+        transaction_id: row.try_get(id_column).map_err(store_error)?,
+        amount: row.try_get("amount").map_err(store_error)?,
+        currency: row.try_get("currency").map_err(store_error)?,
+        occurred_at_micros: occurred_at.map(micros),
+        metadata: stored_metadata(&metadata)?,
+    })
+}
+
+fn verification_record(row: &sqlx::postgres::PgRow) -> Result<VerificationRecord, StoreError> {
+    let entry = StoredEntry {
+        sequence_number: sequence(row.try_get("sequence_number").map_err(store_error)?)?,
+        transaction_id: row.try_get("transaction_id").map_err(store_error)?,
+        prev_hash: hash(&row.try_get::<Vec<u8>, _>("prev_hash").map_err(store_error)?)?,
+        entry_hash: hash(&row.try_get::<Vec<u8>, _>("entry_hash").map_err(store_error)?)?,
+        recorded_at_micros: micros(row.try_get("recorded_at").map_err(store_error)?),
+    };
+    let joined: Option<Uuid> = row.try_get("joined_id").map_err(store_error)?;
+    let transaction = match joined {
+        Some(_) => Some(stored_transaction(row, "joined_id")?),
+        None => None,
+    };
+    Ok(VerificationRecord::Entry(entry, transaction))
+}
+
+#[async_trait]
+impl AppendSession for PgAppend {
+    fn snapshot(&self) -> &AppendSnapshot {
+        &self.snapshot
+    }
+
+    async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        let entries = &plan.new_entries;
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut amounts = Vec::with_capacity(entries.len());
+        let mut currencies = Vec::with_capacity(entries.len());
+        let mut occurred = Vec::with_capacity(entries.len());
+        let mut metadata = Vec::with_capacity(entries.len());
+        let mut sequences = Vec::with_capacity(entries.len());
+        let mut prev_hashes = Vec::with_capacity(entries.len());
+        let mut entry_hashes = Vec::with_capacity(entries.len());
+        let mut recorded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let transaction = &entry.transaction;
+            ids.push(*transaction.transaction_id.as_uuid());
+            amounts.push(transaction.amount.to_canonical_string());
+            currencies.push(transaction.currency.code());
+            occurred.push(transaction.occurred_at.map(to_datetime));
+            metadata.push(metadata_json(&transaction.metadata));
+            sequences.push(to_sequence(entry.sequence_number)?);
+            prev_hashes.push(entry.prev_hash.as_bytes().to_vec());
+            entry_hashes.push(entry.entry_hash.as_bytes().to_vec());
+            recorded.push(to_datetime(entry.recorded_at));
+        }
+        let connection = &mut *self.transaction;
+        sqlx::query(
+            "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
+             SELECT id, amount::numeric, currency, occurred_at, metadata::jsonb \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
+                  AS batch(id, amount, currency, occurred_at, metadata)",
+        )
+        .bind(&ids)
+        .bind(&amounts)
+        .bind(&currencies)
+        .bind(&occurred)
+        .bind(&metadata)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::timestamptz[])",
+        )
+        .bind(&sequences)
+        .bind(&ids)
+        .bind(&prev_hashes)
+        .bind(&entry_hashes)
+        .bind(&recorded)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        let head = &plan.new_head;
+        sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+            .bind(to_sequence(head.sequence_number)?)
+            .bind(head.entry_hash.as_bytes().as_slice())
+            .bind(head.recorded_at.map(to_datetime))
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        self.transaction.commit().await.map_err(store_error)
+    }
+}

@@ -1,0 +1,104 @@
+//! Row ↔ domain translation, and sqlx errors → port errors.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use invario_core::{
+    Amount, Currency, EntryHash, LedgerEntry, Metadata, StoreError, Timestamp, Transaction, TransactionId,
+};
+use uuid::Uuid;
+
+/// Columns of an entry joined to its transaction, in this order, for `entry_from_row`.
+pub(crate) const ENTRY_COLUMNS: &str = "e.sequence_number, e.prev_hash, e.entry_hash, e.recorded_at, \
+     t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, t.metadata::text AS metadata";
+
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(Box::new(error)),
+        other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+pub(crate) fn to_datetime(time: Timestamp) -> DateTime<Utc> {
+    time.to_datetime()
+}
+
+pub(crate) fn timestamp(time: DateTime<Utc>) -> Result<Timestamp, StoreError> {
+    Timestamp::from_datetime(time).map_err(|error| StoreError::Corrupt(format!("timestamp {time}: {error}")))
+}
+
+pub(crate) fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+pub(crate) fn hash(bytes: &[u8]) -> Result<EntryHash, StoreError> {
+    EntryHash::from_slice(bytes).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+pub(crate) fn sequence(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative sequence number {value}")))
+}
+
+pub(crate) fn to_sequence(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Contract(format!("sequence number {value} exceeds bigint")))
+}
+
+/// Metadata as stored; a non-string value someone tampered in is kept as its JSON text
+/// so the verifier hashes *something* and reports the mismatch.
+pub(crate) fn stored_metadata(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("metadata {text}: {error}")))?;
+    Ok(object
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => (key, text),
+            other => (key, other.to_string()),
+        })
+        .collect())
+}
+
+pub(crate) fn metadata_json(metadata: &Metadata) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(metadata.as_map()).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EntryRow {
+    pub(crate) sequence_number: i64,
+    pub(crate) prev_hash: Vec<u8>,
+    pub(crate) entry_hash: Vec<u8>,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) transaction_id: Uuid,
+    pub(crate) amount: String,
+    pub(crate) currency: String,
+    pub(crate) occurred_at: Option<DateTime<Utc>>,
+    pub(crate) metadata: String,
+}
+
+impl EntryRow {
+    /// The domain entry; rows someone edited into invalid values are `Corrupt`.
+    pub(crate) fn into_entry(self) -> Result<LedgerEntry, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("entry {}: {what}", self.sequence_number));
+        let transaction = Transaction {
+            transaction_id: TransactionId::from_uuid(self.transaction_id)
+                .map_err(|e| corrupt(e.to_string()))?,
+            amount: Amount::parse(&self.amount).map_err(|e| corrupt(e.to_string()))?,
+            currency: Currency::parse(&self.currency).map_err(|e| corrupt(e.to_string()))?,
+            occurred_at: self.occurred_at.map(timestamp).transpose()?,
+            metadata: Metadata::from_map(stored_metadata(&self.metadata)?)
+                .map_err(|e| corrupt(e.to_string()))?,
+        };
+        Ok(LedgerEntry {
+            sequence_number: sequence(self.sequence_number)?,
+            transaction,
+            prev_hash: hash(&self.prev_hash)?,
+            entry_hash: hash(&self.entry_hash)?,
+            recorded_at: timestamp(self.recorded_at)?,
+        })
+    }
+}

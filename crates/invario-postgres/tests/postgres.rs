@@ -1,0 +1,309 @@
+//! invario-postgres against a real PostgreSQL (see invario-testkit's harness for how one is found).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use futures_util::future::BoxFuture;
+use invario_core::{AppendSession, IngestError, Ledger, LedgerStore, plan_append};
+use invario_postgres::{PgLedger, pending_migrations};
+use invario_testkit::contract::{at, transaction};
+use invario_testkit::harness::{TestDatabase, fresh_database};
+use invario_testkit::tamper::{self, EntryEdit, TransactionEdit};
+use invario_testkit::{
+    fresh_pg_key_store, fresh_pg_ledger, key_store_contract_tests, ledger_store_contract_tests,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+ledger_store_contract_tests!(fresh_pg_ledger(), cases = 24);
+key_store_contract_tests!(fresh_pg_key_store());
+
+async fn ledger_with(count: u128) -> (Ledger<PgLedger>, TestDatabase) {
+    let database = fresh_database().await;
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest((1..=count).map(|n| transaction(n, "10.00")).collect(), at(1)).await.unwrap();
+    (ledger, database)
+}
+
+async fn first_break(ledger: &Ledger<PgLedger>) -> (String, Option<u64>, String) {
+    let report = ledger.verify_full(None, &mut |_| {}).await.unwrap();
+    let found = report.first_break.expect("tampering must be detected");
+    (found.kind().to_owned(), found.sequence(), found.to_string())
+}
+
+type Edit = fn(PgPool) -> BoxFuture<'static, Result<(), sqlx::Error>>;
+
+#[tokio::test]
+async fn every_tamper_is_reported_at_the_sequence_touched_with_its_kind() {
+    let cases: [(&str, Edit, &str, u64); 17] = [
+        (
+            "amount",
+            |p| {
+                Box::pin(
+                    async move { tamper::edit_transaction(&p, 3, TransactionEdit::Amount("10.01")).await },
+                )
+            },
+            "hash_mismatch",
+            3,
+        ),
+        (
+            "same amount, other scale",
+            |p| {
+                Box::pin(
+                    async move { tamper::edit_transaction(&p, 3, TransactionEdit::Amount("10.0")).await },
+                )
+            },
+            "hash_mismatch",
+            3,
+        ),
+        (
+            "currency",
+            |p| {
+                Box::pin(
+                    async move { tamper::edit_transaction(&p, 2, TransactionEdit::Currency("USD")).await },
+                )
+            },
+            "hash_mismatch",
+            2,
+        ),
+        (
+            "occurred_at",
+            |p| {
+                Box::pin(
+                    async move { tamper::edit_transaction(&p, 4, TransactionEdit::OccurredAt(None)).await },
+                )
+            },
+            "hash_mismatch",
+            4,
+        ),
+        (
+            "metadata",
+            |p| {
+                Box::pin(async move {
+                    tamper::edit_transaction(&p, 1, TransactionEdit::Metadata("order", "B-1")).await
+                })
+            },
+            "hash_mismatch",
+            1,
+        ),
+        (
+            "transaction id",
+            |p| {
+                Box::pin(async move {
+                    tamper::edit_transaction(&p, 2, TransactionEdit::TransactionId(uuid::Uuid::from_u128(99)))
+                        .await
+                })
+            },
+            "entry_without_transaction",
+            2,
+        ),
+        (
+            "entry hash",
+            |p| Box::pin(async move { tamper::edit_entry(&p, 3, EntryEdit::EntryHash([9; 32])).await }),
+            "hash_mismatch",
+            3,
+        ),
+        (
+            "prev hash",
+            |p| Box::pin(async move { tamper::edit_entry(&p, 4, EntryEdit::PrevHash([9; 32])).await }),
+            "broken_link",
+            4,
+        ),
+        (
+            "recorded_at",
+            |p| Box::pin(async move { tamper::edit_entry(&p, 5, EntryEdit::RecordedAt(0)).await }),
+            "hash_mismatch",
+            5,
+        ),
+        (
+            "sequence number",
+            |p| Box::pin(async move { tamper::edit_entry(&p, 2, EntryEdit::SequenceNumber(77)).await }),
+            "sequence_gap",
+            2,
+        ),
+        (
+            "entry's transaction id",
+            |p| {
+                Box::pin(async move {
+                    tamper::edit_entry(&p, 1, EntryEdit::TransactionId(uuid::Uuid::from_u128(98))).await
+                })
+            },
+            "entry_without_transaction",
+            1,
+        ),
+        ("delete entry", |p| Box::pin(async move { tamper::delete_entry(&p, 3).await }), "sequence_gap", 3),
+        (
+            "delete transaction",
+            |p| Box::pin(async move { tamper::delete_transaction(&p, 4).await }),
+            "entry_without_transaction",
+            4,
+        ),
+        (
+            "delete both",
+            |p| Box::pin(async move { tamper::delete_entry_and_transaction(&p, 2).await }),
+            "sequence_gap",
+            2,
+        ),
+        (
+            "delete the last entry and its transaction",
+            |p| Box::pin(async move { tamper::delete_entry_and_transaction(&p, 5).await }),
+            "head_mismatch",
+            5,
+        ),
+        ("swap rows", |p| Box::pin(async move { tamper::swap_entries(&p, 2, 4).await }), "broken_link", 2),
+        (
+            "rewrite head",
+            |p| Box::pin(async move { tamper::rewrite_head(&p, 5, [1; 32]).await }),
+            "head_mismatch",
+            5,
+        ),
+    ];
+    for (name, edit, kind, sequence) in cases {
+        let (ledger, database) = ledger_with(5).await;
+        assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        edit(database.pool().clone()).await.unwrap();
+        let (found_kind, found_sequence, message) = first_break(&ledger).await;
+        assert_eq!((found_kind.as_str(), found_sequence), (kind, Some(sequence)), "{name}: {message}");
+        let refused = ledger.ingest(vec![transaction(100, "1")], at(2)).await;
+        assert!(
+            matches!(refused, Err(IngestError::Quarantined(_))),
+            "{name}: a broken ledger refuses writes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_entry_leaves_an_orphan_transaction_that_is_named() {
+    let (ledger, database) = ledger_with(2).await;
+    let first_hash = ledger.entries_after(0, 1).await.unwrap().entries[0].entry_hash.0;
+    tamper::delete_entry(database.pool(), 2).await.unwrap();
+    tamper::rewrite_head(database.pool(), 1, first_hash).await.unwrap();
+    let (kind, _, message) = first_break(&ledger).await;
+    assert_eq!(kind, "transaction_without_entry", "{message}");
+    assert!(message.contains("00000000-0000-0000-0000-000000000002"), "{message}");
+}
+
+#[tokio::test]
+async fn plain_edits_fail_with_the_append_only_message() {
+    let (_ledger, database) = ledger_with(2).await;
+    let pool = database.pool();
+    for statement in [
+        "UPDATE transactions SET amount = 1",
+        "DELETE FROM transactions",
+        "TRUNCATE transactions",
+        "UPDATE ledger_entries SET recorded_at = now()",
+        "DELETE FROM ledger_entries WHERE sequence_number = 1",
+        "TRUNCATE ledger_entries",
+        "DELETE FROM ledger_head",
+        "UPDATE ledger_head SET sequence_number = 1",
+    ] {
+        let error = sqlx::query(statement).execute(pool).await.expect_err(statement).to_string();
+        assert!(error.contains("the ledger is append-only"), "{statement}: {error}");
+    }
+    let forward_to_nowhere = sqlx::query("UPDATE ledger_head SET sequence_number = 3").execute(pool).await;
+    assert!(forward_to_nowhere.unwrap_err().to_string().contains("must point at an existing entry"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(pool).await.unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn the_guides_audit_query_works_as_written() {
+    use sqlx::Row;
+    let (_ledger, database) = ledger_with(12).await;
+    let rows = sqlx::query("SELECT * FROM ledger_entries ORDER BY sequence_number DESC LIMIT 10;")
+        .fetch_all(database.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows[0].get::<i64, _>("sequence_number"), 12);
+}
+
+#[tokio::test]
+async fn amounts_keep_their_scale_and_float_style_input_never_reaches_the_database() {
+    let database = fresh_database().await;
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    let id = uuid::Uuid::from_u128(1).to_string();
+    ledger
+        .ingest_json(&[json!({"transaction_id": id, "amount": "100.50", "currency": "BRL"})], at(1))
+        .await
+        .unwrap();
+    let stored: String =
+        sqlx::query_scalar("SELECT amount::text FROM transactions").fetch_one(database.pool()).await.unwrap();
+    assert_eq!(stored, "100.50");
+    for bad in [json!("1e3"), json!(100.5), json!("1E-2"), json!("NaN"), json!("Infinity")] {
+        let id = uuid::Uuid::from_u128(2).to_string();
+        let item = json!({"transaction_id": id, "amount": bad, "currency": "BRL"});
+        let refused = ledger.ingest_json(&[item], at(2)).await;
+        assert!(matches!(refused, Err(IngestError::Rejected(_))), "{bad}");
+    }
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transactions").fetch_one(database.pool()).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_batch_whose_connection_is_killed_mid_transaction_leaves_nothing() {
+    let database = fresh_database().await;
+    let pool = database.pool().clone();
+    let ledger = Ledger::new(PgLedger::new(pool.clone()));
+    ledger.ingest(vec![transaction(1, "1")], at(1)).await.unwrap();
+    let head = ledger.head().await.unwrap();
+
+    // Another session holds ledger_entries, so the append blocks half-way: after
+    // its transactions rows are inserted, before its entries are.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ledger_entries IN EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let store = ledger.store().clone();
+    let append = tokio::spawn(async move {
+        let batch: Vec<_> = (2..=50).map(|n| transaction(n, "2")).collect();
+        let ids: Vec<_> = batch.iter().map(|t| t.transaction_id).collect();
+        let session = store.begin_append(&ids).await?;
+        let plan = plan_append(session.snapshot(), batch, at(2)).expect("plan");
+        session.commit(&plan).await
+    });
+    let victim: i32 = loop {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ledger_entries%'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            break pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let killed: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(victim).fetch_one(&pool).await.unwrap();
+    assert!(killed);
+    assert!(append.await.unwrap().is_err(), "the append must report the lost connection");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(ledger.head().await.unwrap(), head);
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transactions").fetch_one(&pool).await.unwrap();
+    assert_eq!(transactions, 1, "the half-written batch left nothing behind");
+    assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+    ledger.ingest(vec![transaction(2, "2")], at(3)).await.expect("appends continue afterwards");
+}
+
+#[tokio::test]
+async fn migrations_are_reported_and_idempotent() {
+    let database = fresh_database().await;
+    assert!(pending_migrations(database.pool()).await.unwrap().is_empty(), "the harness migrated");
+    assert!(
+        invario_postgres::migrate(database.pool()).await.unwrap().is_empty(),
+        "a second run applies nothing"
+    );
+    sqlx::query("DROP TABLE _sqlx_migrations").execute(database.pool()).await.unwrap();
+    let pending = pending_migrations(database.pool()).await.unwrap();
+    assert_eq!(pending.len(), invario_postgres::MIGRATOR.iter().count());
+    assert_eq!(pending[0].description, "ledger");
+}
+
+#[tokio::test]
+async fn a_malformed_or_unreachable_url_is_a_clear_error() {
+    let error = invario_postgres::connect("mysql://nope").await.unwrap_err().to_string();
+    assert!(error.starts_with("the database URL is malformed"), "{error}");
+    let error = invario_postgres::connect("postgres://postgres@127.0.0.1:1/x").await.unwrap_err().to_string();
+    assert!(error.starts_with("cannot connect to PostgreSQL"), "{error}");
+}

@@ -1,0 +1,382 @@
+//! The adapter contract suite: what every `LedgerStore` and `KeyStore` must do,
+//! checked against the memory model. Call [`ledger_store_contract_tests!`] and
+//! [`key_store_contract_tests!`] with an expression that makes a fresh store.
+//!
+//! Every factory returns `(store, guard)`: the guard keeps whatever backs the
+//! store (e.g. a test database) alive until the check ends.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use invario_core::strategies;
+use invario_core::{
+    AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerEntry, LedgerHead, LedgerStore,
+    MemoryLedger, ReceiptStatus, Scope, Sweep, Timestamp, Transaction, VerificationItem, VerificationRecord,
+    plan_append,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::json;
+
+/// A time for the n-th step of a check.
+pub fn at(step: i64) -> Timestamp {
+    Timestamp::from_unix_micros(1_700_000_000_000_000 + step * 1_000_001).expect("inside years 0001–9999")
+}
+
+/// A transaction with a fixed id `n`, amount and optional metadata.
+pub fn transaction(n: u128, amount: &str) -> Transaction {
+    Transaction::from_json(&json!({
+        "transaction_id": uuid::Uuid::from_u128(n).to_string(),
+        "amount": amount,
+        "currency": "BRL",
+        "occurred_at": "2023-10-27T10:00:00.123456Z",
+        "metadata": {"order": format!("A-{n}"), "city": "São Paulo"},
+    }))
+    .expect("a valid test transaction")
+}
+
+async fn all_entries<S: LedgerStore>(ledger: &Ledger<S>) -> Vec<LedgerEntry> {
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ledger.entries_after(after, 1_000).await.expect("entries_after");
+        entries.extend(page.entries);
+        match page.next_after {
+            Some(next) => after = next,
+            None => return entries,
+        }
+    }
+}
+
+/// An empty store has the genesis head, no entries, and verifies.
+pub async fn empty_ledger_has_the_genesis_head<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    assert_eq!(ledger.head().await.expect("head"), LedgerHead::EMPTY);
+    assert!(all_entries(&ledger).await.is_empty());
+    let report = ledger.verify_full(None, &mut |_| {}).await.expect("verify");
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.entries_checked, 0);
+}
+
+/// Appends chain from the head; every field reads back exactly (scale, microseconds, non-ASCII).
+pub async fn appends_are_chained_and_read_back<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    let first = vec![
+        transaction(1, "100.50"),
+        transaction(2, "-0.005"),
+        transaction(3, "1234567890.123456789012345678"),
+    ];
+    let receipts = ledger.ingest(first, at(1)).await.expect("first batch");
+    let more =
+        ledger.ingest(vec![transaction(4, "7"), transaction(5, "0.10")], at(2)).await.expect("second batch");
+    let sequences: Vec<u64> = receipts.iter().chain(&more).map(|r| r.entry.sequence_number).collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    assert!(receipts.iter().chain(&more).all(|r| r.status == ReceiptStatus::Created));
+
+    for receipt in receipts.iter().chain(&more) {
+        let stored = ledger.entry(receipt.entry.transaction_id()).await.expect("entry").expect("present");
+        assert_eq!(stored, receipt.entry, "an entry reads back exactly as it was written");
+    }
+    let amount = ledger.entry(transaction(1, "1").transaction_id).await.expect("entry").expect("present");
+    assert_eq!(amount.transaction.amount.to_string(), "100.50", "the scale survives storage");
+    let entries = all_entries(&ledger).await;
+    assert_eq!(entries.len(), 5);
+    let page = ledger.entries_after(2, 2).await.expect("page");
+    assert_eq!(page.entries.iter().map(|e| e.sequence_number).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(page.next_after, Some(4));
+    let head = ledger.head().await.expect("head");
+    assert_eq!(head.checkpoint(), entries[4].checkpoint());
+    assert_eq!(head.recorded_at, Some(at(2)));
+    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+}
+
+/// Replays return the stored entry; conflicts and in-batch duplicates change nothing.
+pub async fn replays_and_conflicts<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    let created = ledger.ingest(vec![transaction(1, "100.50")], at(1)).await.expect("create");
+    let replayed = ledger.ingest(vec![transaction(1, "100.50")], at(2)).await.expect("replay");
+    assert_eq!(replayed[0].status, ReceiptStatus::Replayed);
+    assert_eq!(replayed[0].entry, created[0].entry);
+    let head = ledger.head().await.expect("head");
+
+    let conflict = ledger.ingest(vec![transaction(2, "1"), transaction(1, "100.5")], at(3)).await;
+    let Err(IngestError::Rejected(rejection)) = conflict else { panic!("a conflict must be rejected") };
+    assert_eq!(rejection.items.len(), 1);
+    assert_eq!(rejection.items[0].index, 1);
+    assert!(rejection.items[0].problem.is_conflict());
+    let duplicate = ledger.ingest(vec![transaction(3, "1"), transaction(3, "1")], at(4)).await;
+    assert!(matches!(duplicate, Err(IngestError::Rejected(_))), "a duplicate id inside a batch is rejected");
+    assert_eq!(ledger.head().await.expect("head"), head, "rejected batches write nothing");
+    assert_eq!(ledger.entry(transaction(2, "1").transaction_id).await.expect("entry"), None);
+    assert_eq!(ledger.entry(transaction(3, "1").transaction_id).await.expect("entry"), None);
+}
+
+/// Dropping an append session without committing leaves nothing and releases the lock.
+pub async fn a_dropped_append_rolls_back<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    ledger.ingest(vec![transaction(1, "1")], at(1)).await.expect("first");
+    let head = ledger.head().await.expect("head");
+    {
+        let batch = vec![transaction(2, "2")];
+        let session = ledger.store().begin_append(&[batch[0].transaction_id]).await.expect("begin");
+        let plan = plan_append(session.snapshot(), batch, at(2)).expect("plan");
+        assert_eq!(plan.new_entries.len(), 1);
+        drop(session);
+    }
+    assert_eq!(ledger.head().await.expect("head"), head);
+    assert_eq!(ledger.entry(transaction(2, "2").transaction_id).await.expect("entry"), None);
+    ledger.ingest(vec![transaction(3, "3")], at(3)).await.expect("the lock was released");
+    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+}
+
+/// The verification stream yields the head first, then entries in order with their transactions.
+pub async fn verification_stream_is_ordered<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    ledger.ingest((1..=6).map(|n| transaction(n, "1.5")).collect(), at(1)).await.expect("ingest");
+    for (sweep, first) in [(Sweep::Full, 1), (Sweep::After(4), 5)] {
+        let items: Vec<_> = ledger.store().verification_stream(sweep).collect().await;
+        let items: Vec<VerificationItem> = items.into_iter().map(|item| item.expect("item")).collect();
+        assert!(matches!(items[0], VerificationItem::Head(head) if head.sequence_number == 6));
+        let sequences: Vec<u64> = items[1..]
+            .iter()
+            .map(|item| match item {
+                VerificationItem::Record(VerificationRecord::Entry(entry, Some(_))) => entry.sequence_number,
+                other => panic!("unexpected item {other:?}"),
+            })
+            .collect();
+        assert_eq!(sequences, (first..=6).collect::<Vec<_>>());
+    }
+}
+
+/// 32 tasks appending at once end with contiguous sequences, every id once, and a valid chain.
+pub async fn concurrent_appends_serialise<S: LedgerStore + 'static, G>(fresh: impl Future<Output = (S, G)>) {
+    const TASKS: u128 = 32;
+    const PER_TASK: u128 = 5;
+    let (store, _guard) = fresh.await;
+    let ledger = Arc::new(Ledger::new(store));
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let ledger = Arc::clone(&ledger);
+        handles.push(tokio::spawn(async move {
+            for i in 0..PER_TASK {
+                let n = 1 + task * PER_TASK + i;
+                ledger.ingest(vec![transaction(n, "1")], at(1)).await.expect("concurrent ingest");
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("task");
+    }
+    let entries = all_entries(&ledger).await;
+    let total = usize::try_from(TASKS * PER_TASK).expect("small");
+    assert_eq!(entries.len(), total);
+    assert!(entries.iter().zip(1..).all(|(entry, expected)| entry.sequence_number == expected));
+    let ids: std::collections::HashSet<_> = entries.iter().map(LedgerEntry::transaction_id).collect();
+    assert_eq!(ids.len(), total);
+    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+}
+
+/// One step of the model-based test.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// Append new transactions.
+    Append(Vec<Transaction>),
+    /// Re-send transactions recorded earlier (by index into those recorded so far).
+    Replay(Vec<prop::sample::Index>),
+    /// Re-send a recorded id with other content, among new transactions.
+    Conflict(prop::sample::Index, Vec<Transaction>),
+    /// A batch holding one id twice.
+    DuplicateInBatch(Vec<Transaction>),
+    /// A batch with one invalid item.
+    Invalid(Vec<Transaction>, serde_json::Value),
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    prop_oneof![
+        4 => strategies::distinct_transactions(1..8).prop_map(Operation::Append),
+        2 => prop::collection::vec(any::<prop::sample::Index>(), 1..4).prop_map(Operation::Replay),
+        1 => (any::<prop::sample::Index>(), strategies::distinct_transactions(0..3))
+            .prop_map(|(pick, fresh)| Operation::Conflict(pick, fresh)),
+        1 => strategies::distinct_transactions(1..4).prop_map(Operation::DuplicateInBatch),
+        1 => (strategies::distinct_transactions(0..3), strategies::invalid_transaction_json())
+            .prop_map(|(valid, (invalid, _))| Operation::Invalid(valid, invalid)),
+    ]
+}
+
+type Outcome = Result<Vec<(LedgerEntry, ReceiptStatus)>, String>;
+
+async fn apply<S: LedgerStore>(
+    ledger: &Ledger<S>,
+    operation: &Operation,
+    recorded: &[Transaction],
+    step: i64,
+) -> Outcome {
+    let items: Vec<serde_json::Value> = match operation {
+        Operation::Append(batch) => batch.iter().map(strategies::to_request_json).collect(),
+        Operation::Replay(picks) if !recorded.is_empty() => {
+            let mut seen = std::collections::HashSet::new();
+            picks
+                .iter()
+                .map(|pick| &recorded[pick.index(recorded.len())])
+                .filter(|t| seen.insert(t.transaction_id))
+                .map(strategies::to_request_json)
+                .collect()
+        }
+        Operation::Replay(_) => vec![],
+        Operation::Conflict(pick, fresh) if !recorded.is_empty() => {
+            let mut changed = strategies::to_request_json(&recorded[pick.index(recorded.len())]);
+            changed["metadata"] = json!({"tampered": "by client"});
+            fresh.iter().map(strategies::to_request_json).chain([changed]).collect()
+        }
+        Operation::Conflict(_, fresh) => fresh.iter().map(strategies::to_request_json).collect(),
+        Operation::DuplicateInBatch(batch) => {
+            batch.iter().chain(batch.first()).map(strategies::to_request_json).collect()
+        }
+        Operation::Invalid(valid, invalid) => {
+            valid.iter().map(strategies::to_request_json).chain([invalid.clone()]).collect()
+        }
+    };
+    match ledger.ingest_json(&items, at(step)).await {
+        Ok(receipts) => Ok(receipts.into_iter().map(|r| (r.entry, r.status)).collect()),
+        Err(IngestError::Rejected(rejection)) => Err(format!("{:?}", rejection.items)),
+        Err(IngestError::EmptyBatch) => Err("empty".into()),
+        Err(other) => panic!("unexpected ingest failure: {other}"),
+    }
+}
+
+/// Model-based property: random appends, replays, conflicts and bad batches give
+/// identical answers and identical chains on the adapter and on the memory model.
+pub fn model_based_agreement<S, G, Fut>(fresh: impl Fn() -> Fut, cases: u32)
+where
+    S: LedgerStore,
+    Fut: Future<Output = (S, G)>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&prop::collection::vec(operation(), 1..12), |operations| {
+        runtime.block_on(async {
+            let (store, _guard) = fresh().await;
+            let adapter = Ledger::new(store);
+            let model = Ledger::new(MemoryLedger::new());
+            let mut recorded: Vec<Transaction> = Vec::new();
+            for (step, operation) in (1..).zip(&operations) {
+                let expected = apply(&model, operation, &recorded, step).await;
+                let actual = apply(&adapter, operation, &recorded, step).await;
+                prop_assert_eq!(&actual, &expected, "step {} {:?}", step, operation);
+                if let Ok(receipts) = expected {
+                    recorded.extend(
+                        receipts
+                            .into_iter()
+                            .filter(|(_, status)| *status == ReceiptStatus::Created)
+                            .map(|(entry, _)| entry.transaction),
+                    );
+                }
+            }
+            prop_assert_eq!(adapter.head().await.expect("head"), model.head().await.expect("head"));
+            prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
+            let report = adapter.verify_full(None, &mut |_| {}).await.expect("verify");
+            prop_assert!(report.is_intact(), "{}", report);
+            Ok(())
+        })
+    });
+    if let Err(failure) = result {
+        panic!("the adapter disagrees with the memory model: {failure}");
+    }
+}
+
+/// Keys can be created, found by hash, listed, touched and revoked by owner or prefix.
+pub async fn key_store_round_trip<K: KeyStore, G>(fresh: impl Future<Output = (K, G)>) {
+    let (store, _guard) = fresh.await;
+    let admin = KeyAdmin::new(store);
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let (first, record) =
+        admin.create_key(&mut rng, "ClientName", r#"{"write": true}"#, None, at(1)).await.expect("create");
+    let (second, _) = admin
+        .create_key(&mut rng, "ClientName", r#"{"write": true, "read": true}"#, Some(at(100)), at(2))
+        .await
+        .expect("create");
+    let (other, other_record) =
+        admin.create_key(&mut rng, "Other", r#"{"read": true}"#, None, at(3)).await.expect("create");
+
+    let found = admin.store().key_by_hash(&first.hash()).await.expect("find").expect("present");
+    assert_eq!(found, record, "a key reads back exactly");
+    assert_eq!(admin.list(None).await.expect("list").len(), 3);
+    let mine = admin.list(Some("ClientName")).await.expect("list");
+    assert_eq!(mine.len(), 2);
+    assert!(mine[0].created_at <= mine[1].created_at, "oldest first");
+
+    let used = admin.authenticate(Some(second.expose()), Scope::Read, at(4)).await.expect("authenticate");
+    assert_eq!(used.owner.as_str(), "ClientName");
+    let touched = admin.store().key_by_hash(&second.hash()).await.expect("find").expect("present");
+    assert_eq!(touched.last_used_at, Some(at(4)));
+
+    assert_eq!(admin.revoke_owner("ClientName", at(5)).await.expect("revoke"), 2);
+    assert_eq!(admin.revoke_owner("ClientName", at(6)).await.expect("revoke"), 0, "already revoked");
+    assert!(admin.authenticate(Some(first.expose()), Scope::Write, at(7)).await.is_err());
+    assert!(
+        admin.authenticate(Some(other.expose()), Scope::Read, at(7)).await.is_ok(),
+        "other owners keep access"
+    );
+    assert_eq!(admin.revoke_prefix(&other_record.prefix, at(8)).await.expect("revoke"), 1);
+    assert!(admin.authenticate(Some(other.expose()), Scope::Read, at(9)).await.is_err());
+    let revoked = admin.store().key_by_hash(&other.hash()).await.expect("find").expect("present");
+    assert_eq!(revoked.revoked_at, Some(at(8)));
+}
+
+/// Generates one `#[tokio::test]` per ledger-store contract check, plus the
+/// model-based property (`cases` runs). `$fresh` is an async expression
+/// evaluating to `(store, guard)`.
+#[macro_export]
+macro_rules! ledger_store_contract_tests {
+    ($fresh:expr, cases = $cases:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_empty_ledger_has_the_genesis_head() {
+            $crate::contract::empty_ledger_has_the_genesis_head($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_appends_are_chained_and_read_back() {
+            $crate::contract::appends_are_chained_and_read_back($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_replays_and_conflicts() {
+            $crate::contract::replays_and_conflicts($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_a_dropped_append_rolls_back() {
+            $crate::contract::a_dropped_append_rolls_back($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_verification_stream_is_ordered() {
+            $crate::contract::verification_stream_is_ordered($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_concurrent_appends_serialise() {
+            $crate::contract::concurrent_appends_serialise($fresh).await;
+        }
+        #[test]
+        fn contract_model_based_agreement_with_the_memory_model() {
+            $crate::contract::model_based_agreement(|| $fresh, $cases);
+        }
+    };
+}
+
+/// Generates a `#[tokio::test]` for the key-store contract.
+#[macro_export]
+macro_rules! key_store_contract_tests {
+    ($fresh:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_key_store_round_trip() {
+            $crate::contract::key_store_round_trip($fresh).await;
+        }
+    };
+}

@@ -1,0 +1,267 @@
+//! A real PostgreSQL for every test: each call to [`fresh_database`] creates a
+//! new, migrated database on a server found once per test process, in this order:
+//!
+//! 1. `INVARIO_TEST_DATABASE_URL` (any database on the server; the harness
+//!    creates its own next to it, so the role must be allowed to `CREATE DATABASE`);
+//! 2. a throwaway cluster started from local PostgreSQL server binaries
+//!    (`initdb`, `pg_ctl`) on a free port in a temporary folder, run as the
+//!    `postgres` user when the process is root, removed when the process exits;
+//! 3. testcontainers' Postgres module, when a Docker engine is reachable.
+//!
+//! If none works the harness panics with a message naming all three. It never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use invario_postgres::PgPool;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+/// The environment variable naming a server for tests.
+pub const TEST_DATABASE_URL_VAR: &str = "INVARIO_TEST_DATABASE_URL";
+
+/// A database of its own for one test, dropped (with its connections) when this is.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pool: PgPool,
+    url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// A pool on the database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Its URL, for connecting other processes (e.g. the `invario` binary).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, so the cleanup gets a thread and runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A new, migrated database on the test server (see the module docs for how it is found).
+pub async fn fresh_database() -> TestDatabase {
+    let admin_url = server_url();
+    let name = format!("invario_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test server {admin_url}: {error}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create a test database on {admin_url}: {error}"));
+    let _ = admin.close().await;
+    let url = with_database(&admin_url, &name);
+    let pool = invario_postgres::connect_with(&url, 40)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test database {url}: {error}"));
+    invario_postgres::migrate(&pool).await.unwrap_or_else(|error| panic!("migrations failed: {error}"));
+    TestDatabase { pool, url, name, admin_url }
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// The admin URL of the test server, found once per process.
+pub fn server_url() -> String {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    let found = SERVER.get_or_init(|| {
+        // Resolution blocks (initdb, Docker); keep it off any async runtime.
+        std::thread::spawn(find_server).join().unwrap_or_else(|_| Err("server discovery panicked".into()))
+    });
+    match found {
+        Ok(url) => url.clone(),
+        Err(reasons) => panic!("{reasons}"),
+    }
+}
+
+fn find_server() -> Result<String, String> {
+    if let Ok(url) = std::env::var(TEST_DATABASE_URL_VAR)
+        && !url.trim().is_empty()
+    {
+        return Ok(url);
+    }
+    let cluster_failure = match start_throwaway_cluster() {
+        Ok(url) => return Ok(url),
+        Err(reason) => reason,
+    };
+    let docker_failure = match start_container() {
+        Ok(url) => return Ok(url),
+        Err(reason) => reason,
+    };
+    Err(format!(
+        "no PostgreSQL available for the tests. Provide one of:\n\
+         1. {TEST_DATABASE_URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres (a server whose role may CREATE DATABASE): not set;\n\
+         2. PostgreSQL server binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql/*/bin, for a throwaway cluster: {cluster_failure};\n\
+         3. a Docker engine, for testcontainers' Postgres module: {docker_failure}."
+    ))
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
+    listener.local_addr().map(|address| address.port()).map_err(|error| error.to_string())
+}
+
+fn start_throwaway_cluster() -> Result<String, String> {
+    let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
+    let folder = std::env::temp_dir().join(format!("invario-pg-{}-{}", std::process::id(), free_port()?));
+    std::fs::create_dir_all(&folder)
+        .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+    let data = folder.join("data");
+    let port = free_port()?;
+    let as_user = |program: &Path| -> Command {
+        if is_root() {
+            // PostgreSQL refuses to run as root.
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    };
+    if is_root() {
+        let status = Command::new("chown").args(["-R", "postgres"]).arg(&folder).status();
+        if !status.is_ok_and(|status| status.success()) {
+            return Err("running as root and cannot hand the folder to the postgres user".into());
+        }
+    }
+    let initdb = as_user(&bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+        .arg(&data)
+        .output()
+        .map_err(|error| format!("initdb failed to start: {error}"))?;
+    if !initdb.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+    }
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        folder.display()
+    );
+    let start = as_user(&bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &options, "-l"])
+        .arg(folder.join("log"))
+        .args(["-w", "-t", "60", "start"])
+        .output()
+        .map_err(|error| format!("pg_ctl failed to start: {error}"))?;
+    if !start.status.success() {
+        let log = std::fs::read_to_string(folder.join("log")).unwrap_or_default();
+        return Err(format!("pg_ctl start failed: {} {log}", String::from_utf8_lossy(&start.stderr).trim()));
+    }
+    // A watchdog stops the cluster and removes the folder once this process exits.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {prefix}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {folder}",
+        pid = std::process::id(),
+        prefix = if is_root() { "runuser -u postgres -- " } else { "" },
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        folder = folder.display(),
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|error| format!("cannot start the cleanup watchdog: {error}"))?;
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+fn start_container() -> Result<String, String> {
+    use testcontainers::runners::SyncRunner;
+    static CONTAINER: OnceLock<testcontainers::Container<testcontainers_modules::postgres::Postgres>> =
+        OnceLock::new();
+    let container = testcontainers_modules::postgres::Postgres::default()
+        .start()
+        .map_err(|error| format!("testcontainers could not start Postgres: {error}"))?;
+    let port = container.get_host_port_ipv4(5432).map_err(|error| error.to_string())?;
+    let host = container.get_host().map_err(|error| error.to_string())?;
+    let _ = CONTAINER.set(container);
+    Ok(format!("postgres://postgres:postgres@{host}:{port}/postgres"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name_and_keeps_options() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Tamper helpers: change the ledger the way an attacker with database access
+//! would, bypassing the append-only triggers with `session_replication_role = replica`
+//! (which needs a superuser, as the test harness's role is).
+
+use invario_postgres::PgPool;
+use uuid::Uuid;
+
+/// A field of a `transactions` row, with the value to force into it.
+#[derive(Debug, Clone)]
+pub enum TransactionEdit {
+    /// A new amount, as decimal text.
+    Amount(&'static str),
+    /// A new currency code.
+    Currency(&'static str),
+    /// A new `occurred_at`, µs since the epoch (`None` clears it).
+    OccurredAt(Option<i64>),
+    /// Sets one metadata key.
+    Metadata(&'static str, &'static str),
+    /// Changes the row's id (so its entry no longer finds it).
+    TransactionId(Uuid),
+}
+
+/// A field of a `ledger_entries` row, with the value to force into it.
+#[derive(Debug, Clone)]
+pub enum EntryEdit {
+    /// A new `entry_hash`.
+    EntryHash([u8; 32]),
+    /// A new `prev_hash`.
+    PrevHash([u8; 32]),
+    /// A new `recorded_at`, µs since the epoch.
+    RecordedAt(i64),
+    /// A new sequence number.
+    SequenceNumber(i64),
+    /// Points the entry at another transaction id.
+    TransactionId(Uuid),
+}
+
+async fn bypassing_triggers(
+    pool: &PgPool,
+    statements: &[(&'static str, Vec<Bind>)],
+) -> Result<u64, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *transaction).await?;
+    let mut affected = 0;
+    for (sql, binds) in statements {
+        let mut query = sqlx::query(*sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(value) => query.bind(*value),
+                Bind::Text(value) => query.bind(value.clone()),
+                Bind::OptText(value) => query.bind(value.clone()),
+                Bind::Bytes(value) => query.bind(value.clone()),
+                Bind::Uuid(value) => query.bind(*value),
+            };
+        }
+        affected += query.execute(&mut *transaction).await?.rows_affected();
+    }
+    transaction.commit().await?;
+    Ok(affected)
+}
+
+#[derive(Debug, Clone)]
+enum Bind {
+    Int(i64),
+    Text(String),
+    OptText(Option<String>),
+    Bytes(Vec<u8>),
+    Uuid(Uuid),
+}
+
+fn expect_one(affected: u64, what: &str) {
+    assert!(affected >= 1, "tamper helper: {what} touched no row");
+}
+
+/// Edits the transaction recorded at `sequence`.
+pub async fn edit_transaction(
+    pool: &PgPool,
+    sequence: i64,
+    edit: TransactionEdit,
+) -> Result<(), sqlx::Error> {
+    let (sql, value): (&'static str, Bind) = match edit {
+        TransactionEdit::Amount(amount) => (
+            "UPDATE transactions SET amount = $2::numeric WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            Bind::Text(amount.into()),
+        ),
+        TransactionEdit::Currency(code) => (
+            "UPDATE transactions SET currency = $2 WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            Bind::Text(code.into()),
+        ),
+        TransactionEdit::OccurredAt(micros) => (
+            "UPDATE transactions SET occurred_at = $2::text::bigint * interval '1 microsecond' + 'epoch'::timestamptz \
+             WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            Bind::OptText(micros.map(|m| m.to_string())),
+        ),
+        TransactionEdit::Metadata(key, value) => (
+            "UPDATE transactions SET metadata = metadata || jsonb_build_object($2::text, $3::text) \
+             WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            Bind::Text(format!("{key}\u{1}{value}")),
+        ),
+        TransactionEdit::TransactionId(id) => (
+            "UPDATE transactions SET transaction_id = $2 WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            Bind::Uuid(id),
+        ),
+    };
+    let binds = match value {
+        Bind::Text(pair) if sql.contains("jsonb_build_object") => {
+            let (key, value) = pair.split_once('\u{1}').unwrap_or((&pair, ""));
+            vec![Bind::Int(sequence), Bind::Text(key.into()), Bind::Text(value.into())]
+        }
+        other => vec![Bind::Int(sequence), other],
+    };
+    expect_one(bypassing_triggers(pool, &[(sql, binds)]).await?, "edit_transaction");
+    Ok(())
+}
+
+/// Edits the entry at `sequence`.
+pub async fn edit_entry(pool: &PgPool, sequence: i64, edit: EntryEdit) -> Result<(), sqlx::Error> {
+    let (sql, value): (&'static str, Bind) = match edit {
+        EntryEdit::EntryHash(hash) => (
+            "UPDATE ledger_entries SET entry_hash = $2 WHERE sequence_number = $1",
+            Bind::Bytes(hash.to_vec()),
+        ),
+        EntryEdit::PrevHash(hash) => (
+            "UPDATE ledger_entries SET prev_hash = $2 WHERE sequence_number = $1",
+            Bind::Bytes(hash.to_vec()),
+        ),
+        EntryEdit::RecordedAt(micros) => (
+            "UPDATE ledger_entries SET recorded_at = $2 * interval '1 microsecond' + 'epoch'::timestamptz \
+             WHERE sequence_number = $1",
+            Bind::Int(micros),
+        ),
+        EntryEdit::SequenceNumber(new) => {
+            ("UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1", Bind::Int(new))
+        }
+        EntryEdit::TransactionId(id) => {
+            ("UPDATE ledger_entries SET transaction_id = $2 WHERE sequence_number = $1", Bind::Uuid(id))
+        }
+    };
+    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence), value])]).await?, "edit_entry");
+    Ok(())
+}
+
+/// Deletes the entry row at `sequence` (its transaction row stays, orphaned).
+pub async fn delete_entry(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
+    let sql = "DELETE FROM ledger_entries WHERE sequence_number = $1";
+    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_entry");
+    Ok(())
+}
+
+/// Deletes the transaction row recorded at `sequence` (its entry stays).
+pub async fn delete_transaction(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
+    let sql = "DELETE FROM transactions WHERE transaction_id = \
+               (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)";
+    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_transaction");
+    Ok(())
+}
+
+/// Deletes the entry at `sequence` *and* its transaction, as a careful attacker would.
+pub async fn delete_entry_and_transaction(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
+    let statements = [
+        (
+            "DELETE FROM transactions WHERE transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            vec![Bind::Int(sequence)],
+        ),
+        ("DELETE FROM ledger_entries WHERE sequence_number = $1", vec![Bind::Int(sequence)]),
+    ];
+    expect_one(bypassing_triggers(pool, &statements).await?, "delete_entry_and_transaction");
+    Ok(())
+}
+
+/// Swaps the rows at sequences `a` and `b` (each takes the other's sequence number).
+pub async fn swap_entries(pool: &PgPool, a: i64, b: i64) -> Result<(), sqlx::Error> {
+    // CHECK (sequence_number > 0) forbids a temporary negative number, so the
+    // swap goes through the far end of the bigint range.
+    let far = i64::MAX - a;
+    let statements = [
+        (
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            vec![Bind::Int(a), Bind::Int(far)],
+        ),
+        (
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            vec![Bind::Int(b), Bind::Int(a)],
+        ),
+        (
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            vec![Bind::Int(far), Bind::Int(b)],
+        ),
+    ];
+    expect_one(bypassing_triggers(pool, &statements).await?, "swap_entries");
+    Ok(())
+}
+
+/// Rewrites the head row.
+pub async fn rewrite_head(pool: &PgPool, sequence: i64, hash: [u8; 32]) -> Result<(), sqlx::Error> {
+    let sql = "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2";
+    expect_one(
+        bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence), Bind::Bytes(hash.to_vec())])]).await?,
+        "rewrite_head",
+    );
+    Ok(())
+}
