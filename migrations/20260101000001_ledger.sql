@@ -68,6 +68,29 @@ CREATE TRIGGER ledger_head_no_delete BEFORE INSERT OR DELETE ON ledger_head
 CREATE TRIGGER ledger_head_no_truncate BEFORE TRUNCATE ON ledger_head
     FOR EACH STATEMENT EXECUTE FUNCTION invario_refuse_change();
 
+-- Every insert statement must extend the head by contiguous sequence numbers
+-- (checked once per statement, so multi-row appends stay cheap).
+CREATE FUNCTION invario_check_contiguous_append() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    head_sequence bigint;
+    low bigint;
+    high bigint;
+    inserted bigint;
+BEGIN
+    SELECT sequence_number INTO head_sequence FROM ledger_head;
+    SELECT min(sequence_number), max(sequence_number), count(*) INTO low, high, inserted FROM appended;
+    IF inserted > 0 AND (low <> head_sequence + 1 OR high - low + 1 <> inserted) THEN
+        RAISE EXCEPTION 'invario: entries % to % do not extend the head at %: sequence numbers must be contiguous',
+            low, high, head_sequence
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER ledger_entries_contiguous AFTER INSERT ON ledger_entries
+    REFERENCING NEW TABLE AS appended
+    FOR EACH STATEMENT EXECUTE FUNCTION invario_check_contiguous_append();
+
 -- The head only ever moves forward, onto an entry that exists with that hash.
 CREATE FUNCTION invario_check_head_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -198,6 +198,13 @@ async fn plain_edits_fail_with_the_append_only_message() {
         let error = sqlx::query(statement).execute(pool).await.expect_err(statement).to_string();
         assert!(error.contains("the ledger is append-only"), "{statement}: {error}");
     }
+    let gapped = sqlx::query(
+        "INSERT INTO ledger_entries VALUES (4, gen_random_uuid(), decode(repeat('00', 32), 'hex'), \
+         decode(repeat('00', 32), 'hex'), now())",
+    )
+    .execute(pool)
+    .await;
+    assert!(gapped.unwrap_err().to_string().contains("sequence numbers must be contiguous"));
     let forward_to_nowhere = sqlx::query("UPDATE ledger_head SET sequence_number = 3").execute(pool).await;
     assert!(forward_to_nowhere.unwrap_err().to_string().contains("must point at an existing entry"));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(pool).await.unwrap();
