@@ -78,36 +78,33 @@ pub async fn edit_transaction(
     sequence: i64,
     edit: TransactionEdit,
 ) -> Result<(), sqlx::Error> {
-    let (sql, value): (&'static str, Bind) = match edit {
+    let at = Bind::Int(sequence);
+    let (sql, binds): (&'static str, Vec<Bind>) = match edit {
         TransactionEdit::Amount(amount) => (
-            "UPDATE transactions SET amount = $2::numeric WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
-            Bind::Text(amount.into()),
+            "UPDATE transactions SET amount = $2::numeric WHERE transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            vec![at, Bind::Text(amount.into())],
         ),
         TransactionEdit::Currency(code) => (
-            "UPDATE transactions SET currency = $2 WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
-            Bind::Text(code.into()),
+            "UPDATE transactions SET currency = $2 WHERE transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            vec![at, Bind::Text(code.into())],
         ),
         TransactionEdit::OccurredAt(micros) => (
             "UPDATE transactions SET occurred_at = $2::text::bigint * interval '1 microsecond' + 'epoch'::timestamptz \
              WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
-            Bind::OptText(micros.map(|m| m.to_string())),
+            vec![at, Bind::OptText(micros.map(|m| m.to_string()))],
         ),
         TransactionEdit::Metadata(key, value) => (
             "UPDATE transactions SET metadata = metadata || jsonb_build_object($2::text, $3::text) \
              WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
-            Bind::Text(format!("{key}\u{1}{value}")),
+            vec![at, Bind::Text(key.into()), Bind::Text(value.into())],
         ),
         TransactionEdit::TransactionId(id) => (
-            "UPDATE transactions SET transaction_id = $2 WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
-            Bind::Uuid(id),
+            "UPDATE transactions SET transaction_id = $2 WHERE transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            vec![at, Bind::Uuid(id)],
         ),
-    };
-    let binds = match value {
-        Bind::Text(pair) if sql.contains("jsonb_build_object") => {
-            let (key, value) = pair.split_once('\u{1}').unwrap_or((&pair, ""));
-            vec![Bind::Int(sequence), Bind::Text(key.into()), Bind::Text(value.into())]
-        }
-        other => vec![Bind::Int(sequence), other],
     };
     expect_one(bypassing_triggers(pool, &[(sql, binds)]).await?, "edit_transaction");
     Ok(())
