@@ -118,16 +118,23 @@ pub fn server_url() -> String {
 }
 
 fn find_server() -> Result<String, String> {
-    if let Ok(url) = std::env::var(TEST_DATABASE_URL_VAR)
-        && !url.trim().is_empty()
-    {
+    resolve_server(std::env::var(TEST_DATABASE_URL_VAR).ok(), start_throwaway_cluster, start_container)
+}
+
+/// The resolution order, with each way to get a server passed in.
+fn resolve_server(
+    url: Option<String>,
+    throwaway_cluster: impl FnOnce() -> Result<String, String>,
+    container: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    if let Some(url) = url.filter(|url| !url.trim().is_empty()) {
         return Ok(url);
     }
-    let cluster_failure = match start_throwaway_cluster() {
+    let cluster_failure = match throwaway_cluster() {
         Ok(url) => return Ok(url),
         Err(reason) => reason,
     };
-    let docker_failure = match start_container() {
+    let docker_failure = match container() {
         Ok(url) => return Ok(url),
         Err(reason) => reason,
     };
@@ -253,7 +260,27 @@ fn start_container() -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{resolve_server, with_database};
+
+    #[test]
+    fn the_url_wins_then_the_cluster_then_docker() {
+        let never = || -> Result<String, String> { panic!("must not be tried") };
+        assert_eq!(resolve_server(Some("postgres://x".into()), never, never), Ok("postgres://x".into()));
+        assert_eq!(resolve_server(None, || Ok("cluster".into()), never), Ok("cluster".into()));
+        assert_eq!(
+            resolve_server(Some(" ".into()), || Err("no".into()), || Ok("docker".into())),
+            Ok("docker".into())
+        );
+    }
+
+    #[test]
+    fn with_no_server_the_failure_names_all_three_ways() {
+        let message =
+            resolve_server(None, || Err("initdb not found".into()), || Err("no Docker".into())).unwrap_err();
+        assert!(message.contains("INVARIO_TEST_DATABASE_URL="), "{message}");
+        assert!(message.contains("(initdb, pg_ctl)") && message.contains("initdb not found"), "{message}");
+        assert!(message.contains("testcontainers") && message.contains("no Docker"), "{message}");
+    }
 
     #[test]
     fn replaces_the_database_name_and_keeps_options() {
