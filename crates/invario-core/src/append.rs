@@ -190,3 +190,59 @@ pub fn plan_append(
     };
     Ok(AppendPlan { receipts, new_entries, new_head })
 }
+
+/// The outcome of planning items that do not depend on each other (group
+/// commit): each succeeds or fails on its own; the successes share one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndependentPlan {
+    /// One outcome per item, in submission order.
+    pub outcomes: Vec<Result<Receipt, ItemProblem>>,
+    /// The entries to insert, in sequence order (may be empty).
+    pub new_entries: Vec<LedgerEntry>,
+    /// The head after the write.
+    pub new_head: LedgerHead,
+}
+
+/// Plans unrelated single-item requests together: a conflict fails only its own
+/// item; the same id sent twice with the same content is one entry (the later
+/// request gets it as a replay), with other content the later one conflicts.
+pub fn plan_append_each(
+    snapshot: &AppendSnapshot,
+    batch: Vec<Transaction>,
+    now: Timestamp,
+) -> IndependentPlan {
+    let mut known: HashMap<TransactionId, LedgerEntry> =
+        snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry.clone())).collect();
+    let recorded_at = snapshot.head.recorded_at.map_or(now, |head_time| head_time.max(now));
+    let mut position = snapshot.head.checkpoint();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut new_entries = Vec::new();
+    for transaction in batch {
+        let transaction_id = transaction.transaction_id;
+        let outcome = match known.get(&transaction_id) {
+            Some(entry) if entry.transaction == transaction => {
+                Ok(Receipt { entry: entry.clone(), status: ReceiptStatus::Replayed })
+            }
+            Some(entry) => {
+                Err(ItemProblem::Conflict { transaction_id, existing_sequence: entry.sequence_number })
+            }
+            None => {
+                let entry = LedgerEntry::next(position, transaction, recorded_at);
+                position = entry.checkpoint();
+                known.insert(transaction_id, entry.clone());
+                new_entries.push(entry.clone());
+                Ok(Receipt { entry, status: ReceiptStatus::Created })
+            }
+        };
+        outcomes.push(outcome);
+    }
+    let new_head = match new_entries.last() {
+        Some(last) => LedgerHead {
+            sequence_number: last.sequence_number,
+            entry_hash: last.entry_hash,
+            recorded_at: Some(last.recorded_at),
+        },
+        None => snapshot.head,
+    };
+    IndependentPlan { outcomes, new_entries, new_head }
+}

@@ -279,8 +279,11 @@ impl Verifier {
         }
         let outcome = match record {
             VerificationRecord::Entry(entry, transaction) => self.check_entry(entry, transaction.as_ref()),
+            // Orphans come after every entry: the chain must have reached the head first.
             VerificationRecord::OrphanTransaction(transaction) => {
-                Err(IntegrityBreak::TransactionWithoutEntry { transaction_id: transaction.transaction_id })
+                self.check_end_of_entries().and(Err(IntegrityBreak::TransactionWithoutEntry {
+                    transaction_id: transaction.transaction_id,
+                }))
             }
         };
         match outcome {
@@ -294,24 +297,33 @@ impl Verifier {
 
     /// Ends the run: checks the chain reached the head (and the digest).
     pub fn finish(mut self) -> VerificationReport {
-        if self.first_break.is_none() && self.last != self.head.checkpoint() {
-            self.first_break = Some(self.head_mismatch());
-        }
-        if let Some(digest) = self.digest
-            && self.first_break.is_none()
-            && digest.sequence_number > self.last.sequence_number
+        if self.first_break.is_none()
+            && let Err(found) = self.check_end_of_entries()
         {
-            self.first_break = Some(IntegrityBreak::DigestMismatch {
-                sequence: digest.sequence_number,
-                expected: digest.entry_hash,
-                found: EntryHash::GENESIS,
-            });
+            self.first_break = Some(found);
         }
         VerificationReport {
             entries_checked: self.entries_checked,
             verified: self.last,
             head: self.head,
             first_break: self.first_break,
+        }
+    }
+
+    /// Once every entry was seen: the chain must end at the head and reach the digest.
+    fn check_end_of_entries(&self) -> Result<(), IntegrityBreak> {
+        if self.last != self.head.checkpoint() {
+            return Err(self.head_mismatch());
+        }
+        match self.digest {
+            Some(digest) if digest.sequence_number > self.last.sequence_number => {
+                Err(IntegrityBreak::DigestMismatch {
+                    sequence: digest.sequence_number,
+                    expected: digest.entry_hash,
+                    found: EntryHash::GENESIS,
+                })
+            }
+            _ => Ok(()),
         }
     }
 

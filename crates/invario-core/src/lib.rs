@@ -46,8 +46,8 @@ mod properties;
 
 pub use amount::{Amount, AmountError};
 pub use append::{
-    AppendPlan, AppendSnapshot, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, ReceiptStatus,
-    RejectedItem, plan_append,
+    AppendPlan, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE, Receipt,
+    ReceiptStatus, RejectedItem, plan_append, plan_append_each,
 };
 pub use chain::{
     Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, encode_entry_v1, entry_hash_v1,

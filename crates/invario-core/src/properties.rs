@@ -177,7 +177,7 @@ fn apply(records: &mut Vec<VerificationRecord>, index: usize, tamper: Tamper) ->
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn any_generated_ledger_verifies(transactions in strategies::distinct_transactions(0..40)) {

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures_util::StreamExt;
 use rand_core::CryptoRng;
 
-use crate::append::{BatchRejection, MAX_BATCH_SIZE, Receipt, plan_append};
+use crate::append::{
+    AppendPlan, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
+};
 use crate::chain::{Checkpoint, LedgerEntry, LedgerHead};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
 use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
@@ -68,7 +70,7 @@ pub struct IntegrityStatus {
 }
 
 impl IntegrityStatus {
-    /// Healthy means verified at least once and no known break.
+    /// Healthy means verified at least once and no break found since this service started.
     pub fn is_healthy(&self) -> bool {
         self.verified.is_some() && self.broken.is_none()
     }
@@ -76,9 +78,9 @@ impl IntegrityStatus {
 
 /// The ledger service: ingest, read and verify, with quarantine.
 ///
-/// Once a verification finds a break, every write is refused until a *full*
-/// verification passes again (an incremental run only looks at new rows, so it
-/// cannot clear a break found in old ones).
+/// Once a verification finds a break, every write is refused for the life of
+/// this service value: recovery is an operator's decision (restore, then restart
+/// on a healthy ledger), never something a later check decides on its own.
 #[derive(Debug)]
 pub struct Ledger<S> {
     store: S,
@@ -114,6 +116,34 @@ impl<S: LedgerStore> Ledger<S> {
             session.commit(&plan).await?;
         }
         Ok(plan.receipts)
+    }
+
+    /// Appends unrelated transactions in one write (group commit): each item
+    /// succeeds or fails on its own (see [`plan_append_each`]); the call as a
+    /// whole fails only when nothing could be written.
+    pub async fn ingest_each(
+        &self,
+        batch: Vec<Transaction>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Receipt, ItemProblem>>, IngestError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.len() > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(batch.len()));
+        }
+        if let Some(found) = self.integrity().broken {
+            return Err(IngestError::Quarantined(found));
+        }
+        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
+        let session = self.store.begin_append(&ids).await?;
+        let plan = plan_append_each(session.snapshot(), batch, now);
+        if !plan.new_entries.is_empty() {
+            let write =
+                AppendPlan { receipts: Vec::new(), new_entries: plan.new_entries, new_head: plan.new_head };
+            session.commit(&write).await?;
+        }
+        Ok(plan.outcomes)
     }
 
     /// Parses client JSON items, then ingests them; any invalid item rejects the batch.
@@ -175,11 +205,7 @@ impl<S: LedgerStore> Ledger<S> {
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
         let report = self.run_verification(Sweep::Full, None, digest, progress).await?;
-        let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);
-        status.broken = report.first_break.clone();
-        if report.is_intact() {
-            status.verified = Some(report.verified);
-        }
+        self.record(&report);
         Ok(report)
     }
 
@@ -192,17 +218,19 @@ impl<S: LedgerStore> Ledger<S> {
             None => Sweep::Full,
         };
         let report = self.run_verification(sweep, resume_from, None, &mut |_| {}).await?;
+        self.record(&report);
+        Ok(report)
+    }
+
+    /// Notes a run's outcome: the first break found is kept for good.
+    fn record(&self, report: &VerificationReport) {
         let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);
         match &report.first_break {
-            Some(found) => status.broken = Some(found.clone()),
-            None if resume_from.is_none() => {
-                status.broken = None;
-                status.verified = Some(report.verified);
-            }
+            Some(found) if status.broken.is_none() => status.broken = Some(found.clone()),
+            Some(_) => {}
             None if status.broken.is_none() => status.verified = Some(report.verified),
             None => {}
         }
-        Ok(report)
     }
 
     async fn run_verification(

@@ -84,7 +84,7 @@ fn pages_of_entries_walk_the_whole_ledger() {
 }
 
 #[test]
-fn a_break_quarantines_writes_until_a_full_verification_passes() {
+fn a_break_quarantines_writes_for_the_life_of_the_service() {
     block_on(async {
         let store = MemoryLedger::new();
         let ledger = Ledger::new(store.clone());
@@ -108,12 +108,20 @@ fn a_break_quarantines_writes_until_a_full_verification_passes() {
         assert!(matches!(refused, IngestError::Quarantined(_)));
         assert!(refused.to_string().contains("hash mismatch at sequence 2"));
         assert!(ledger.verify_incremental().await.unwrap().is_intact(), "new rows are fine");
-        assert!(!ledger.integrity().is_healthy(), "an incremental run cannot lift the quarantine");
+        assert!(!ledger.integrity().is_healthy(), "a passing run does not lift the quarantine");
 
         store.tamper_entries(|entries| *entries = original);
         assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
-        assert!(ledger.integrity().is_healthy());
-        ledger.ingest(vec![transaction(4, "1")], at(1)).await.unwrap();
+        assert!(!ledger.integrity().is_healthy(), "only a restart on a healthy ledger lifts the quarantine");
+        assert!(matches!(
+            ledger.ingest(vec![transaction(4, "1")], at(1)).await,
+            Err(IngestError::Quarantined(_))
+        ));
+
+        let restarted = Ledger::new(store.clone());
+        assert!(restarted.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        assert!(restarted.integrity().is_healthy());
+        restarted.ingest(vec![transaction(4, "1")], at(1)).await.unwrap();
     });
 }
 
@@ -189,5 +197,40 @@ fn keys_expire_and_bad_input_creates_nothing() {
         let no_owner = admin.create_key(&mut rng, " ", r#"{"read": true}"#, None, at(0)).await.unwrap_err();
         assert_eq!(no_owner.to_string(), "owner must not be empty");
         assert_eq!(admin.list(None).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn grouped_requests_succeed_or_fail_each_on_their_own() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        ledger.ingest(vec![transaction(1, "5")], at(0)).await.unwrap();
+        let outcomes = ledger
+            .ingest_each(
+                vec![
+                    transaction(2, "1"),
+                    transaction(1, "6"),
+                    transaction(3, "1"),
+                    transaction(2, "1"),
+                    transaction(3, "2"),
+                    transaction(1, "5"),
+                ],
+                at(1),
+            )
+            .await
+            .unwrap();
+        let summary: Vec<_> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(receipt) => format!("{:?} {}", receipt.status, receipt.entry.sequence_number),
+                Err(problem) => format!("conflict={}", problem.is_conflict()),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            ["Created 2", "conflict=true", "Created 3", "Replayed 2", "conflict=true", "Replayed 1"]
+        );
+        assert_eq!(ledger.head().await.unwrap().sequence_number, 3);
+        assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
     });
 }

@@ -1,1 +1,1 @@
-//! The warp HTTP ingestion service (filled in by the HTTP issue).
+//! The warp HTTP ingestion service.
