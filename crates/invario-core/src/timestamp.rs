@@ -30,6 +30,9 @@ pub enum TimestampError {
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00Z.
+    pub const UNIX_EPOCH: Timestamp = Timestamp(0);
+
     /// An instant from microseconds since the Unix epoch.
     pub fn from_unix_micros(micros: i64) -> Result<Self, TimestampError> {
         if (MIN_MICROS..=MAX_MICROS).contains(&micros) {

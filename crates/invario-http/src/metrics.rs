@@ -1,0 +1,49 @@
+//! Prometheus metrics: names, and the process-wide recorder.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Counter: transactions appended (replays do not count).
+pub const TRANSACTIONS_TOTAL: &str = "invario_transactions_total";
+/// Gauge: 1 while the chain verifies, 0 once a break is found.
+pub const INTEGRITY_STATUS: &str = "invario_ledger_integrity_status";
+/// Gauge: the head's sequence number.
+pub const HEAD_SEQUENCE: &str = "invario_ledger_head_sequence";
+/// Gauge: the last sequence number verified intact.
+pub const LAST_VERIFIED_SEQUENCE: &str = "invario_ledger_last_verified_sequence";
+/// Counter: batches rejected (422).
+pub const BATCHES_REJECTED_TOTAL: &str = "invario_batches_rejected_total";
+/// Counter: HTTP requests by route and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "invario_http_requests_total";
+/// Histogram: HTTP latency in seconds by route and status.
+pub const HTTP_REQUEST_DURATION: &str = "invario_http_request_duration_seconds";
+/// Histogram: transactions per database append (group commits and batches).
+pub const APPEND_BATCH_SIZE: &str = "invario_append_batch_size";
+/// Counter: database transactions that appended entries.
+pub const APPEND_COMMITS_TOTAL: &str = "invario_append_commits_total";
+
+const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1000.0, 4000.0, 10000.0];
+
+/// The handle rendering `/metrics`; installs the global recorder on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), &LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(APPEND_BATCH_SIZE.into()), &BATCH_BUCKETS)
+            });
+        match builder {
+            Ok(builder) => {
+                let recorder = builder.build_recorder();
+                let handle = recorder.handle();
+                // An embedder may have installed its own recorder; then ours renders nothing.
+                let _ = metrics::set_global_recorder(recorder);
+                handle
+            }
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests over real HTTP against real PostgreSQL, one binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod helpers;
+mod ingest;
+mod integrity;
+mod reads_and_auth;

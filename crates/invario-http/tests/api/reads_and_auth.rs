@@ -1,0 +1,136 @@
+//! Reads, scopes, revocation, expiry, and the error shape of every refusal.
+
+use std::time::Duration;
+
+use invario_core::Timestamp;
+use rand::TryRngCore;
+use serde_json::Value;
+
+use crate::helpers::{error_code, now, spawn_app, transaction};
+
+#[tokio::test]
+async fn reads_return_receipts_the_head_and_pages() {
+    let app = spawn_app().await;
+    let empty: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(
+        empty,
+        serde_json::json!({"sequence_number": 0, "entry_hash": "0".repeat(64), "recorded_at": null})
+    );
+    let created: Value = app.post("/v1/transactions", &transaction(5, "1.50")).await.json().await.unwrap();
+    let fetched = app.get("/v1/transactions/00000000-0000-0000-0000-000000000005").await;
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.json::<Value>().await.unwrap(), created);
+    let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(head["entry_hash"], created["entry_hash"]);
+    assert_eq!(head["recorded_at"], created["recorded_at"]);
+
+    let (status, code, _) =
+        error_code(app.get("/v1/transactions/00000000-0000-0000-0000-000000000009").await).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    let (status, code, body) = error_code(app.get("/v1/transactions/not-a-uuid").await).await;
+    assert_eq!((status, code.as_str()), (422, "validation_failed"));
+    assert_eq!(body["error"]["details"][0]["field"], "transaction_id");
+    let (status, _, body) = error_code(app.get("/v1/ledger/entries?limit=1001").await).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["message"], "limit must be between 1 and 1000 (got 1001)");
+    let (status, _, body) = error_code(app.get("/v1/ledger/entries?after=-1").await).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["field"], "after");
+    let page: Value = app.get("/v1/ledger/entries?after=0").await.json().await.unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_after"], Value::Null);
+
+    let (status, code, _) = error_code(app.get("/v1/nothing-here").await).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    let response =
+        app.client.delete(app.url("/v1/transactions")).bearer_auth(&app.write_key).send().await.unwrap();
+    let (status, code, _) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn keys_are_checked_for_presence_scope_revocation_and_expiry() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/v1/ledger/head")).send().await.unwrap();
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let (status, code, body) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    assert!(body["error"]["correlation_id"].is_string());
+
+    let unknown = format!("inv_live_{}", "Z".repeat(32));
+    let response = app.client.get(app.url("/v1/ledger/head")).bearer_auth(&unknown).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+
+    let (status, code, _) = error_code(
+        app.client
+            .post(app.url("/v1/transactions"))
+            .bearer_auth(&app.read_key)
+            .json(&transaction(1, "1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    let (status, code, _) = error_code(
+        app.client.get(app.url("/v1/ledger/head")).bearer_auth(&app.write_key).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+
+    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
+    assert_eq!(app.keys.revoke_owner("reader", now()).await.unwrap(), 1);
+    let (status, _, body) = error_code(app.get("/v1/ledger/head").await).await;
+    assert_eq!(status, 401, "revocation bites on the very next request");
+    assert!(body["error"]["message"].as_str().unwrap().contains("was revoked"));
+
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let soon = Timestamp::from_unix_micros(now().unix_micros() + 300_000).unwrap();
+    let (short_lived, _) =
+        app.keys.create_key(&mut rng, "temp", r#"{"read": true}"#, Some(soon), now()).await.unwrap();
+    let request = || app.client.get(app.url("/v1/ledger/head")).bearer_auth(short_lived.expose()).send();
+    assert_eq!(request().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, body) = error_code(request().await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_key() {
+    let app = spawn_app().await;
+    app.post("/v1/transactions", &transaction(1, "1")).await;
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["head"]["sequence_number"], 1);
+    assert!(health["last_verified_sequence"].is_u64());
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "invario_transactions_total",
+        "invario_ledger_integrity_status",
+        "invario_ledger_head_sequence",
+        "invario_ledger_last_verified_sequence",
+        "invario_http_requests_total{route=\"/v1/transactions\",status=\"201\"}",
+        "invario_http_request_duration_seconds_bucket",
+        "invario_append_batch_size_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_503_unavailable() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
+    app.database.pool().close().await;
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "unavailable");
+    let (status, code, _) = error_code(app.post("/v1/transactions", &transaction(1, "1")).await).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    app.stop().await;
+}
