@@ -1,6 +1,15 @@
-//! `invario`, the operator's CLI (commands arrive with the CLI issue).
+//! `invario`: serve the API, migrate, manage keys, verify the ledger, export digests.
 
-fn main() {
-    eprintln!("invario: no commands yet; see the README for what is built so far");
-    std::process::exit(2);
+mod cli;
+mod commands;
+mod database;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    commands::run(cli)
 }

@@ -201,6 +201,9 @@ pub struct VerificationReport {
     pub head: LedgerHead,
     /// The first break found, if any.
     pub first_break: Option<IntegrityBreak>,
+    /// The row at which the break was found, for forensics (absent for breaks
+    /// found at the end, such as a head mismatch).
+    pub broken_record: Option<VerificationRecord>,
 }
 
 impl VerificationReport {
@@ -232,6 +235,7 @@ pub struct Verifier {
     digest: Option<Checkpoint>,
     entries_checked: u64,
     first_break: Option<IntegrityBreak>,
+    broken_record: Option<VerificationRecord>,
 }
 
 impl Verifier {
@@ -242,8 +246,14 @@ impl Verifier {
 
     /// Verifies the entries after `checkpoint`, a position verified earlier.
     pub fn resume(head: LedgerHead, checkpoint: Checkpoint) -> Self {
-        let mut verifier =
-            Verifier { head, last: checkpoint, digest: None, entries_checked: 0, first_break: None };
+        let mut verifier = Verifier {
+            head,
+            last: checkpoint,
+            digest: None,
+            entries_checked: 0,
+            first_break: None,
+            broken_record: None,
+        };
         if head.sequence_number < checkpoint.sequence_number
             || (head.sequence_number == checkpoint.sequence_number
                 && head.entry_hash != checkpoint.entry_hash)
@@ -290,6 +300,7 @@ impl Verifier {
             Ok(()) => true,
             Err(found) => {
                 self.record_break(found);
+                self.broken_record = Some(record.clone());
                 false
             }
         }
@@ -307,6 +318,7 @@ impl Verifier {
             verified: self.last,
             head: self.head,
             first_break: self.first_break,
+            broken_record: self.broken_record,
         }
     }
 

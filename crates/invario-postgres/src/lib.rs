@@ -11,6 +11,7 @@ mod rows;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, postgres::PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,13 +35,23 @@ pub enum PgSetupError {
     MalformedUrl(String),
     /// The server could not be reached or refused the login.
     #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(#[source] sqlx::Error),
+    Connect(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     /// A query about the schema failed.
     #[error("cannot read the schema version: {0}")]
-    Query(#[source] sqlx::Error),
+    Query(String),
+}
+
+fn connect_error(error: sqlx::Error) -> PgSetupError {
+    // sqlx repeats a database error's text in its source chain; keep the innermost message.
+    let message = match &error {
+        sqlx::Error::Database(database) => database.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    PgSetupError::Connect(message)
 }
 
 /// A migration, as reported to the operator.
@@ -64,18 +75,22 @@ pub async fn connect_with(url: &str, max_connections: u32) -> Result<PgPool, PgS
     }
     let options =
         PgConnectOptions::from_str(url).map_err(|error| PgSetupError::MalformedUrl(error.to_string()))?;
+    // One direct connection first: a pool would report "timed out" instead of
+    // the real reason (refused, unknown host, bad password, missing database).
+    let probe = PgConnection::connect_with(&options).await.map_err(connect_error)?;
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(PgSetupError::Connect)
+        .map_err(connect_error)
 }
 
 /// Applies every pending migration; returns the ones applied now (empty when up to date).
 pub async fn migrate(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgSetupError> {
     let pending = pending_migrations(pool).await?;
-    MIGRATOR.run(pool).await?;
+    MIGRATOR.run(pool).await.map_err(|error| PgSetupError::Migrate(error.to_string()))?;
     Ok(pending)
 }
 
@@ -84,12 +99,12 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgS
     let table_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(pool)
         .await
-        .map_err(PgSetupError::Query)?;
+        .map_err(|error| PgSetupError::Query(error.to_string()))?;
     let applied: Vec<i64> = if table_exists {
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(pool)
             .await
-            .map_err(PgSetupError::Query)?
+            .map_err(|error| PgSetupError::Query(error.to_string()))?
     } else {
         Vec::new()
     };

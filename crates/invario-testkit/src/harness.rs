@@ -69,6 +69,15 @@ impl Drop for TestDatabase {
 
 /// A new, migrated database on the test server (see the module docs for how it is found).
 pub async fn fresh_database() -> TestDatabase {
+    let database = fresh_empty_database().await;
+    invario_postgres::migrate(&database.pool)
+        .await
+        .unwrap_or_else(|error| panic!("migrations failed: {error}"));
+    database
+}
+
+/// A new database with no schema at all (for testing migrations).
+pub async fn fresh_empty_database() -> TestDatabase {
     let admin_url = server_url();
     let name = format!("invario_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url)
@@ -83,7 +92,6 @@ pub async fn fresh_database() -> TestDatabase {
     let pool = invario_postgres::connect_with(&url, 40)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test database {url}: {error}"));
-    invario_postgres::migrate(&pool).await.unwrap_or_else(|error| panic!("migrations failed: {error}"));
     TestDatabase { pool, url, name, admin_url }
 }
 

@@ -44,7 +44,7 @@ async fn bypassing_triggers(
     let mut affected = 0;
     for (sql, binds) in statements {
         let mut query = sqlx::query(*sql);
-        for bind in binds {
+        for bind in binds.iter() {
             query = match bind {
                 Bind::Int(value) => query.bind(*value),
                 Bind::Text(value) => query.bind(value.clone()),
@@ -196,5 +196,64 @@ pub async fn rewrite_head(pool: &PgPool, sequence: i64, hash: [u8; 32]) -> Resul
         bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence), Bind::Bytes(hash.to_vec())])]).await?,
         "rewrite_head",
     );
+    Ok(())
+}
+
+/// Rewrites the whole chain consistently from `sequence` on: changes that
+/// entry's amount, then recomputes every hash after it and the head, as an
+/// attacker who knows the format would. Only a saved digest catches this.
+pub async fn rewrite_chain_from(
+    pool: &PgPool,
+    sequence: i64,
+    new_amount: &'static str,
+) -> Result<(), sqlx::Error> {
+    use futures_util::TryStreamExt;
+    use invario_core::{EntryContent, EntryHash, entry_hash_v1};
+    use sqlx::Row;
+
+    edit_transaction(pool, sequence, TransactionEdit::Amount(new_amount)).await?;
+    let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(
+        "SELECT e.sequence_number, e.transaction_id, e.prev_hash, \
+                (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_micros, \
+                t.amount::text AS amount, t.currency, \
+                (extract(epoch FROM t.occurred_at) * 1000000)::bigint AS occurred_micros, t.metadata::text AS metadata \
+         FROM ledger_entries e JOIN transactions t USING (transaction_id) ORDER BY e.sequence_number",
+    )
+    .fetch(pool)
+    .try_collect()
+    .await?;
+    let mut statements = Vec::new();
+    let mut previous: Option<EntryHash> = None;
+    for row in rows {
+        let current: i64 = row.get("sequence_number");
+        let stored_prev = EntryHash::from_slice(&row.get::<Vec<u8>, _>("prev_hash")).expect("32-byte hash");
+        let prev = previous.unwrap_or(stored_prev);
+        let metadata: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&row.get::<String, _>("metadata")).expect("string metadata");
+        let id: Uuid = row.get("transaction_id");
+        let amount: String = row.get("amount");
+        let currency: String = row.get("currency");
+        let content = EntryContent {
+            transaction_id: &id,
+            amount: &amount,
+            currency: &currency,
+            occurred_at_micros: row.get("occurred_micros"),
+            recorded_at_micros: row.get("recorded_micros"),
+            metadata: &metadata,
+        };
+        let hash = entry_hash_v1(&prev, u64::try_from(current).expect("positive"), &content);
+        if current >= sequence {
+            statements.push((
+                "UPDATE ledger_entries SET prev_hash = $2, entry_hash = $3 WHERE sequence_number = $1",
+                vec![Bind::Int(current), Bind::Bytes(prev.0.to_vec()), Bind::Bytes(hash.0.to_vec())],
+            ));
+        }
+        // Rows before `sequence` are untouched and intact: their recomputed hash is their stored one.
+        previous = Some(hash);
+    }
+    if let Some(head) = previous {
+        statements.push(("UPDATE ledger_head SET entry_hash = $1", vec![Bind::Bytes(head.0.to_vec())]));
+    }
+    bypassing_triggers(pool, &statements).await?;
     Ok(())
 }

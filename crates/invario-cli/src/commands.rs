@@ -1,0 +1,228 @@
+//! One function per command. Exit codes: 0 success, 1 the ledger is broken,
+//! 2 anything that kept the command from running (bad input, no database, …).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use invario_core::{Checkpoint, EntryHash, KeyAdmin, Ledger, Timestamp};
+use invario_http::{GroupCommit, LogFormat, MonitorSchedule, ServiceConfig};
+use invario_postgres::{PgKeyStore, PgLedger};
+use rand::TryRngCore;
+
+use crate::cli::{Cli, Command, LogFormatArg, ServeArgs};
+use crate::database::{connect, connect_migrated};
+use crate::output;
+
+/// Connections for one-shot commands.
+const COMMAND_CONNECTIONS: u32 = 2;
+
+pub(crate) fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.database_url.as_deref();
+    match cli.command {
+        Command::Serve(args) => serve(url, args).await,
+        Command::Migrate => migrate(url).await,
+        Command::CreateKey { owner, scopes, expires_in } => {
+            create_key(url, &owner, &scopes, expires_in).await
+        }
+        Command::RevokeKey { owner, prefix } => revoke_key(url, owner.as_deref(), prefix.as_deref()).await,
+        Command::ListKeys { owner } => list_keys(url, owner.as_deref()).await,
+        Command::Verify { json, digest } => verify(url, json, digest.as_deref()).await,
+        Command::Digest => digest(url).await,
+    }
+}
+
+fn now() -> Timestamp {
+    // The system clock lies within years 0001–9999; the epoch is only a formal fallback.
+    Timestamp::from_datetime(chrono::Utc::now()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let format = match args.log_format {
+        LogFormatArg::Json => LogFormat::Json,
+        LogFormatArg::Pretty => LogFormat::Pretty,
+    };
+    invario_http::init_logging(format, &args.log_level, std::io::stdout)?;
+    let pool = connect_migrated(url, args.database_connections).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let config = ServiceConfig {
+        group_commit: GroupCommit {
+            window: args.group_commit_window,
+            max_batch: args.group_commit_max,
+            ..GroupCommit::default()
+        },
+        monitor: MonitorSchedule {
+            incremental_interval: args.integrity_interval,
+            full_interval: args.full_verify_interval,
+        },
+    };
+    invario_http::serve(
+        listener,
+        PgLedger::new(pool.clone()),
+        PgKeyStore::new(pool),
+        config,
+        invario_http::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let pool = connect(url, COMMAND_CONNECTIONS).await?;
+    let applied = invario_postgres::migrate(&pool).await?;
+    if applied.is_empty() {
+        println!("Database schema is up to date: no pending migrations.");
+    }
+    for migration in &applied {
+        println!("Applied migration {} {}", migration.version, migration.description);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn key_admin(url: Option<&str>) -> anyhow::Result<KeyAdmin<PgKeyStore>> {
+    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
+    Ok(KeyAdmin::new(PgKeyStore::new(pool)))
+}
+
+async fn create_key(
+    url: Option<&str>,
+    owner: &str,
+    scopes: &str,
+    expires_in: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
+    // Check the input before touching the database, so a typo needs no connection.
+    invario_core::Owner::parse(owner)?;
+    invario_core::Scopes::parse_json(scopes)?;
+    let now = now();
+    let expires_at = match expires_in {
+        None => None,
+        Some(duration) => {
+            let micros =
+                i64::try_from(duration.as_micros()).map_err(|_| anyhow!("--expires-in is too long"))?;
+            if micros == 0 {
+                bail!("--expires-in must be longer than zero");
+            }
+            Some(
+                now.checked_add_micros(micros)
+                    .ok_or_else(|| anyhow!("--expires-in reaches past year 9999"))?,
+            )
+        }
+    };
+    let admin = key_admin(url).await?;
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    let (secret, record) = admin.create_key(&mut rng, owner, scopes, expires_at, now).await?;
+    println!("{}", output::key_created(record.owner.as_str(), secret.expose()));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke_key(
+    url: Option<&str>,
+    owner: Option<&str>,
+    prefix: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(owner) = owner {
+        invario_core::Owner::parse(owner)?;
+    }
+    let admin = key_admin(url).await?;
+    match (owner, prefix) {
+        (Some(owner), _) => {
+            let revoked = admin.revoke_owner(owner, now()).await?;
+            println!("🔒 Revoked {revoked} active key(s) for '{}'", owner.trim());
+        }
+        (None, Some(prefix)) => {
+            let revoked = admin.revoke_prefix(prefix, now()).await?;
+            if revoked == 0 {
+                bail!("no active key has the prefix {prefix:?} (see `invario list-keys`)");
+            }
+            println!("🔒 Revoked key {}", prefix.trim());
+        }
+        (None, None) => bail!("say which keys to revoke: --owner NAME or --prefix inv_live_…"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_keys(url: Option<&str>, owner: Option<&str>) -> anyhow::Result<ExitCode> {
+    let admin = key_admin(url).await?;
+    let keys = admin.list(owner).await?;
+    println!("{}", output::key_table(&keys, now()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the digest file {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON from `invario digest`", path.display()))?;
+    if value["format"] != invario_core::chain::FORMAT_V1_NAME {
+        bail!(
+            "{}: unknown digest format {} (expected \"invario.ledger.v1\")",
+            path.display(),
+            value["format"]
+        );
+    }
+    let sequence_number = value["sequence_number"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{}: sequence_number must be a whole number", path.display()))?;
+    let entry_hash = EntryHash::from_hex(value["entry_hash"].as_str().unwrap_or_default())
+        .with_context(|| format!("{}: entry_hash", path.display()))?;
+    Ok(Checkpoint { sequence_number, entry_hash })
+}
+
+async fn verify(url: Option<&str>, json: bool, digest: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let digest = digest.map(read_digest).transpose()?;
+    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
+    let ledger = Ledger::new(PgLedger::new(pool));
+    let head = ledger.head().await?;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = indicatif::ProgressBar::new(head.sequence_number);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} entries ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = ledger.verify_full(digest, &mut |checked| bar.set_position(checked)).await?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&output::report_json(&report))?);
+    } else {
+        println!("{}", output::report_text(&report));
+        if let (Some(digest), true) = (digest, report.is_intact()) {
+            println!(
+                "✅ The ledger still passes through the saved digest at sequence {}",
+                digest.sequence_number
+            );
+        }
+    }
+    Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn digest(url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
+    let head = Ledger::new(PgLedger::new(pool)).head().await?;
+    println!("{}", serde_json::to_string_pretty(&output::digest(&head))?);
+    Ok(ExitCode::SUCCESS)
+}

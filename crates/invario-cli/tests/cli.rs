@@ -1,0 +1,291 @@
+//! End-to-end: the built `invario` binary against real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use invario_core::Ledger;
+use invario_postgres::PgLedger;
+use invario_testkit::contract::{at, transaction};
+use invario_testkit::harness::{TestDatabase, fresh_database, fresh_empty_database};
+use invario_testkit::tamper::{self, EntryEdit, TransactionEdit};
+use serde_json::{Value, json};
+
+fn invario(database: &TestDatabase, args: &[&str]) -> Output {
+    invario_with_url(Some(database.url()), args)
+}
+
+fn invario_with_url(url: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
+    command.args(args).env_remove("DATABASE_URL").env("NO_COLOR", "1");
+    if let Some(url) = url {
+        command.env("DATABASE_URL", url);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn ledger_of(database: &TestDatabase, count: u128) {
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest((1..=count).map(|n| transaction(n, "10.00")).collect(), at(1)).await.unwrap();
+}
+
+/// `invario serve` on a free port; killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(database: &TestDatabase) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_invario"))
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--integrity-interval",
+            "100ms",
+            "--full-verify-interval",
+            "300ms",
+        ])
+        .env("DATABASE_URL", database.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, address: format!("http://{listen}") };
+    for _ in 0..300 {
+        if reqwest::get(format!("{}/health", server.address)).await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("invario serve did not come up on {listen}");
+}
+
+fn created_key(output: &Output) -> String {
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], "✅ API Key Created for 'ClientName'");
+    let key = lines[1].strip_prefix("🔑 Key: ").expect("the key line");
+    assert!(
+        key.starts_with("inv_live_")
+            && key.len() == 41
+            && key[9..].bytes().all(|b| b.is_ascii_alphanumeric())
+    );
+    assert_eq!(lines[2], "⚠️  SAVE THIS KEY NOW. It will not be shown again.");
+    key.to_owned()
+}
+
+#[tokio::test]
+async fn migrate_applies_once_and_then_reports_nothing_to_do() {
+    let database = fresh_empty_database().await;
+    let first = invario(&database, &["migrate"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(text(&first.stdout), "Applied migration 20260101000001 ledger\n");
+    let second = invario(&database, &["migrate"]);
+    assert!(second.status.success());
+    assert_eq!(text(&second.stdout), "Database schema is up to date: no pending migrations.\n");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_schema_with_pending_migrations() {
+    let database = fresh_empty_database().await;
+    let output = invario(&database, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("1 migration(s) pending") && stderr.contains("run `invario migrate`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn create_key_prints_the_guides_three_lines_and_bad_input_creates_nothing() {
+    let database = fresh_database().await;
+    created_key(&invario(
+        &database,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true}"#],
+    ));
+    for (args, message) in [
+        (
+            vec!["create-key", "--owner", "ClientName", "--scopes", r#"{"admin": true}"#],
+            "unknown scope \"admin\"",
+        ),
+        (vec!["create-key", "--owner", "ClientName", "--scopes", "write"], "scopes must be JSON"),
+        (vec!["create-key", "--owner", " ", "--scopes", r#"{"read": true}"#], "owner must not be empty"),
+        (
+            vec!["create-key", "--owner", "X", "--scopes", r#"{"read": true}"#, "--expires-in", "soon"],
+            "expires-in",
+        ),
+    ] {
+        let output = invario(&database, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(text(&output.stderr).contains(message), "{args:?}: {}", text(&output.stderr));
+    }
+    let listing = text(&invario(&database, &["list-keys"]).stdout);
+    assert_eq!(listing.lines().count(), 2, "one header and the one good key:\n{listing}");
+}
+
+#[tokio::test]
+async fn a_key_works_over_http_until_revoked_and_listings_never_show_secrets() {
+    let database = fresh_database().await;
+    let key = created_key(&invario(
+        &database,
+        &[
+            "create-key",
+            "--owner",
+            "ClientName",
+            "--scopes",
+            r#"{"write": true, "read": true}"#,
+            "--expires-in",
+            "90d",
+        ],
+    ));
+    let server = serve(&database).await;
+    let client = reqwest::Client::new();
+    let post = || {
+        client
+            .post(format!("{}/v1/transactions", server.address))
+            .bearer_auth(&key)
+            .json(&json!({"transaction_id": uuid::Uuid::from_u128(1).to_string(), "amount": "100.50", "currency": "BRL"}))
+            .send()
+    };
+    assert_eq!(post().await.unwrap().status(), 201);
+
+    let listing = text(&invario(&database, &["list-keys", "--owner", "ClientName"]).stdout);
+    assert!(listing.contains(&key[..17]) && !listing.contains(&key[17..]), "{listing}");
+    assert!(listing.contains("write,read") && listing.contains("active until"), "{listing}");
+
+    let revoked = invario(&database, &["revoke-key", "--owner", "ClientName"]);
+    assert!(revoked.status.success());
+    assert_eq!(text(&revoked.stdout), "🔒 Revoked 1 active key(s) for 'ClientName'\n");
+    assert_eq!(post().await.unwrap().status(), 401, "the very next request is refused");
+    assert!(text(&invario(&database, &["list-keys"]).stdout).contains("revoked"));
+
+    let other = created_key(&invario(
+        &database,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"read": true}"#],
+    ));
+    let by_prefix = invario(&database, &["revoke-key", "--prefix", &other[..17]]);
+    assert!(by_prefix.status.success(), "{}", text(&by_prefix.stderr));
+    let again = invario(&database, &["revoke-key", "--prefix", &other[..17]]);
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn verify_passes_an_intact_ledger_and_names_every_kind_of_break() {
+    let database = fresh_database().await;
+    ledger_of(&database, 5).await;
+    let intact = invario(&database, &["verify"]);
+    assert_eq!(intact.status.code(), Some(0));
+    assert!(text(&intact.stdout).starts_with("✅ Ledger intact: 5 entries verified, head at sequence 5"));
+
+    type Edit = fn(sqlx::PgPool) -> futures_util::future::BoxFuture<'static, Result<(), sqlx::Error>>;
+    let cases: [(Edit, &str, u64); 5] = [
+        (
+            |p| {
+                Box::pin(
+                    async move { tamper::edit_transaction(&p, 3, TransactionEdit::Amount("10.01")).await },
+                )
+            },
+            "hash_mismatch",
+            3,
+        ),
+        (
+            |p| Box::pin(async move { tamper::edit_entry(&p, 4, EntryEdit::PrevHash([7; 32])).await }),
+            "broken_link",
+            4,
+        ),
+        (|p| Box::pin(async move { tamper::delete_entry_and_transaction(&p, 2).await }), "sequence_gap", 2),
+        (
+            |p| Box::pin(async move { tamper::delete_transaction(&p, 5).await }),
+            "entry_without_transaction",
+            5,
+        ),
+        (|p| Box::pin(async move { tamper::rewrite_head(&p, 5, [1; 32]).await }), "head_mismatch", 5),
+    ];
+    for (edit, kind, sequence) in cases {
+        let database = fresh_database().await;
+        ledger_of(&database, 5).await;
+        edit(database.pool().clone()).await.unwrap();
+        let broken = invario(&database, &["verify"]);
+        let stdout = text(&broken.stdout);
+        assert_eq!(broken.status.code(), Some(1), "{kind}: {stdout}");
+        assert!(stdout.contains(&format!("kind: {kind}")), "{stdout}");
+        assert!(stdout.contains(&format!("first broken sequence: {sequence}")), "{stdout}");
+        let json: Value = serde_json::from_slice(&invario(&database, &["verify", "--json"]).stdout).unwrap();
+        assert_eq!(json["intact"], false);
+        assert_eq!(json["break"]["kind"], kind);
+    }
+
+    let database = fresh_database().await;
+    ledger_of(&database, 3).await;
+    tamper::edit_transaction(database.pool(), 2, TransactionEdit::Amount("99.99")).await.unwrap();
+    let stdout = text(&invario(&database, &["verify"]).stdout);
+    assert!(stdout.contains("stored entry_hash:") && stdout.contains("recomputed entry_hash:"), "{stdout}");
+    assert!(stdout.contains("\"amount\": \"99.99\""), "the row's fields are shown for forensics:\n{stdout}");
+}
+
+#[tokio::test]
+async fn a_consistently_rewritten_chain_fails_against_a_saved_digest() {
+    let database = fresh_database().await;
+    ledger_of(&database, 4).await;
+    let digest = invario(&database, &["digest"]);
+    assert!(digest.status.success());
+    let saved: Value = serde_json::from_slice(&digest.stdout).unwrap();
+    assert_eq!(saved["format"], "invario.ledger.v1");
+    assert_eq!(saved["sequence_number"], 4);
+    let file = std::env::temp_dir().join(format!("invario-digest-{}.json", uuid::Uuid::from_u128(rand_id())));
+    std::fs::write(&file, &digest.stdout).unwrap();
+
+    let passes = invario(&database, &["verify", "--digest", file.to_str().unwrap()]);
+    assert_eq!(passes.status.code(), Some(0), "{}", text(&passes.stdout));
+    assert!(text(&passes.stdout).contains("still passes through the saved digest at sequence 4"));
+
+    tamper::rewrite_chain_from(database.pool(), 2, "31337.00").await.unwrap();
+    let alone = invario(&database, &["verify"]);
+    assert_eq!(alone.status.code(), Some(0), "a consistent rewrite fools a check without a digest");
+    let against_digest = invario(&database, &["verify", "--digest", file.to_str().unwrap()]);
+    assert_eq!(against_digest.status.code(), Some(1));
+    let stdout = text(&against_digest.stdout);
+    assert!(
+        stdout.contains("kind: digest_mismatch") && stdout.contains("first broken sequence: 4"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+fn rand_id() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test]
+async fn an_unreachable_or_missing_database_is_exit_2_with_a_clear_message() {
+    for (url, message) in [
+        (Some("postgres://postgres@127.0.0.1:1/invario"), "cannot connect to PostgreSQL: Connection refused"),
+        (Some("mysql://localhost/x"), "the database URL is malformed"),
+        (None, "no database given: pass --database-url or set DATABASE_URL"),
+    ] {
+        for command in [&["verify"][..], &["migrate"], &["digest"], &["list-keys"]] {
+            let output = invario_with_url(url, command);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+            assert!(stderr.starts_with("error: ") && stderr.contains(message), "{command:?}: {stderr}");
+            assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+        }
+    }
+}
