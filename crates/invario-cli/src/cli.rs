@@ -87,8 +87,8 @@ pub(crate) struct ServeArgs {
     /// Interval of the incremental integrity check.
     #[arg(long, env = "INVARIO_INTEGRITY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) integrity_interval: Duration,
-    /// Interval of the full integrity sweep (also run at start-up).
-    #[arg(long, env = "INVARIO_FULL_VERIFY_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    /// Interval of the full integrity sweep (also run at start-up); only a full sweep sees edits to old rows.
+    #[arg(long, env = "INVARIO_FULL_VERIFY_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub(crate) full_verify_interval: Duration,
     /// Log format.
     #[arg(long, env = "INVARIO_LOG_FORMAT", value_enum, default_value = "json")]

@@ -32,7 +32,7 @@ pub enum IngestError {
     Rejected(#[from] BatchRejection),
     /// The chain is known to be broken; nothing may be added on top of it.
     #[error(
-        "the ledger is quarantined because verification found a break ({0}); writes are refused until it verifies again"
+        "the ledger is quarantined because verification found a break ({0}); writes are refused until the service is restarted on a healthy (restored) ledger"
     )]
     Quarantined(IntegrityBreak),
     /// Storage failed; nothing was recorded.

@@ -23,7 +23,7 @@ impl Default for MonitorSchedule {
     fn default() -> Self {
         MonitorSchedule {
             incremental_interval: Duration::from_secs(30),
-            full_interval: Duration::from_secs(3600),
+            full_interval: Duration::from_secs(300),
         }
     }
 }
