@@ -64,6 +64,41 @@ impl StoredTransaction {
     }
 }
 
+impl StoredTransaction {
+    /// Parses the stored values back into a valid transaction; a value someone
+    /// edited into something the API would refuse is an error naming it.
+    pub fn to_transaction(&self) -> Result<crate::transaction::Transaction, String> {
+        use crate::{Amount, Currency, Metadata, Timestamp, TransactionId};
+        let occurred_at = self
+            .occurred_at_micros
+            .map(Timestamp::from_unix_micros)
+            .transpose()
+            .map_err(|error| format!("occurred_at {error}"))?;
+        Ok(crate::transaction::Transaction {
+            transaction_id: TransactionId::from_uuid(self.transaction_id).map_err(|e| e.to_string())?,
+            amount: Amount::parse(&self.amount).map_err(|e| e.to_string())?,
+            currency: Currency::parse(&self.currency).map_err(|e| e.to_string())?,
+            occurred_at,
+            metadata: Metadata::from_map(self.metadata.clone()).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+impl StoredEntry {
+    /// The domain entry for this row and its transaction row (as stored, not verified).
+    pub fn to_entry(&self, transaction: &StoredTransaction) -> Result<LedgerEntry, String> {
+        let recorded_at = crate::Timestamp::from_unix_micros(self.recorded_at_micros)
+            .map_err(|error| format!("recorded_at {error}"))?;
+        Ok(LedgerEntry {
+            sequence_number: self.sequence_number,
+            transaction: transaction.to_transaction()?,
+            prev_hash: self.prev_hash,
+            entry_hash: self.entry_hash,
+            recorded_at,
+        })
+    }
+}
+
 /// What a store streams to the verifier after the head, in this order: every
 /// entry past the starting point in ascending sequence order with its
 /// transaction (if any), then — on a full sweep — every transaction no entry

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use invario_core::{
-    Amount, Currency, EntryHash, LedgerEntry, Metadata, StoreError, Timestamp, Transaction, TransactionId,
-};
+use invario_core::{EntryHash, LedgerEntry, Metadata, StoreError, StoredEntry, StoredTransaction, Timestamp};
 use uuid::Uuid;
 
 /// Columns of an entry joined to its transaction, in this order, for `entry_from_row`.
@@ -83,22 +81,22 @@ pub(crate) struct EntryRow {
 impl EntryRow {
     /// The domain entry; rows someone edited into invalid values are `Corrupt`.
     pub(crate) fn into_entry(self) -> Result<LedgerEntry, StoreError> {
-        let corrupt = |what: String| StoreError::Corrupt(format!("entry {}: {what}", self.sequence_number));
-        let transaction = Transaction {
-            transaction_id: TransactionId::from_uuid(self.transaction_id)
-                .map_err(|e| corrupt(e.to_string()))?,
-            amount: Amount::parse(&self.amount).map_err(|e| corrupt(e.to_string()))?,
-            currency: Currency::parse(&self.currency).map_err(|e| corrupt(e.to_string()))?,
-            occurred_at: self.occurred_at.map(timestamp).transpose()?,
-            metadata: Metadata::from_map(stored_metadata(&self.metadata)?)
-                .map_err(|e| corrupt(e.to_string()))?,
-        };
-        Ok(LedgerEntry {
+        let entry = StoredEntry {
             sequence_number: sequence(self.sequence_number)?,
-            transaction,
+            transaction_id: self.transaction_id,
             prev_hash: hash(&self.prev_hash)?,
             entry_hash: hash(&self.entry_hash)?,
-            recorded_at: timestamp(self.recorded_at)?,
-        })
+            recorded_at_micros: micros(self.recorded_at),
+        };
+        let transaction = StoredTransaction {
+            transaction_id: self.transaction_id,
+            amount: self.amount,
+            currency: self.currency,
+            occurred_at_micros: self.occurred_at.map(micros),
+            metadata: stored_metadata(&self.metadata)?,
+        };
+        entry
+            .to_entry(&transaction)
+            .map_err(|error| StoreError::Corrupt(format!("entry {}: {error}", self.sequence_number)))
     }
 }

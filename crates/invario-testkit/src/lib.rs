@@ -42,3 +42,51 @@ pub async fn fresh_pg_key_store() -> (invario_postgres::PgKeyStore, harness::Tes
     let database = harness::fresh_database().await;
     (invario_postgres::PgKeyStore::new(database.pool().clone()), database)
 }
+
+/// A SQLite file in the temporary folder, removed (with its WAL files) when dropped.
+#[derive(Debug)]
+pub struct TempSqliteFile {
+    path: std::path::PathBuf,
+    pool: invario_sqlite::SqlitePool,
+}
+
+impl TempSqliteFile {
+    /// A new, migrated file.
+    pub async fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("invario-test-{}.db", uuid::Uuid::new_v4().simple()));
+        let pool =
+            invario_sqlite::connect(&format!("sqlite://{}", path.display())).await.expect("open SQLite");
+        invario_sqlite::migrate(&pool).await.expect("migrate SQLite");
+        TempSqliteFile { path, pool }
+    }
+
+    /// Its pool.
+    pub fn pool(&self) -> &invario_sqlite::SqlitePool {
+        &self.pool
+    }
+
+    /// Its `sqlite://` URL.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+}
+
+impl Drop for TempSqliteFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+/// A SQLite ledger on a fresh temporary file, in the contract suite's shape.
+pub async fn fresh_sqlite_ledger() -> (invario_sqlite::SqliteLedger, TempSqliteFile) {
+    let file = TempSqliteFile::new().await;
+    (invario_sqlite::SqliteLedger::new(file.pool().clone()), file)
+}
+
+/// A SQLite key store on a fresh temporary file, in the contract suite's shape.
+pub async fn fresh_sqlite_key_store() -> (invario_sqlite::SqliteKeyStore, TempSqliteFile) {
+    let file = TempSqliteFile::new().await;
+    (invario_sqlite::SqliteKeyStore::new(file.pool().clone()), file)
+}
