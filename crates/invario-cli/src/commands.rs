@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use invario_core::{Checkpoint, EntryHash, KeyAdmin, Ledger, Timestamp};
+use invario_core::{KeyStore, LedgerStore};
 use invario_http::{GroupCommit, LogFormat, MonitorSchedule, ServiceConfig};
-use invario_postgres::{PgKeyStore, PgLedger};
 use rand::TryRngCore;
 
 use crate::cli::{Cli, Command, LogFormatArg, ServeArgs};
-use crate::database::{connect, connect_migrated};
+use crate::database::{Backend, Schema, open, with_stores};
 use crate::output;
 
 /// Connections for one-shot commands.
@@ -60,7 +60,7 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormatArg::Pretty => LogFormat::Pretty,
     };
     invario_http::init_logging(format, &args.log_level, std::io::stdout)?;
-    let pool = connect_migrated(url, args.database_connections).await?;
+    let backend = open(url, args.database_connections, Schema::Current).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -75,32 +75,32 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
             full_interval: args.full_verify_interval,
         },
     };
-    invario_http::serve(
-        listener,
-        PgLedger::new(pool.clone()),
-        PgKeyStore::new(pool),
-        config,
-        invario_http::shutdown_signal(),
-    )
-    .await?;
+    with_stores!(backend, |ledger, keys| {
+        invario_http::serve(listener, ledger, keys, config, invario_http::shutdown_signal()).await?
+    });
     Ok(ExitCode::SUCCESS)
 }
 
 async fn migrate(url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let pool = connect(url, COMMAND_CONNECTIONS).await?;
-    let applied = invario_postgres::migrate(&pool).await?;
+    let applied: Vec<(i64, String)> = match open(url, COMMAND_CONNECTIONS, Schema::AsIs).await? {
+        Backend::Postgres(pool) => invario_postgres::migrate(&pool)
+            .await?
+            .into_iter()
+            .map(|migration| (migration.version, migration.description))
+            .collect(),
+        Backend::Sqlite(pool) => invario_sqlite::migrate(&pool)
+            .await?
+            .into_iter()
+            .map(|migration| (migration.version, migration.description))
+            .collect(),
+    };
     if applied.is_empty() {
         println!("Database schema is up to date: no pending migrations.");
     }
-    for migration in &applied {
-        println!("Applied migration {} {}", migration.version, migration.description);
+    for (version, description) in &applied {
+        println!("Applied migration {version} {description}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn key_admin(url: Option<&str>) -> anyhow::Result<KeyAdmin<PgKeyStore>> {
-    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
-    Ok(KeyAdmin::new(PgKeyStore::new(pool)))
 }
 
 async fn create_key(
@@ -127,9 +127,11 @@ async fn create_key(
             )
         }
     };
-    let admin = key_admin(url).await?;
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
     let mut rng = rand::rngs::OsRng.unwrap_err();
-    let (secret, record) = admin.create_key(&mut rng, owner, scopes, expires_at, now).await?;
+    let (secret, record) = with_stores!(backend, |_ledger, keys| KeyAdmin::new(keys)
+        .create_key(&mut rng, owner, scopes, expires_at, now)
+        .await?);
     println!("{}", output::key_created(record.owner.as_str(), secret.expose()));
     Ok(ExitCode::SUCCESS)
 }
@@ -142,7 +144,15 @@ async fn revoke_key(
     if let Some(owner) = owner {
         invario_core::Owner::parse(owner)?;
     }
-    let admin = key_admin(url).await?;
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    with_stores!(backend, |_ledger, keys| revoke_with(KeyAdmin::new(keys), owner, prefix).await)
+}
+
+async fn revoke_with<K: KeyStore>(
+    admin: KeyAdmin<K>,
+    owner: Option<&str>,
+    prefix: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     match (owner, prefix) {
         (Some(owner), _) => {
             let revoked = admin.revoke_owner(owner, now()).await?;
@@ -161,8 +171,8 @@ async fn revoke_key(
 }
 
 async fn list_keys(url: Option<&str>, owner: Option<&str>) -> anyhow::Result<ExitCode> {
-    let admin = key_admin(url).await?;
-    let keys = admin.list(owner).await?;
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    let keys = with_stores!(backend, |_ledger, keys| KeyAdmin::new(keys).list(owner).await?);
     println!("{}", output::key_table(&keys, now()));
     Ok(ExitCode::SUCCESS)
 }
@@ -189,8 +199,15 @@ fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
 
 async fn verify(url: Option<&str>, json: bool, digest: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let digest = digest.map(read_digest).transpose()?;
-    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
-    let ledger = Ledger::new(PgLedger::new(pool));
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    with_stores!(backend, |ledger, _keys| verify_with(Ledger::new(ledger), json, digest).await)
+}
+
+async fn verify_with<S: LedgerStore>(
+    ledger: Ledger<S>,
+    json: bool,
+    digest: Option<Checkpoint>,
+) -> anyhow::Result<ExitCode> {
     let head = ledger.head().await?;
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(head.sequence_number);
@@ -221,8 +238,8 @@ async fn verify(url: Option<&str>, json: bool, digest: Option<&std::path::Path>)
 }
 
 async fn digest(url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let pool = connect_migrated(url, COMMAND_CONNECTIONS).await?;
-    let head = Ledger::new(PgLedger::new(pool)).head().await?;
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    let head = with_stores!(backend, |ledger, _keys| Ledger::new(ledger).head().await?);
     println!("{}", serde_json::to_string_pretty(&output::digest(&head))?);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,28 +1,85 @@
-//! Connecting the adapters the commands need, with errors an operator can act on.
+//! Choosing and opening the storage the commands run on, with errors an operator
+//! can act on: `postgres://…` → PostgreSQL; `sqlite://path` → SQLite; no URL at
+//! all → the embedded default `sqlite://./invario.db`.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use invario_postgres::PgPool;
+use invario_sqlite::SqlitePool;
 
-/// Connects to the database named by `--database-url` / `DATABASE_URL`.
-pub(crate) async fn connect(url: Option<&str>, max_connections: u32) -> anyhow::Result<PgPool> {
-    let url = url.filter(|url| !url.trim().is_empty()).ok_or_else(|| {
-        anyhow!("no database given: pass --database-url or set DATABASE_URL (postgres://user:password@host:5432/invario)")
-    })?;
-    Ok(invario_postgres::connect_with(url, max_connections).await?)
+/// Where the ledger lives when no URL is given.
+pub(crate) const EMBEDDED_DEFAULT_URL: &str = "sqlite://./invario.db";
+
+/// An open database of either kind.
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
 }
 
-/// Connects and refuses a schema that is behind.
-pub(crate) async fn connect_migrated(url: Option<&str>, max_connections: u32) -> anyhow::Result<PgPool> {
-    let pool = connect(url, max_connections).await?;
-    let pending =
-        invario_postgres::pending_migrations(&pool).await.context("cannot check the schema version")?;
-    if !pending.is_empty() {
-        let names: Vec<String> = pending.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
+/// What the command needs from the schema.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// Must be current. SQLite is migrated on first use (embedded mode);
+    /// PostgreSQL is refused while migrations are pending.
+    Current,
+    /// The `migrate` command applies migrations itself.
+    AsIs,
+}
+
+/// Opens the database named by `--database-url` / `DATABASE_URL`, or the embedded default.
+pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema) -> anyhow::Result<Backend> {
+    let url = match url.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => url,
+        None => {
+            eprintln!(
+                "Using the embedded ledger {EMBEDDED_DEFAULT_URL} (no --database-url or DATABASE_URL; set one to use PostgreSQL)"
+            );
+            EMBEDDED_DEFAULT_URL
+        }
+    };
+    if url.starts_with("sqlite:") {
+        let pool = invario_sqlite::connect(url).await?;
+        if schema == Schema::Current {
+            invario_sqlite::migrate(&pool).await?;
+        }
+        return Ok(Backend::Sqlite(pool));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         bail!(
-            "the database schema is behind: {} migration(s) pending ({}); run `invario migrate` first",
-            pending.len(),
-            names.join(", ")
+            "the database URL is malformed: use postgres://user:password@host:5432/invario or sqlite://path/to/invario.db"
         );
     }
-    Ok(pool)
+    let pool = invario_postgres::connect_with(url, max_connections).await?;
+    if schema == Schema::Current {
+        let pending =
+            invario_postgres::pending_migrations(&pool).await.context("cannot check the schema version")?;
+        if !pending.is_empty() {
+            let names: Vec<String> =
+                pending.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
+            bail!(
+                "the database schema is behind: {} migration(s) pending ({}); run `invario migrate` first",
+                pending.len(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(Backend::Postgres(pool))
 }
+
+/// Runs `$body` with `$ledger` and `$keys` bound to the backend's two stores.
+macro_rules! with_stores {
+    ($backend:expr, |$ledger:ident, $keys:ident| $body:expr) => {
+        match $backend {
+            $crate::database::Backend::Postgres(pool) => {
+                let $ledger = invario_postgres::PgLedger::new(pool.clone());
+                let $keys = invario_postgres::PgKeyStore::new(pool);
+                $body
+            }
+            $crate::database::Backend::Sqlite(pool) => {
+                let $ledger = invario_sqlite::SqliteLedger::new(pool.clone());
+                let $keys = invario_sqlite::SqliteKeyStore::new(pool);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_stores;

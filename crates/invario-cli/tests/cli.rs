@@ -16,8 +16,13 @@ fn invario(database: &TestDatabase, args: &[&str]) -> Output {
 }
 
 fn invario_with_url(url: Option<&str>, args: &[&str]) -> Output {
+    invario_in(&std::env::temp_dir(), url, args)
+}
+
+/// Runs `invario` in `folder` (where the embedded default file lives).
+fn invario_in(folder: &std::path::Path, url: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
-    command.args(args).env_remove("DATABASE_URL").env("NO_COLOR", "1");
+    command.current_dir(folder).args(args).env_remove("DATABASE_URL").env("NO_COLOR", "1");
     if let Some(url) = url {
         command.env("DATABASE_URL", url);
     }
@@ -47,9 +52,18 @@ impl Drop for Server {
 }
 
 async fn serve(database: &TestDatabase) -> Server {
+    serve_in(&std::env::temp_dir(), Some(database.url())).await
+}
+
+async fn serve_in(folder: &std::path::Path, url: Option<&str>) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_invario"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
+    command.current_dir(folder).env_remove("DATABASE_URL");
+    if let Some(url) = url {
+        command.env("DATABASE_URL", url);
+    }
+    let child = command
         .args([
             "serve",
             "--listen",
@@ -59,7 +73,6 @@ async fn serve(database: &TestDatabase) -> Server {
             "--full-verify-interval",
             "300ms",
         ])
-        .env("DATABASE_URL", database.url())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -278,7 +291,7 @@ async fn an_unreachable_or_missing_database_is_exit_2_with_a_clear_message() {
     for (url, message) in [
         (Some("postgres://postgres@127.0.0.1:1/invario"), "cannot connect to PostgreSQL: Connection refused"),
         (Some("mysql://localhost/x"), "the database URL is malformed"),
-        (None, "no database given: pass --database-url or set DATABASE_URL"),
+        (Some("sqlite:///no/such/folder/x.db"), "cannot open the SQLite database"),
     ] {
         for command in [&["verify"][..], &["migrate"], &["digest"], &["list-keys"]] {
             let output = invario_with_url(url, command);
@@ -288,4 +301,109 @@ async fn an_unreachable_or_missing_database_is_exit_2_with_a_clear_message() {
             assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
         }
     }
+}
+
+impl Server {
+    /// Stops the server the way an orchestrator does (SIGTERM) and waits for it.
+    fn terminate(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "serve exits 0 on SIGTERM, got {exit}");
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_default_keeps_everything_across_restarts_and_catches_tampering() {
+    let folder = std::env::temp_dir().join(format!("invario-embedded-{}", rand_id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let first = invario_in(
+        &folder,
+        None,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
+    );
+    assert!(
+        text(&first.stderr).contains("Using the embedded ledger sqlite://./invario.db"),
+        "{}",
+        text(&first.stderr)
+    );
+    let key = created_key(&first);
+    assert!(folder.join("invario.db").exists());
+
+    let server = serve_in(&folder, None).await;
+    let client = reqwest::Client::new();
+    let mut receipts = Vec::new();
+    for n in 1..=3u128 {
+        let response = client
+            .post(format!("{}/v1/transactions", server.address))
+            .bearer_auth(&key)
+            .json(&json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "100.50", "currency": "BRL"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        receipts.push(response.json::<Value>().await.unwrap());
+    }
+    let head_before: Value = client
+        .get(format!("{}/v1/ledger/head", server.address))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    server.terminate();
+
+    let server = serve_in(&folder, None).await;
+    let head_after: Value = client
+        .get(format!("{}/v1/ledger/head", server.address))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(head_after, head_before);
+    assert_eq!(head_after["sequence_number"], 3);
+    for receipt in &receipts {
+        let url =
+            format!("{}/v1/transactions/{}", server.address, receipt["transaction_id"].as_str().unwrap());
+        let stored: Value = client.get(url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&stored, receipt, "every receipt survives the restart unchanged");
+    }
+    let verified = invario_in(&folder, None, &["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified.stdout));
+
+    // Tamper with the file behind the triggers, as someone with the file would.
+    let pool =
+        invario_sqlite::connect(&format!("sqlite://{}", folder.join("invario.db").display())).await.unwrap();
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::query("DROP TRIGGER transactions_no_update").execute(&mut *connection).await.unwrap();
+    sqlx::query("UPDATE transactions SET amount = '999.99' WHERE transaction_id = $1")
+        .bind(uuid::Uuid::from_u128(2).to_string())
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    drop(connection);
+    pool.close().await;
+
+    let broken = invario_in(&folder, None, &["verify"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(text(&broken.stdout).contains("first broken sequence: 2"), "{}", text(&broken.stdout));
+    let mut health = None;
+    for _ in 0..50 {
+        let response = client.get(format!("{}/health", server.address)).send().await.unwrap();
+        if response.status() == 503 {
+            health = Some(response.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = health.expect("/health turns 503 within the full-sweep interval");
+    assert_eq!(health["status"], "corrupted");
+    assert!(health["error"].as_str().unwrap().starts_with("hash mismatch at sequence 2"));
+    server.terminate();
+    let _ = std::fs::remove_dir_all(folder);
 }
