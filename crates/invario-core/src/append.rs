@@ -166,7 +166,7 @@ pub fn plan_append(
         return Err(BatchRejection { items: problems });
     }
 
-    let recorded_at = snapshot.head.recorded_at.map_or(now, |head_time| head_time.max(now));
+    let recorded_at = recording_time(&snapshot.head, now);
     let mut position = snapshot.head.checkpoint();
     let mut receipts = Vec::with_capacity(batch.len());
     let mut new_entries = Vec::new();
@@ -180,14 +180,7 @@ pub fn plan_append(
         receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
         new_entries.push(entry);
     }
-    let new_head = match new_entries.last() {
-        Some(last) => LedgerHead {
-            sequence_number: last.sequence_number,
-            entry_hash: last.entry_hash,
-            recorded_at: Some(last.recorded_at),
-        },
-        None => snapshot.head,
-    };
+    let new_head = head_after(&new_entries, snapshot.head);
     Ok(AppendPlan { receipts, new_entries, new_head })
 }
 
@@ -213,7 +206,7 @@ pub fn plan_append_each(
 ) -> IndependentPlan {
     let mut known: HashMap<TransactionId, LedgerEntry> =
         snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry.clone())).collect();
-    let recorded_at = snapshot.head.recorded_at.map_or(now, |head_time| head_time.max(now));
+    let recorded_at = recording_time(&snapshot.head, now);
     let mut position = snapshot.head.checkpoint();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_entries = Vec::new();
@@ -236,13 +229,23 @@ pub fn plan_append_each(
         };
         outcomes.push(outcome);
     }
-    let new_head = match new_entries.last() {
+    let new_head = head_after(&new_entries, snapshot.head);
+    IndependentPlan { outcomes, new_entries, new_head }
+}
+
+/// `now`, or the head's time if the clock went backwards: recorded times never decrease.
+fn recording_time(head: &LedgerHead, now: Timestamp) -> Timestamp {
+    head.recorded_at.map_or(now, |head_time| head_time.max(now))
+}
+
+/// The head once `new_entries` are written on top of `head`.
+fn head_after(new_entries: &[LedgerEntry], head: LedgerHead) -> LedgerHead {
+    match new_entries.last() {
         Some(last) => LedgerHead {
             sequence_number: last.sequence_number,
             entry_hash: last.entry_hash,
             recorded_at: Some(last.recorded_at),
         },
-        None => snapshot.head,
-    };
-    IndependentPlan { outcomes, new_entries, new_head }
+        None => head,
+    }
 }

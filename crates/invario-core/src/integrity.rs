@@ -65,6 +65,21 @@ impl StoredTransaction {
 }
 
 impl StoredTransaction {
+    /// Reads metadata stored as a JSON object. A value someone tampered into a
+    /// non-string is kept as its JSON text, so the verifier still hashes the row
+    /// and reports the mismatch instead of failing to read it.
+    pub fn metadata_from_json(text: &str) -> Result<BTreeMap<String, String>, String> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|error| format!("metadata {text}: {error}"))?;
+        Ok(object
+            .into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => (key, text),
+                other => (key, other.to_string()),
+            })
+            .collect())
+    }
+
     /// Parses the stored values back into a valid transaction; a value someone
     /// edited into something the API would refuse is an error naming it.
     pub fn to_transaction(&self) -> Result<crate::transaction::Transaction, String> {

@@ -103,14 +103,7 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Err(IngestError::EmptyBatch);
         }
-        if batch.len() > MAX_BATCH_SIZE {
-            return Err(IngestError::BatchTooLarge(batch.len()));
-        }
-        if let Some(found) = self.integrity().broken {
-            return Err(IngestError::Quarantined(found));
-        }
-        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
-        let session = self.store.begin_append(&ids).await?;
+        let session = self.begin_write(&batch).await?;
         let plan = plan_append(session.snapshot(), batch, now)?;
         if !plan.new_entries.is_empty() {
             session.commit(&plan).await?;
@@ -129,14 +122,7 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        if batch.len() > MAX_BATCH_SIZE {
-            return Err(IngestError::BatchTooLarge(batch.len()));
-        }
-        if let Some(found) = self.integrity().broken {
-            return Err(IngestError::Quarantined(found));
-        }
-        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
-        let session = self.store.begin_append(&ids).await?;
+        let session = self.begin_write(&batch).await?;
         let plan = plan_append_each(session.snapshot(), batch, now);
         if !plan.new_entries.is_empty() {
             let write =
@@ -144,6 +130,18 @@ impl<S: LedgerStore> Ledger<S> {
             session.commit(&write).await?;
         }
         Ok(plan.outcomes)
+    }
+
+    /// The checks every write passes (size, quarantine), then the append lock.
+    async fn begin_write(&self, batch: &[Transaction]) -> Result<S::Append, IngestError> {
+        if batch.len() > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(batch.len()));
+        }
+        if let Some(found) = self.integrity().broken {
+            return Err(IngestError::Quarantined(found));
+        }
+        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
+        Ok(self.store.begin_append(&ids).await?)
     }
 
     /// Parses client JSON items, then ingests them; any invalid item rejects the batch.

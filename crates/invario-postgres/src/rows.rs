@@ -46,18 +46,8 @@ pub(crate) fn to_sequence(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Contract(format!("sequence number {value} exceeds bigint")))
 }
 
-/// Metadata as stored; a non-string value someone tampered in is kept as its JSON text
-/// so the verifier hashes *something* and reports the mismatch.
 pub(crate) fn stored_metadata(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
-        .map_err(|error| StoreError::Corrupt(format!("metadata {text}: {error}")))?;
-    Ok(object
-        .into_iter()
-        .map(|(key, value)| match value {
-            serde_json::Value::String(text) => (key, text),
-            other => (key, other.to_string()),
-        })
-        .collect())
+    StoredTransaction::metadata_from_json(text).map_err(StoreError::Corrupt)
 }
 
 pub(crate) fn metadata_json(metadata: &Metadata) -> String {

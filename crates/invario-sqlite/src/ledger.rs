@@ -1,6 +1,5 @@
 //! The ledger port on SQLite.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -61,15 +60,7 @@ fn head_from_row(row: &SqliteRow) -> Result<LedgerHead, StoreError> {
 
 fn stored_transaction(row: &SqliteRow, id_column: &str) -> Result<StoredTransaction, StoreError> {
     let metadata: String = row.try_get("metadata").map_err(store_error)?;
-    let metadata: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&metadata)
-        .map_err(|error| StoreError::Corrupt(format!("metadata {metadata}: {error}")))?;
-    let metadata: BTreeMap<String, String> = metadata
-        .into_iter()
-        .map(|(key, value)| match value {
-            serde_json::Value::String(text) => (key, text),
-            other => (key, other.to_string()),
-        })
-        .collect();
+    let metadata = StoredTransaction::metadata_from_json(&metadata).map_err(StoreError::Corrupt)?;
     Ok(StoredTransaction {
         transaction_id: uuid(&row.try_get::<String, _>(id_column).map_err(store_error)?)?,
         amount: row.try_get("amount").map_err(store_error)?,
