@@ -18,9 +18,7 @@ use warp::reply::Response;
 use crate::appender::{AppendFailure, Appender};
 use crate::clock::now;
 use crate::error::{ApiError, Detail};
-use crate::metrics::{
-    BATCHES_REJECTED_TOTAL, HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL, TRANSACTIONS_TOTAL,
-};
+use crate::metrics::{BATCHES_REJECTED_TOTAL, HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 use crate::receipt::{head_json, receipt_json};
 
 /// Largest body of a single-transaction request.
@@ -169,7 +167,8 @@ fn store_failure(error: StoreError) -> ApiError {
     }
 }
 
-fn json_body(request: &Request, limit: usize) -> Result<Value, ApiError> {
+/// The body as JSON; its size was already bounded per route when it was read.
+fn json_body(request: &Request) -> Result<Value, ApiError> {
     let content_type = request.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
     let is_json = content_type.is_some_and(|value| {
         value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
@@ -181,9 +180,6 @@ fn json_body(request: &Request, limit: usize) -> Result<Value, ApiError> {
         ApiError::PayloadTooLarge(size) => ApiError::PayloadTooLarge(*size),
         _ => ApiError::InvalidJson("the request body could not be read".into()),
     })?;
-    if body.len() > limit {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
     serde_json::from_slice(body)
         .map_err(|error| ApiError::InvalidJson(format!("the request body is not valid JSON: {error}")))
 }
@@ -207,7 +203,7 @@ async fn post_transaction<S: LedgerStore + 'static, K: KeyStore>(
     correlation_id: &str,
 ) -> Result<Response, ApiError> {
     authenticate(app, &request.headers, Scope::Write).await?;
-    let value = json_body(request, MAX_SINGLE_BODY_BYTES)?;
+    let value = json_body(request)?;
     let transaction = Transaction::from_json(&value).map_err(|errors| {
         let details: Vec<Detail> = errors
             .0
@@ -250,7 +246,7 @@ async fn post_batch<S: LedgerStore, K: KeyStore>(
     correlation_id: &str,
 ) -> Result<Response, ApiError> {
     authenticate(app, &request.headers, Scope::Write).await?;
-    let value = json_body(request, MAX_BATCH_BODY_BYTES)?;
+    let value = json_body(request)?;
     let items = value.get("transactions").and_then(Value::as_array).ok_or_else(|| {
         ApiError::invalid_field(
             "transactions",
@@ -260,11 +256,7 @@ async fn post_batch<S: LedgerStore, K: KeyStore>(
     match app.ledger.ingest_json(items, now()).await {
         Ok(receipts) => {
             let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
-            if created > 0 {
-                metrics::counter!(crate::metrics::APPEND_COMMITS_TOTAL).increment(1);
-                metrics::histogram!(crate::metrics::APPEND_BATCH_SIZE).record(created as f64);
-                metrics::counter!(TRANSACTIONS_TOTAL).increment(created as u64);
-            }
+            crate::metrics::record_append(created);
             for receipt in &receipts {
                 log_processed(correlation_id, &receipt.entry, receipt.status);
             }

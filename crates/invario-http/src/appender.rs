@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::clock::now;
-use crate::metrics::{APPEND_BATCH_SIZE, APPEND_COMMITS_TOTAL, TRANSACTIONS_TOTAL};
 
 /// Why a request's append did not happen (shared by every caller in the group).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -121,11 +120,7 @@ async fn run<S: LedgerStore>(ledger: Arc<Ledger<S>>, settings: GroupCommit, mut 
                         matches!(outcome, Ok(receipt) if receipt.status == invario_core::ReceiptStatus::Created)
                     })
                     .count();
-                if created > 0 {
-                    metrics::counter!(APPEND_COMMITS_TOTAL).increment(1);
-                    metrics::histogram!(APPEND_BATCH_SIZE).record(created as f64);
-                    metrics::counter!(TRANSACTIONS_TOTAL).increment(created as u64);
-                }
+                crate::metrics::record_append(created);
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
