@@ -186,7 +186,22 @@ fn free_port() -> Result<u16, String> {
     listener.local_addr().map(|address| address.port()).map_err(|error| error.to_string())
 }
 
+/// Tests trade durability for speed: a lost test database costs nothing.
+const TEST_CLUSTER_SETTINGS: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+
 fn start_throwaway_cluster() -> Result<String, String> {
+    start_cluster(TEST_CLUSTER_SETTINGS)
+}
+
+/// A throwaway cluster like the tests' (free port, temporary folder, removed
+/// when this process exits) but with PostgreSQL's durable defaults (`fsync`,
+/// `synchronous_commit`, `full_page_writes` on): for benchmarks, whose numbers
+/// mean nothing without durability. Returns its admin URL.
+pub fn start_durable_cluster() -> Result<String, String> {
+    start_cluster("")
+}
+
+fn start_cluster(settings: &str) -> Result<String, String> {
     let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
     let folder = std::env::temp_dir().join(format!("invario-pg-{}-{}", std::process::id(), free_port()?));
     std::fs::create_dir_all(&folder)
@@ -218,8 +233,7 @@ fn start_throwaway_cluster() -> Result<String, String> {
         return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
     }
     let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=300 {settings}",
         folder.display()
     );
     let start = as_user(&bin.join("pg_ctl"))

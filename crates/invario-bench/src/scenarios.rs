@@ -1,0 +1,630 @@
+//! The six scenarios of BENCHMARKS.md, each measured beside its baseline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail, ensure};
+use futures_util::StreamExt as _;
+use invario_core::{EntryContent, EntryHash, Ledger, Timestamp, encode_entry_v1, entry_hash_v1};
+use invario_postgres::PgLedger;
+use sha2::{Digest as _, Sha256};
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
+use uuid::Uuid;
+
+use crate::database::{BenchServer, connect};
+use crate::processes::{self, ServeOptions, Server};
+use crate::report::{Latencies, Measurement};
+use crate::workload::{self, CopyRows};
+
+/// The adapter's batch sizes (scenario 2).
+const APPEND_BATCH_SIZES: [u64; 4] = [1, 100, 1_000, 8_000];
+/// Transactions per `POST /v1/transactions/batch` (scenario 3).
+const HTTP_BATCH_SIZE: u64 = 1_000;
+/// Concurrent batch clients (scenario 3).
+const HTTP_BATCH_CLIENTS: u64 = 4;
+/// The concurrency level the group-commit targets are set at (scenario 4).
+const TARGET_CLIENTS: usize = 64;
+/// The server's memory budget under load (scenario 6).
+const SERVER_RSS_BUDGET_KIB: u64 = 64 * 1024;
+/// Connections the DIY chain leaves to everything else on the server.
+const RESERVED_CONNECTIONS: u32 = 10;
+/// Stream ids keep the transaction ids of different writers apart.
+const STREAM_GROUP_COMMIT: u64 = 1;
+const STREAM_NO_GROUP_COMMIT: u64 = 2;
+const STREAM_DIY: u64 = 3;
+
+/// What a run is asked to do.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) entries: u64,
+    pub(crate) duration: Duration,
+    pub(crate) clients: Vec<usize>,
+    pub(crate) invario: PathBuf,
+}
+
+impl Plan {
+    /// One commit per transaction is slow at any size, so batch 1 appends a hundredth.
+    fn append_count(&self, batch: u64) -> u64 {
+        if batch == 1 { (self.entries / 100).max(100).min(self.entries) } else { self.entries }
+    }
+}
+
+/// Runs every scenario in order and returns the measurements.
+pub(crate) async fn run_all(
+    plan: &Plan,
+    server: &BenchServer,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut results = Vec::new();
+
+    progress("1/6 hash chain in the core");
+    results.extend(core_hashing(plan.entries)?);
+
+    progress("2/6 adapter append vs raw COPY");
+    let copy_rate = raw_copy(server, plan.entries).await?;
+    let mut full_ledger = None;
+    for batch in APPEND_BATCH_SIZES {
+        let count = plan.append_count(batch);
+        let (rate, url) = adapter_append(server, batch, count).await?;
+        let mut row = Measurement::new("2 adapter append", format!("batch {batch}"), rate, "entries/s")
+            .over(count)
+            .against("raw COPY", copy_rate);
+        if batch == 8_000 {
+            row = row.target_ratio(0.9);
+            full_ledger = Some(url);
+        }
+        results.push(row);
+    }
+    results.push(
+        Measurement::new(
+            "2 adapter append",
+            "raw COPY, 8,000 rows per commit (baseline)",
+            copy_rate,
+            "entries/s",
+        )
+        .over(plan.entries),
+    );
+    let full_ledger = full_ledger.context("the batch-8000 run made no ledger")?;
+
+    progress("3/6 HTTP batch ingest");
+    let batch_rate = http_batch_ingest(plan, server).await?;
+    results.push(
+        Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
+            .over(plan.entries)
+            .against("raw COPY", copy_rate)
+            .target_ratio(0.8),
+    );
+
+    progress("4/6 HTTP single ingest: group commit on, off, DIY trigger chain");
+    let (single, server_peak) = http_single_ingest(plan, server).await?;
+    results.extend(single);
+
+    progress("5/6 full verification");
+    results.extend(full_verification(plan, server, &full_ledger).await?);
+
+    progress("6/6 memory");
+    results.extend(memory(plan, server, &full_ledger, server_peak).await?);
+    Ok(results)
+}
+
+fn now() -> anyhow::Result<Timestamp> {
+    let micros = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_micros();
+    Ok(Timestamp::from_unix_micros(i64::try_from(micros)?)?)
+}
+
+/// The owned parts of an entry, so `EntryContent` can borrow them.
+struct ContentParts {
+    transaction_id: Uuid,
+    amount: String,
+    currency: &'static str,
+    occurred_at_micros: Option<i64>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl ContentParts {
+    fn content(&self, recorded_at_micros: i64) -> EntryContent<'_> {
+        EntryContent {
+            transaction_id: &self.transaction_id,
+            amount: &self.amount,
+            currency: self.currency,
+            occurred_at_micros: self.occurred_at_micros,
+            recorded_at_micros,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+/// Scenario 1: the chain hash (encoding included) vs SHA-256 over pre-encoded bytes.
+fn core_hashing(entries: u64) -> anyhow::Result<Vec<Measurement>> {
+    let sample: Vec<ContentParts> = workload::transactions(0, 0, entries.clamp(1, 65_536))?
+        .into_iter()
+        .map(|transaction| ContentParts {
+            transaction_id: *transaction.transaction_id.as_uuid(),
+            amount: transaction.amount.to_canonical_string(),
+            currency: transaction.currency.code(),
+            occurred_at_micros: transaction.occurred_at.map(|time| time.unix_micros()),
+            metadata: transaction.metadata.as_map().clone(),
+        })
+        .collect();
+    let recorded_at = now()?.unix_micros();
+    let encoded: Vec<Vec<u8>> = sample
+        .iter()
+        .enumerate()
+        .map(|(index, parts)| {
+            encode_entry_v1(&EntryHash::GENESIS, index as u64 + 1, &parts.content(recorded_at))
+        })
+        .collect();
+    let mean_bytes = encoded.iter().map(Vec::len).sum::<usize>() as f64 / encoded.len() as f64;
+
+    let started = Instant::now();
+    let mut previous = EntryHash::GENESIS;
+    for sequence in 1..=entries {
+        let parts = &sample[(sequence as usize - 1) % sample.len()];
+        previous = entry_hash_v1(&previous, sequence, &parts.content(recorded_at));
+    }
+    std::hint::black_box(previous);
+    let chain_rate = entries as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    for index in 0..entries as usize {
+        std::hint::black_box(Sha256::digest(&encoded[index % encoded.len()]));
+    }
+    let sha_rate = entries as f64 / started.elapsed().as_secs_f64();
+
+    Ok(vec![
+        Measurement::new(
+            "1 core hash",
+            format!(
+                "entry_hash_v1: encode + SHA-256 of {mean_bytes:.0} B ({:.0} vs {:.0} ns/entry)",
+                1e9 / chain_rate,
+                1e9 / sha_rate
+            ),
+            chain_rate,
+            "entries/s",
+        )
+        .over(entries)
+        .against("plain SHA-256 of the encoded bytes", sha_rate),
+    ])
+}
+
+/// Scenario 2: `count` transactions through the core service and the
+/// PostgreSQL adapter, `batch` per commit; returns entries/s and the ledger's URL.
+async fn adapter_append(server: &BenchServer, batch: u64, count: u64) -> anyhow::Result<(f64, String)> {
+    let url = server.ledger_database(&format!("append_{batch}")).await?;
+    let pool = connect(&url, 2).await?;
+    let ledger = Ledger::new(PgLedger::new(pool.clone()));
+    let mut elapsed = Duration::ZERO;
+    let mut first = 0;
+    while first < count {
+        let size = batch.min(count - first);
+        // Generating transactions is the client's cost, not the ledger's.
+        let transactions = workload::transactions(0, first, size)?;
+        let recorded_at = now()?;
+        let started = Instant::now();
+        let receipts = ledger.ingest(transactions, recorded_at).await?;
+        elapsed += started.elapsed();
+        ensure!(receipts.len() as u64 == size, "the adapter acknowledged {} of {size}", receipts.len());
+        first += size;
+    }
+    pool.close().await;
+    Ok((count as f64 / elapsed.as_secs_f64(), url))
+}
+
+/// Scenario 2's baseline: the same chained rows, COPY'd into tables with the
+/// same columns, constraints and indexes (no triggers), 8,000 rows per commit.
+async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result<f64> {
+    let url = server.ledger_database("raw_copy").await?;
+    let mut connection = PgConnection::connect(&url).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE raw_transactions (LIKE transactions INCLUDING ALL); \
+         CREATE TABLE raw_entries (LIKE ledger_entries INCLUDING ALL);",
+    )
+    .execute(&mut connection)
+    .await?;
+    let mut rows = CopyRows::default();
+    let mut checkpoint = invario_core::Checkpoint::GENESIS;
+    let mut elapsed = Duration::ZERO;
+    let mut first = 0;
+    while first < count {
+        let size = 8_000.min(count - first);
+        checkpoint =
+            workload::copy_rows(checkpoint, workload::transactions(0, first, size)?, now()?, &mut rows)?;
+        let started = Instant::now();
+        let mut transaction = connection.begin().await?;
+        let mut copy = transaction
+            .copy_in_raw(
+                "COPY raw_transactions (transaction_id, amount, currency, occurred_at, metadata) FROM STDIN",
+            )
+            .await?;
+        copy.send(rows.transactions.as_bytes()).await?;
+        copy.finish().await?;
+        let mut copy = transaction
+            .copy_in_raw(
+                "COPY raw_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) FROM STDIN",
+            )
+            .await?;
+        copy.send(rows.entries.as_bytes()).await?;
+        copy.finish().await?;
+        transaction.commit().await?;
+        elapsed += started.elapsed();
+        first += size;
+    }
+    let _ = connection.close().await;
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Scenario 3: the whole ledger posted as 1,000-transaction batches by 4 clients.
+async fn http_batch_ingest(plan: &Plan, server: &BenchServer) -> anyhow::Result<f64> {
+    let url = server.ledger_database("http_batch").await?;
+    let key = processes::create_key(&plan.invario, &url).await?;
+    let api = Server::start(&plan.invario, &url, ServeOptions { group_commit_max: 1_000 }).await?;
+    let batches = plan.entries.div_ceil(HTTP_BATCH_SIZE);
+    // Bodies are built before the clock starts: JSON encoding is the client's cost.
+    let mut bodies: Vec<Vec<Vec<u8>>> = (0..HTTP_BATCH_CLIENTS).map(|_| Vec::new()).collect();
+    for batch in 0..batches {
+        let first = batch * HTTP_BATCH_SIZE;
+        let size = HTTP_BATCH_SIZE.min(plan.entries - first);
+        bodies[(batch % HTTP_BATCH_CLIENTS) as usize].push(workload::batch_body(0, first, size));
+    }
+    let client = http_client()?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_bodies in bodies {
+        let client = client.clone();
+        let endpoint = format!("{}/v1/transactions/batch", api.base_url);
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            for body in client_bodies {
+                let response = client
+                    .post(&endpoint)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                ensure!(status.as_u16() == 201, "a batch POST answered {status}: {text}");
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let rate = plan.entries as f64 / started.elapsed().as_secs_f64();
+    api.stop().await?;
+    Ok(rate)
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).tcp_nodelay(true).build()?)
+}
+
+/// What one concurrency level achieved.
+struct LoadResult {
+    clients: usize,
+    completed: u64,
+    elapsed: Duration,
+    latencies: Latencies,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `clients` tasks each repeating `operation` until `duration` has passed.
+async fn drive<F, Fut>(clients: usize, duration: Duration, operation: F) -> anyhow::Result<LoadResult>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let operation = Arc::new(operation);
+    let next_index = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let operation = Arc::clone(&operation);
+        let next_index = Arc::clone(&next_index);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::default();
+            while Instant::now() < deadline {
+                let index = next_index.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                operation(index).await?;
+                latencies.record(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Latencies::default();
+    for task in tasks {
+        latencies.merge(task.await??);
+    }
+    let elapsed = started.elapsed();
+    Ok(LoadResult { clients, completed: latencies.len() as u64, elapsed, latencies })
+}
+
+/// Every concurrency level against one `invario serve`; returns the results
+/// and the server's peak RSS at the end.
+async fn http_single_levels(
+    plan: &Plan,
+    server: &BenchServer,
+    options: ServeOptions,
+    stream: u64,
+) -> anyhow::Result<(Vec<LoadResult>, u64)> {
+    let url = server.ledger_database(&format!("http_single_{}", options.group_commit_max)).await?;
+    let key = processes::create_key(&plan.invario, &url).await?;
+    let api = Server::start(&plan.invario, &url, options).await?;
+    let client = http_client()?;
+    let endpoint = format!("{}/v1/transactions", api.base_url);
+    let offset = Arc::new(AtomicU64::new(0));
+    let mut levels = Vec::new();
+    for &clients in &plan.clients {
+        let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+        let base = offset.load(Ordering::Relaxed);
+        let used = Arc::clone(&offset);
+        let result = drive(clients, plan.duration, move |index| {
+            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+            used.fetch_max(base + index + 1, Ordering::Relaxed);
+            async move {
+                let body = workload::transaction_json(stream, base + index).to_string();
+                let response = client
+                    .post(&endpoint)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                ensure!(status.as_u16() == 201, "a single POST answered {status}: {text}");
+                Ok(())
+            }
+        })
+        .await?;
+        levels.push(result);
+    }
+    let peak = api.peak_rss_kib()?;
+    api.stop().await?;
+    Ok((levels, peak))
+}
+
+/// The DIY chain a DBA would write instead: a BEFORE INSERT trigger that locks
+/// the head row and hashes with PostgreSQL's own `sha256()`.
+const DIY_TRIGGER_CHAIN: &str = r"
+CREATE TABLE diy_head (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    sequence_number bigint NOT NULL,
+    entry_hash bytea NOT NULL
+);
+INSERT INTO diy_head (sequence_number, entry_hash) VALUES (0, decode(repeat('00', 32), 'hex'));
+CREATE TABLE diy_ledger (
+    sequence_number bigint PRIMARY KEY,
+    transaction_id uuid NOT NULL UNIQUE,
+    amount numeric NOT NULL,
+    currency text NOT NULL,
+    occurred_at timestamptz,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    prev_hash bytea NOT NULL,
+    entry_hash bytea NOT NULL
+);
+CREATE FUNCTION diy_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    head diy_head%ROWTYPE;
+BEGIN
+    SELECT * INTO head FROM diy_head FOR UPDATE;
+    NEW.sequence_number := head.sequence_number + 1;
+    NEW.prev_hash := head.entry_hash;
+    NEW.entry_hash := sha256(head.entry_hash || convert_to(concat_ws('|', NEW.sequence_number,
+        NEW.transaction_id, NEW.amount, NEW.currency, NEW.occurred_at, NEW.metadata::text, NEW.recorded_at), 'UTF8'));
+    UPDATE diy_head SET sequence_number = NEW.sequence_number, entry_hash = NEW.entry_hash;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER diy_chain BEFORE INSERT ON diy_ledger FOR EACH ROW EXECUTE FUNCTION diy_chain();
+";
+
+/// Every concurrency level of direct inserts into the DIY chain; the pool is
+/// capped below the server's `max_connections`, as any application's is.
+async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<LoadResult>, u32)> {
+    let url = server.empty_database("diy_chain").await?;
+    let mut setup = PgConnection::connect(&url).await?;
+    sqlx::raw_sql(DIY_TRIGGER_CHAIN).execute(&mut setup).await.context("cannot create the DIY chain")?;
+    let _ = setup.close().await;
+    let cap = server.max_connections.saturating_sub(RESERVED_CONNECTIONS).max(1);
+    let offset = Arc::new(AtomicU64::new(0));
+    let mut levels = Vec::new();
+    for &clients in &plan.clients {
+        let pool = connect(&url, u32::try_from(clients).unwrap_or(u32::MAX).min(cap)).await?;
+        let base = offset.load(Ordering::Relaxed);
+        let used = Arc::clone(&offset);
+        let insert_pool = pool.clone();
+        let result = drive(clients, plan.duration, move |index| {
+            let pool = insert_pool.clone();
+            used.fetch_max(base + index + 1, Ordering::Relaxed);
+            async move {
+                let item = workload::transaction_json(STREAM_DIY, base + index);
+                sqlx::query(
+                    "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
+                     VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
+                )
+                .bind(item["transaction_id"].as_str())
+                .bind(item["amount"].as_str())
+                .bind(item["currency"].as_str())
+                .bind(item["occurred_at"].as_str())
+                .bind(item["metadata"].to_string())
+                .execute(&pool)
+                .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        pool.close().await;
+        levels.push(result);
+    }
+    Ok((levels, cap))
+}
+
+/// Scenario 4; also returns the group-commit server's peak RSS (for scenario 6).
+async fn http_single_ingest(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<Measurement>, u64)> {
+    let (grouped, grouped_peak) =
+        http_single_levels(plan, server, ServeOptions { group_commit_max: 1_000 }, STREAM_GROUP_COMMIT)
+            .await?;
+    let (ungrouped, _) =
+        http_single_levels(plan, server, ServeOptions { group_commit_max: 1 }, STREAM_NO_GROUP_COMMIT)
+            .await?;
+    let (diy, diy_pool) = diy_levels(plan, server).await?;
+    let mut rows = Vec::new();
+    for ((grouped, ungrouped), diy) in grouped.iter().zip(&ungrouped).zip(&diy) {
+        let clients = grouped.clients;
+        let mut row = Measurement::new(
+            "4 HTTP single",
+            format!("{clients} client(s), group commit"),
+            grouped.rate(),
+            "tx/s",
+        )
+        .over(grouped.completed)
+        .latencies(&grouped.latencies)
+        .against("group commit off", ungrouped.rate());
+        if clients == TARGET_CLIENTS {
+            row = row.target_ratio(20.0);
+        }
+        row = row.against("DIY trigger chain", diy.rate());
+        if clients == TARGET_CLIENTS {
+            let p99 = grouped.latencies.percentile_ms(99.0);
+            row = row.target_ratio(5.0).target("p99 ≤ 50 ms", p99 <= 50.0);
+        }
+        rows.push(row);
+        rows.push(
+            Measurement::new(
+                "4 HTTP single",
+                format!("{clients} client(s), group commit off"),
+                ungrouped.rate(),
+                "tx/s",
+            )
+            .over(ungrouped.completed)
+            .latencies(&ungrouped.latencies),
+        );
+        let pool = diy_pool.min(u32::try_from(clients).unwrap_or(u32::MAX));
+        rows.push(
+            Measurement::new(
+                "4 HTTP single",
+                format!("{clients} client(s), DIY trigger chain (SQL, pool {pool})"),
+                diy.rate(),
+                "tx/s",
+            )
+            .over(diy.completed)
+            .latencies(&diy.latencies),
+        );
+    }
+    Ok((rows, grouped_peak))
+}
+
+/// Scenario 5: `invario verify` and the server's start-up sweep vs an ordered
+/// COPY of the same join.
+async fn full_verification(
+    plan: &Plan,
+    server: &BenchServer,
+    ledger_url: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    let _ = server;
+    let (scanned, scan_rate) = raw_ordered_scan(ledger_url).await?;
+    ensure!(scanned == plan.entries, "the raw scan read {scanned} rows of {}", plan.entries);
+
+    let verify = processes::verify(&plan.invario, ledger_url).await?;
+    ensure!(
+        verify.entries_checked == plan.entries,
+        "verify checked {} of {}",
+        verify.entries_checked,
+        plan.entries
+    );
+    let verify_rate = verify.entries_checked as f64 / verify.elapsed.as_secs_f64();
+
+    let mut api = Server::start(&plan.invario, ledger_url, ServeOptions { group_commit_max: 1_000 }).await?;
+    let (swept, millis) = api.next_full_sweep().await?;
+    api.stop().await?;
+    ensure!(swept == plan.entries, "the server's sweep checked {swept} of {}", plan.entries);
+    let sweep_rate = swept as f64 / (millis.max(1) as f64 / 1000.0);
+
+    Ok(vec![
+        Measurement::new("5 full verify", "`invario verify` (whole process)", verify_rate, "entries/s")
+            .over(verify.entries_checked)
+            .against("raw ordered COPY scan", scan_rate)
+            .target_ratio(0.8),
+        Measurement::new("5 full verify", "server's start-up full sweep", sweep_rate, "entries/s")
+            .over(swept)
+            .against("raw ordered COPY scan", scan_rate)
+            .target_ratio(0.8),
+        Measurement::new("5 full verify", "raw ordered COPY scan (baseline)", scan_rate, "entries/s")
+            .over(scanned),
+    ])
+}
+
+/// `COPY (SELECT … ORDER BY sequence_number) TO STDOUT` of the join verification reads.
+async fn raw_ordered_scan(url: &str) -> anyhow::Result<(u64, f64)> {
+    let mut connection = PgConnection::connect(url).await?;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    {
+        let mut stream = connection
+            .copy_out_raw(
+                "COPY (SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
+                              t.transaction_id, t.amount, t.currency, t.occurred_at, t.metadata \
+                       FROM ledger_entries e LEFT JOIN transactions t ON t.transaction_id = e.transaction_id \
+                       ORDER BY e.sequence_number) TO STDOUT",
+            )
+            .await?;
+        while let Some(chunk) = stream.next().await {
+            rows += chunk?.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = connection.close().await;
+    Ok((rows, rows as f64 / elapsed.as_secs_f64()))
+}
+
+/// Scenario 6: the server's peak RSS under scenario 4's heaviest load, and
+/// `invario verify`'s at a tenth of the ledger vs the whole.
+async fn memory(
+    plan: &Plan,
+    server: &BenchServer,
+    full_ledger: &str,
+    server_peak_kib: u64,
+) -> anyhow::Result<Vec<Measurement>> {
+    let small_entries = (plan.entries / 10).max(1);
+    let (_, small_ledger) = adapter_append(server, 8_000, small_entries).await?;
+    let small = processes::verify(&plan.invario, &small_ledger).await?;
+    let full = processes::verify(&plan.invario, full_ledger).await?;
+    if small.peak_rss_kib == 0 || full.peak_rss_kib == 0 {
+        bail!("could not sample invario verify's memory");
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let heaviest = plan.clients.iter().max().copied().unwrap_or(0);
+    let flat = full.peak_rss_kib as f64 <= small.peak_rss_kib as f64 * 1.1;
+    Ok(vec![
+        Measurement::new(
+            "6 memory",
+            format!("server peak RSS, single ingest up to {heaviest} clients"),
+            mib(server_peak_kib),
+            "MiB",
+        )
+        .target("≤ 64 MiB", server_peak_kib <= SERVER_RSS_BUDGET_KIB),
+        Measurement::new(
+            "6 memory",
+            format!("`invario verify` peak RSS at {} entries", full.entries_checked),
+            mib(full.peak_rss_kib),
+            "MiB",
+        )
+        .against(format!("at {} entries", small.entries_checked), mib(small.peak_rss_kib))
+        .target("flat (≤ 1.1 ×)", flat),
+    ])
+}

@@ -1,0 +1,57 @@
+//! Every scenario at a tiny size, so the benchmark cannot rot between full runs.
+//! It runs the real binaries against a real PostgreSQL (INVARIO_TEST_DATABASE_URL,
+//! else a durable throwaway cluster); the figures are not judged, their presence is.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn invario_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_invario-bench")).with_file_name("invario");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with --workspace, or `cargo build -p invario-cli` first",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn every_scenario_runs_and_reports_against_its_baseline() {
+    let folder = std::env::temp_dir().join(format!("invario-bench-smoke-{}", std::process::id()));
+    let results = folder.join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_invario-bench"))
+        .args(["--entries", "300", "--duration", "200ms", "--clients", "1,3"])
+        .arg("--invario")
+        .arg(invario_binary())
+        .arg("--output")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "invario-bench failed:\n{stdout}\n{stderr}");
+
+    for scenario in
+        ["1 core hash", "2 adapter append", "3 HTTP batch", "4 HTTP single", "5 full verify", "6 memory"]
+    {
+        assert!(stdout.contains(&format!("| {scenario} |")), "no row for scenario {scenario}:\n{stdout}");
+    }
+    for baseline in
+        ["plain SHA-256", "raw COPY", "group commit off", "DIY trigger chain", "raw ordered COPY scan"]
+    {
+        assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
+    }
+
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let measurements = json["measurements"].as_array().unwrap();
+    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2
+    assert_eq!(measurements.len(), 18, "{json:#}");
+    for measurement in measurements {
+        let value = measurement["value"].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");
+    }
+    let verify =
+        measurements.iter().find(|m| m["case"].as_str().unwrap().starts_with("`invario verify`")).unwrap();
+    assert_eq!(verify["operations"], 300, "verify must have read the whole ledger: {verify}");
+    let _ = std::fs::remove_dir_all(folder);
+}
