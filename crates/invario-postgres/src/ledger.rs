@@ -65,9 +65,14 @@ impl LedgerStore for PgLedger {
                 .map_err(store_error)?;
         let head = head_from_row(&head_row)?;
         let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        // One index probe per id, whatever the planner believes: for thousands
+        // of ids `transaction_id = ANY($1)` costs out as a sequential scan of
+        // the whole ledger (random_page_cost makes probes look dear), which made
+        // every append O(ledger). OFFSET 0 keeps each lateral lookup a probe.
         let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
-             WHERE e.transaction_id = ANY($1)"
+            "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
+             JOIN LATERAL (SELECT * FROM ledger_entries WHERE transaction_id = wanted.id OFFSET 0) e ON true \
+             JOIN LATERAL (SELECT * FROM transactions WHERE transaction_id = e.transaction_id OFFSET 0) t ON true"
         )))
         .bind(&uuids)
         .fetch_all(&mut *transaction)
