@@ -20,6 +20,7 @@ pub(crate) struct BenchServer {
     /// `max_connections`, which bounds the DIY chain's connection pool.
     pub(crate) max_connections: u32,
     created: std::sync::Mutex<Vec<String>>,
+    checkpoint_refused: std::sync::atomic::AtomicBool,
 }
 
 impl BenchServer {
@@ -68,7 +69,13 @@ impl BenchServer {
             "PostgreSQL {version} ({origin}; fsync, synchronous_commit and full_page_writes on; max_connections {max_connections})"
         );
         let _ = admin.close().await;
-        Ok(BenchServer { admin_url, description, max_connections, created: Default::default() })
+        Ok(BenchServer {
+            admin_url,
+            description,
+            max_connections,
+            created: Default::default(),
+            checkpoint_refused: Default::default(),
+        })
     }
 
     /// A new, empty database; returns its URL.
@@ -91,6 +98,37 @@ impl BenchServer {
         invario_postgres::migrate(&pool).await.context("migrations failed")?;
         pool.close().await;
         Ok(url)
+    }
+
+    /// Flushes dirty pages before a timed case, so no case pays for the
+    /// previous one's checkpoint. Needs a superuser (or `pg_checkpoint`); without
+    /// one the run goes on and says so once.
+    pub(crate) async fn settle(&self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
+        if let Err(error) = sqlx::query("CHECKPOINT").execute(&mut admin).await
+            && !self.checkpoint_refused.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!("warning: CHECKPOINT refused ({error}); cases may pay for each other's checkpoints");
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    /// Drops the database at `url` now, so its autovacuum cannot run during later cases.
+    pub(crate) async fn discard(&self, url: &str) -> anyhow::Result<()> {
+        let name =
+            url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
+        self.created
+            .lock()
+            .map_err(|_| anyhow::anyhow!("database list poisoned"))?
+            .retain(|known| *known != name);
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cannot drop the database {name}"))?;
+        let _ = admin.close().await;
+        Ok(())
     }
 
     /// Drops every database this run created.

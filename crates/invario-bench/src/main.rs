@@ -34,6 +34,9 @@ struct Args {
     /// Concurrency levels of scenario 4.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
     clients: Vec<usize>,
+    /// Which scenarios to run (1–6; baselines they need run with them).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6])]
+    scenarios: Vec<u8>,
     /// The `invario` binary (default: next to this one).
     #[arg(long)]
     invario: Option<PathBuf>,
@@ -73,7 +76,12 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("invario-bench: {} entries on {}", args.entries, server.description);
     eprintln!("machine: {machine}");
 
+    anyhow::ensure!(
+        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=6).contains(scenario)),
+        "--scenarios takes numbers from 1 to 6"
+    );
     let plan = scenarios::Plan {
+        scenarios: args.scenarios.clone(),
         entries: args.entries,
         duration: args.duration,
         clients: args.clients.clone(),

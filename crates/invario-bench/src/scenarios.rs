@@ -40,6 +40,8 @@ const STREAM_DIY: u64 = 3;
 /// What a run is asked to do.
 #[derive(Debug)]
 pub(crate) struct Plan {
+    /// Which of scenarios 1–6 to run.
+    pub(crate) scenarios: Vec<u8>,
     pub(crate) entries: u64,
     pub(crate) duration: Duration,
     pub(crate) clients: Vec<usize>,
@@ -60,54 +62,77 @@ pub(crate) async fn run_all(
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut results = Vec::new();
+    let wants = |scenario: u8| plan.scenarios.contains(&scenario);
 
-    progress("1/6 hash chain in the core");
-    results.extend(core_hashing(plan.entries)?);
-
-    progress("2/6 adapter append vs raw COPY");
-    let copy_rate = raw_copy(server, plan.entries).await?;
-    let mut full_ledger = None;
-    for batch in APPEND_BATCH_SIZES {
-        let count = plan.append_count(batch);
-        let (rate, url) = adapter_append(server, batch, count).await?;
-        let mut row = Measurement::new("2 adapter append", format!("batch {batch}"), rate, "entries/s")
-            .over(count)
-            .against("raw COPY", copy_rate);
-        if batch == 8_000 {
-            row = row.target_ratio(0.9);
-            full_ledger = Some(url);
-        }
-        results.push(row);
+    if wants(1) {
+        progress("1/6 hash chain in the core");
+        results.extend(core_hashing(plan.entries)?);
     }
-    results.push(
-        Measurement::new(
-            "2 adapter append",
-            "raw COPY, 8,000 rows per commit (baseline)",
-            copy_rate,
-            "entries/s",
-        )
-        .over(plan.entries),
-    );
-    let full_ledger = full_ledger.context("the batch-8000 run made no ledger")?;
 
-    progress("3/6 HTTP batch ingest");
-    let batch_rate = http_batch_ingest(plan, server).await?;
-    results.push(
-        Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
-            .over(plan.entries)
-            .against("raw COPY", copy_rate)
-            .target_ratio(0.8),
-    );
+    // Scenarios 2 and 3 compare with the same COPY, measured once.
+    let copy_rate = if wants(2) || wants(3) { Some(raw_copy(server, plan.entries).await?) } else { None };
+    let mut full_ledger = None;
+    if let (true, Some(copy_rate)) = (wants(2), copy_rate) {
+        progress("2/6 adapter append vs raw COPY");
+        for batch in APPEND_BATCH_SIZES {
+            let count = plan.append_count(batch);
+            let (rate, url) = adapter_append(server, batch, count).await?;
+            let mut row = Measurement::new("2 adapter append", format!("batch {batch}"), rate, "entries/s")
+                .over(count)
+                .against("raw COPY", copy_rate);
+            if batch == 8_000 {
+                row = row.target_ratio(0.9);
+                full_ledger = Some(url);
+            } else {
+                server.discard(&url).await?;
+            }
+            results.push(row);
+        }
+        results.push(
+            Measurement::new(
+                "2 adapter append",
+                "raw COPY, 8,000 rows per commit (baseline)",
+                copy_rate,
+                "entries/s",
+            )
+            .over(plan.entries),
+        );
+    }
 
-    progress("4/6 HTTP single ingest: group commit on, off, DIY trigger chain");
-    let (single, server_peak) = http_single_ingest(plan, server).await?;
-    results.extend(single);
+    if let (true, Some(copy_rate)) = (wants(3), copy_rate) {
+        progress("3/6 HTTP batch ingest");
+        let batch_rate = http_batch_ingest(plan, server).await?;
+        results.push(
+            Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
+                .over(plan.entries)
+                .against("raw COPY", copy_rate)
+                .target_ratio(0.8),
+        );
+    }
 
-    progress("5/6 full verification");
-    results.extend(full_verification(plan, server, &full_ledger).await?);
+    let mut server_peak = None;
+    if wants(4) {
+        progress("4/6 HTTP single ingest: group commit on, off, DIY trigger chain");
+        let (single, peak) = http_single_ingest(plan, server).await?;
+        results.extend(single);
+        server_peak = Some(peak);
+    }
 
-    progress("6/6 memory");
-    results.extend(memory(plan, server, &full_ledger, server_peak).await?);
+    if wants(5) || wants(6) {
+        let full_ledger = match full_ledger {
+            Some(url) => url,
+            // Without scenario 2 the ledger is built the same way, untimed.
+            None => adapter_append(server, 8_000, plan.entries).await?.1,
+        };
+        if wants(5) {
+            progress("5/6 full verification");
+            results.extend(full_verification(plan, server, &full_ledger).await?);
+        }
+        if wants(6) {
+            progress("6/6 memory");
+            results.extend(memory(plan, server, &full_ledger, server_peak).await?);
+        }
+    }
     Ok(results)
 }
 
@@ -197,6 +222,7 @@ async fn adapter_append(server: &BenchServer, batch: u64, count: u64) -> anyhow:
     let url = server.ledger_database(&format!("append_{batch}")).await?;
     let pool = connect(&url, 2).await?;
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
+    server.settle().await?;
     let mut elapsed = Duration::ZERO;
     let mut first = 0;
     while first < count {
@@ -225,6 +251,7 @@ async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result<f64> {
     )
     .execute(&mut connection)
     .await?;
+    server.settle().await?;
     let mut rows = CopyRows::default();
     let mut checkpoint = invario_core::Checkpoint::GENESIS;
     let mut elapsed = Duration::ZERO;
@@ -254,6 +281,7 @@ async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result<f64> {
         first += size;
     }
     let _ = connection.close().await;
+    server.discard(&url).await?;
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
@@ -271,6 +299,7 @@ async fn http_batch_ingest(plan: &Plan, server: &BenchServer) -> anyhow::Result<
         bodies[(batch % HTTP_BATCH_CLIENTS) as usize].push(workload::batch_body(0, first, size));
     }
     let client = http_client()?;
+    server.settle().await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client_bodies in bodies {
@@ -298,6 +327,7 @@ async fn http_batch_ingest(plan: &Plan, server: &BenchServer) -> anyhow::Result<
     }
     let rate = plan.entries as f64 / started.elapsed().as_secs_f64();
     api.stop().await?;
+    server.discard(&url).await?;
     Ok(rate)
 }
 
@@ -368,6 +398,7 @@ async fn http_single_levels(
     let offset = Arc::new(AtomicU64::new(0));
     let mut levels = Vec::new();
     for &clients in &plan.clients {
+        server.settle().await?;
         let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
         let base = offset.load(Ordering::Relaxed);
         let used = Arc::clone(&offset);
@@ -394,6 +425,7 @@ async fn http_single_levels(
     }
     let peak = api.peak_rss_kib()?;
     api.stop().await?;
+    server.discard(&url).await?;
     Ok((levels, peak))
 }
 
@@ -445,6 +477,7 @@ async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<Lo
     let mut levels = Vec::new();
     for &clients in &plan.clients {
         let pool = connect(&url, u32::try_from(clients).unwrap_or(u32::MAX).min(cap)).await?;
+        server.settle().await?;
         let base = offset.load(Ordering::Relaxed);
         let used = Arc::clone(&offset);
         let insert_pool = pool.clone();
@@ -471,6 +504,7 @@ async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<Lo
         pool.close().await;
         levels.push(result);
     }
+    server.discard(&url).await?;
     Ok((levels, cap))
 }
 
@@ -536,7 +570,7 @@ async fn full_verification(
     server: &BenchServer,
     ledger_url: &str,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let _ = server;
+    server.settle().await?;
     let (scanned, scan_rate) = raw_ordered_scan(ledger_url).await?;
     ensure!(scanned == plan.entries, "the raw scan read {scanned} rows of {}", plan.entries);
 
@@ -598,7 +632,7 @@ async fn memory(
     plan: &Plan,
     server: &BenchServer,
     full_ledger: &str,
-    server_peak_kib: u64,
+    server_peak_kib: Option<u64>,
 ) -> anyhow::Result<Vec<Measurement>> {
     let small_entries = (plan.entries / 10).max(1);
     let (_, small_ledger) = adapter_append(server, 8_000, small_entries).await?;
@@ -610,14 +644,19 @@ async fn memory(
     let mib = |kib: u64| kib as f64 / 1024.0;
     let heaviest = plan.clients.iter().max().copied().unwrap_or(0);
     let flat = full.peak_rss_kib as f64 <= small.peak_rss_kib as f64 * 1.1;
-    Ok(vec![
-        Measurement::new(
-            "6 memory",
-            format!("server peak RSS, single ingest up to {heaviest} clients"),
-            mib(server_peak_kib),
-            "MiB",
-        )
-        .target("≤ 64 MiB", server_peak_kib <= SERVER_RSS_BUDGET_KIB),
+    let mut rows = Vec::new();
+    if let Some(server_peak_kib) = server_peak_kib {
+        rows.push(
+            Measurement::new(
+                "6 memory",
+                format!("server peak RSS, single ingest up to {heaviest} clients"),
+                mib(server_peak_kib),
+                "MiB",
+            )
+            .target("≤ 64 MiB", server_peak_kib <= SERVER_RSS_BUDGET_KIB),
+        );
+    }
+    rows.push(
         Measurement::new(
             "6 memory",
             format!("`invario verify` peak RSS at {} entries", full.entries_checked),
@@ -626,5 +665,6 @@ async fn memory(
         )
         .against(format!("at {} entries", small.entries_checked), mib(small.peak_rss_kib))
         .target("flat (≤ 1.1 ×)", flat),
-    ])
+    );
+    Ok(rows)
 }
