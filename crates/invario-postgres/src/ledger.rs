@@ -69,11 +69,14 @@ impl LedgerStore for PgLedger {
         // of ids `transaction_id = ANY($1)` costs out as a sequential scan of
         // the whole ledger (random_page_cost makes probes look dear), which made
         // every append O(ledger). OFFSET 0 keeps each lateral lookup a probe.
+        // Not a prepared statement: a plan cached while the ledger was tiny
+        // (a scan) would outlive its growth on this long-lived connection.
         let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
              JOIN LATERAL (SELECT * FROM ledger_entries WHERE transaction_id = wanted.id OFFSET 0) e ON true \
              JOIN LATERAL (SELECT * FROM transactions WHERE transaction_id = e.transaction_id OFFSET 0) t ON true"
         )))
+        .persistent(false)
         .bind(&uuids)
         .fetch_all(&mut *transaction)
         .await

@@ -73,15 +73,8 @@ pub async fn connect_with(url: &str, max_connections: u32) -> Result<PgPool, PgS
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(PgSetupError::MalformedUrl("it must start with postgres:// or postgresql://".into()));
     }
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|error| PgSetupError::MalformedUrl(error.to_string()))?
-        // Connections live for hours while the ledger grows from nothing. A
-        // generic plan cached while a table was tiny (a sequential scan) stays
-        // cached as it grows, and each append's id lookup and the triggers'
-        // checks turned O(ledger): 100-row batches fell to a tenth of their
-        // speed within 100k entries. Planning each statement for its actual
-        // parameters costs microseconds and keeps every lookup on its index.
-        .options([("plan_cache_mode", "force_custom_plan")]);
+    let options =
+        PgConnectOptions::from_str(url).map_err(|error| PgSetupError::MalformedUrl(error.to_string()))?;
     // One direct connection first: a pool would report "timed out" instead of
     // the real reason (refused, unknown host, bad password, missing database).
     let probe = PgConnection::connect_with(&options).await.map_err(connect_error)?;
