@@ -70,7 +70,12 @@ pub(crate) async fn run_all(
     }
 
     // Scenarios 2 and 3 compare with the same COPY, measured once.
-    let copy_rate = if wants(2) || wants(3) { Some(raw_copy(server, plan.entries).await?) } else { None };
+    let copy_rate = if wants(2) || wants(3) {
+        progress("2/6 raw COPY baseline");
+        Some(raw_copy(server, plan.entries).await?)
+    } else {
+        None
+    };
     let mut full_ledger = None;
     if let (true, Some(copy_rate)) = (wants(2), copy_rate) {
         progress("2/6 adapter append vs raw COPY");
