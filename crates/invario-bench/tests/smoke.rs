@@ -55,3 +55,19 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     assert_eq!(verify["operations"], 300, "verify must have read the whole ledger: {verify}");
     let _ = std::fs::remove_dir_all(folder);
 }
+
+#[test]
+fn a_server_without_durable_commits_is_refused() {
+    // synchronous_commit can be turned off per connection, through the URL.
+    let url = format!("{}?options=-c%20synchronous_commit%3Doff", invario_testkit::harness::server_url());
+    let output = Command::new(env!("CARGO_BIN_EXE_invario-bench"))
+        .args(["--entries", "10", "--invario"])
+        .arg(invario_binary())
+        .arg("--database-url")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a non-durable server was benchmarked:\n{stderr}");
+    assert!(stderr.contains("=off") && stderr.contains("durab"), "the refusal must say why:\n{stderr}");
+}
