@@ -9,6 +9,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::chain::{Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
+use crate::ports::StoreError;
 
 /// A `ledger_entries` row as stored, before any check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +63,13 @@ impl StoredTransaction {
             },
         )
     }
-}
 
-impl StoredTransaction {
     /// Reads metadata stored as a JSON object. A value someone tampered into a
     /// non-string is kept as its JSON text, so the verifier still hashes the row
     /// and reports the mismatch instead of failing to read it.
-    pub fn metadata_from_json(text: &str) -> Result<BTreeMap<String, String>, String> {
-        let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|error| format!("metadata {text}: {error}"))?;
+    pub fn metadata_from_json(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|error| StoreError::Corrupt(format!("metadata {text}: {error}")))?;
         Ok(object
             .into_iter()
             .map(|(key, value)| match value {
@@ -80,9 +79,9 @@ impl StoredTransaction {
             .collect())
     }
 
-    /// Parses the stored values back into a valid transaction; a value someone
-    /// edited into something the API would refuse is an error naming it.
-    pub fn to_transaction(&self) -> Result<crate::transaction::Transaction, String> {
+    /// Parses the stored values back into a valid transaction, or names the
+    /// value someone edited into something the API would refuse.
+    fn to_transaction(&self) -> Result<crate::transaction::Transaction, String> {
         use crate::{Amount, Currency, Metadata, Timestamp, TransactionId};
         let occurred_at = self
             .occurred_at_micros
@@ -100,13 +99,17 @@ impl StoredTransaction {
 }
 
 impl StoredEntry {
-    /// The domain entry for this row and its transaction row (as stored, not verified).
-    pub fn to_entry(&self, transaction: &StoredTransaction) -> Result<LedgerEntry, String> {
+    /// The domain entry for this row and its transaction row (as stored, not
+    /// verified); a row edited into values the API would refuse is
+    /// [`StoreError::Corrupt`] naming the entry and the value.
+    pub fn to_entry(&self, transaction: &StoredTransaction) -> Result<LedgerEntry, StoreError> {
+        let corrupt =
+            |detail: String| StoreError::Corrupt(format!("entry {}: {detail}", self.sequence_number));
         let recorded_at = crate::Timestamp::from_unix_micros(self.recorded_at_micros)
-            .map_err(|error| format!("recorded_at {error}"))?;
+            .map_err(|error| corrupt(format!("recorded_at {error}")))?;
         Ok(LedgerEntry {
             sequence_number: self.sequence_number,
-            transaction: transaction.to_transaction()?,
+            transaction: transaction.to_transaction().map_err(corrupt)?,
             prev_hash: self.prev_hash,
             entry_hash: self.entry_hash,
             recorded_at,

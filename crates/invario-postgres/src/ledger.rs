@@ -11,8 +11,8 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{
-    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, stored_metadata, timestamp,
-    to_datetime, to_sequence,
+    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, timestamp, to_datetime,
+    to_sequence,
 };
 
 /// The ledger store on a PostgreSQL pool.
@@ -180,7 +180,7 @@ fn stored_transaction(row: &sqlx::postgres::PgRow, id_column: &str) -> Result<St
         amount: row.try_get("amount").map_err(store_error)?,
         currency: row.try_get("currency").map_err(store_error)?,
         occurred_at_micros: occurred_at.map(micros),
-        metadata: stored_metadata(&metadata)?,
+        metadata: StoredTransaction::metadata_from_json(&metadata)?,
     })
 }
 

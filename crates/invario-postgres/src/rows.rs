@@ -1,7 +1,4 @@
 //! Row ↔ domain translation, and sqlx errors → port errors.
-
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use invario_core::{EntryHash, LedgerEntry, Metadata, StoreError, StoredEntry, StoredTransaction, Timestamp};
 use uuid::Uuid;
@@ -46,10 +43,6 @@ pub(crate) fn to_sequence(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Contract(format!("sequence number {value} exceeds bigint")))
 }
 
-pub(crate) fn stored_metadata(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    StoredTransaction::metadata_from_json(text).map_err(StoreError::Corrupt)
-}
-
 pub(crate) fn metadata_json(metadata: &Metadata) -> String {
     // A map of strings always serialises.
     serde_json::to_string(metadata.as_map()).unwrap_or_else(|_| "{}".to_owned())
@@ -83,10 +76,8 @@ impl EntryRow {
             amount: self.amount,
             currency: self.currency,
             occurred_at_micros: self.occurred_at.map(micros),
-            metadata: stored_metadata(&self.metadata)?,
+            metadata: StoredTransaction::metadata_from_json(&self.metadata)?,
         };
-        entry
-            .to_entry(&transaction)
-            .map_err(|error| StoreError::Corrupt(format!("entry {}: {error}", self.sequence_number)))
+        entry.to_entry(&transaction)
     }
 }

@@ -60,7 +60,7 @@ fn head_from_row(row: &SqliteRow) -> Result<LedgerHead, StoreError> {
 
 fn stored_transaction(row: &SqliteRow, id_column: &str) -> Result<StoredTransaction, StoreError> {
     let metadata: String = row.try_get("metadata").map_err(store_error)?;
-    let metadata = StoredTransaction::metadata_from_json(&metadata).map_err(StoreError::Corrupt)?;
+    let metadata = StoredTransaction::metadata_from_json(&metadata)?;
     Ok(StoredTransaction {
         transaction_id: uuid(&row.try_get::<String, _>(id_column).map_err(store_error)?)?,
         amount: row.try_get("amount").map_err(store_error)?,
@@ -88,9 +88,7 @@ fn verification_record(row: &SqliteRow) -> Result<VerificationRecord, StoreError
 
 fn entry_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
     match verification_record(row)? {
-        VerificationRecord::Entry(entry, Some(transaction)) => entry
-            .to_entry(&transaction)
-            .map_err(|error| StoreError::Corrupt(format!("entry {}: {error}", entry.sequence_number))),
+        VerificationRecord::Entry(entry, Some(transaction)) => entry.to_entry(&transaction),
         _ => Err(StoreError::Corrupt("an entry without its transaction".into())),
     }
 }
