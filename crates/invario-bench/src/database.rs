@@ -19,7 +19,8 @@ pub(crate) struct BenchServer {
     pub(crate) description: String,
     /// `max_connections`, which bounds the DIY chain's connection pool.
     pub(crate) max_connections: u32,
-    created: std::sync::Mutex<Vec<String>>,
+    /// (name, URL) of every database this run made and has not dropped yet.
+    created: std::sync::Mutex<Vec<(String, String)>>,
     checkpoint_refused: std::sync::atomic::AtomicBool,
 }
 
@@ -87,8 +88,9 @@ impl BenchServer {
             .await
             .with_context(|| format!("cannot create the database {name}"))?;
         let _ = admin.close().await;
-        self.created.lock().map_err(|_| anyhow::anyhow!("database list poisoned"))?.push(name.clone());
-        Ok(with_database(&self.admin_url, &name))
+        let url = with_database(&self.admin_url, &name);
+        self.created.lock().map_err(|_| anyhow::anyhow!("database list poisoned"))?.push((name, url.clone()));
+        Ok(url)
     }
 
     /// A new database with Invario's schema; returns its URL.
@@ -116,24 +118,21 @@ impl BenchServer {
 
     /// Drops the database at `url` now, so its autovacuum cannot run during later cases.
     pub(crate) async fn discard(&self, url: &str) -> anyhow::Result<()> {
-        let name =
-            url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
-        self.created
-            .lock()
-            .map_err(|_| anyhow::anyhow!("database list poisoned"))?
-            .retain(|known| *known != name);
-        let mut admin = PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("cannot drop the database {name}"))?;
-        let _ = admin.close().await;
-        Ok(())
+        let name = {
+            let mut created = self.created.lock().map_err(|_| anyhow::anyhow!("database list poisoned"))?;
+            let position = created.iter().position(|(_, known)| known == url);
+            position.map(|position| created.remove(position).0)
+        };
+        self.drop_named(name.into_iter().collect()).await
     }
 
     /// Drops every database this run created.
     pub(crate) async fn drop_databases(&self) -> anyhow::Result<()> {
-        let names = std::mem::take(&mut *self.created.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        let created = std::mem::take(&mut *self.created.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        self.drop_named(created.into_iter().map(|(name, _)| name).collect()).await
+    }
+
+    async fn drop_named(&self, names: Vec<String>) -> anyhow::Result<()> {
         let mut admin = PgConnection::connect(&self.admin_url).await?;
         for name in names {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
@@ -141,6 +140,7 @@ impl BenchServer {
                 .await
                 .with_context(|| format!("cannot drop the database {name}"))?;
         }
+        let _ = admin.close().await;
         Ok(())
     }
 }

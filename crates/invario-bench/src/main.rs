@@ -52,12 +52,7 @@ fn machine() -> serde_json::Value {
         .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split_once(':')))
         .map_or("unknown", |(_, name)| name.trim())
         .to_owned();
-    let memory_kib: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
+    let memory_kib = processes::proc_kib("/proc/meminfo", "MemTotal:").unwrap_or(0);
     json!({
         "cpu": cpu,
         "cores": std::thread::available_parallelism().map_or(0, usize::from),

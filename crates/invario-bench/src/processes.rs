@@ -30,10 +30,15 @@ pub(crate) fn locate_invario(explicit: Option<PathBuf>) -> anyhow::Result<PathBu
 
 /// The high-water mark of a live process's resident memory, in KiB, as the kernel keeps it.
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
+    proc_kib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+/// A `key:  123 kB` line of a /proc file (`status`, `meminfo`), in KiB.
+pub(crate) fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(key))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

@@ -313,16 +313,7 @@ async fn http_batch_ingest(plan: &Plan, server: &BenchServer) -> anyhow::Result<
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             for body in client_bodies {
-                let response = client
-                    .post(&endpoint)
-                    .bearer_auth(&key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = response.status();
-                let text = response.text().await?;
-                ensure!(status.as_u16() == 201, "a batch POST answered {status}: {text}");
+                post_created(&client, &endpoint, &key, body).await?;
             }
             anyhow::Ok(())
         }));
@@ -340,9 +331,31 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).tcp_nodelay(true).build()?)
 }
 
+/// POSTs a JSON body with the key; anything but 201 Created fails the run.
+async fn post_created(
+    client: &reqwest::Client,
+    endpoint: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let response = client
+        .post(endpoint)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(status.as_u16() == 201, "POST {endpoint} answered {status}: {text}");
+    Ok(())
+}
+
 /// What one concurrency level achieved.
 struct LoadResult {
     clients: usize,
+    /// The first transaction index the next level may use.
+    next_index: u64,
     completed: u64,
     elapsed: Duration,
     latencies: Latencies,
@@ -354,14 +367,20 @@ impl LoadResult {
     }
 }
 
-/// `clients` tasks each repeating `operation` until `duration` has passed.
-async fn drive<F, Fut>(clients: usize, duration: Duration, operation: F) -> anyhow::Result<LoadResult>
+/// `clients` tasks each repeating `operation` until `duration` has passed;
+/// each call gets the next transaction index, starting at `first_index`.
+async fn drive<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    first_index: u64,
+    operation: F,
+) -> anyhow::Result<LoadResult>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let operation = Arc::new(operation);
-    let next_index = Arc::new(AtomicU64::new(0));
+    let next_index = Arc::new(AtomicU64::new(first_index));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -384,7 +403,8 @@ where
         latencies.merge(task.await??);
     }
     let elapsed = started.elapsed();
-    Ok(LoadResult { clients, completed: latencies.len() as u64, elapsed, latencies })
+    let next_index = next_index.load(Ordering::Relaxed);
+    Ok(LoadResult { clients, next_index, completed: latencies.len() as u64, elapsed, latencies })
 }
 
 /// Every concurrency level against one `invario serve`; returns the results
@@ -400,32 +420,20 @@ async fn http_single_levels(
     let api = Server::start(&plan.invario, &url, options).await?;
     let client = http_client()?;
     let endpoint = format!("{}/v1/transactions", api.base_url);
-    let offset = Arc::new(AtomicU64::new(0));
+    let mut next_index = 0;
     let mut levels = Vec::new();
     for &clients in &plan.clients {
         server.settle().await?;
         let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-        let base = offset.load(Ordering::Relaxed);
-        let used = Arc::clone(&offset);
-        let result = drive(clients, plan.duration, move |index| {
+        let result = drive(clients, plan.duration, next_index, move |index| {
             let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-            used.fetch_max(base + index + 1, Ordering::Relaxed);
             async move {
-                let body = workload::transaction_json(stream, base + index).to_string();
-                let response = client
-                    .post(&endpoint)
-                    .bearer_auth(&key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = response.status();
-                let text = response.text().await?;
-                ensure!(status.as_u16() == 201, "a single POST answered {status}: {text}");
-                Ok(())
+                let body = workload::transaction_json(stream, index).to_string().into_bytes();
+                post_created(&client, &endpoint, &key, body).await
             }
         })
         .await?;
+        next_index = result.next_index;
         levels.push(result);
     }
     let peak = api.peak_rss_kib()?;
@@ -478,19 +486,16 @@ async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<Lo
     sqlx::raw_sql(DIY_TRIGGER_CHAIN).execute(&mut setup).await.context("cannot create the DIY chain")?;
     let _ = setup.close().await;
     let cap = server.max_connections.saturating_sub(RESERVED_CONNECTIONS).max(1);
-    let offset = Arc::new(AtomicU64::new(0));
+    let mut next_index = 0;
     let mut levels = Vec::new();
     for &clients in &plan.clients {
         let pool = connect(&url, u32::try_from(clients).unwrap_or(u32::MAX).min(cap)).await?;
         server.settle().await?;
-        let base = offset.load(Ordering::Relaxed);
-        let used = Arc::clone(&offset);
         let insert_pool = pool.clone();
-        let result = drive(clients, plan.duration, move |index| {
+        let result = drive(clients, plan.duration, next_index, move |index| {
             let pool = insert_pool.clone();
-            used.fetch_max(base + index + 1, Ordering::Relaxed);
             async move {
-                let item = workload::transaction_json(STREAM_DIY, base + index);
+                let item = workload::transaction_json(STREAM_DIY, index);
                 sqlx::query(
                     "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
                      VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
@@ -507,6 +512,7 @@ async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<Lo
         })
         .await?;
         pool.close().await;
+        next_index = result.next_index;
         levels.push(result);
     }
     server.discard(&url).await?;
