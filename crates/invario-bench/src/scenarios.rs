@@ -1,6 +1,5 @@
 //! The six scenarios of BENCHMARKS.md, each measured beside its baseline.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,12 +7,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
-use invario_core::{EntryContent, EntryHash, Ledger, Timestamp, encode_entry_v1, entry_hash_v1};
+use invario_core::{
+    Checkpoint, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp, encode_entry_v1,
+    entry_hash_v1,
+};
 use invario_postgres::PgLedger;
 use sha2::{Digest as _, Sha256};
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
-use uuid::Uuid;
 
 use crate::database::{BenchServer, connect};
 use crate::processes::{self, ServeOptions, Server};
@@ -146,46 +147,22 @@ fn now() -> anyhow::Result<Timestamp> {
     Ok(Timestamp::from_unix_micros(i64::try_from(micros)?)?)
 }
 
-/// The owned parts of an entry, so `EntryContent` can borrow them.
-struct ContentParts {
-    transaction_id: Uuid,
-    amount: String,
-    currency: &'static str,
-    occurred_at_micros: Option<i64>,
-    metadata: BTreeMap<String, String>,
-}
-
-impl ContentParts {
-    fn content(&self, recorded_at_micros: i64) -> EntryContent<'_> {
-        EntryContent {
-            transaction_id: &self.transaction_id,
-            amount: &self.amount,
-            currency: self.currency,
-            occurred_at_micros: self.occurred_at_micros,
-            recorded_at_micros,
-            metadata: &self.metadata,
-        }
-    }
-}
-
 /// Scenario 1: the chain hash (encoding included) vs SHA-256 over pre-encoded bytes.
 fn core_hashing(entries: u64) -> anyhow::Result<Vec<Measurement>> {
-    let sample: Vec<ContentParts> = workload::transactions(0, 0, entries.clamp(1, 65_536))?
-        .into_iter()
-        .map(|transaction| ContentParts {
-            transaction_id: *transaction.transaction_id.as_uuid(),
-            amount: transaction.amount.to_canonical_string(),
-            currency: transaction.currency.code(),
-            occurred_at_micros: transaction.occurred_at.map(|time| time.unix_micros()),
-            metadata: transaction.metadata.as_map().clone(),
-        })
-        .collect();
-    let recorded_at = now()?.unix_micros();
+    // Rows as stored: the hash reads them exactly as the verifier does.
+    let recorded_at = now()?;
+    let sample: Vec<(StoredEntry, StoredTransaction)> =
+        workload::transactions(0, 0, entries.clamp(1, 65_536))?
+            .into_iter()
+            .map(|transaction| {
+                StoredTransaction::of(&LedgerEntry::next(Checkpoint::GENESIS, transaction, recorded_at))
+            })
+            .collect();
     let encoded: Vec<Vec<u8>> = sample
         .iter()
         .enumerate()
-        .map(|(index, parts)| {
-            encode_entry_v1(&EntryHash::GENESIS, index as u64 + 1, &parts.content(recorded_at))
+        .map(|(index, (entry, transaction))| {
+            encode_entry_v1(&EntryHash::GENESIS, index as u64 + 1, &entry.content(transaction))
         })
         .collect();
     let mean_bytes = encoded.iter().map(Vec::len).sum::<usize>() as f64 / encoded.len() as f64;
@@ -193,8 +170,8 @@ fn core_hashing(entries: u64) -> anyhow::Result<Vec<Measurement>> {
     let started = Instant::now();
     let mut previous = EntryHash::GENESIS;
     for sequence in 1..=entries {
-        let parts = &sample[(sequence as usize - 1) % sample.len()];
-        previous = entry_hash_v1(&previous, sequence, &parts.content(recorded_at));
+        let (entry, transaction) = &sample[(sequence as usize - 1) % sample.len()];
+        previous = entry_hash_v1(&previous, sequence, &entry.content(transaction));
     }
     std::hint::black_box(previous);
     let chain_rate = entries as f64 / started.elapsed().as_secs_f64();
@@ -258,7 +235,7 @@ async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result<f64> {
     .await?;
     server.settle().await?;
     let mut rows = CopyRows::default();
-    let mut checkpoint = invario_core::Checkpoint::GENESIS;
+    let mut checkpoint = Checkpoint::GENESIS;
     let mut elapsed = Duration::ZERO;
     let mut first = 0;
     while first < count {

@@ -99,6 +99,19 @@ impl StoredTransaction {
 }
 
 impl StoredEntry {
+    /// What this row's v1 hash covers besides `prev_hash` and the sequence
+    /// number, read from the row and its transaction row as stored.
+    pub fn content<'a>(&'a self, transaction: &'a StoredTransaction) -> EntryContent<'a> {
+        EntryContent {
+            transaction_id: &self.transaction_id,
+            amount: &transaction.amount,
+            currency: &transaction.currency,
+            occurred_at_micros: transaction.occurred_at_micros,
+            recorded_at_micros: self.recorded_at_micros,
+            metadata: &transaction.metadata,
+        }
+    }
+
     /// The domain entry for this row and its transaction row (as stored, not
     /// verified); a row edited into values the API would refuse is
     /// [`StoreError::Corrupt`] naming the entry and the value.
@@ -466,13 +479,5 @@ impl Verifier {
 
 /// The v1 hash of a stored row, whatever values it holds.
 pub fn recompute_hash(entry: &StoredEntry, transaction: &StoredTransaction) -> EntryHash {
-    let content = EntryContent {
-        transaction_id: &entry.transaction_id,
-        amount: &transaction.amount,
-        currency: &transaction.currency,
-        occurred_at_micros: transaction.occurred_at_micros,
-        recorded_at_micros: entry.recorded_at_micros,
-        metadata: &transaction.metadata,
-    };
-    entry_hash_v1(&entry.prev_hash, entry.sequence_number, &content)
+    entry_hash_v1(&entry.prev_hash, entry.sequence_number, &entry.content(transaction))
 }
