@@ -20,7 +20,7 @@ pub use ledger::{PgAppend, PgLedger};
 pub use sqlx::PgPool;
 
 /// The schema migrations in `migrations/`, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Connections a pool opens at most, unless the caller says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
