@@ -155,9 +155,9 @@ fn core_hashing(entries: u64) -> anyhow::Result<Vec<Measurement>> {
         workload::transactions(0, 0, entries.clamp(1, 65_536))?
             .into_iter()
             .map(|transaction| {
-                StoredTransaction::of(&LedgerEntry::next(Checkpoint::GENESIS, transaction, recorded_at))
+                Ok(StoredTransaction::of(&LedgerEntry::next(Checkpoint::GENESIS, transaction, recorded_at)?))
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
     let encoded: Vec<Vec<u8>> = sample
         .iter()
         .enumerate()

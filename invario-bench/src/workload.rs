@@ -64,7 +64,7 @@ pub(crate) fn copy_rows(
     rows.entries.clear();
     let mut checkpoint = previous;
     for transaction in transactions {
-        let entry = LedgerEntry::next(checkpoint, transaction, recorded_at);
+        let entry = LedgerEntry::next(checkpoint, transaction, recorded_at)?;
         let transaction = &entry.transaction;
         let metadata = serde_json::to_string(transaction.metadata.as_map()).context("metadata as JSON")?;
         let occurred = transaction.occurred_at.map_or_else(|| "\\N".to_owned(), |time| time.to_rfc3339());

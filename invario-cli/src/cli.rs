@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use invario_http::{ConfigError, GroupCommit, MonitorSchedule, ServiceConfig, Setting};
 
 /// Invario: a tamper-evident ledger for financial transactions.
 #[derive(Debug, Parser)]
@@ -82,9 +83,13 @@ pub(crate) struct ServeArgs {
     /// while more than one client is writing; a lone client never waits).
     #[arg(long, env = "INVARIO_GROUP_COMMIT_WINDOW", default_value = "1ms", value_parser = humantime::parse_duration)]
     pub(crate) group_commit_window: Duration,
-    /// Most transactions per group commit (1 turns group commit off).
-    #[arg(long, env = "INVARIO_GROUP_COMMIT_MAX", default_value_t = 1000)]
+    /// Most transactions per group commit (1 turns group commit off; at most the batch limit, 10000).
+    #[arg(long, env = "INVARIO_GROUP_COMMIT_MAX", default_value_t = invario_http::DEFAULT_GROUP_COMMIT_MAX)]
     pub(crate) group_commit_max: usize,
+    /// How long a write waits for room when the append queue is full before
+    /// it is answered 503 with Retry-After.
+    #[arg(long, env = "INVARIO_APPEND_QUEUE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) append_queue_wait: Duration,
     /// Interval of the incremental integrity check.
     #[arg(long, env = "INVARIO_INTEGRITY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) integrity_interval: Duration,
@@ -100,4 +105,124 @@ pub(crate) struct ServeArgs {
     /// Most database connections.
     #[arg(long, env = "INVARIO_DATABASE_CONNECTIONS", default_value_t = 16)]
     pub(crate) database_connections: u32,
+}
+
+/// Most database connections `serve` accepts.
+pub(crate) const MAX_DATABASE_CONNECTIONS: u32 = 1_000;
+
+impl ServeArgs {
+    /// The flag that sets `setting`, for configuration errors.
+    fn flag(setting: Setting) -> &'static str {
+        match setting {
+            Setting::GroupCommitWindow => "--group-commit-window",
+            Setting::GroupCommitMax => "--group-commit-max",
+            Setting::QueueDepth => "the append queue depth",
+            Setting::QueueWait => "--append-queue-wait",
+            Setting::IncrementalInterval => "--integrity-interval",
+            Setting::FullInterval => "--full-verify-interval",
+        }
+    }
+}
+
+/// The service configuration the flags ask for; refused (exit 2) with the
+/// flag and its allowed range when a value is out of range.
+impl TryFrom<&ServeArgs> for ServiceConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: &ServeArgs) -> Result<Self, Self::Error> {
+        if !(1..=MAX_DATABASE_CONNECTIONS).contains(&args.database_connections) {
+            anyhow::bail!(
+                "--database-connections: must be between 1 and {MAX_DATABASE_CONNECTIONS} (got {})",
+                args.database_connections
+            );
+        }
+        let config = ServiceConfig {
+            group_commit: GroupCommit {
+                window: args.group_commit_window,
+                max_batch: args.group_commit_max,
+                queue_wait: args.append_queue_wait,
+                ..GroupCommit::default()
+            },
+            monitor: MonitorSchedule {
+                incremental_interval: args.integrity_interval,
+                full_interval: args.full_verify_interval,
+            },
+        };
+        config.validate().map_err(|error| {
+            let problem = match &error {
+                ConfigError::OutOfRange { min, max, got, .. } => {
+                    format!("must be between {min} and {max} (got {got})")
+                }
+                ConfigError::ShorterThan { got, other, other_value, .. } => {
+                    format!("must not be shorter than {} ({got} < {other_value})", ServeArgs::flag(*other))
+                }
+            };
+            anyhow::anyhow!("{}: {problem}", ServeArgs::flag(error.setting()))
+        })?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<ServiceConfig, String> {
+        let cli = Cli::try_parse_from(["invario", "serve"].iter().chain(flags)).map_err(|e| e.to_string())?;
+        let Command::Serve(args) = cli.command else { unreachable!("serve was asked for") };
+        ServiceConfig::try_from(&args).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn the_defaults_are_a_valid_configuration() {
+        assert_eq!(config(&[]).unwrap(), ServiceConfig::default());
+    }
+
+    #[test]
+    fn each_out_of_range_flag_is_refused_by_name_with_its_range() {
+        for (flags, message) in [
+            (&["--group-commit-max", "0"][..], "--group-commit-max: must be between 1 and 10000 (got 0)"),
+            (&["--group-commit-max", "10001"], "--group-commit-max: must be between 1 and 10000 (got 10001)"),
+            (&["--group-commit-window", "2s"], "--group-commit-window: must be between 0s and 1s (got 2s)"),
+            (&["--append-queue-wait", "0s"], "--append-queue-wait: must be between 1ms and 60s (got 0s)"),
+            (
+                &["--integrity-interval", "0s"],
+                "--integrity-interval: must be between 10ms and 604800s (got 0s)",
+            ),
+            (
+                &["--integrity-interval", "30d"],
+                "--integrity-interval: must be between 10ms and 604800s (got 2592000s)",
+            ),
+            (
+                &["--full-verify-interval", "1ms"],
+                "--full-verify-interval: must be between 10ms and 604800s (got 1ms)",
+            ),
+            (
+                &["--integrity-interval", "1m", "--full-verify-interval", "30s"],
+                "--full-verify-interval: must not be shorter than --integrity-interval (30s < 60s)",
+            ),
+            (&["--database-connections", "0"], "--database-connections: must be between 1 and 1000 (got 0)"),
+        ] {
+            assert_eq!(config(flags).unwrap_err(), message, "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn values_at_the_edges_of_their_ranges_are_accepted() {
+        let config = config(&[
+            "--group-commit-max",
+            "10000",
+            "--group-commit-window",
+            "0s",
+            "--integrity-interval",
+            "10ms",
+            "--full-verify-interval",
+            "10ms",
+        ])
+        .unwrap();
+        assert_eq!(config.group_commit.max_batch, invario_core::MAX_BATCH_SIZE);
+        assert_eq!(config.monitor.full_interval, Duration::from_millis(10));
+    }
 }

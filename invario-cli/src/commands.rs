@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use invario_core::{Checkpoint, EntryHash, KeyAdmin, Ledger, Timestamp};
 use invario_core::{KeyStore, LedgerStore};
-use invario_http::{GroupCommit, LogFormat, MonitorSchedule, ServiceConfig};
+use invario_http::{LogFormat, ServiceConfig};
 use rand::TryRngCore;
 
 use crate::cli::{Cli, Command, LogFormatArg, ServeArgs};
@@ -59,22 +59,12 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormatArg::Json => LogFormat::Json,
         LogFormatArg::Pretty => LogFormat::Pretty,
     };
+    let config = ServiceConfig::try_from(&args)?;
     invario_http::init_logging(format, &args.log_level, std::io::stdout)?;
     let backend = open(url, args.database_connections, Schema::Current).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let config = ServiceConfig {
-        group_commit: GroupCommit {
-            window: args.group_commit_window,
-            max_batch: args.group_commit_max,
-            ..GroupCommit::default()
-        },
-        monitor: MonitorSchedule {
-            incremental_interval: args.integrity_interval,
-            full_interval: args.full_verify_interval,
-        },
-    };
     with_stores!(backend, |ledger, keys| {
         invario_http::serve(listener, ledger, keys, config, invario_http::shutdown_signal()).await?
     });
@@ -218,7 +208,7 @@ async fn verify_with<S: LedgerStore>(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let report = ledger.verify_full(digest, &mut |checked| bar.set_position(checked)).await?;
+    let report = ledger.verify_full_with(digest, &mut |checked| bar.set_position(checked)).await?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&output::report_json(&report))?);

@@ -79,7 +79,7 @@ fn record_json(record: &VerificationRecord) -> Value {
             "transaction_id": transaction.transaction_id,
             "amount": transaction.amount,
             "currency": transaction.currency,
-            "occurred_at": transaction.occurred_at_micros.map(micros_text),
+            "occurred_at": transaction.occurred_at_micros.map(Timestamp::describe_micros),
             "metadata": transaction.metadata,
         })
     };
@@ -89,18 +89,13 @@ fn record_json(record: &VerificationRecord) -> Value {
             "transaction_id": entry.transaction_id,
             "prev_hash": entry.prev_hash,
             "entry_hash": entry.entry_hash,
-            "recorded_at": micros_text(entry.recorded_at_micros),
+            "recorded_at": Timestamp::describe_micros(entry.recorded_at_micros),
             "transaction": transaction.as_ref().map(transaction_json),
         }),
         VerificationRecord::OrphanTransaction(transaction) => {
             json!({ "transaction": transaction_json(transaction) })
         }
     }
-}
-
-fn micros_text(micros: i64) -> String {
-    Timestamp::from_unix_micros(micros)
-        .map_or_else(|_| format!("{micros} µs since the epoch"), |time| time.to_rfc3339())
 }
 
 /// The report as JSON (`--json`).

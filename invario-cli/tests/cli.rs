@@ -282,6 +282,33 @@ async fn a_consistently_rewritten_chain_fails_against_a_saved_digest() {
     let _ = std::fs::remove_file(file);
 }
 
+#[tokio::test]
+async fn a_consistent_rewrite_that_moves_a_recorded_time_back_fails_verify() {
+    let database = fresh_database().await;
+    ledger_of(&database, 4).await;
+    let earlier = at(1).unix_micros() - 1_000_000;
+    tamper::edit_entry(database.pool(), 3, EntryEdit::RecordedAt(earlier)).await.unwrap();
+    tamper::rehash_chain_from(database.pool(), 3).await.unwrap();
+    let output = invario(&database, &["verify", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["break"]["kind"], "recorded_at_decreased");
+    assert_eq!(report["break"]["sequence"], 3);
+    assert_eq!(report["break"]["previous_sequence"], 2);
+    assert_eq!(report["entries_checked"], 2, "links and hashes are valid; only the time gives it away");
+}
+
+#[test]
+fn serve_refuses_an_out_of_range_flag_with_exit_2_naming_it() {
+    let output = invario_with_url(None, &["serve", "--group-commit-max", "20000"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: --group-commit-max: must be between 1 and 10000 (got 20000)\n",
+        "refused before any database is opened or port bound"
+    );
+}
+
 fn rand_id() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }

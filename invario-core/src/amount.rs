@@ -43,10 +43,10 @@ pub enum AmountError {
     #[error("amount must not be zero")]
     Zero,
     /// More fraction digits than [`MAX_FRACTION_DIGITS`].
-    #[error("amount may have at most 18 digits after '.' (got {0})")]
+    #[error("amount may have at most {max} digits after '.' (got {0})", max = MAX_FRACTION_DIGITS)]
     TooManyFractionDigits(usize),
     /// More significant digits than [`MAX_SIGNIFICANT_DIGITS`].
-    #[error("amount may have at most 28 significant digits (got {0})")]
+    #[error("amount may have at most {max} significant digits (got {0})", max = MAX_SIGNIFICANT_DIGITS)]
     TooManySignificantDigits(usize),
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::chain::{LedgerEntry, LedgerHead};
+use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionErrors, TransactionFieldError, TransactionId};
 
@@ -40,14 +40,68 @@ pub struct Receipt {
 }
 
 /// The entries to write and the receipts to answer with.
+///
+/// Only the planners in this module build one (its fields are private), so
+/// what an adapter's [`commit`](crate::AppendSession::commit) receives was
+/// always decided and hashed by the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendPlan {
+    receipts: Vec<Receipt>,
+    new_entries: Vec<LedgerEntry>,
+    new_head: LedgerHead,
+}
+
+impl AppendPlan {
+    /// The entries to insert, in sequence order (empty when every item was a replay).
+    pub fn new_entries(&self) -> &[LedgerEntry] {
+        &self.new_entries
+    }
+
+    /// The head once the entries are written.
+    pub fn new_head(&self) -> LedgerHead {
+        self.new_head
+    }
+
     /// One receipt per submitted transaction, in submission order.
-    pub receipts: Vec<Receipt>,
-    /// The entries to insert, in sequence order (may be empty: all replays).
-    pub new_entries: Vec<LedgerEntry>,
-    /// The head after the write.
-    pub new_head: LedgerHead,
+    pub fn receipts(&self) -> &[Receipt] {
+        &self.receipts
+    }
+
+    /// The receipts, consuming the plan (once it is committed).
+    pub fn into_receipts(self) -> Vec<Receipt> {
+        self.receipts
+    }
+
+    /// Builds a plan from new entries chained on `head`, checking in debug
+    /// builds that they really continue it: a bug here would corrupt the chain.
+    fn chained_on(head: LedgerHead, receipts: Vec<Receipt>, new_entries: Vec<LedgerEntry>) -> AppendPlan {
+        debug_assert_continues(head, &new_entries);
+        let new_head = match new_entries.last() {
+            Some(last) => LedgerHead {
+                sequence_number: last.sequence_number,
+                entry_hash: last.entry_hash,
+                recorded_at: Some(last.recorded_at),
+            },
+            None => head,
+        };
+        AppendPlan { receipts, new_entries, new_head }
+    }
+}
+
+/// Postcondition of every plan: entries numbered from the head on without a
+/// gap, each linked to the one before, recorded times never decreasing.
+fn debug_assert_continues(head: LedgerHead, new_entries: &[LedgerEntry]) {
+    if cfg!(debug_assertions) {
+        let mut previous = head.checkpoint();
+        let mut previous_time = head.recorded_at;
+        for entry in new_entries {
+            debug_assert_eq!(Some(entry.sequence_number), previous.sequence_number.checked_add(1));
+            debug_assert_eq!(entry.prev_hash, previous.entry_hash);
+            debug_assert!(previous_time.is_none_or(|time| time <= entry.recorded_at));
+            previous = entry.checkpoint();
+            previous_time = Some(entry.recorded_at);
+        }
+    }
 }
 
 /// Why one item of a batch was refused.
@@ -102,6 +156,17 @@ pub struct RejectedItem {
     pub problem: ItemProblem,
 }
 
+/// Why a whole batch was refused by the planner; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRefusal {
+    /// Items are invalid or conflict.
+    #[error(transparent)]
+    Rejected(#[from] BatchRejection),
+    /// The ledger has no sequence numbers left for the new entries.
+    #[error(transparent)]
+    Exhausted(#[from] SequenceExhausted),
+}
+
 /// A refused batch: nothing was written; every bad item is listed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("batch rejected: {} item(s) refused; nothing was written", .items.len())]
@@ -138,7 +203,8 @@ pub fn plan_append(
     snapshot: &AppendSnapshot,
     batch: Vec<Transaction>,
     now: Timestamp,
-) -> Result<AppendPlan, BatchRejection> {
+) -> Result<AppendPlan, AppendRefusal> {
+    let submitted = batch.len();
     let stored: HashMap<TransactionId, &LedgerEntry> =
         snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry)).collect();
     let mut first_index: HashMap<TransactionId, usize> = HashMap::with_capacity(batch.len());
@@ -163,7 +229,7 @@ pub fn plan_append(
         }
     }
     if !problems.is_empty() {
-        return Err(BatchRejection { items: problems });
+        return Err(BatchRejection { items: problems }.into());
     }
 
     let recorded_at = recording_time(&snapshot.head, now);
@@ -175,13 +241,13 @@ pub fn plan_append(
             receipts.push(Receipt { entry: (*entry).clone(), status: ReceiptStatus::Replayed });
             continue;
         }
-        let entry = LedgerEntry::next(position, transaction, recorded_at);
+        let entry = LedgerEntry::next(position, transaction, recorded_at)?;
         position = entry.checkpoint();
         receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
         new_entries.push(entry);
     }
-    let new_head = head_after(&new_entries, snapshot.head);
-    Ok(AppendPlan { receipts, new_entries, new_head })
+    debug_assert_eq!(receipts.len(), submitted, "one receipt per submitted item");
+    Ok(AppendPlan::chained_on(snapshot.head, receipts, new_entries))
 }
 
 /// The outcome of planning items that do not depend on each other (group
@@ -190,10 +256,14 @@ pub fn plan_append(
 pub struct IndependentPlan {
     /// One outcome per item, in submission order.
     pub outcomes: Vec<Result<Receipt, ItemProblem>>,
-    /// The entries to insert, in sequence order (may be empty).
-    pub new_entries: Vec<LedgerEntry>,
-    /// The head after the write.
-    pub new_head: LedgerHead,
+    write: AppendPlan,
+}
+
+impl IndependentPlan {
+    /// What to write: the successes' new entries and the head after them.
+    pub fn write(&self) -> &AppendPlan {
+        &self.write
+    }
 }
 
 /// Plans unrelated single-item requests together: a conflict fails only its own
@@ -203,7 +273,8 @@ pub fn plan_append_each(
     snapshot: &AppendSnapshot,
     batch: Vec<Transaction>,
     now: Timestamp,
-) -> IndependentPlan {
+) -> Result<IndependentPlan, SequenceExhausted> {
+    let submitted = batch.len();
     let mut known: HashMap<TransactionId, LedgerEntry> =
         snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry.clone())).collect();
     let recorded_at = recording_time(&snapshot.head, now);
@@ -220,7 +291,7 @@ pub fn plan_append_each(
                 Err(ItemProblem::Conflict { transaction_id, existing_sequence: entry.sequence_number })
             }
             None => {
-                let entry = LedgerEntry::next(position, transaction, recorded_at);
+                let entry = LedgerEntry::next(position, transaction, recorded_at)?;
                 position = entry.checkpoint();
                 known.insert(transaction_id, entry.clone());
                 new_entries.push(entry.clone());
@@ -229,23 +300,11 @@ pub fn plan_append_each(
         };
         outcomes.push(outcome);
     }
-    let new_head = head_after(&new_entries, snapshot.head);
-    IndependentPlan { outcomes, new_entries, new_head }
+    debug_assert_eq!(outcomes.len(), submitted, "one outcome per submitted item");
+    Ok(IndependentPlan { outcomes, write: AppendPlan::chained_on(snapshot.head, Vec::new(), new_entries) })
 }
 
 /// `now`, or the head's time if the clock went backwards: recorded times never decrease.
 fn recording_time(head: &LedgerHead, now: Timestamp) -> Timestamp {
     head.recorded_at.map_or(now, |head_time| head_time.max(now))
-}
-
-/// The head once `new_entries` are written on top of `head`.
-fn head_after(new_entries: &[LedgerEntry], head: LedgerHead) -> LedgerHead {
-    match new_entries.last() {
-        Some(last) => LedgerHead {
-            sequence_number: last.sequence_number,
-            entry_hash: last.entry_hash,
-            recorded_at: Some(last.recorded_at),
-        },
-        None => head,
-    }
 }

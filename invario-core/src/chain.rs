@@ -220,12 +220,34 @@ pub struct LedgerEntry {
     pub recorded_at: Timestamp,
 }
 
+/// The largest sequence number a ledger can hold: both stores keep it in a
+/// signed 64-bit column.
+pub const MAX_SEQUENCE_NUMBER: u64 = i64::MAX as u64;
+
+/// The ledger cannot take another entry: its sequence numbers are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the ledger is full: no sequence number follows {after} (the largest is {max})",
+    max = MAX_SEQUENCE_NUMBER
+)]
+pub struct SequenceExhausted {
+    /// The sequence number no successor can follow.
+    pub after: u64,
+}
+
 impl LedgerEntry {
-    /// Builds the entry that follows `previous`, computing its hash.
-    pub fn next(previous: Checkpoint, transaction: Transaction, recorded_at: Timestamp) -> LedgerEntry {
-        // A u64 sequence cannot run out while entries are appended one at a time
-        // (2^64 appends); saturating keeps the arithmetic total.
-        let sequence_number = previous.sequence_number.saturating_add(1);
+    /// Builds the entry that follows `previous`, computing its hash; refuses
+    /// when no sequence number is left (an overflow must never wrap or repeat).
+    pub fn next(
+        previous: Checkpoint,
+        transaction: Transaction,
+        recorded_at: Timestamp,
+    ) -> Result<LedgerEntry, SequenceExhausted> {
+        let sequence_number = previous
+            .sequence_number
+            .checked_add(1)
+            .filter(|next| *next <= MAX_SEQUENCE_NUMBER)
+            .ok_or(SequenceExhausted { after: previous.sequence_number })?;
         let amount = transaction.amount.to_canonical_string();
         let content = EntryContent {
             transaction_id: transaction.transaction_id.as_uuid(),
@@ -236,7 +258,13 @@ impl LedgerEntry {
             metadata: transaction.metadata.as_map(),
         };
         let entry_hash = entry_hash_v1(&previous.entry_hash, sequence_number, &content);
-        LedgerEntry { sequence_number, transaction, prev_hash: previous.entry_hash, entry_hash, recorded_at }
+        Ok(LedgerEntry {
+            sequence_number,
+            transaction,
+            prev_hash: previous.entry_hash,
+            entry_hash,
+            recorded_at,
+        })
     }
 
     /// This entry as a chain position.

@@ -176,6 +176,24 @@ pub enum IntegrityBreak {
         /// The sequence number found instead.
         found: u64,
     },
+    /// An entry recorded earlier than the entry before it: the service never
+    /// records so (it keeps the head's time when the clock goes back), so the
+    /// rows were rewritten.
+    #[error(
+        "recorded_at decreases at sequence {sequence}: {} is earlier than {} at sequence {previous_sequence}",
+        crate::Timestamp::describe_micros(*recorded_at_micros),
+        crate::Timestamp::describe_micros(*previous_recorded_at_micros)
+    )]
+    RecordedAtDecreased {
+        /// Where.
+        sequence: u64,
+        /// Its `recorded_at`, µs since the epoch.
+        recorded_at_micros: i64,
+        /// The entry before it.
+        previous_sequence: u64,
+        /// That entry's `recorded_at`, µs since the epoch.
+        previous_recorded_at_micros: i64,
+    },
     /// A sequence number appears twice or goes backwards.
     #[error("duplicate sequence {sequence}: it follows entry {previous}")]
     SequenceDuplicate {
@@ -232,6 +250,7 @@ impl IntegrityBreak {
         match self {
             IntegrityBreak::HashMismatch { sequence, .. }
             | IntegrityBreak::BrokenLink { sequence, .. }
+            | IntegrityBreak::RecordedAtDecreased { sequence, .. }
             | IntegrityBreak::SequenceDuplicate { sequence, .. }
             | IntegrityBreak::EntryWithoutTransaction { sequence, .. }
             | IntegrityBreak::DigestMismatch { sequence, .. } => Some(*sequence),
@@ -246,6 +265,7 @@ impl IntegrityBreak {
         match self {
             IntegrityBreak::HashMismatch { .. } => "hash_mismatch",
             IntegrityBreak::BrokenLink { .. } => "broken_link",
+            IntegrityBreak::RecordedAtDecreased { .. } => "recorded_at_decreased",
             IntegrityBreak::SequenceGap { .. } => "sequence_gap",
             IntegrityBreak::SequenceDuplicate { .. } => "sequence_duplicate",
             IntegrityBreak::EntryWithoutTransaction { .. } => "entry_without_transaction",
@@ -298,6 +318,9 @@ impl fmt::Display for VerificationReport {
 pub struct Verifier {
     head: LedgerHead,
     last: Checkpoint,
+    /// The last entry's recording time; unknown at a resumed start, so the
+    /// first entry after it is not compared (the full sweep covers that pair).
+    last_recorded_at_micros: Option<i64>,
     digest: Option<Checkpoint>,
     entries_checked: u64,
     first_break: Option<IntegrityBreak>,
@@ -315,6 +338,7 @@ impl Verifier {
         let mut verifier = Verifier {
             head,
             last: checkpoint,
+            last_recorded_at_micros: None,
             digest: None,
             entries_checked: 0,
             first_break: None,
@@ -379,6 +403,8 @@ impl Verifier {
         {
             self.first_break = Some(found);
         }
+        // Postcondition: an intact run ends exactly at the head it was given.
+        debug_assert!(self.first_break.is_some() || self.last == self.head.checkpoint());
         VerificationReport {
             entries_checked: self.entries_checked,
             verified: self.last,
@@ -426,7 +452,10 @@ impl Verifier {
         transaction: Option<&StoredTransaction>,
     ) -> Result<(), IntegrityBreak> {
         let sequence = entry.sequence_number;
-        let expected = self.last.sequence_number.saturating_add(1);
+        // Past the largest u64 nothing can follow: any entry there repeats one.
+        let Some(expected) = self.last.sequence_number.checked_add(1) else {
+            return Err(IntegrityBreak::SequenceDuplicate { sequence, previous: self.last.sequence_number });
+        };
         if sequence < expected {
             return Err(IntegrityBreak::SequenceDuplicate { sequence, previous: self.last.sequence_number });
         }
@@ -458,8 +487,19 @@ impl Verifier {
         if recomputed != entry.entry_hash {
             return Err(IntegrityBreak::HashMismatch { sequence, stored: entry.entry_hash, recomputed });
         }
+        if let Some(previous) = self.last_recorded_at_micros
+            && entry.recorded_at_micros < previous
+        {
+            return Err(IntegrityBreak::RecordedAtDecreased {
+                sequence,
+                recorded_at_micros: entry.recorded_at_micros,
+                previous_sequence: self.last.sequence_number,
+                previous_recorded_at_micros: previous,
+            });
+        }
         self.entries_checked += 1;
         self.last = Checkpoint { sequence_number: sequence, entry_hash: entry.entry_hash };
+        self.last_recorded_at_micros = Some(entry.recorded_at_micros);
         if sequence == self.head.sequence_number && entry.entry_hash != self.head.entry_hash {
             return Err(self.head_mismatch());
         }

@@ -20,6 +20,10 @@ pub const MAX_OWNER_CHARS: usize = 128;
 /// does not turn every request into a write.
 pub const LAST_USED_RESOLUTION_MICROS: i64 = 60 * 1_000_000;
 
+// The display prefix must leave most of the random part unseen, or listing
+// keys would print enough of a secret to guess the rest.
+const _: () = assert!(DISPLAY_RANDOM_CHARS * 2 < KEY_RANDOM_CHARS);
+
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A full API key. Shown once, never stored, never logged (`Debug` hides it).
@@ -30,13 +34,13 @@ pub struct ApiKeySecret(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFormatError {
     /// Missing `inv_live_`.
-    #[error("API key must start with \"inv_live_\"")]
+    #[error("API key must start with \"{prefix}\"", prefix = KEY_PREFIX)]
     Prefix,
     /// Wrong length.
-    #[error("API key must be \"inv_live_\" followed by 32 letters and digits")]
+    #[error("API key must be \"{prefix}\" followed by {chars} letters and digits", prefix = KEY_PREFIX, chars = KEY_RANDOM_CHARS)]
     Length,
     /// Characters outside base62.
-    #[error("API key may only hold letters and digits after \"inv_live_\"")]
+    #[error("API key may only hold letters and digits after \"{prefix}\"", prefix = KEY_PREFIX)]
     Characters,
 }
 
@@ -199,7 +203,7 @@ pub enum OwnerError {
     #[error("owner must not be empty")]
     Empty,
     /// Too long.
-    #[error("owner may be at most 128 characters long")]
+    #[error("owner may be at most {max} characters long", max = MAX_OWNER_CHARS)]
     TooLong,
     /// Control characters (they would garble listings and logs).
     #[error("owner must not contain control characters")]

@@ -21,7 +21,7 @@
 //! let now = Timestamp::parse_rfc3339("2023-10-27T10:00:00Z")?;
 //! let receipts = ledger.ingest(vec![transaction], now).await?;
 //! assert_eq!(receipts[0].entry.sequence_number, 1);
-//! assert!(ledger.verify_full(None, &mut |_| {}).await?.is_intact());
+//! assert!(ledger.verify_full().await?.is_intact());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
@@ -46,11 +46,12 @@ mod properties;
 
 pub use amount::{Amount, AmountError};
 pub use append::{
-    AppendPlan, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE, Receipt,
-    ReceiptStatus, RejectedItem, plan_append, plan_append_each,
+    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
+    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each,
 };
 pub use chain::{
-    Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, encode_entry_v1, entry_hash_v1,
+    Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER, SequenceExhausted,
+    encode_entry_v1, entry_hash_v1,
 };
 pub use currency::{Currency, CurrencyError};
 pub use integrity::{

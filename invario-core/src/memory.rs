@@ -124,7 +124,7 @@ impl AppendSession for MemoryAppend {
     async fn commit(self, plan: &AppendPlan) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut position = state.head().checkpoint();
-        for entry in &plan.new_entries {
+        for entry in plan.new_entries() {
             if entry.sequence_number != position.sequence_number + 1 || entry.prev_hash != position.entry_hash
             {
                 return Err(StoreError::Contract(format!(
@@ -140,12 +140,12 @@ impl AppendSession for MemoryAppend {
             }
             position = entry.checkpoint();
         }
-        for entry in &plan.new_entries {
+        for entry in plan.new_entries() {
             let position = state.entries.len();
             state.position_of.insert(entry.transaction_id(), position);
             state.entries.push(entry.clone());
         }
-        state.head = Some(plan.new_head);
+        state.head = Some(plan.new_head());
         Ok(())
     }
 }

@@ -18,13 +18,13 @@ pub enum MetadataError {
     #[error("metadata must be a JSON object of string values, such as {{\"order\": \"A-17\"}}")]
     NotAnObject,
     /// More than [`MAX_METADATA_KEYS`] keys.
-    #[error("metadata may hold at most 32 keys (got {0})")]
+    #[error("metadata may hold at most {max} keys (got {0})", max = MAX_METADATA_KEYS)]
     TooManyKeys(usize),
     /// An empty key.
     #[error("metadata keys must not be empty")]
     EmptyKey,
     /// A key longer than [`MAX_METADATA_KEY_CHARS`].
-    #[error("metadata key {0:?} is longer than 64 characters")]
+    #[error("metadata key {0:?} is longer than {max} characters", max = MAX_METADATA_KEY_CHARS)]
     KeyTooLong(String),
     /// A key with characters outside `[A-Za-z0-9_.-]`.
     #[error("metadata key {0:?} may only use the characters A-Z a-z 0-9 _ . -")]
@@ -36,7 +36,7 @@ pub enum MetadataError {
     #[error("metadata.{0} must be a JSON string")]
     ValueNotAString(String),
     /// A value longer than [`MAX_METADATA_VALUE_CHARS`].
-    #[error("metadata.{key} may be at most 512 characters long (got {chars})")]
+    #[error("metadata.{key} may be at most {max} characters long (got {chars})", max = MAX_METADATA_VALUE_CHARS)]
     ValueTooLong {
         /// The key whose value is too long.
         key: String,
@@ -47,7 +47,7 @@ pub enum MetadataError {
     #[error("metadata.{0} must not contain the NUL character (U+0000)")]
     ValueContainsNul(String),
     /// Keys and values together above [`MAX_METADATA_BYTES`].
-    #[error("metadata may hold at most 4096 bytes of keys and values together (got {0})")]
+    #[error("metadata may hold at most {max} bytes of keys and values together (got {0})", max = MAX_METADATA_BYTES)]
     TooLarge(usize),
 }
 

@@ -25,7 +25,7 @@ fn chain(transactions: Vec<Transaction>) -> Vec<LedgerEntry> {
     (0..)
         .zip(transactions)
         .map(|(second, transaction)| {
-            let entry = LedgerEntry::next(position, transaction, at(second * 1_000_000));
+            let entry = LedgerEntry::next(position, transaction, at(second * 1_000_000)).unwrap();
             position = entry.checkpoint();
             entry
         })
@@ -266,6 +266,37 @@ proptest! {
     }
 
     #[test]
+    fn a_consistent_rewrite_that_moves_a_recorded_time_back_is_caught(
+        transactions in strategies::distinct_transactions(2..20),
+        pick in any::<prop::sample::Index>(),
+        back in 1i64..10_000_000,
+    ) {
+        // The attacker re-records entry `moved` earlier than the one before it
+        // and recomputes every hash after it: links and hashes are all valid.
+        let moved = 1 + pick.index(transactions.len() - 1);
+        let mut position = Checkpoint::GENESIS;
+        let forged: Vec<LedgerEntry> = (0..)
+            .zip(transactions)
+            .map(|(second, transaction)| {
+                let mut recorded = at(second * 1_000_000);
+                if second == moved as i64 {
+                    recorded = at((second - 1) * 1_000_000 - back);
+                }
+                let entry = LedgerEntry::next(position, transaction, recorded).unwrap();
+                position = entry.checkpoint();
+                entry
+            })
+            .collect();
+        let found = verify(head_of(&forged), &records(&forged)).expect("a decreasing time must be caught");
+        prop_assert_eq!(found.kind(), "recorded_at_decreased");
+        let IntegrityBreak::RecordedAtDecreased { sequence, previous_sequence, .. } = found else {
+            unreachable!("kind checked above")
+        };
+        prop_assert_eq!(sequence, forged[moved].sequence_number);
+        prop_assert_eq!(previous_sequence, forged[moved - 1].sequence_number);
+    }
+
+    #[test]
     fn resuming_from_any_verified_checkpoint_agrees_with_a_full_run(
         transactions in strategies::distinct_transactions(1..30),
         pick in any::<prop::sample::Index>(),
@@ -398,16 +429,16 @@ proptest! {
         let now = at(entries.len() as i64 * 1_000_000 + clock_skew);
         let plan = plan_append(&AppendSnapshot { head, existing: vec![] }, batch, now).unwrap();
         let mut position = head.checkpoint();
-        for entry in &plan.new_entries {
+        for entry in plan.new_entries() {
             prop_assert_eq!(entry.sequence_number, position.sequence_number + 1);
             prop_assert_eq!(entry.prev_hash, position.entry_hash);
             prop_assert!(head.recorded_at.is_none_or(|previous| entry.recorded_at >= previous));
             position = entry.checkpoint();
         }
-        prop_assert_eq!(plan.new_head.checkpoint(), position);
+        prop_assert_eq!(plan.new_head().checkpoint(), position);
         let mut all = entries.clone();
-        all.extend(plan.new_entries.iter().cloned());
-        prop_assert_eq!(verify(plan.new_head, &records(&all)), None);
+        all.extend(plan.new_entries().iter().cloned());
+        prop_assert_eq!(verify(plan.new_head(), &records(&all)), None);
     }
 }
 
@@ -441,4 +472,76 @@ fn an_orphan_transaction_is_reported() {
         found.to_string(),
         "transaction without entry: transaction 00000000-0000-0000-0000-000000000009 is not in the chain"
     );
+}
+
+#[test]
+fn a_decreasing_recorded_time_names_both_entries() {
+    let mut position = Checkpoint::GENESIS;
+    let entries: Vec<LedgerEntry> = [(1, 5_000_000), (2, 4_000_000)]
+        .into_iter()
+        .map(|(n, micros)| {
+            let transaction = Transaction::from_json(&serde_json::json!({
+                "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
+            }))
+            .unwrap();
+            let entry = LedgerEntry::next(position, transaction, at(micros)).unwrap();
+            position = entry.checkpoint();
+            entry
+        })
+        .collect();
+    let found = verify(head_of(&entries), &records(&entries)).unwrap();
+    assert_eq!(
+        found.to_string(),
+        "recorded_at decreases at sequence 2: 2023-11-14T22:13:24.000000Z is earlier than \
+         2023-11-14T22:13:25.000000Z at sequence 1"
+    );
+}
+
+#[test]
+fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
+    use crate::append::{AppendRefusal, plan_append_each};
+    use crate::chain::MAX_SEQUENCE_NUMBER;
+    let transaction = |n: u128| {
+        Transaction::from_json(&serde_json::json!({
+            "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
+        }))
+        .unwrap()
+    };
+    let near_the_end = |sequence_number| AppendSnapshot {
+        head: LedgerHead { sequence_number, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
+        existing: vec![],
+    };
+    let last = plan_append(&near_the_end(MAX_SEQUENCE_NUMBER - 1), vec![transaction(1)], at(1)).unwrap();
+    assert_eq!(last.new_head().sequence_number, MAX_SEQUENCE_NUMBER);
+
+    let refused =
+        plan_append(&near_the_end(MAX_SEQUENCE_NUMBER - 1), vec![transaction(1), transaction(2)], at(1));
+    let Err(AppendRefusal::Exhausted(exhausted)) = refused else {
+        panic!("expected exhaustion, got {refused:?}")
+    };
+    assert_eq!(exhausted.after, MAX_SEQUENCE_NUMBER);
+    assert_eq!(
+        exhausted.to_string(),
+        format!(
+            "the ledger is full: no sequence number follows {MAX_SEQUENCE_NUMBER} (the largest is {MAX_SEQUENCE_NUMBER})"
+        )
+    );
+    assert!(plan_append_each(&near_the_end(MAX_SEQUENCE_NUMBER), vec![transaction(1)], at(1)).is_err());
+    assert!(
+        LedgerEntry::next(
+            Checkpoint { sequence_number: u64::MAX, entry_hash: EntryHash::GENESIS },
+            transaction(1),
+            at(1)
+        )
+        .is_err()
+    );
+    // The verifier, too, treats anything after u64::MAX as a repeat, not as sequence 0.
+    let mut verifier = Verifier::resume(
+        LedgerHead { sequence_number: u64::MAX, entry_hash: EntryHash([1; 32]), recorded_at: None },
+        Checkpoint { sequence_number: u64::MAX, entry_hash: EntryHash([1; 32]) },
+    );
+    let (mut stored, stored_transaction) = StoredTransaction::of(&last.new_entries()[0]);
+    stored.sequence_number = 0;
+    verifier.feed(&VerificationRecord::Entry(stored, Some(stored_transaction)));
+    assert_eq!(verifier.finish().first_break.unwrap().kind(), "sequence_duplicate");
 }

@@ -6,9 +6,9 @@ use futures_util::StreamExt;
 use rand_core::CryptoRng;
 
 use crate::append::{
-    AppendPlan, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
+    AppendRefusal, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
 };
-use crate::chain::{Checkpoint, LedgerEntry, LedgerHead};
+use crate::chain::{Checkpoint, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
 use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
 use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
@@ -18,6 +18,10 @@ use crate::transaction::{Transaction, TransactionId};
 /// Most entries one page of `entries_after` returns.
 pub const MAX_PAGE_SIZE: usize = 1_000;
 
+// A page is read in one query like a batch is written in one; keeping it no
+// larger bounds both by the same limit.
+const _: () = assert!(MAX_PAGE_SIZE <= MAX_BATCH_SIZE);
+
 /// Why an ingest did not record anything.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -25,11 +29,14 @@ pub enum IngestError {
     #[error("transactions must hold at least one item")]
     EmptyBatch,
     /// More than [`MAX_BATCH_SIZE`] items.
-    #[error("transactions may hold at most 10000 items (got {0})")]
+    #[error("transactions may hold at most {max} items (got {0})", max = MAX_BATCH_SIZE)]
     BatchTooLarge(usize),
     /// Some items are invalid or conflict; every one is listed.
     #[error(transparent)]
     Rejected(#[from] BatchRejection),
+    /// No sequence number is left for the new entries.
+    #[error(transparent)]
+    Exhausted(#[from] SequenceExhausted),
     /// The chain is known to be broken; nothing may be added on top of it.
     #[error(
         "the ledger is quarantined because verification found a break ({0}); writes are refused until the service is restarted on a healthy (restored) ledger"
@@ -40,11 +47,20 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+impl From<AppendRefusal> for IngestError {
+    fn from(refusal: AppendRefusal) -> Self {
+        match refusal {
+            AppendRefusal::Rejected(rejection) => IngestError::Rejected(rejection),
+            AppendRefusal::Exhausted(exhausted) => IngestError::Exhausted(exhausted),
+        }
+    }
+}
+
 /// Why a page request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
     /// `limit` outside 1..=[`MAX_PAGE_SIZE`].
-    #[error("limit must be between 1 and 1000 (got {0})")]
+    #[error("limit must be between 1 and {max} (got {0})", max = MAX_PAGE_SIZE)]
     LimitOutOfRange(usize),
     /// Storage failed.
     #[error(transparent)]
@@ -105,10 +121,10 @@ impl<S: LedgerStore> Ledger<S> {
         }
         let session = self.begin_write(&batch).await?;
         let plan = plan_append(session.snapshot(), batch, now)?;
-        if !plan.new_entries.is_empty() {
+        if !plan.new_entries().is_empty() {
             session.commit(&plan).await?;
         }
-        Ok(plan.receipts)
+        Ok(plan.into_receipts())
     }
 
     /// Appends unrelated transactions in one write (group commit): each item
@@ -123,11 +139,9 @@ impl<S: LedgerStore> Ledger<S> {
             return Ok(Vec::new());
         }
         let session = self.begin_write(&batch).await?;
-        let plan = plan_append_each(session.snapshot(), batch, now);
-        if !plan.new_entries.is_empty() {
-            let write =
-                AppendPlan { receipts: Vec::new(), new_entries: plan.new_entries, new_head: plan.new_head };
-            session.commit(&write).await?;
+        let plan = plan_append_each(session.snapshot(), batch, now)?;
+        if !plan.write().new_entries().is_empty() {
+            session.commit(plan.write()).await?;
         }
         Ok(plan.outcomes)
     }
@@ -195,9 +209,14 @@ impl<S: LedgerStore> Ledger<S> {
         self.integrity.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Verifies every entry and every transaction.
+    pub async fn verify_full(&self) -> Result<VerificationReport, StoreError> {
+        self.verify_full_with(None, &mut |_| {}).await
+    }
+
     /// Verifies every entry and every transaction; `digest`, when given, must
     /// still lie on the chain. `progress` is called with the running count.
-    pub async fn verify_full(
+    pub async fn verify_full_with(
         &self,
         digest: Option<Checkpoint>,
         progress: &mut (dyn FnMut(u64) + Send),

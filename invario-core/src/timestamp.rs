@@ -71,6 +71,13 @@ impl Timestamp {
         self.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
+    /// A stored µs value as RFC 3339, or as raw µs when a tampered row holds
+    /// one outside years 0001–9999 (reports must still show it).
+    pub fn describe_micros(micros: i64) -> String {
+        Self::from_unix_micros(micros)
+            .map_or_else(|_| format!("{micros} µs since the epoch"), |time| time.to_rfc3339())
+    }
+
     /// This instant plus `micros`, or `None` when that leaves years 0001–9999.
     pub fn checked_add_micros(&self, micros: i64) -> Option<Self> {
         self.0.checked_add(micros).and_then(|sum| Self::from_unix_micros(sum).ok())

@@ -56,7 +56,7 @@ fn published_vectors_never_change() {
     let mut position = Checkpoint::GENESIS;
     for (sequence, (transaction, recorded_at, expected)) in (1..).zip(vectors()) {
         let transaction = Transaction::from_json(&transaction).unwrap();
-        let entry = LedgerEntry::next(position, transaction, time(recorded_at));
+        let entry = LedgerEntry::next(position, transaction, time(recorded_at)).unwrap();
         assert_eq!(entry.sequence_number, sequence);
         assert_eq!(entry.prev_hash, position.entry_hash);
         assert_eq!(entry.entry_hash.to_hex(), expected, "vector {sequence}");

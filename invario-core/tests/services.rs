@@ -98,7 +98,7 @@ fn a_break_quarantines_writes_for_the_life_of_the_service() {
             original = entries.clone();
             entries[1].transaction.amount = Amount::parse("99999.00").unwrap();
         });
-        let report = ledger.verify_full(None, &mut |_| {}).await.unwrap();
+        let report = ledger.verify_full().await.unwrap();
         let found = report.first_break.unwrap();
         assert_eq!(found.kind(), "hash_mismatch");
         assert!(found.to_string().starts_with("hash mismatch at sequence 2: stored "), "{found}");
@@ -111,7 +111,7 @@ fn a_break_quarantines_writes_for_the_life_of_the_service() {
         assert!(!ledger.integrity().is_healthy(), "a passing run does not lift the quarantine");
 
         store.tamper_entries(|entries| *entries = original);
-        assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        assert!(ledger.verify_full().await.unwrap().is_intact());
         assert!(!ledger.integrity().is_healthy(), "only a restart on a healthy ledger lifts the quarantine");
         assert!(matches!(
             ledger.ingest(vec![transaction(4, "1")], at(1)).await,
@@ -119,7 +119,7 @@ fn a_break_quarantines_writes_for_the_life_of_the_service() {
         ));
 
         let restarted = Ledger::new(store.clone());
-        assert!(restarted.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        assert!(restarted.verify_full().await.unwrap().is_intact());
         assert!(restarted.integrity().is_healthy());
         restarted.ingest(vec![transaction(4, "1")], at(1)).await.unwrap();
     });
@@ -231,6 +231,6 @@ fn grouped_requests_succeed_or_fail_each_on_their_own() {
             ["Created 2", "conflict=true", "Created 3", "Replayed 2", "conflict=true", "Replayed 1"]
         );
         assert_eq!(ledger.head().await.unwrap().sequence_number, 3);
-        assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+        assert!(ledger.verify_full().await.unwrap().is_intact());
     });
 }

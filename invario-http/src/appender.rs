@@ -5,34 +5,57 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use invario_core::{IngestError, ItemProblem, Ledger, LedgerStore, Receipt, StoreError, Transaction};
+use invario_core::{
+    IngestError, ItemProblem, Ledger, LedgerStore, MAX_BATCH_SIZE, Receipt, StoreError, Transaction,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::clock::now;
+use crate::config::{ConfigError, Setting, check_range};
+use crate::error::source_chain;
 
-/// Why a request's append did not happen (shared by every caller in the group).
+/// Default most transactions per group commit.
+pub const DEFAULT_GROUP_COMMIT_MAX: usize = 1_000;
+/// Longest group-commit window accepted: past it a lone burst waits visibly.
+pub const MAX_GROUP_COMMIT_WINDOW: Duration = Duration::from_secs(1);
+/// Deepest appender queue accepted.
+pub const MAX_QUEUE_DEPTH: usize = 100_000;
+/// Longest a request may wait for room in a full queue before a 503.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
+
+// A group commit is one batch append, so it obeys the batch limit.
+const _: () = assert!(DEFAULT_GROUP_COMMIT_MAX <= MAX_BATCH_SIZE);
+
+/// Why a request's append did not happen (shared by every caller in the group,
+/// hence text rather than the unclonable source errors).
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum AppendFailure {
     /// The ledger is quarantined.
     #[error("{0}")]
     Quarantined(String),
+    /// No sequence number is left.
+    #[error("{0}")]
+    LedgerFull(String),
     /// The database is unreachable.
-    #[error("the ledger database is unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
     /// Anything else; the message is for the log only.
-    #[error("append failed: {0}")]
+    #[error("{0}")]
     Internal(String),
+    /// The queue stayed full for the whole allowed wait.
+    #[error("the append queue stayed full")]
+    Busy,
 }
 
 impl From<IngestError> for AppendFailure {
     fn from(error: IngestError) -> Self {
+        let text = source_chain(&error);
         match error {
-            IngestError::Quarantined(_) => AppendFailure::Quarantined(error.to_string()),
-            IngestError::Store(StoreError::Unavailable(source)) => {
-                AppendFailure::Unavailable(source.to_string())
-            }
-            other => AppendFailure::Internal(other.to_string()),
+            IngestError::Quarantined(_) => AppendFailure::Quarantined(text),
+            IngestError::Exhausted(_) => AppendFailure::LedgerFull(text),
+            IngestError::Store(StoreError::Unavailable(_)) => AppendFailure::Unavailable(text),
+            _ => AppendFailure::Internal(text),
         }
     }
 }
@@ -55,11 +78,29 @@ pub struct GroupCommit {
     pub max_batch: usize,
     /// Requests waiting for the appender before callers wait for room.
     pub queue_depth: usize,
+    /// How long a caller waits for room in a full queue before it is
+    /// answered 503 `unavailable` with `Retry-After`.
+    pub queue_wait: Duration,
 }
 
 impl Default for GroupCommit {
     fn default() -> Self {
-        GroupCommit { window: Duration::from_millis(1), max_batch: 1_000, queue_depth: 10_000 }
+        GroupCommit {
+            window: Duration::from_millis(1),
+            max_batch: DEFAULT_GROUP_COMMIT_MAX,
+            queue_depth: 10_000,
+            queue_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Refuses settings outside their ranges (nothing is clamped).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range(Setting::GroupCommitWindow, self.window, Duration::ZERO, MAX_GROUP_COMMIT_WINDOW)?;
+        check_range(Setting::GroupCommitMax, self.max_batch, 1, MAX_BATCH_SIZE)?;
+        check_range(Setting::QueueDepth, self.queue_depth, 1, MAX_QUEUE_DEPTH)?;
+        check_range(Setting::QueueWait, self.queue_wait, Duration::from_millis(1), MAX_QUEUE_WAIT)
     }
 }
 
@@ -67,6 +108,7 @@ impl Default for GroupCommit {
 #[derive(Debug, Clone)]
 pub(crate) struct Appender {
     jobs: mpsc::Sender<Job>,
+    queue_wait: Duration,
 }
 
 impl Appender {
@@ -76,24 +118,31 @@ impl Appender {
         ledger: Arc<Ledger<S>>,
         settings: GroupCommit,
     ) -> (Appender, tokio::task::JoinHandle<()>) {
-        let (jobs, queue) = mpsc::channel(settings.queue_depth.max(1));
+        debug_assert!(settings.validate().is_ok(), "serve() validates the configuration first");
+        // validate() keeps queue_depth at 1 or more, which `channel` requires.
+        let (jobs, queue) = mpsc::channel(settings.queue_depth);
         let task = tokio::spawn(run(ledger, settings, queue));
-        (Appender { jobs }, task)
+        (Appender { jobs, queue_wait: settings.queue_wait }, task)
     }
 
-    /// Appends one transaction with whatever else is queued, answering once durable.
+    /// Appends one transaction with whatever else is queued, answering once
+    /// durable; pushes back ([`AppendFailure::Busy`]) when the queue stays full.
     pub(crate) async fn append(&self, transaction: Transaction) -> AppendOutcome {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { transaction, reply })
-            .await
-            .map_err(|_| AppendFailure::Internal("the appender has stopped".into()))?;
+        self.jobs.send_timeout(Job { transaction, reply }, self.queue_wait).await.map_err(
+            |error| match error {
+                mpsc::error::SendTimeoutError::Timeout(_) => AppendFailure::Busy,
+                mpsc::error::SendTimeoutError::Closed(_) => {
+                    AppendFailure::Internal("the appender has stopped".into())
+                }
+            },
+        )?;
         answer.await.map_err(|_| AppendFailure::Internal("the appender dropped the request".into()))?
     }
 }
 
 async fn run<S: LedgerStore>(ledger: Arc<Ledger<S>>, settings: GroupCommit, mut queue: mpsc::Receiver<Job>) {
-    let max_batch = settings.max_batch.clamp(1, invario_core::MAX_BATCH_SIZE);
+    let max_batch = settings.max_batch;
     // The window only pays when others are writing too: a lone client would
     // wait it out on every request (measured: 285 instead of 644 tx/s), so
     // after a batch of one the next batch takes only what is already queued.

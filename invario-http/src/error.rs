@@ -1,7 +1,16 @@
-//! The one HTTP error type: each variant knows its status and stable code.
+//! The one HTTP error type: each variant knows its status and stable code, and
+//! each error the core or the appender can return is mapped to it once, here.
 
+use invario_core::{
+    AuthError, AuthenticationError, IngestError, ItemProblem, PageError, StoreError, TransactionErrors,
+};
 use serde::Serialize;
-use warp::http::StatusCode;
+use warp::http::{Method, StatusCode};
+
+use crate::appender::AppendFailure;
+
+/// Seconds a client is told to wait before retrying a 503 `unavailable`.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// One problem in a request body, for `error.details`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,13 +47,16 @@ pub enum ApiError {
     /// Nothing there.
     #[error("{0}")]
     NotFound(String),
-    /// Wrong method on a known path.
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A known path asked with a method it does not answer.
+    #[error("this path answers only {}", allowed_list(.allowed))]
+    MethodNotAllowed {
+        /// The methods the path answers, for the `Allow` header.
+        allowed: Vec<Method>,
+    },
     /// Same id, other content.
     #[error("{0}")]
     Conflict(String),
-    /// Body above the limit.
+    /// Body above the route's limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// Not `application/json`.
@@ -53,12 +65,28 @@ pub enum ApiError {
     /// The chain is broken; writes refused.
     #[error("{0}")]
     Quarantined(String),
-    /// The database cannot be reached.
+    /// No sequence number is left: the ledger takes no more entries.
+    #[error("{0}")]
+    LedgerFull(String),
+    /// The database cannot be reached; `detail` is for the log only.
     #[error("the ledger database is unavailable; retry later")]
-    Unavailable,
-    /// A bug or an unexpected failure; details are logged, never answered.
+    Unavailable {
+        /// What failed, with its source chain.
+        detail: String,
+    },
+    /// Too many writes are waiting for the appender: the service pushes back.
+    #[error("the service is busy: too many writes are waiting; retry later")]
+    Busy,
+    /// A bug or an unexpected failure; `detail` is logged, never answered.
     #[error("internal error; the correlation id identifies it in the logs")]
-    Internal,
+    Internal {
+        /// What failed, with its source chain.
+        detail: String,
+    },
+}
+
+fn allowed_list(allowed: &[Method]) -> String {
+    allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
 
 impl ApiError {
@@ -70,12 +98,15 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Quarantined(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::LedgerFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Quarantined(_) | ApiError::Unavailable { .. } | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -87,14 +118,20 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Quarantined(_) => "ledger_quarantined",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Internal => "internal",
+            ApiError::LedgerFull(_) => "ledger_full",
+            ApiError::Unavailable { .. } | ApiError::Busy => "unavailable",
+            ApiError::Internal { .. } => "internal",
         }
+    }
+
+    /// Whether a client should retry after [`RETRY_AFTER_SECONDS`] (every 503 `unavailable`).
+    pub fn is_retryable(&self) -> bool {
+        self.code() == "unavailable"
     }
 
     /// A validation error about one field of a single request.
@@ -116,5 +153,119 @@ impl ApiError {
             error["details"] = serde_json::json!(details);
         }
         serde_json::json!({ "error": error })
+    }
+}
+
+/// An error's message followed by each source's that it does not already
+/// contain, so a log line shows the whole chain once.
+pub(crate) fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let detail = source_chain(&error);
+        match error {
+            StoreError::Unavailable(_) => ApiError::Unavailable { detail },
+            StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Contract(_) => {
+                ApiError::Internal { detail }
+            }
+        }
+    }
+}
+
+impl From<TransactionErrors> for ApiError {
+    fn from(errors: TransactionErrors) -> Self {
+        let details = errors
+            .0
+            .iter()
+            .map(|error| Detail { index: None, field: error.field(), message: error.to_string() })
+            .collect();
+        ApiError::Validation { message: errors.to_string(), details }
+    }
+}
+
+impl From<ItemProblem> for ApiError {
+    fn from(problem: ItemProblem) -> Self {
+        if problem.is_conflict() {
+            ApiError::Conflict(problem.to_string())
+        } else {
+            ApiError::invalid_field(&problem.field(), problem.to_string())
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Rejected(rejection) => {
+                let details = rejection
+                    .items
+                    .iter()
+                    .map(|item| Detail {
+                        index: Some(item.index),
+                        field: item.problem.field(),
+                        message: item.problem.to_string(),
+                    })
+                    .collect();
+                ApiError::Validation { message: rejection.to_string(), details }
+            }
+            IngestError::EmptyBatch | IngestError::BatchTooLarge(_) => {
+                ApiError::invalid_field("transactions", error.to_string())
+            }
+            IngestError::Quarantined(_) => ApiError::Quarantined(error.to_string()),
+            IngestError::Exhausted(_) => ApiError::LedgerFull(error.to_string()),
+            IngestError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(error: PageError) -> Self {
+        match error {
+            PageError::LimitOutOfRange(_) => ApiError::invalid_field("limit", error.to_string()),
+            PageError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(refusal: AuthError) -> Self {
+        if refusal.is_forbidden() {
+            ApiError::Forbidden(refusal.to_string())
+        } else {
+            ApiError::Unauthorized(refusal.to_string())
+        }
+    }
+}
+
+impl From<AuthenticationError> for ApiError {
+    fn from(error: AuthenticationError) -> Self {
+        match error {
+            AuthenticationError::Refused(refusal) => refusal.into(),
+            AuthenticationError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<AppendFailure> for ApiError {
+    fn from(failure: AppendFailure) -> Self {
+        match failure {
+            AppendFailure::Quarantined(message) => ApiError::Quarantined(message),
+            AppendFailure::LedgerFull(message) => ApiError::LedgerFull(message),
+            AppendFailure::Unavailable(detail) => ApiError::Unavailable { detail },
+            AppendFailure::Internal(detail) => ApiError::Internal { detail },
+            AppendFailure::Busy => ApiError::Busy,
+        }
     }
 }

@@ -10,27 +10,32 @@
 mod api;
 mod appender;
 mod clock;
+mod config;
 mod error;
 mod metrics;
 mod monitor;
 mod receipt;
+mod routes;
 mod telemetry;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Buf;
+use futures_util::StreamExt;
 use invario_core::{KeyAdmin, KeyStore, Ledger, LedgerStore};
 use warp::Filter;
 use warp::http::{HeaderMap, Method};
 
-pub use api::{DEFAULT_PAGE_SIZE, MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
-pub use appender::GroupCommit;
-pub use error::{ApiError, Detail};
+pub use appender::{
+    DEFAULT_GROUP_COMMIT_MAX, GroupCommit, MAX_GROUP_COMMIT_WINDOW, MAX_QUEUE_DEPTH, MAX_QUEUE_WAIT,
+};
+pub use config::{ConfigError, Setting};
+pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
 pub use metrics::*;
-pub use monitor::MonitorSchedule;
+pub use monitor::{MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL, MonitorSchedule};
+pub use routes::{DEFAULT_PAGE_SIZE, MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 pub use telemetry::{LogFormat, TelemetryError, init_logging};
 
 /// Everything `serve` can be tuned with.
@@ -42,12 +47,23 @@ pub struct ServiceConfig {
     pub monitor: MonitorSchedule,
 }
 
+impl ServiceConfig {
+    /// Refuses any setting outside its range; [`serve`] calls it first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.group_commit.validate()?;
+        self.monitor.validate()
+    }
+}
+
 /// Why the service stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The listener's address cannot be read.
     #[error("cannot read the listening address: {0}")]
     Listener(#[from] std::io::Error),
+    /// The configuration is refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops
@@ -66,6 +82,7 @@ where
     S: LedgerStore + 'static,
     K: KeyStore + 'static,
 {
+    config.validate()?;
     let address = listener.local_addr()?;
     metrics::prometheus();
     let ledger = Arc::new(Ledger::new(ledger_store));
@@ -73,7 +90,8 @@ where
     let (appender, appender_task) = appender::Appender::start(Arc::clone(&ledger), config.group_commit);
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
     let monitor_task = tokio::spawn(monitor::run(Arc::clone(&ledger), config.monitor, monitor_stopped));
-    let app = Arc::new(api::App { ledger, keys: KeyAdmin::new(key_store), appender });
+    let app =
+        Arc::new(api::App { ledger, keys: KeyAdmin::new(key_store), appender, routes: routes::table() });
 
     let routes = warp::method()
         .and(warp::path::full())
@@ -84,8 +102,8 @@ where
             let app = Arc::clone(&app);
             move |method: Method, path: warp::path::FullPath, query, headers: HeaderMap, body| {
                 let app = Arc::clone(&app);
+                let body = boxed_body(body);
                 async move {
-                    let body = read_body(body_limit(&method, path.as_str()), &headers, body).await;
                     let request =
                         api::Request { method, path: path.as_str().to_owned(), query, headers, body };
                     api::dispatch(&app, request).await
@@ -104,48 +122,11 @@ where
     Ok(())
 }
 
-/// The largest body a route accepts: only the batch route takes big ones, so a
-/// single-transaction POST is refused before 64 KiB is exceeded, not after 32 MiB is read.
-fn body_limit(method: &Method, path: &str) -> usize {
-    if method == Method::POST && path.trim_end_matches('/') == "/v1/transactions/batch" {
-        MAX_BATCH_BODY_BYTES
-    } else {
-        MAX_SINGLE_BODY_BYTES
-    }
-}
-
-/// Reads a body up to `limit`, refusing early on a large `Content-Length`.
-async fn read_body<B, E>(
-    limit: usize,
-    headers: &HeaderMap,
-    body: impl Stream<Item = Result<B, E>> + Unpin,
-) -> Result<Bytes, ApiError>
-where
-    B: bytes::Buf,
-{
-    let declared = headers
-        .get(warp::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let mut body = body;
-    let mut collected = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|_| ApiError::InvalidJson("the request body could not be read".into()))?;
-        if collected.len() + chunk.remaining() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            collected.extend_from_slice(part);
-            let consumed = part.len();
-            chunk.advance(consumed);
-        }
-    }
-    Ok(collected.freeze())
+/// The body as chunks of bytes, whatever buffer type warp reads them into.
+fn boxed_body<B: Buf + Send + 'static>(
+    body: impl futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+) -> api::BodyStream {
+    Box::pin(body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining()))))
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C): the shutdown signal for `serve`.

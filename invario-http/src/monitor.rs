@@ -8,7 +8,13 @@ use std::time::Duration;
 use invario_core::{Ledger, LedgerStore, VerificationReport};
 use tokio::sync::watch;
 
+use crate::config::{ConfigError, Setting, check_not_shorter, check_range};
 use crate::metrics::{HEAD_SEQUENCE, INTEGRITY_STATUS, LAST_VERIFIED_SEQUENCE};
+
+/// Shortest check interval accepted: below it the monitor would spin on the database.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest check interval accepted: a week without a check is no monitoring.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How often the monitor checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +34,26 @@ impl Default for MonitorSchedule {
     }
 }
 
+impl MonitorSchedule {
+    /// Refuses intervals outside their ranges, and a full sweep scheduled more
+    /// often than the incremental check it supersedes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range(
+            Setting::IncrementalInterval,
+            self.incremental_interval,
+            MIN_CHECK_INTERVAL,
+            MAX_CHECK_INTERVAL,
+        )?;
+        check_range(Setting::FullInterval, self.full_interval, MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL)?;
+        check_not_shorter(
+            Setting::FullInterval,
+            self.full_interval,
+            Setting::IncrementalInterval,
+            self.incremental_interval,
+        )
+    }
+}
+
 /// Which kind of check ran.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Check {
@@ -39,7 +65,7 @@ pub(crate) enum Check {
 pub(crate) async fn check<S: LedgerStore>(ledger: &Ledger<S>, kind: Check) {
     let started = std::time::Instant::now();
     let result = match kind {
-        Check::Full => ledger.verify_full(None, &mut |_| {}).await,
+        Check::Full => ledger.verify_full().await,
         Check::Incremental => ledger.verify_incremental().await,
     };
     let sweep = match kind {
@@ -89,8 +115,9 @@ pub(crate) async fn run<S: LedgerStore>(
     schedule: MonitorSchedule,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut incremental = tokio::time::interval(schedule.incremental_interval.max(Duration::from_millis(10)));
-    let mut full = tokio::time::interval(schedule.full_interval.max(Duration::from_millis(10)));
+    // validate() keeps both intervals above zero, which `interval` requires.
+    let mut incremental = tokio::time::interval(schedule.incremental_interval);
+    let mut full = tokio::time::interval(schedule.full_interval);
     // Both fire at once on the first tick; the start-up sweep already ran.
     incremental.tick().await;
     full.tick().await;

@@ -2,15 +2,21 @@
 //! shows (`timestamp`, lower-case `level`, `event`, `correlation_id`, then the
 //! event's own fields), or a pretty format for terminals. The sink is an
 //! argument so tests can capture or silence it.
+//!
+//! Every line logged inside a span carries the span's fields too (the request
+//! span's `correlation_id`, `route` and `method`), so a client's id finds every
+//! line its request caused; a field the event sets itself wins.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Registry};
 
 /// How log lines look.
@@ -55,7 +61,7 @@ struct JsonLines<W> {
     sink: W,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Fields {
     event: Option<String>,
     correlation_id: Option<String>,
@@ -73,8 +79,26 @@ impl Fields {
             "event" => self.event = Some(as_text()),
             "correlation_id" => self.correlation_id = Some(as_text()),
             "message" => self.message = Some(as_text()),
-            name => self.rest.push((name.to_owned(), value)),
+            name => match self.rest.iter_mut().find(|(known, _)| known == name) {
+                Some((_, known)) => *known = value,
+                None => self.rest.push((name.to_owned(), value)),
+            },
         }
+    }
+
+    /// Fills in what `outer` (an enclosing span) knows and this does not.
+    fn inherit(&mut self, outer: &Fields) {
+        if self.correlation_id.is_none() {
+            self.correlation_id.clone_from(&outer.correlation_id);
+        }
+        let own = std::mem::take(&mut self.rest);
+        self.rest = outer
+            .rest
+            .iter()
+            .filter(|(name, _)| !own.iter().any(|(mine, _)| mine == name))
+            .cloned()
+            .collect();
+        self.rest.extend(own);
     }
 }
 
@@ -101,12 +125,36 @@ impl Visit for Fields {
 
 impl<S, W> Layer<S> for JsonLines<W>
 where
-    S: Subscriber,
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
     W: for<'a> MakeWriter<'a> + 'static,
 {
-    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attributes.record(&mut fields);
+        if let Some(span) = context.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, context: Context<'_, S>) {
+        if let Some(span) = context.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+        {
+            values.record(fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, context: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // Innermost span first: the nearest value of a field wins.
+        if let Some(scope) = context.event_scope(event) {
+            for span in scope {
+                if let Some(outer) = span.extensions().get::<Fields>() {
+                    fields.inherit(outer);
+                }
+            }
+        }
         let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
         let mut line = String::with_capacity(256);
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

@@ -207,7 +207,7 @@ impl AppendSession for PgAppend {
     }
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        let entries = &plan.new_entries;
+        let entries = plan.new_entries();
         let mut ids = Vec::with_capacity(entries.len());
         let mut amounts = Vec::with_capacity(entries.len());
         let mut currencies = Vec::with_capacity(entries.len());
@@ -256,7 +256,7 @@ impl AppendSession for PgAppend {
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-        let head = &plan.new_head;
+        let head = plan.new_head();
         sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
             .bind(to_sequence(head.sequence_number)?)
             .bind(head.entry_hash.as_bytes().as_slice())

@@ -197,7 +197,7 @@ impl AppendSession for SqliteAppend {
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         let connection = &mut *self.transaction;
-        for entry in &plan.new_entries {
+        for entry in plan.new_entries() {
             let transaction = &entry.transaction;
             let metadata = serde_json::to_string(transaction.metadata.as_map())
                 .map_err(|error| StoreError::Contract(error.to_string()))?;
@@ -226,7 +226,7 @@ impl AppendSession for SqliteAppend {
             .await
             .map_err(store_error)?;
         }
-        let head = &plan.new_head;
+        let head = plan.new_head();
         sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
             .bind(to_sequence(head.sequence_number)?)
             .bind(head.entry_hash.as_bytes().as_slice())

@@ -57,7 +57,7 @@ async fn appends_survive_reopening_the_file() {
     let reopened = invario_sqlite::connect(&file.url()).await.unwrap();
     let ledger = Ledger::new(SqliteLedger::new(reopened));
     assert_eq!(ledger.head().await.unwrap().sequence_number, 3);
-    assert!(ledger.verify_full(None, &mut |_| {}).await.unwrap().is_intact());
+    assert!(ledger.verify_full().await.unwrap().is_intact());
 }
 
 #[tokio::test]
@@ -85,6 +85,6 @@ async fn plain_edits_are_refused_and_edits_behind_the_triggers_are_caught() {
         .await
         .unwrap();
     drop(connection);
-    let found = ledger.verify_full(None, &mut |_| {}).await.unwrap().first_break.unwrap();
+    let found = ledger.verify_full().await.unwrap().first_break.unwrap();
     assert_eq!((found.kind(), found.sequence()), ("hash_mismatch", Some(3)));
 }

@@ -55,7 +55,7 @@ pub async fn empty_ledger_has_the_genesis_head<S: LedgerStore, G>(fresh: impl Fu
     let ledger = Ledger::new(store);
     assert_eq!(ledger.head().await.expect("head"), LedgerHead::EMPTY);
     assert!(all_entries(&ledger).await.is_empty());
-    let report = ledger.verify_full(None, &mut |_| {}).await.expect("verify");
+    let report = ledger.verify_full().await.expect("verify");
     assert!(report.is_intact(), "{report}");
     assert_eq!(report.entries_checked, 0);
 }
@@ -90,7 +90,7 @@ pub async fn appends_are_chained_and_read_back<S: LedgerStore, G>(fresh: impl Fu
     let head = ledger.head().await.expect("head");
     assert_eq!(head.checkpoint(), entries[4].checkpoint());
     assert_eq!(head.recorded_at, Some(at(2)));
-    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
 /// Replays return the stored entry; conflicts and in-batch duplicates change nothing.
@@ -125,13 +125,13 @@ pub async fn a_dropped_append_rolls_back<S: LedgerStore, G>(fresh: impl Future<O
         let batch = vec![transaction(2, "2")];
         let session = ledger.store().begin_append(&[batch[0].transaction_id]).await.expect("begin");
         let plan = plan_append(session.snapshot(), batch, at(2)).expect("plan");
-        assert_eq!(plan.new_entries.len(), 1);
+        assert_eq!(plan.new_entries().len(), 1);
         drop(session);
     }
     assert_eq!(ledger.head().await.expect("head"), head);
     assert_eq!(ledger.entry(transaction(2, "2").transaction_id).await.expect("entry"), None);
     ledger.ingest(vec![transaction(3, "3")], at(3)).await.expect("the lock was released");
-    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
 /// The verification stream yields the head first, then entries in order with their transactions.
@@ -179,7 +179,7 @@ pub async fn concurrent_appends_serialise<S: LedgerStore + 'static, G>(fresh: im
     assert!(entries.iter().zip(1..).all(|(entry, expected)| entry.sequence_number == expected));
     let ids: std::collections::HashSet<_> = entries.iter().map(LedgerEntry::transaction_id).collect();
     assert_eq!(ids.len(), total);
-    assert!(ledger.verify_full(None, &mut |_| {}).await.expect("verify").is_intact());
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
 /// One step of the model-based test.
@@ -284,7 +284,7 @@ where
             }
             prop_assert_eq!(adapter.head().await.expect("head"), model.head().await.expect("head"));
             prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
-            let report = adapter.verify_full(None, &mut |_| {}).await.expect("verify");
+            let report = adapter.verify_full().await.expect("verify");
             prop_assert!(report.is_intact(), "{}", report);
             Ok(())
         })

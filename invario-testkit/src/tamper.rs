@@ -207,11 +207,18 @@ pub async fn rewrite_chain_from(
     sequence: i64,
     new_amount: &'static str,
 ) -> Result<(), sqlx::Error> {
+    edit_transaction(pool, sequence, TransactionEdit::Amount(new_amount)).await?;
+    rehash_chain_from(pool, sequence).await
+}
+
+/// Recomputes every hash from `sequence` on, and the head, from the rows as
+/// they are now: after an edit this makes the chain consistent again, as an
+/// attacker who knows the format would.
+pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
     use invario_core::{EntryContent, EntryHash, entry_hash_v1};
     use sqlx::Row;
 
-    edit_transaction(pool, sequence, TransactionEdit::Amount(new_amount)).await?;
     let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(
         "SELECT e.sequence_number, e.transaction_id, e.prev_hash, \
                 (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_micros, \

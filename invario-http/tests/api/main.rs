@@ -1,6 +1,7 @@
 //! End-to-end tests over real HTTP against real PostgreSQL, one binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod dispatch;
 mod helpers;
 mod ingest;
 mod integrity;

@@ -121,16 +121,3 @@ async fn health_and_metrics_need_no_key() {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
 }
-
-#[tokio::test]
-async fn an_unreachable_database_is_503_unavailable() {
-    let mut app = spawn_app().await;
-    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
-    app.database.pool().close().await;
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    assert_eq!(health.json::<Value>().await.unwrap()["status"], "unavailable");
-    let (status, code, _) = error_code(app.post("/v1/transactions", &transaction(1, "1")).await).await;
-    assert_eq!((status, code.as_str()), (503, "unavailable"));
-    app.stop().await;
-}

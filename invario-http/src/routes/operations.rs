@@ -1,0 +1,63 @@
+//! `/health` and `/metrics`: what load balancers and Prometheus probe, without a key.
+
+use invario_core::{KeyStore, LedgerStore};
+use serde_json::json;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use crate::api::{App, Call, json_response};
+use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::receipt::head_json;
+
+/// `GET /health`: 200 only while the chain verified intact and the database answers.
+pub(super) async fn health<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    _call: Call,
+) -> Result<Response, ApiError> {
+    let status = app.ledger.integrity();
+    if let Some(found) = &status.broken {
+        return Ok(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "corrupted",
+                "error": found.to_string(),
+                "kind": found.kind(),
+                "sequence": found.sequence(),
+            }),
+        ));
+    }
+    let head = match app.ledger.head().await {
+        Ok(head) => head,
+        Err(error) => {
+            let mut response = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "error": format!("cannot read the ledger: {error}")}),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            return Ok(response);
+        }
+    };
+    Ok(match status.verified {
+        Some(verified) => json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "head": head_json(&head),
+                "last_verified_sequence": verified.sequence_number,
+            }),
+        ),
+        None => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unverified", "error": "no integrity check has completed yet", "head": head_json(&head)}),
+        ),
+    })
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(super) async fn metrics<S, K>(_app: &App<S, K>, _call: Call) -> Result<Response, ApiError> {
+    let mut response = Response::new(crate::metrics::prometheus().render().into());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(response)
+}
