@@ -77,7 +77,7 @@ def print_vectors():
 
 
 def verify_pages(lines):
-    prev, expected_sequence = bytes(32), 1
+    prev, expected_sequence, previous_recorded = bytes(32), 1, None
     for line in lines:
         for entry in json.loads(line)["entries"]:
             if entry["sequence_number"] != expected_sequence:
@@ -89,7 +89,11 @@ def verify_pages(lines):
                                 entry["metadata"])
             if digest != entry["entry_hash"]:
                 sys.exit(f"hash mismatch at sequence {expected_sequence}: stored {entry['entry_hash']}, recomputed {digest}")
-            prev, expected_sequence = bytes.fromhex(digest), expected_sequence + 1
+            recorded = micros(entry["recorded_at"])
+            if previous_recorded is not None and recorded < previous_recorded:
+                sys.exit(f"recorded_at decreases at sequence {expected_sequence}: "
+                         f"earlier than at sequence {expected_sequence - 1}")
+            prev, expected_sequence, previous_recorded = bytes.fromhex(digest), expected_sequence + 1, recorded
     print(f"intact: {expected_sequence - 1} entries, head {prev.hex()}")
 
 
