@@ -33,11 +33,13 @@ pub mod currency;
 pub mod integrity;
 pub mod keys;
 pub mod memory;
+pub mod merkle;
 pub mod metadata;
 pub mod ports;
 pub mod service;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
+pub mod tiles;
 pub mod timestamp;
 pub mod transaction;
 
