@@ -61,7 +61,7 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let config = ServiceConfig::try_from(&args)?;
     invario_http::init_logging(format, &args.log_level, std::io::stdout)?;
-    let backend = open(url, args.database_connections, Schema::Current).await?;
+    let backend = open(url, args.database_connections, Schema::Serving).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -72,23 +72,29 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn migrate(url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let applied: Vec<(i64, String)> = match open(url, COMMAND_CONNECTIONS, Schema::AsIs).await? {
-        Backend::Postgres(pool) => invario_postgres::migrate(&pool)
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::AsIs).await?;
+    let applied: Vec<(i64, String)> = match &backend {
+        Backend::Postgres(pool) => invario_postgres::migrate(pool)
             .await?
             .into_iter()
             .map(|migration| (migration.version, migration.description))
             .collect(),
-        Backend::Sqlite(pool) => invario_sqlite::migrate(&pool)
+        Backend::Sqlite(pool) => invario_sqlite::migrate(pool)
             .await?
             .into_iter()
             .map(|migration| (migration.version, migration.description))
             .collect(),
     };
+    let built =
+        with_stores!(backend, |ledger, _keys| crate::database::build_tree(&Ledger::new(ledger)).await?);
     if applied.is_empty() {
         println!("Database schema is up to date: no pending migrations.");
     }
     for (version, description) in &applied {
         println!("Applied migration {version} {description}");
+    }
+    if built > 0 {
+        println!("Built the Merkle tree over {built} existing entries");
     }
     Ok(ExitCode::SUCCESS)
 }

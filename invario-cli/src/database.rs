@@ -2,9 +2,12 @@
 //! can act on: `postgres://…` → PostgreSQL; `sqlite://path` → SQLite; no URL at
 //! all → the embedded default `sqlite://./invario.db`.
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, bail};
-use invario_postgres::PgPool;
-use invario_sqlite::SqlitePool;
+use invario_core::{Ledger, LedgerStore};
+use invario_postgres::{PgLedger, PgPool};
+use invario_sqlite::{SqliteLedger, SqlitePool};
 
 /// Where the ledger lives when no URL is given.
 pub(crate) const EMBEDDED_DEFAULT_URL: &str = "sqlite://./invario.db";
@@ -21,6 +24,9 @@ pub(crate) enum Schema {
     /// Must be current. SQLite is migrated on first use (embedded mode);
     /// PostgreSQL is refused while migrations are pending.
     Current,
+    /// Current, and the Merkle tree must cover the chain (appends extend it):
+    /// what `serve` needs.
+    Serving,
     /// The `migrate` command applies migrations itself.
     AsIs,
 }
@@ -38,8 +44,13 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
     };
     if url.starts_with("sqlite:") {
         let pool = invario_sqlite::connect(url).await?;
-        if schema == Schema::Current {
+        if schema != Schema::AsIs {
             invario_sqlite::migrate(&pool).await?;
+            // Embedded mode sets itself up: the tree is built as migrations are applied.
+            let built = build_tree(&Ledger::new(SqliteLedger::new(pool.clone()))).await?;
+            if built > 0 {
+                eprintln!("Built the Merkle tree over {built} existing entries");
+            }
         }
         return Ok(Backend::Sqlite(pool));
     }
@@ -49,7 +60,7 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
         );
     }
     let pool = invario_postgres::connect_with(url, max_connections).await?;
-    if schema == Schema::Current {
+    if schema != Schema::AsIs {
         let pending =
             invario_postgres::pending_migrations(&pool).await.context("cannot check the schema version")?;
         if !pending.is_empty() {
@@ -62,7 +73,44 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
             );
         }
     }
+    if schema == Schema::Serving {
+        let ledger = Ledger::new(PgLedger::new(pool.clone()));
+        let (tree, head) = (ledger.tree_head().await?, ledger.head().await?);
+        if tree.tree_size < head.sequence_number {
+            bail!(
+                "the Merkle tree covers {} of {} entries; run `invario migrate` to build it",
+                tree.tree_size,
+                head.sequence_number
+            );
+        }
+    }
     Ok(Backend::Postgres(pool))
+}
+
+/// Builds the Merkle tree for entries that have none, with a progress bar on
+/// a terminal; returns how many leaves it added.
+pub(crate) async fn build_tree<S: LedgerStore>(ledger: &Ledger<S>) -> anyhow::Result<u64> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "building the Merkle tree {bar:40} {pos}/{len} entries ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let built = ledger
+        .build_tree(&mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await
+        .context("cannot build the Merkle tree")?;
+    bar.finish_and_clear();
+    Ok(built)
 }
 
 /// Runs `$body` with `$ledger` and `$keys` bound to the backend's two stores.

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 
 use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
+use crate::merkle::entry_leaf_hash;
+use crate::tiles::{TreeError, TreeSnapshot, TreeUpdate, extend_tree};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionErrors, TransactionFieldError, TransactionId};
 
@@ -18,6 +20,8 @@ pub struct AppendSnapshot {
     pub head: LedgerHead,
     /// Entries already stored whose transaction id appears in the batch.
     pub existing: Vec<LedgerEntry>,
+    /// The Merkle tree's state and right-edge tiles, read under the same lock.
+    pub tree: TreeSnapshot,
 }
 
 /// Whether a receipt's entry was written by this request or an earlier one.
@@ -49,6 +53,7 @@ pub struct AppendPlan {
     receipts: Vec<Receipt>,
     new_entries: Vec<LedgerEntry>,
     new_head: LedgerHead,
+    tree: Option<TreeUpdate>,
 }
 
 impl AppendPlan {
@@ -67,15 +72,35 @@ impl AppendPlan {
         &self.receipts
     }
 
+    /// The tiles and tree state to write with the entries, in the same
+    /// transaction (`None` when the plan adds nothing to the tree).
+    pub fn tree_update(&self) -> Option<&TreeUpdate> {
+        self.tree.as_ref()
+    }
+
     /// The receipts, consuming the plan (once it is committed).
     pub fn into_receipts(self) -> Vec<Receipt> {
         self.receipts
     }
 
-    /// Builds a plan from new entries chained on `head`, checking in debug
-    /// builds that they really continue it: a bug here would corrupt the chain.
-    fn chained_on(head: LedgerHead, receipts: Vec<Receipt>, new_entries: Vec<LedgerEntry>) -> AppendPlan {
+    /// Builds a plan from new entries chained on the snapshot's head, with the
+    /// tree grown by their leaves, checking in debug builds that they really
+    /// continue the head: a bug here would corrupt the chain.
+    fn chained_on(
+        snapshot: &AppendSnapshot,
+        receipts: Vec<Receipt>,
+        new_entries: Vec<LedgerEntry>,
+    ) -> Result<AppendPlan, TreeError> {
+        let head = snapshot.head;
         debug_assert_continues(head, &new_entries);
+        let tree = if new_entries.is_empty() {
+            None
+        } else {
+            let leaves = new_entries.iter().map(|entry| entry_leaf_hash(&entry.entry_hash));
+            let update = extend_tree(&snapshot.tree, head.sequence_number, leaves)?;
+            debug_assert_eq!(update.state.size, new_entries.last().map_or(0, |last| last.sequence_number));
+            Some(update)
+        };
         let new_head = match new_entries.last() {
             Some(last) => LedgerHead {
                 sequence_number: last.sequence_number,
@@ -84,8 +109,32 @@ impl AppendPlan {
             },
             None => head,
         };
-        AppendPlan { receipts, new_entries, new_head }
+        Ok(AppendPlan { receipts, new_entries, new_head, tree })
     }
+}
+
+/// Plans building the tree for entries that have none yet (a ledger from
+/// before the tree existed): `entries` must be the stored entries that follow
+/// the tree's size, in order. Writes no entry and keeps the head.
+pub fn plan_tree_backfill(
+    snapshot: &AppendSnapshot,
+    entries: &[LedgerEntry],
+) -> Result<AppendPlan, TreeError> {
+    let tree_size = snapshot.tree.state.size;
+    let follows_the_tree =
+        entries.iter().zip(tree_size + 1..).all(|(entry, expected)| entry.sequence_number == expected);
+    let built = tree_size + entries.len() as u64;
+    if !follows_the_tree || built > snapshot.head.sequence_number {
+        return Err(TreeError::NotTheNextEntries { tree_size });
+    }
+    let leaves = entries.iter().map(|entry| entry_leaf_hash(&entry.entry_hash));
+    let update = extend_tree(&snapshot.tree, tree_size, leaves)?;
+    Ok(AppendPlan {
+        receipts: Vec::new(),
+        new_entries: Vec::new(),
+        new_head: snapshot.head,
+        tree: Some(update),
+    })
 }
 
 /// Postcondition of every plan: entries numbered from the head on without a
@@ -165,6 +214,9 @@ pub enum AppendRefusal {
     /// The ledger has no sequence numbers left for the new entries.
     #[error(transparent)]
     Exhausted(#[from] SequenceExhausted),
+    /// The stored tree cannot be extended (behind the chain, or an edge tile missing).
+    #[error(transparent)]
+    Tree(#[from] TreeError),
 }
 
 /// A refused batch: nothing was written; every bad item is listed.
@@ -247,7 +299,7 @@ pub fn plan_append(
         new_entries.push(entry);
     }
     debug_assert_eq!(receipts.len(), submitted, "one receipt per submitted item");
-    Ok(AppendPlan::chained_on(snapshot.head, receipts, new_entries))
+    Ok(AppendPlan::chained_on(snapshot, receipts, new_entries)?)
 }
 
 /// The outcome of planning items that do not depend on each other (group
@@ -273,7 +325,7 @@ pub fn plan_append_each(
     snapshot: &AppendSnapshot,
     batch: Vec<Transaction>,
     now: Timestamp,
-) -> Result<IndependentPlan, SequenceExhausted> {
+) -> Result<IndependentPlan, AppendRefusal> {
     let submitted = batch.len();
     let mut known: HashMap<TransactionId, LedgerEntry> =
         snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry.clone())).collect();
@@ -301,7 +353,7 @@ pub fn plan_append_each(
         outcomes.push(outcome);
     }
     debug_assert_eq!(outcomes.len(), submitted, "one outcome per submitted item");
-    Ok(IndependentPlan { outcomes, write: AppendPlan::chained_on(snapshot.head, Vec::new(), new_entries) })
+    Ok(IndependentPlan { outcomes, write: AppendPlan::chained_on(snapshot, Vec::new(), new_entries)? })
 }
 
 /// `now`, or the head's time if the clock went backwards: recorded times never decrease.

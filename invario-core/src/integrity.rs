@@ -9,7 +9,9 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::chain::{Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
+use crate::merkle::{Frontier, TreeHash, entry_leaf_hash};
 use crate::ports::StoreError;
+use crate::tiles::TreeState;
 
 /// A `ledger_entries` row as stored, before any check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +232,22 @@ pub enum IntegrityBreak {
         /// Hash of the last entry found.
         last_hash: EntryHash,
     },
+    /// The stored Merkle tree is not the tree of the entries: its size, root or
+    /// compact range differs from the one rebuilt while walking them.
+    #[error(
+        "tree mismatch: the stored tree has {stored_size} leaves and root {stored_root}, the entries give {rebuilt_size} leaves and root {rebuilt_root}{}",
+        if stored_size < rebuilt_size { " (the tree is behind the chain: run `invario migrate` to build it)" } else { "" }
+    )]
+    TreeMismatch {
+        /// Leaves in the stored tree.
+        stored_size: u64,
+        /// Its stored root.
+        stored_root: TreeHash,
+        /// Entries walked.
+        rebuilt_size: u64,
+        /// The root rebuilt from them.
+        rebuilt_root: TreeHash,
+    },
     /// The ledger no longer passes through a digest saved earlier.
     #[error(
         "digest mismatch at sequence {sequence}: the saved digest says {expected}, the ledger holds {found}"
@@ -256,6 +274,9 @@ impl IntegrityBreak {
             | IntegrityBreak::DigestMismatch { sequence, .. } => Some(*sequence),
             IntegrityBreak::SequenceGap { expected, .. } => Some(*expected),
             IntegrityBreak::HeadMismatch { head_sequence, .. } => Some(*head_sequence),
+            IntegrityBreak::TreeMismatch { stored_size, rebuilt_size, .. } => {
+                Some(*stored_size.min(rebuilt_size))
+            }
             IntegrityBreak::TransactionWithoutEntry { .. } => None,
         }
     }
@@ -271,6 +292,7 @@ impl IntegrityBreak {
             IntegrityBreak::EntryWithoutTransaction { .. } => "entry_without_transaction",
             IntegrityBreak::TransactionWithoutEntry { .. } => "transaction_without_entry",
             IntegrityBreak::HeadMismatch { .. } => "head_mismatch",
+            IntegrityBreak::TreeMismatch { .. } => "tree_mismatch",
             IntegrityBreak::DigestMismatch { .. } => "digest_mismatch",
         }
     }
@@ -290,6 +312,9 @@ pub struct VerificationReport {
     /// The row at which the break was found, for forensics (absent for breaks
     /// found at the end, such as a head mismatch).
     pub broken_record: Option<VerificationRecord>,
+    /// The Merkle tree's compact range rebuilt up to `verified`, when the run
+    /// rebuilt it (a full run, or one resumed with a known range).
+    pub rebuilt_tree: Option<Frontier>,
 }
 
 impl VerificationReport {
@@ -325,12 +350,18 @@ pub struct Verifier {
     entries_checked: u64,
     first_break: Option<IntegrityBreak>,
     broken_record: Option<VerificationRecord>,
+    /// The tree rebuilt from the entries walked, when the start's is known.
+    rebuilt_tree: Option<Frontier>,
+    /// The stored tree to compare it with at the end.
+    stored_tree: Option<TreeState>,
 }
 
 impl Verifier {
     /// Verifies the whole ledger against `head` (read in the same snapshot as the rows).
     pub fn full(head: LedgerHead) -> Self {
-        Self::resume(head, Checkpoint::GENESIS)
+        let mut verifier = Self::resume(head, Checkpoint::GENESIS);
+        verifier.rebuilt_tree = Some(Frontier::EMPTY);
+        verifier
     }
 
     /// Verifies the entries after `checkpoint`, a position verified earlier.
@@ -343,6 +374,8 @@ impl Verifier {
             entries_checked: 0,
             first_break: None,
             broken_record: None,
+            rebuilt_tree: None,
+            stored_tree: None,
         };
         if head.sequence_number < checkpoint.sequence_number
             || (head.sequence_number == checkpoint.sequence_number
@@ -351,6 +384,23 @@ impl Verifier {
             verifier.first_break = Some(verifier.head_mismatch());
         }
         verifier
+    }
+
+    /// Continues rebuilding the Merkle tree from `frontier`, the compact range
+    /// at the starting checkpoint (ignored unless it has that size).
+    pub fn resume_tree(mut self, frontier: Frontier) -> Self {
+        if frontier.size() == self.last.sequence_number {
+            self.rebuilt_tree = Some(frontier);
+        }
+        self
+    }
+
+    /// Also requires the stored tree to be the tree of the entries: same size,
+    /// root and compact range as the one rebuilt (checked at the end, when the
+    /// tree was rebuilt from the start).
+    pub fn expect_tree(mut self, stored: TreeState) -> Self {
+        self.stored_tree = Some(stored);
+        self
     }
 
     /// Also requires that the ledger still passes through `digest`, a head
@@ -399,7 +449,7 @@ impl Verifier {
     /// Ends the run: checks the chain reached the head (and the digest).
     pub fn finish(mut self) -> VerificationReport {
         if self.first_break.is_none()
-            && let Err(found) = self.check_end_of_entries()
+            && let Err(found) = self.check_end_of_entries().and_then(|()| self.check_tree())
         {
             self.first_break = Some(found);
         }
@@ -409,9 +459,24 @@ impl Verifier {
             entries_checked: self.entries_checked,
             verified: self.last,
             head: self.head,
+            rebuilt_tree: self.rebuilt_tree.filter(|_| self.first_break.is_none()),
             first_break: self.first_break,
             broken_record: self.broken_record,
         }
+    }
+
+    /// Once every entry was seen: the stored tree must be the rebuilt one.
+    fn check_tree(&self) -> Result<(), IntegrityBreak> {
+        let (Some(stored), Some(rebuilt)) = (&self.stored_tree, &self.rebuilt_tree) else { return Ok(()) };
+        if stored.size != rebuilt.size() || stored.root != rebuilt.root() || stored.frontier != *rebuilt {
+            return Err(IntegrityBreak::TreeMismatch {
+                stored_size: stored.size,
+                stored_root: stored.root,
+                rebuilt_size: rebuilt.size(),
+                rebuilt_root: rebuilt.root(),
+            });
+        }
+        Ok(())
     }
 
     /// Once every entry was seen: the chain must end at the head and reach the digest.
@@ -500,6 +565,9 @@ impl Verifier {
         self.entries_checked += 1;
         self.last = Checkpoint { sequence_number: sequence, entry_hash: entry.entry_hash };
         self.last_recorded_at_micros = Some(entry.recorded_at_micros);
+        if let Some(tree) = &mut self.rebuilt_tree {
+            tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
+        }
         if sequence == self.head.sequence_number && entry.entry_hash != self.head.entry_hash {
             return Err(self.head_mismatch());
         }

@@ -36,6 +36,7 @@ pub mod memory;
 pub mod merkle;
 pub mod metadata;
 pub mod ports;
+pub mod proofs;
 pub mod service;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
@@ -49,7 +50,7 @@ mod properties;
 pub use amount::{Amount, AmountError};
 pub use append::{
     AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
-    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each,
+    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill,
 };
 pub use chain::{
     Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER, SequenceExhausted,
@@ -61,12 +62,17 @@ pub use integrity::{
 };
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
 pub use memory::{MemoryKeyStore, MemoryLedger};
+pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
 pub use metadata::{Metadata, MetadataError};
 pub use ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+pub use proofs::{
+    BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
+};
 pub use service::{
     AuthenticationError, EntriesPage, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError, Ledger,
     MAX_PAGE_SIZE, PageError,
 };
+pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};
 pub use timestamp::{Timestamp, TimestampError};
 pub use transaction::{
     Transaction, TransactionErrors, TransactionFieldError, TransactionId, TransactionIdError,

@@ -1,7 +1,7 @@
 //! In-memory adapters: the reference model every adapter is tested against, and
 //! a store embedders can use in their own tests. No I/O; safe to share across tasks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -13,7 +13,9 @@ use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::merkle::TreeHash;
 use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::tiles::{Tile, TileCoord, TreeSnapshot, TreeState, edge_tiles};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
 
@@ -22,11 +24,26 @@ struct LedgerState {
     entries: Vec<LedgerEntry>,
     position_of: HashMap<TransactionId, usize>,
     head: Option<LedgerHead>,
+    tree: Option<TreeState>,
+    tiles: BTreeMap<TileCoord, Vec<TreeHash>>,
 }
 
 impl LedgerState {
     fn head(&self) -> LedgerHead {
         self.head.unwrap_or(LedgerHead::EMPTY)
+    }
+
+    fn tree(&self) -> TreeState {
+        self.tree.clone().unwrap_or_else(TreeState::empty)
+    }
+
+    fn tiles(&self, coords: &[TileCoord]) -> Vec<Tile> {
+        coords
+            .iter()
+            .filter_map(|coord| {
+                self.tiles.get(coord).map(|hashes| Tile { coord: *coord, hashes: hashes.clone() })
+            })
+            .collect()
     }
 }
 
@@ -45,6 +62,14 @@ impl MemoryLedger {
 
     fn state(&self) -> MutexGuard<'_, LedgerState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the Merkle tree, as a ledger from before the tree existed: for
+    /// tests of the backfill only.
+    pub fn forget_tree(&self) {
+        let mut state = self.state();
+        state.tree = None;
+        state.tiles.clear();
     }
 
     /// Edits stored entries behind the ledger's back, as an attacker with
@@ -79,7 +104,9 @@ impl LedgerStore for MemoryLedger {
                 .iter()
                 .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
                 .collect();
-            AppendSnapshot { head: state.head(), existing }
+            let tree = state.tree();
+            let edge = state.tiles(&edge_tiles(tree.size));
+            AppendSnapshot { head: state.head(), existing, tree: TreeSnapshot { state: tree, edge } }
         };
         Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
     }
@@ -99,6 +126,14 @@ impl LedgerStore for MemoryLedger {
         Ok(state.entries[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn tree_state(&self) -> Result<TreeState, StoreError> {
+        Ok(self.state().tree())
+    }
+
+    async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
+        Ok(self.state().tiles(coords))
+    }
+
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         // The model copies its snapshot; real adapters stream from the database.
         let state = self.state();
@@ -106,7 +141,8 @@ impl LedgerStore for MemoryLedger {
             Sweep::Full => 0,
             Sweep::After(sequence) => usize::try_from(sequence).unwrap_or(usize::MAX),
         };
-        let mut items = vec![Ok(VerificationItem::Head(state.head()))];
+        let mut items =
+            vec![Ok(VerificationItem::Head(state.head())), Ok(VerificationItem::Tree(state.tree()))];
         items.extend(state.entries.iter().skip(after).map(|entry| {
             let (stored_entry, stored_transaction) = StoredTransaction::of(entry);
             Ok(VerificationItem::Record(VerificationRecord::Entry(stored_entry, Some(stored_transaction))))
@@ -139,6 +175,23 @@ impl AppendSession for MemoryAppend {
                 )));
             }
             position = entry.checkpoint();
+        }
+        if let Some(update) = plan.tree_update() {
+            // The same guards the database triggers keep: a tile only grows, a full one never changes.
+            for tile in &update.tiles {
+                if let Some(stored) = state.tiles.get(&tile.coord)
+                    && (!tile.hashes.starts_with(stored) || tile.hashes.len() <= stored.len())
+                {
+                    return Err(StoreError::Contract(format!(
+                        "tile {}/{} may only grow",
+                        tile.coord.level, tile.coord.index
+                    )));
+                }
+            }
+            for tile in &update.tiles {
+                state.tiles.insert(tile.coord, tile.hashes.clone());
+            }
+            state.tree = Some(update.state.clone());
         }
         for entry in plan.new_entries() {
             let position = state.entries.len();

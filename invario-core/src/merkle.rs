@@ -63,6 +63,19 @@ impl serde::Serialize for TreeHash {
     }
 }
 
+/// Hashes back to back, as tiles and frontiers are stored.
+pub fn hashes_to_bytes(hashes: &[TreeHash]) -> Vec<u8> {
+    hashes.iter().flat_map(|hash| hash.0).collect()
+}
+
+/// Reads hashes stored back to back; refuses a length that is not whole hashes.
+pub fn hashes_from_bytes(bytes: &[u8]) -> Result<Vec<TreeHash>, TreeHashError> {
+    if bytes.len() % 32 != 0 {
+        return Err(TreeHashError(format!("{} bytes are not whole 32-byte hashes", bytes.len())));
+    }
+    bytes.chunks_exact(32).map(TreeHash::from_slice).collect()
+}
+
 /// `MTH({})`: the root of the empty tree, `SHA-256("")`.
 pub fn empty_root() -> TreeHash {
     TreeHash(Sha256::digest([]).into())

@@ -8,6 +8,7 @@ use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
 use crate::integrity::VerificationRecord;
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::tiles::{Tile, TileCoord, TreeState};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
 
@@ -45,6 +46,8 @@ pub enum Sweep {
 pub enum VerificationItem {
     /// The head, read in the same snapshot as the records that follow.
     Head(LedgerHead),
+    /// The stored Merkle tree state, right after the head, same snapshot.
+    Tree(TreeState),
     /// A row to check.
     Record(VerificationRecord),
 }
@@ -61,7 +64,9 @@ pub trait LedgerStore: Send + Sync {
     /// An open, exclusive append.
     type Append: AppendSession;
 
-    /// Locks the head (other appends wait) and reads what the plan needs.
+    /// Locks the head (other appends wait) and reads what the plan needs: the
+    /// head, the entries stored for `ids`, the tree state and the tiles
+    /// [`edge_tiles`](crate::tiles::edge_tiles) names for its size.
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<Self::Append, StoreError>;
 
     /// The entry recording transaction `id`, if any.
@@ -73,7 +78,14 @@ pub trait LedgerStore: Send + Sync {
     /// Up to `limit` entries with sequence numbers above `after`, ascending.
     async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
 
-    /// Streams the head, then the rows of `sweep` (see [`VerificationRecord`]
+    /// The stored Merkle tree state.
+    async fn tree_state(&self) -> Result<TreeState, StoreError>;
+
+    /// The stored tiles at `coords` (those not stored are left out), each as
+    /// stored now: callers cut them to the size they read at.
+    async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError>;
+
+    /// Streams the head, the tree state, then the rows of `sweep` (see [`VerificationRecord`]
     /// for the order), all from one consistent snapshot, without loading the
     /// ledger into memory.
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>>;
@@ -85,8 +97,10 @@ pub trait AppendSession: Send {
     /// The head and existing entries read under the lock.
     fn snapshot(&self) -> &AppendSnapshot;
 
-    /// Writes the plan's new entries, moves the head, and makes it durable.
-    /// Dropping the session instead rolls everything back.
+    /// Writes the plan's new entries, moves the head, writes the plan's tree
+    /// update (tiles inserted or grown, the new state), and makes it all
+    /// durable in one transaction. Dropping the session instead rolls
+    /// everything back.
     async fn commit(self, plan: &AppendPlan) -> Result<(), StoreError>;
 }
 

@@ -9,9 +9,11 @@ use crate::append::{AppendSnapshot, ItemProblem, ReceiptStatus, plan_append};
 use crate::chain::{Checkpoint, EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{IntegrityBreak, StoredTransaction, VerificationRecord, Verifier};
 use crate::memory::MemoryLedger;
+use crate::merkle::{entry_leaf_hash, root_of_leaves};
 use crate::metadata::Metadata;
 use crate::service::{IngestError, Ledger};
 use crate::strategies;
+use crate::tiles::{TreeSnapshot, TreeState, edge_tiles, extend_tree};
 use crate::timestamp::Timestamp;
 use crate::transaction::Transaction;
 
@@ -38,6 +40,28 @@ fn head_of(entries: &[LedgerEntry]) -> LedgerHead {
         entry_hash: last.entry_hash,
         recorded_at: Some(last.recorded_at),
     })
+}
+
+/// The tree an adapter would hold for `entries`: state and right-edge tiles.
+fn tree_of(entries: &[LedgerEntry]) -> TreeSnapshot {
+    let leaves = entries.iter().map(|entry| entry_leaf_hash(&entry.entry_hash));
+    let update = extend_tree(&TreeSnapshot::empty(), 0, leaves).unwrap();
+    let edge = edge_tiles(update.state.size);
+    TreeSnapshot {
+        edge: update.tiles.into_iter().filter(|tile| edge.contains(&tile.coord)).collect(),
+        state: update.state,
+    }
+}
+
+/// A stored tree of `size` leaves with made-up hashes, for plans far along the range.
+fn fake_tree(size: u64) -> TreeSnapshot {
+    let hash = crate::merkle::TreeHash([9; 32]);
+    let edge = edge_tiles(size)
+        .into_iter()
+        .map(|coord| crate::tiles::Tile { coord, hashes: vec![hash; coord.width_at(size)] })
+        .collect();
+    let frontier = crate::merkle::Frontier::from_parts(size, vec![hash; size.count_ones() as usize]).unwrap();
+    TreeSnapshot { state: TreeState { size, root: hash, frontier }, edge }
 }
 
 fn records(entries: &[LedgerEntry]) -> Vec<VerificationRecord> {
@@ -427,7 +451,7 @@ proptest! {
         let batch: Vec<_> = batch.into_iter().filter(|t| !recorded_ids.contains(&t.transaction_id)).collect();
         prop_assume!(!batch.is_empty());
         let now = at(entries.len() as i64 * 1_000_000 + clock_skew);
-        let plan = plan_append(&AppendSnapshot { head, existing: vec![] }, batch, now).unwrap();
+        let plan = plan_append(&AppendSnapshot { head, existing: vec![], tree: tree_of(&entries) }, batch, now).unwrap();
         let mut position = head.checkpoint();
         for entry in plan.new_entries() {
             prop_assert_eq!(entry.sequence_number, position.sequence_number + 1);
@@ -438,6 +462,10 @@ proptest! {
         prop_assert_eq!(plan.new_head().checkpoint(), position);
         let mut all = entries.clone();
         all.extend(plan.new_entries().iter().cloned());
+        let leaves: Vec<_> = all.iter().map(|entry| entry_leaf_hash(&entry.entry_hash)).collect();
+        let tree = plan.tree_update().expect("new entries grow the tree");
+        prop_assert_eq!(tree.state.size, all.len() as u64);
+        prop_assert_eq!(tree.state.root, root_of_leaves(&leaves));
         prop_assert_eq!(verify(plan.new_head(), &records(&all)), None);
     }
 }
@@ -510,6 +538,7 @@ fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
     let near_the_end = |sequence_number| AppendSnapshot {
         head: LedgerHead { sequence_number, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
         existing: vec![],
+        tree: fake_tree(sequence_number),
     };
     let last = plan_append(&near_the_end(MAX_SEQUENCE_NUMBER - 1), vec![transaction(1)], at(1)).unwrap();
     assert_eq!(last.new_head().sequence_number, MAX_SEQUENCE_NUMBER);

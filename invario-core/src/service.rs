@@ -11,7 +11,9 @@ use crate::append::{
 use crate::chain::{Checkpoint, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
 use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
+use crate::merkle::Frontier;
 use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionId};
 
@@ -37,6 +39,9 @@ pub enum IngestError {
     /// No sequence number is left for the new entries.
     #[error(transparent)]
     Exhausted(#[from] SequenceExhausted),
+    /// The Merkle tree cannot be extended (not built yet, or damaged).
+    #[error(transparent)]
+    Tree(#[from] TreeError),
     /// The chain is known to be broken; nothing may be added on top of it.
     #[error(
         "the ledger is quarantined because verification found a break ({0}); writes are refused until the service is restarted on a healthy (restored) ledger"
@@ -52,6 +57,7 @@ impl From<AppendRefusal> for IngestError {
         match refusal {
             AppendRefusal::Rejected(rejection) => IngestError::Rejected(rejection),
             AppendRefusal::Exhausted(exhausted) => IngestError::Exhausted(exhausted),
+            AppendRefusal::Tree(tree) => IngestError::Tree(tree),
         }
     }
 }
@@ -83,6 +89,9 @@ pub struct IntegrityStatus {
     pub verified: Option<Checkpoint>,
     /// The break found by the latest run, if it found one.
     pub broken: Option<IntegrityBreak>,
+    /// The Merkle tree's compact range rebuilt up to `verified` (where
+    /// incremental runs resume rebuilding it).
+    pub verified_tree: Option<Frontier>,
 }
 
 impl IntegrityStatus {
@@ -221,7 +230,7 @@ impl<S: LedgerStore> Ledger<S> {
         digest: Option<Checkpoint>,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
-        let report = self.run_verification(Sweep::Full, None, digest, progress).await?;
+        let report = self.run_verification(Sweep::Full, None, None, digest, progress).await?;
         self.record(&report);
         Ok(report)
     }
@@ -229,12 +238,14 @@ impl<S: LedgerStore> Ledger<S> {
     /// Verifies only the entries added since the last intact verification
     /// (everything, if there was none).
     pub async fn verify_incremental(&self) -> Result<VerificationReport, StoreError> {
-        let resume_from = self.integrity().verified;
+        let status = self.integrity();
+        let resume_from = status.verified;
         let sweep = match resume_from {
             Some(checkpoint) => Sweep::After(checkpoint.sequence_number),
             None => Sweep::Full,
         };
-        let report = self.run_verification(sweep, resume_from, None, &mut |_| {}).await?;
+        let report =
+            self.run_verification(sweep, resume_from, status.verified_tree, None, &mut |_| {}).await?;
         self.record(&report);
         Ok(report)
     }
@@ -245,7 +256,10 @@ impl<S: LedgerStore> Ledger<S> {
         match &report.first_break {
             Some(found) if status.broken.is_none() => status.broken = Some(found.clone()),
             Some(_) => {}
-            None if status.broken.is_none() => status.verified = Some(report.verified),
+            None if status.broken.is_none() => {
+                status.verified = Some(report.verified);
+                status.verified_tree.clone_from(&report.rebuilt_tree);
+            }
             None => {}
         }
     }
@@ -254,6 +268,7 @@ impl<S: LedgerStore> Ledger<S> {
         &self,
         sweep: Sweep,
         resume_from: Option<Checkpoint>,
+        resume_tree: Option<Frontier>,
         digest: Option<Checkpoint>,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
@@ -264,7 +279,21 @@ impl<S: LedgerStore> Ledger<S> {
             Some(Err(error)) => return Err(error),
             _ => return Err(StoreError::Contract("a verification stream must begin with the head".into())),
         };
-        let mut verifier = Verifier::resume(head, resume_from.unwrap_or(Checkpoint::GENESIS));
+        let stored_tree = match stream.next().await {
+            Some(Ok(VerificationItem::Tree(tree))) => tree,
+            Some(Err(error)) => return Err(error),
+            _ => {
+                return Err(StoreError::Contract(
+                    "a verification stream yields the tree state after the head".into(),
+                ));
+            }
+        };
+        let mut verifier = match (resume_from, resume_tree) {
+            (None, _) => Verifier::full(head),
+            (Some(checkpoint), None) => Verifier::resume(head, checkpoint),
+            (Some(checkpoint), Some(tree)) => Verifier::resume(head, checkpoint).resume_tree(tree),
+        }
+        .expect_tree(stored_tree);
         if let Some(digest) = digest {
             verifier = verifier.expect_digest(digest);
         }
@@ -280,9 +309,9 @@ impl<S: LedgerStore> Ledger<S> {
                         break;
                     }
                 }
-                VerificationItem::Head(_) => {
+                VerificationItem::Head(_) | VerificationItem::Tree(_) => {
                     return Err(StoreError::Contract(
-                        "a verification stream yields the head once, first".into(),
+                        "a verification stream yields the head and the tree once, first".into(),
                     ));
                 }
             }

@@ -110,6 +110,12 @@ pub enum TreeError {
         /// Entries in the chain.
         chain_size: u64,
     },
+    /// Entries handed to a backfill are not the ones that follow the tree.
+    #[error("the entries to add to the tree must follow its size {tree_size} without a gap")]
+    NotTheNextEntries {
+        /// Leaves in the stored tree.
+        tree_size: u64,
+    },
     /// A stored edge tile is missing or shorter than the tree size requires.
     #[error("the stored tile at level {}, index {} holds {held} hashes; size {tree_size} needs {needed}", .coord.level, .coord.index)]
     EdgeTile {

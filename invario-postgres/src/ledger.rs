@@ -3,16 +3,19 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
+use invario_core::merkle::hashes_to_bytes;
+use invario_core::tiles::edge_tiles;
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerStore, StoreError, StoredEntry,
-    StoredTransaction, Sweep, TransactionId, VerificationItem, VerificationRecord,
+    StoredTransaction, Sweep, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState, VerificationItem,
+    VerificationRecord,
 };
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{
-    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, timestamp, to_datetime,
-    to_sequence,
+    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, tile_from_row, timestamp,
+    to_datetime, to_sequence, tree_state_from_row,
 };
 
 /// The ledger store on a PostgreSQL pool.
@@ -42,6 +45,35 @@ pub struct PgAppend {
 }
 
 const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
+const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state";
+
+async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(executor: E) -> Result<TreeState, StoreError> {
+    let row = sqlx::query(SELECT_TREE).fetch_one(executor).await.map_err(store_error)?;
+    tree_state_from_row(&row)
+}
+
+async fn read_tiles<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    coords: &[TileCoord],
+) -> Result<Vec<Tile>, StoreError> {
+    if coords.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i16> = coords.iter().map(|coord| i16::from(coord.level)).collect();
+    let indexes: Vec<i64> = coords.iter().map(|coord| to_sequence(coord.index)).collect::<Result<_, _>>()?;
+    sqlx::query(
+        "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
+         JOIN tree_tiles t USING (level, tile_index)",
+    )
+    .bind(&levels)
+    .bind(&indexes)
+    .fetch_all(executor)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(tile_from_row)
+    .collect()
+}
 
 fn head_from_row(row: &sqlx::postgres::PgRow) -> Result<LedgerHead, StoreError> {
     let recorded_at: Option<DateTime<Utc>> = row.try_get("recorded_at").map_err(store_error)?;
@@ -84,7 +116,10 @@ impl LedgerStore for PgLedger {
         .into_iter()
         .map(EntryRow::into_entry)
         .collect::<Result<Vec<_>, _>>()?;
-        Ok(PgAppend { transaction, snapshot: AppendSnapshot { head, existing } })
+        let tree = read_tree(&mut *transaction).await?;
+        let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
+        let tree = TreeSnapshot { state: tree, edge };
+        Ok(PgAppend { transaction, snapshot: AppendSnapshot { head, existing, tree } })
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -121,6 +156,14 @@ impl LedgerStore for PgLedger {
         .collect()
     }
 
+    async fn tree_state(&self) -> Result<TreeState, StoreError> {
+        read_tree(&self.pool).await
+    }
+
+    async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
+        read_tiles(&self.pool, coords).await
+    }
+
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         let pool = self.pool.clone();
         async_stream::try_stream! {
@@ -133,6 +176,7 @@ impl LedgerStore for PgLedger {
                 .map_err(store_error)?;
             let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
             yield VerificationItem::Head(head_from_row(&head_row)?);
+            yield VerificationItem::Tree(read_tree(&mut *transaction).await?);
 
             let after = match sweep {
                 Sweep::Full => 0,
@@ -230,21 +274,22 @@ impl AppendSession for PgAppend {
             recorded.push(to_datetime(entry.recorded_at));
         }
         let connection = &mut *self.transaction;
-        sqlx::query(
-            "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
+        if !entries.is_empty() {
+            sqlx::query(
+                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
              SELECT id, amount::numeric, currency, occurred_at, metadata::jsonb \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
                   AS batch(id, amount, currency, occurred_at, metadata)",
-        )
-        .bind(&ids)
-        .bind(&amounts)
-        .bind(&currencies)
-        .bind(&occurred)
-        .bind(&metadata)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-        sqlx::query(
+            )
+            .bind(&ids)
+            .bind(&amounts)
+            .bind(&currencies)
+            .bind(&occurred)
+            .bind(&metadata)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+            sqlx::query(
             "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
              SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::timestamptz[])",
         )
@@ -256,14 +301,39 @@ impl AppendSession for PgAppend {
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-        let head = plan.new_head();
-        sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-            .bind(to_sequence(head.sequence_number)?)
-            .bind(head.entry_hash.as_bytes().as_slice())
-            .bind(head.recorded_at.map(to_datetime))
+            let head = plan.new_head();
+            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+                .bind(to_sequence(head.sequence_number)?)
+                .bind(head.entry_hash.as_bytes().as_slice())
+                .bind(head.recorded_at.map(to_datetime))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
+        if let Some(tree) = plan.tree_update() {
+            let levels: Vec<i16> = tree.tiles.iter().map(|tile| i16::from(tile.coord.level)).collect();
+            let indexes: Vec<i64> =
+                tree.tiles.iter().map(|tile| to_sequence(tile.coord.index)).collect::<Result<_, _>>()?;
+            let hashes: Vec<Vec<u8>> = tree.tiles.iter().map(|tile| hashes_to_bytes(&tile.hashes)).collect();
+            sqlx::query(
+                "INSERT INTO tree_tiles (level, tile_index, hashes) \
+                 SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
+                 ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes",
+            )
+            .bind(&levels)
+            .bind(&indexes)
+            .bind(&hashes)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
+            sqlx::query("UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3")
+                .bind(to_sequence(tree.state.size)?)
+                .bind(tree.state.root.0.as_slice())
+                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
         self.transaction.commit().await.map_err(store_error)
     }
 }

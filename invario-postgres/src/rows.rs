@@ -1,6 +1,9 @@
 //! Row ↔ domain translation, and sqlx errors → port errors.
 use chrono::{DateTime, Utc};
-use invario_core::{EntryHash, LedgerEntry, Metadata, StoreError, StoredEntry, StoredTransaction, Timestamp};
+use invario_core::{
+    EntryHash, LedgerEntry, Metadata, StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, Timestamp,
+    TreeHash, TreeState,
+};
 use uuid::Uuid;
 
 /// Columns of an entry joined to its transaction, in this order, for `entry_from_row`.
@@ -80,4 +83,37 @@ impl EntryRow {
         };
         entry.to_entry(&transaction)
     }
+}
+
+/// Hashes stored back to back; a length that is not whole hashes is corrupt.
+pub(crate) fn hashes_from_bytes(bytes: &[u8], what: &str) -> Result<Vec<TreeHash>, StoreError> {
+    invario_core::merkle::hashes_from_bytes(bytes)
+        .map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+/// The tree state row (`tree_size`, `root_hash`, `frontier`).
+pub(crate) fn tree_state_from_row(row: &sqlx::postgres::PgRow) -> Result<TreeState, StoreError> {
+    use sqlx::Row;
+    let size = sequence(row.try_get("tree_size").map_err(store_error)?)?;
+    let root = TreeHash::from_slice(&row.try_get::<Vec<u8>, _>("root_hash").map_err(store_error)?)
+        .map_err(|error| StoreError::Corrupt(format!("tree root: {error}")))?;
+    let frontier =
+        hashes_from_bytes(&row.try_get::<Vec<u8>, _>("frontier").map_err(store_error)?, "the frontier")?;
+    TreeState::from_stored(size, root, frontier).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// A `tree_tiles` row.
+pub(crate) fn tile_from_row(row: &sqlx::postgres::PgRow) -> Result<Tile, StoreError> {
+    use sqlx::Row;
+    let level: i16 = row.try_get("level").map_err(store_error)?;
+    let index: i64 = row.try_get("tile_index").map_err(store_error)?;
+    let coord = TileCoord {
+        level: u8::try_from(level).map_err(|_| StoreError::Corrupt(format!("tile level {level}")))?,
+        index: u64::try_from(index).map_err(|_| StoreError::Corrupt(format!("tile index {index}")))?,
+    };
+    let hashes = hashes_from_bytes(
+        &row.try_get::<Vec<u8>, _>("hashes").map_err(store_error)?,
+        &format!("tile {level}/{index}"),
+    )?;
+    Ok(Tile { coord, hashes })
 }

@@ -212,6 +212,30 @@ async fn plain_edits_fail_with_the_append_only_message() {
 }
 
 #[tokio::test]
+async fn tree_tiles_only_grow_and_the_tree_state_only_moves_forward() {
+    let (_ledger, database) = ledger_with(2).await;
+    let pool = database.pool();
+    for (statement, message) in [
+        ("UPDATE tree_tiles SET hashes = substring(hashes FROM 1 FOR 32)", "may only grow"),
+        ("UPDATE tree_tiles SET hashes = decode(repeat('ab', 96), 'hex')", "may only grow"),
+        ("UPDATE tree_tiles SET tile_index = 9", "may only grow"),
+        ("DELETE FROM tree_tiles", "the ledger is append-only"),
+        ("TRUNCATE tree_tiles", "the ledger is append-only"),
+        ("UPDATE tree_state SET tree_size = 1", "may only grow"),
+        ("DELETE FROM tree_state", "the ledger is append-only"),
+        ("TRUNCATE tree_state", "the ledger is append-only"),
+    ] {
+        let error = sqlx::query(statement).execute(pool).await.expect_err(statement).to_string();
+        assert!(error.contains(message), "{statement}: {error}");
+    }
+    // Growing a partial tile by one more hash, keeping its prefix, is what an append does.
+    sqlx::query("UPDATE tree_tiles SET hashes = hashes || decode(repeat('cd', 32), 'hex') WHERE level = 0")
+        .execute(pool)
+        .await
+        .expect("a partial tile may grow");
+}
+
+#[tokio::test]
 async fn the_guides_audit_query_works_as_written() {
     use sqlx::Row;
     let (_ledger, database) = ledger_with(12).await;

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use futures_util::stream::{BoxStream, StreamExt};
+use invario_core::merkle::{hashes_from_bytes, hashes_to_bytes};
+use invario_core::tiles::edge_tiles;
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerStore, StoreError, StoredEntry,
-    StoredTransaction, Sweep, Timestamp, TransactionId, VerificationItem, VerificationRecord,
+    StoredTransaction, Sweep, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot, TreeState,
+    VerificationItem, VerificationRecord,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -45,6 +48,54 @@ pub struct SqliteAppend {
 const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
 const ENTRY_COLUMNS: &str = "e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
      t.transaction_id AS joined_id, t.amount, t.currency, t.occurred_at, t.metadata";
+
+async fn read_tree<'c, E: sqlx::SqliteExecutor<'c>>(executor: E) -> Result<TreeState, StoreError> {
+    let row = sqlx::query("SELECT tree_size, root_hash, frontier FROM tree_state")
+        .fetch_one(executor)
+        .await
+        .map_err(store_error)?;
+    let corrupt = |what: &str, error: String| StoreError::Corrupt(format!("{what}: {error}"));
+    let size = sequence(row.try_get("tree_size").map_err(store_error)?)?;
+    let root = TreeHash::from_slice(&row.try_get::<Vec<u8>, _>("root_hash").map_err(store_error)?)
+        .map_err(|error| corrupt("tree root", error.to_string()))?;
+    let frontier = hashes_from_bytes(&row.try_get::<Vec<u8>, _>("frontier").map_err(store_error)?)
+        .map_err(|error| corrupt("the frontier", error.to_string()))?;
+    TreeState::from_stored(size, root, frontier).map_err(|error| corrupt("tree state", error.to_string()))
+}
+
+async fn read_tiles<'c, E: sqlx::SqliteExecutor<'c>>(
+    executor: E,
+    coords: &[TileCoord],
+) -> Result<Vec<Tile>, StoreError> {
+    if coords.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted =
+        serde_json::to_string(&coords.iter().map(|coord| (coord.level, coord.index)).collect::<Vec<_>>())
+            .map_err(|error| StoreError::Contract(error.to_string()))?;
+    let rows = sqlx::query(
+        "SELECT t.level, t.tile_index, t.hashes FROM json_each($1) AS w \
+         JOIN tree_tiles t ON t.level = json_extract(w.value, '$[0]') AND t.tile_index = json_extract(w.value, '$[1]')",
+    )
+    .bind(wanted)
+    .fetch_all(executor)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let level: i64 = row.try_get("level").map_err(store_error)?;
+            let index: i64 = row.try_get("tile_index").map_err(store_error)?;
+            let coord = TileCoord {
+                level: u8::try_from(level).map_err(|_| StoreError::Corrupt(format!("tile level {level}")))?,
+                index: u64::try_from(index)
+                    .map_err(|_| StoreError::Corrupt(format!("tile index {index}")))?,
+            };
+            let hashes = hashes_from_bytes(&row.try_get::<Vec<u8>, _>("hashes").map_err(store_error)?)
+                .map_err(|error| StoreError::Corrupt(format!("tile {level}/{index}: {error}")))?;
+            Ok(Tile { coord, hashes })
+        })
+        .collect()
+}
 
 fn head_from_row(row: &SqliteRow) -> Result<LedgerHead, StoreError> {
     let recorded_at: Option<i64> = row.try_get("recorded_at").map_err(store_error)?;
@@ -113,7 +164,10 @@ impl LedgerStore for SqliteLedger {
         .await
         .map_err(store_error)?;
         let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(SqliteAppend { transaction, snapshot: AppendSnapshot { head, existing }, _writer: writer })
+        let tree = read_tree(&mut *transaction).await?;
+        let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
+        let snapshot = AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } };
+        Ok(SqliteAppend { transaction, snapshot, _writer: writer })
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -148,6 +202,14 @@ impl LedgerStore for SqliteLedger {
         rows.iter().map(entry_from_row).collect()
     }
 
+    async fn tree_state(&self) -> Result<TreeState, StoreError> {
+        read_tree(&self.pool).await
+    }
+
+    async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
+        read_tiles(&self.pool, coords).await
+    }
+
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         let pool = self.pool.clone();
         async_stream::try_stream! {
@@ -155,6 +217,7 @@ impl LedgerStore for SqliteLedger {
             let mut transaction = pool.begin().await.map_err(store_error)?;
             let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
             yield VerificationItem::Head(head_from_row(&head_row)?);
+            yield VerificationItem::Tree(read_tree(&mut *transaction).await?);
             let after = match sweep {
                 Sweep::Full => 0,
                 Sweep::After(sequence) => to_sequence(sequence)?,
@@ -226,14 +289,37 @@ impl AppendSession for SqliteAppend {
             .await
             .map_err(store_error)?;
         }
-        let head = plan.new_head();
-        sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-            .bind(to_sequence(head.sequence_number)?)
-            .bind(head.entry_hash.as_bytes().as_slice())
-            .bind(head.recorded_at.map(|time| time.unix_micros()))
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+        if !plan.new_entries().is_empty() {
+            let head = plan.new_head();
+            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+                .bind(to_sequence(head.sequence_number)?)
+                .bind(head.entry_hash.as_bytes().as_slice())
+                .bind(head.recorded_at.map(|time| time.unix_micros()))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
+        if let Some(tree) = plan.tree_update() {
+            for tile in &tree.tiles {
+                sqlx::query(
+                    "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3) \
+                     ON CONFLICT (level, tile_index) DO UPDATE SET hashes = excluded.hashes",
+                )
+                .bind(i64::from(tile.coord.level))
+                .bind(to_sequence(tile.coord.index)?)
+                .bind(hashes_to_bytes(&tile.hashes))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+            }
+            sqlx::query("UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3")
+                .bind(to_sequence(tree.state.size)?)
+                .bind(tree.state.root.0.as_slice())
+                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
         self.transaction.commit().await.map_err(store_error)
     }
 }

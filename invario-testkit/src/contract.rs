@@ -9,12 +9,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::strategies;
 use invario_core::{
     AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerEntry, LedgerHead, LedgerStore,
     MemoryLedger, ReceiptStatus, Scope, Sweep, Timestamp, Transaction, VerificationItem, VerificationRecord,
     plan_append,
 };
+use invario_core::{verify_consistency, verify_inclusion};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
@@ -143,7 +145,13 @@ pub async fn verification_stream_is_ordered<S: LedgerStore, G>(fresh: impl Futur
         let items: Vec<_> = ledger.store().verification_stream(sweep).collect().await;
         let items: Vec<VerificationItem> = items.into_iter().map(|item| item.expect("item")).collect();
         assert!(matches!(items[0], VerificationItem::Head(head) if head.sequence_number == 6));
-        let sequences: Vec<u64> = items[1..]
+        let expected_tree = ledger.tree_head().await.expect("tree");
+        assert!(
+            matches!(&items[1], VerificationItem::Tree(tree) if tree.size == 6 && tree.root == expected_tree.root_hash),
+            "the tree state follows the head: {:?}",
+            items[1]
+        );
+        let sequences: Vec<u64> = items[2..]
             .iter()
             .map(|item| match item {
                 VerificationItem::Record(VerificationRecord::Entry(entry, Some(_))) => entry.sequence_number,
@@ -179,6 +187,39 @@ pub async fn concurrent_appends_serialise<S: LedgerStore + 'static, G>(fresh: im
     assert!(entries.iter().zip(1..).all(|(entry, expected)| entry.sequence_number == expected));
     let ids: std::collections::HashSet<_> = entries.iter().map(LedgerEntry::transaction_id).collect();
     assert_eq!(ids.len(), total);
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
+}
+
+/// The tree grows with every append, across tile boundaries, and serves
+/// proofs at every past size that verify against the reference root.
+pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    let mut n = 1;
+    for batch in [1u128, 254, 1, 300, 1, 200] {
+        ledger
+            .ingest((n..n + batch).map(|k| transaction(k, "2.50")).collect(), at(n as i64))
+            .await
+            .expect("ingest");
+        n += batch;
+    }
+    let leaves: Vec<_> =
+        all_entries(&ledger).await.iter().map(|entry| entry_leaf_hash(&entry.entry_hash)).collect();
+    assert_eq!(leaves.len(), 757);
+    let head = ledger.tree_head().await.expect("tree head");
+    assert_eq!((head.tree_size, head.root_hash), (757, root_of_leaves(&leaves)));
+    for size in [1u64, 255, 256, 257, 512, 513, 757] {
+        let root = root_of_leaves(&leaves[..size as usize]);
+        for sequence in [1, size / 2 + 1, size] {
+            let proof = ledger.inclusion_proof_at(sequence, Some(size)).await.expect("inclusion proof");
+            assert_eq!(proof.root_hash, root);
+            verify_inclusion(sequence - 1, size, &leaves[sequence as usize - 1], &proof.hashes, &root)
+                .expect("the adapter's inclusion proof verifies");
+        }
+        let proof = ledger.consistency_proof(size, None).await.expect("consistency proof");
+        verify_consistency(size, 757, &root, &head.root_hash, &proof.hashes)
+            .expect("the adapter's consistency proof verifies");
+    }
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
@@ -284,6 +325,20 @@ where
             }
             prop_assert_eq!(adapter.head().await.expect("head"), model.head().await.expect("head"));
             prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
+            let tree = model.tree_head().await.expect("tree");
+            prop_assert_eq!(adapter.tree_head().await.expect("tree"), tree);
+            for size in 1..=tree.tree_size {
+                for sequence in [1, size / 2 + 1, size] {
+                    prop_assert_eq!(
+                        adapter.inclusion_proof_at(sequence, Some(size)).await.expect("proof"),
+                        model.inclusion_proof_at(sequence, Some(size)).await.expect("proof")
+                    );
+                }
+                prop_assert_eq!(
+                    adapter.consistency_proof(size, None).await.expect("proof"),
+                    model.consistency_proof(size, None).await.expect("proof")
+                );
+            }
             let report = adapter.verify_full().await.expect("verify");
             prop_assert!(report.is_intact(), "{}", report);
             Ok(())
@@ -358,6 +413,10 @@ macro_rules! ledger_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_verification_stream_is_ordered() {
             $crate::contract::verification_stream_is_ordered($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_the_tree_grows_with_the_chain() {
+            $crate::contract::the_tree_grows_with_the_chain($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_concurrent_appends_serialise() {

@@ -211,9 +211,9 @@ pub async fn rewrite_chain_from(
     rehash_chain_from(pool, sequence).await
 }
 
-/// Recomputes every hash from `sequence` on, and the head, from the rows as
-/// they are now: after an edit this makes the chain consistent again, as an
-/// attacker who knows the format would.
+/// Recomputes every hash from `sequence` on, the head, and the whole Merkle
+/// tree, from the rows as they are now: after an edit this makes the chain and
+/// its tree consistent again, as an attacker who knows the formats would.
 pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
     use invario_core::{EntryContent, EntryHash, entry_hash_v1};
@@ -261,6 +261,62 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
     if let Some(head) = previous {
         statements.push(("UPDATE ledger_head SET entry_hash = $1", vec![Bind::Bytes(head.0.to_vec())]));
     }
+    bypassing_triggers(pool, &statements).await?;
+    rebuild_tree(pool).await
+}
+
+/// Removes the Merkle tree (tiles and state back to empty), as a ledger from
+/// before the tree existed looks once the migration added its tables.
+pub async fn forget_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
+    bypassing_triggers(
+        pool,
+        &[
+            ("DELETE FROM tree_tiles", vec![]),
+            (
+                "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea",
+                vec![],
+            ),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces the stored Merkle tree with the tree of the entries as they are
+/// now (tiles and state), bypassing the triggers that keep tiles append-only.
+pub async fn rebuild_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
+    use invario_core::merkle::{TreeHash, entry_leaf_hash, hashes_to_bytes};
+    use invario_core::tiles::extend_tree;
+    use invario_core::{EntryHash, TreeSnapshot};
+
+    let hashes: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT entry_hash FROM ledger_entries ORDER BY sequence_number")
+            .fetch_all(pool)
+            .await?;
+    let leaves: Vec<TreeHash> = hashes
+        .iter()
+        .map(|hash| entry_leaf_hash(&EntryHash::from_slice(hash).expect("32-byte hash")))
+        .collect();
+    let tree = extend_tree(&TreeSnapshot::empty(), 0, leaves).expect("a tree from empty always extends");
+    let mut statements: Vec<(&'static str, Vec<Bind>)> = vec![("DELETE FROM tree_tiles", vec![])];
+    for tile in &tree.tiles {
+        statements.push((
+            "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3)",
+            vec![
+                Bind::Int(i64::from(tile.coord.level)),
+                Bind::Int(i64::try_from(tile.coord.index).expect("small index")),
+                Bind::Bytes(hashes_to_bytes(&tile.hashes)),
+            ],
+        ));
+    }
+    statements.push((
+        "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3",
+        vec![
+            Bind::Int(i64::try_from(tree.state.size).expect("small tree")),
+            Bind::Bytes(tree.state.root.0.to_vec()),
+            Bind::Bytes(hashes_to_bytes(tree.state.frontier.hashes())),
+        ],
+    ));
     bypassing_triggers(pool, &statements).await?;
     Ok(())
 }

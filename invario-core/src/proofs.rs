@@ -1,0 +1,255 @@
+//! Serving the Merkle tree: its head, inclusion and consistency proofs read
+//! from the stored tiles (each checked before it is handed out), and the
+//! backfill that builds the tree for entries from before it existed.
+
+use crate::append::plan_tree_backfill;
+use crate::chain::LedgerEntry;
+use crate::integrity::{StoredTransaction, recompute_hash};
+use crate::merkle::{
+    ProofError, SubtreeSource, TreeHash, consistency_proof, entry_leaf_hash, inclusion_proof, tree_root,
+    verify_consistency, verify_inclusion,
+};
+use crate::ports::{AppendSession, LedgerStore, StoreError};
+use crate::service::Ledger;
+use crate::tiles::{TileSet, TreeError, TreeState, tiles_for_proof};
+use crate::transaction::TransactionId;
+
+/// Entries the backfill adds to the tree per database transaction.
+pub const TREE_BACKFILL_CHUNK: usize = 10_000;
+
+/// The tree at one size: what a checkpoint signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Leaves (= entries).
+    pub tree_size: u64,
+    /// The root at that size.
+    pub root_hash: TreeHash,
+}
+
+/// Proof that an entry is leaf `leaf_index` of the tree of `tree_size` leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The entry (its receipt); its recomputed hash is the leaf input.
+    pub entry: LedgerEntry,
+    /// `sequence_number - 1`.
+    pub leaf_index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The root at that size.
+    pub root_hash: TreeHash,
+    /// The audit path, deepest hash first.
+    pub hashes: Vec<TreeHash>,
+}
+
+/// Proof that the tree of `first` leaves is a prefix of the tree of `second`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub first: u64,
+    /// The newer size.
+    pub second: u64,
+    /// The root at `first`.
+    pub first_root: TreeHash,
+    /// The root at `second`.
+    pub second_root: TreeHash,
+    /// The proof hashes.
+    pub hashes: Vec<TreeHash>,
+}
+
+/// Why a proof was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofRequestError {
+    /// A size or index outside the tree; `parameter` names the one to fix.
+    #[error("{message}")]
+    OutOfRange {
+        /// The request parameter, as the client spells it.
+        parameter: &'static str,
+        /// What is wrong, with the allowed range.
+        message: String,
+    },
+    /// No entry records this transaction.
+    #[error("transaction {0} is not in the ledger")]
+    NotFound(TransactionId),
+    /// The proof built from storage did not verify: the stored tree or the
+    /// entry is damaged. Never answered with the proof.
+    #[error("the stored tree failed its own check: {0}")]
+    SelfCheck(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn out_of_range(parameter: &'static str, value: u64, min: u64, max: u64) -> ProofRequestError {
+    let message = if min > max {
+        format!("{parameter} must be at most {max}, and the tree is empty (got {value})")
+    } else {
+        format!("{parameter} must be between {min} and {max} (got {value})")
+    };
+    ProofRequestError::OutOfRange { parameter, message }
+}
+
+fn self_check(what: &str, error: ProofError) -> ProofRequestError {
+    ProofRequestError::SelfCheck(format!("{what}: {error}"))
+}
+
+/// Why the tree could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildTreeError {
+    /// The stored tree or chain cannot be extended.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S: LedgerStore> Ledger<S> {
+    /// The stored tree's size and root.
+    pub async fn tree_head(&self) -> Result<TreeHead, StoreError> {
+        let state = self.store().tree_state().await?;
+        Ok(TreeHead { tree_size: state.size, root_hash: state.root })
+    }
+
+    /// The tree's size, or `requested` when it lies within `min..=` that size.
+    async fn tree_at(
+        &self,
+        parameter: &'static str,
+        requested: Option<u64>,
+        min: u64,
+    ) -> Result<(TreeState, u64), ProofRequestError> {
+        let state = self.store().tree_state().await?;
+        let size = requested.unwrap_or(state.size);
+        if size < min || size > state.size {
+            return Err(out_of_range(parameter, size, min, state.size));
+        }
+        Ok((state, size))
+    }
+
+    /// Reads the tiles `build` needs at `size` (found by running it once
+    /// against a recorder) and runs it on them.
+    async fn with_tiles<T>(
+        &self,
+        size: u64,
+        build: impl Fn(&dyn SubtreeSource) -> Result<T, ProofError>,
+    ) -> Result<T, ProofRequestError> {
+        let coords = tiles_for_proof(|source| build(source));
+        let tiles = self.store().tiles(&coords).await?;
+        let set = TileSet::new(size, tiles);
+        build(&set).map_err(|error| self_check(&format!("reading the tree at size {size}"), error))
+    }
+
+    /// The root at `size` from the tiles; at the current size it must equal
+    /// the stored root (tiles and state are written together).
+    fn root_at(state: &TreeState, set: &dyn SubtreeSource, size: u64) -> Result<TreeHash, ProofError> {
+        let root = tree_root(&set, size)?;
+        if size == state.size && root != state.root {
+            return Err(ProofError::Mismatch);
+        }
+        Ok(root)
+    }
+
+    /// The inclusion proof of the entry recording `id`, at `tree_size` (the
+    /// current size when `None`).
+    pub async fn inclusion_proof_for(
+        &self,
+        id: TransactionId,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ProofRequestError> {
+        let entry = self.store().entry_by_id(id).await?.ok_or(ProofRequestError::NotFound(id))?;
+        let (state, size) = self.tree_at("tree_size", tree_size, entry.sequence_number).await?;
+        self.prove_inclusion(entry, &state, size).await
+    }
+
+    /// The inclusion proof of the entry at `sequence_number`, at `tree_size`
+    /// (the current size when `None`).
+    pub async fn inclusion_proof_at(
+        &self,
+        sequence_number: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ProofRequestError> {
+        let (state, size) = self.tree_at("tree_size", tree_size, 1).await?;
+        if sequence_number == 0 || sequence_number > size {
+            return Err(out_of_range("sequence_number", sequence_number, 1, size));
+        }
+        let entry = self
+            .store()
+            .entries_after(sequence_number - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|entry| entry.sequence_number == sequence_number)
+            .ok_or_else(|| ProofRequestError::SelfCheck(format!("entry {sequence_number} is missing")))?;
+        self.prove_inclusion(entry, &state, size).await
+    }
+
+    async fn prove_inclusion(
+        &self,
+        entry: LedgerEntry,
+        state: &TreeState,
+        size: u64,
+    ) -> Result<InclusionProof, ProofRequestError> {
+        let leaf_index = entry.sequence_number - 1;
+        let (stored_entry, stored_transaction) = StoredTransaction::of(&entry);
+        if recompute_hash(&stored_entry, &stored_transaction) != entry.entry_hash {
+            return Err(ProofRequestError::SelfCheck(format!(
+                "entry {} does not hash to its stored entry_hash",
+                entry.sequence_number
+            )));
+        }
+        let (hashes, root_hash) = self
+            .with_tiles(size, |set| {
+                Ok((inclusion_proof(&set, leaf_index, size)?, Self::root_at(state, set, size)?))
+            })
+            .await?;
+        verify_inclusion(leaf_index, size, &entry_leaf_hash(&entry.entry_hash), &hashes, &root_hash)
+            .map_err(|error| self_check(&format!("inclusion of entry {}", entry.sequence_number), error))?;
+        Ok(InclusionProof { entry, leaf_index, tree_size: size, root_hash, hashes })
+    }
+
+    /// The consistency proof from `first` to `second` leaves (the current size
+    /// when `None`).
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: Option<u64>,
+    ) -> Result<ConsistencyProof, ProofRequestError> {
+        let (state, second) = self.tree_at("second", second, 0).await?;
+        if first > second {
+            return Err(out_of_range("first", first, 0, second));
+        }
+        let (hashes, first_root, second_root) = self
+            .with_tiles(second, |set| {
+                let first_root = tree_root(&set, first)?;
+                Ok((consistency_proof(&set, first, second)?, first_root, Self::root_at(&state, set, second)?))
+            })
+            .await?;
+        verify_consistency(first, second, &first_root, &second_root, &hashes)
+            .map_err(|error| self_check(&format!("consistency from {first} to {second}"), error))?;
+        Ok(ConsistencyProof { first, second, first_root, second_root, hashes })
+    }
+
+    /// Builds the tree for entries that have none (a ledger from before the
+    /// tree existed), [`TREE_BACKFILL_CHUNK`] entries per transaction. Safe to
+    /// interrupt and run again: it resumes from the stored tree's size.
+    /// `progress` gets (leaves in the tree, entries in the chain). Returns
+    /// how many leaves it added.
+    pub async fn build_tree(
+        &self,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<u64, BuildTreeError> {
+        let mut added = 0;
+        loop {
+            let state = self.store().tree_state().await?;
+            let head = self.store().head().await?;
+            progress(state.size, head.sequence_number);
+            if state.size >= head.sequence_number {
+                return Ok(added);
+            }
+            let entries = self.store().entries_after(state.size, TREE_BACKFILL_CHUNK).await?;
+            let session = self.store().begin_append(&[]).await?;
+            let plan = plan_tree_backfill(session.snapshot(), &entries)?;
+            session.commit(&plan).await?;
+            added += entries.len() as u64;
+        }
+    }
+}
