@@ -77,15 +77,22 @@ impl Call {
 
     /// A query parameter as a non-negative whole number, or `default` when absent.
     pub(crate) fn query_number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
-        match self.query.get(name) {
-            None => Ok(default),
-            Some(text) => text.parse().map_err(|_| {
-                ApiError::invalid_field(
-                    name,
-                    format!("{name} must be a non-negative whole number (got {text:?})"),
-                )
-            }),
-        }
+        Ok(self.optional_number(name)?.unwrap_or(default))
+    }
+
+    /// A query parameter as a non-negative whole number, if present.
+    pub(crate) fn optional_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.query
+            .get(name)
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    ApiError::invalid_field(
+                        name,
+                        format!("{name} must be a non-negative whole number (got {text:?})"),
+                    )
+                })
+            })
+            .transpose()
     }
 }
 

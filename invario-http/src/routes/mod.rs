@@ -5,6 +5,7 @@
 
 mod ledger;
 mod operations;
+mod proofs;
 mod transactions;
 
 pub use ledger::DEFAULT_PAGE_SIZE;
@@ -84,6 +85,34 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
             scope: Some(Scope::Read),
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(transactions::get(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/v1/transactions/{id}/proof",
+            scope: Some(Scope::Read),
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(proofs::for_transaction(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/v1/ledger/tree",
+            scope: Some(Scope::Read),
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(proofs::tree(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/v1/ledger/proof/inclusion",
+            scope: Some(Scope::Read),
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(proofs::inclusion(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/v1/ledger/proof/consistency",
+            scope: Some(Scope::Read),
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(proofs::consistency(app, call)),
         },
         Route {
             method: Method::GET,

@@ -5,4 +5,5 @@ mod dispatch;
 mod helpers;
 mod ingest;
 mod integrity;
+mod proofs;
 mod reads_and_auth;

@@ -1,0 +1,103 @@
+//! The Merkle tree: its head, and inclusion and consistency proofs any client
+//! can check without trusting the server (RFC 9162; hashes in lower-case hex).
+
+use invario_core::{
+    ConsistencyProof, InclusionProof, KeyStore, LedgerStore, ProofRequestError, TransactionId, TreeHash,
+};
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::api::{App, Call, json_response};
+use crate::error::ApiError;
+use crate::receipt::receipt_json;
+
+impl From<ProofRequestError> for ApiError {
+    fn from(error: ProofRequestError) -> Self {
+        match error {
+            ProofRequestError::OutOfRange { parameter, message } => {
+                ApiError::invalid_field(parameter, message)
+            }
+            ProofRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            ProofRequestError::SelfCheck(detail) => {
+                // Never a wrong proof: the stored tree failed its own check, which is an integrity alarm.
+                tracing::error!(event = "integrity_check_failed", kind = "proof_self_check", error = %detail);
+                ApiError::Internal { detail }
+            }
+            ProofRequestError::Store(store) => store.into(),
+        }
+    }
+}
+
+fn hex_list(hashes: &[TreeHash]) -> Vec<String> {
+    hashes.iter().map(TreeHash::to_hex).collect()
+}
+
+fn inclusion_json(proof: &InclusionProof) -> Value {
+    json!({
+        "receipt": receipt_json(&proof.entry),
+        "leaf_index": proof.leaf_index,
+        "tree_size": proof.tree_size,
+        "root_hash": proof.root_hash,
+        "inclusion": hex_list(&proof.hashes),
+    })
+}
+
+fn consistency_json(proof: &ConsistencyProof) -> Value {
+    json!({
+        "first": proof.first,
+        "second": proof.second,
+        "first_root": proof.first_root,
+        "second_root": proof.second_root,
+        "consistency": hex_list(&proof.hashes),
+    })
+}
+
+/// A query number that must be present.
+fn required(call: &Call, name: &'static str) -> Result<u64, ApiError> {
+    call.optional_number::<u64>(name)?
+        .ok_or_else(|| ApiError::invalid_field(name, format!("{name} is required (a whole number)")))
+}
+
+/// `GET /v1/ledger/tree`: the current tree size and root.
+pub(super) async fn tree<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    _call: Call,
+) -> Result<Response, ApiError> {
+    let head = app.ledger.tree_head().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "tree_size": head.tree_size, "root_hash": head.root_hash })))
+}
+
+/// `GET /v1/transactions/{id}/proof?tree_size=N`.
+pub(super) async fn for_transaction<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let id = TransactionId::parse(call.param("id"))
+        .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
+    let tree_size = call.optional_number::<u64>("tree_size")?;
+    let proof = app.ledger.inclusion_proof_for(id, tree_size).await?;
+    Ok(json_response(StatusCode::OK, &inclusion_json(&proof)))
+}
+
+/// `GET /v1/ledger/proof/inclusion?sequence_number=S&tree_size=N`.
+pub(super) async fn inclusion<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let sequence_number = required(&call, "sequence_number")?;
+    let tree_size = call.optional_number::<u64>("tree_size")?;
+    let proof = app.ledger.inclusion_proof_at(sequence_number, tree_size).await?;
+    Ok(json_response(StatusCode::OK, &inclusion_json(&proof)))
+}
+
+/// `GET /v1/ledger/proof/consistency?first=M&second=N`.
+pub(super) async fn consistency<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let first = required(&call, "first")?;
+    let second = call.optional_number::<u64>("second")?;
+    let proof = app.ledger.consistency_proof(first, second).await?;
+    Ok(json_response(StatusCode::OK, &consistency_json(&proof)))
+}
