@@ -63,6 +63,59 @@ pub(crate) enum Command {
     },
     /// Print the current head as JSON, to keep outside the database.
     Digest,
+    /// Prove with the Merkle tree, checking every hash yourself: exit 0
+    /// proven, 1 refuted, 2 could not run.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+/// Which proof to check.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProofCommand {
+    /// Prove that a transaction's entry is in the tree: the entry hash is
+    /// recomputed from the receipt's fields, then the audit path is checked.
+    Inclusion {
+        /// The transaction id.
+        #[arg(long)]
+        id: String,
+        /// The tree size to prove against (default: the current size).
+        #[arg(long)]
+        tree_size: Option<u64>,
+        /// The root you trust for --tree-size (from a saved tree head or a
+        /// signed checkpoint); without it the server's root is used, unsigned.
+        #[arg(long, requires = "tree_size")]
+        root: Option<String>,
+        #[command(flatten)]
+        source: ProofSource,
+    },
+    /// Prove that the tree of --first entries is a prefix of the tree of --second.
+    Consistency {
+        /// The older tree size.
+        #[arg(long)]
+        first: u64,
+        /// The newer tree size (default: the current size).
+        #[arg(long)]
+        second: Option<u64>,
+        /// The root you trust for --first.
+        #[arg(long)]
+        first_root: Option<String>,
+        /// The root you trust for --second.
+        #[arg(long, requires = "second")]
+        second_root: Option<String>,
+        #[command(flatten)]
+        source: ProofSource,
+    },
+}
+
+/// Where proofs come from: a running server, or the database when no URL is given.
+#[derive(Debug, Args)]
+pub(crate) struct ProofSource {
+    /// Base URL of a running server, e.g. http://localhost:8000.
+    #[arg(long, env = "INVARIO_URL")]
+    pub(crate) url: Option<String>,
+    /// A key with the read scope, for --url.
+    #[arg(long, env = "INVARIO_KEY", hide_env_values = true, requires = "url")]
+    pub(crate) key: Option<String>,
 }
 
 /// Log line format.

@@ -46,6 +46,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListKeys { owner } => list_keys(url, owner.as_deref()).await,
         Command::Verify { json, digest } => verify(url, json, digest.as_deref()).await,
         Command::Digest => digest(url).await,
+        Command::Proof(command) => crate::proof::run(url, command).await,
     }
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod database;
 mod output;
+mod proof;
 
 use std::process::ExitCode;
 

@@ -471,3 +471,175 @@ async fn the_embedded_default_keeps_everything_across_restarts_and_catches_tampe
     server.terminate();
     let _ = std::fs::remove_dir_all(folder);
 }
+
+/// Posts singles and a batch through a running server, then checks inclusion
+/// and consistency with `invario proof` both over HTTP and from the database.
+async fn proofs_check_out(server: &Server, key: &str, database: Option<&str>, folder: &std::path::Path) {
+    let client = reqwest::Client::new();
+    for n in 1..=3u128 {
+        let single = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "9.99", "currency": "USD"});
+        let response = client
+            .post(format!("{}/v1/transactions", server.address))
+            .bearer_auth(key)
+            .json(&single)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let batch: Vec<Value> = (4..=270u128)
+        .map(|n| json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1.00", "currency": "EUR", "metadata": {"n": n.to_string()}}))
+        .collect();
+    let response = client
+        .post(format!("{}/v1/transactions/batch", server.address))
+        .bearer_auth(key)
+        .json(&json!({ "transactions": batch }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let tree: Value = client
+        .get(format!("{}/v1/ledger/tree", server.address))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = tree["root_hash"].as_str().unwrap().to_owned();
+    assert_eq!(tree["tree_size"], 270);
+
+    let over_http = ["--url", server.address.as_str(), "--key", key];
+    for (id, size) in [(1u128, None), (2, Some("3")), (200, Some("256")), (270, None)] {
+        let id = uuid::Uuid::from_u128(id).to_string();
+        let mut args = vec!["proof", "inclusion", "--id", id.as_str()];
+        if let Some(size) = size {
+            args.extend(["--tree-size", size]);
+        }
+        for source in [&over_http[..], &[]] {
+            let output = invario_in(folder, database, &[&args[..], source].concat());
+            let stdout = text(&output.stdout);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{args:?} {source:?}: {stdout}{}",
+                text(&output.stderr)
+            );
+            assert!(stdout.starts_with(&format!("✅ Proven: transaction {id} is entry ")), "{stdout}");
+            assert!(stdout.contains("unsigned"), "an unpinned root is said to be unsigned: {stdout}");
+        }
+    }
+    let pinned = invario_in(
+        folder,
+        database,
+        &[
+            &[
+                "proof",
+                "inclusion",
+                "--id",
+                &uuid::Uuid::from_u128(7).to_string(),
+                "--tree-size",
+                "270",
+                "--root",
+                &root,
+            ][..],
+            &over_http,
+        ]
+        .concat(),
+    );
+    assert_eq!(pinned.status.code(), Some(0), "{}", text(&pinned.stdout));
+    assert!(!text(&pinned.stdout).contains("unsigned"));
+    let other_root = "ab".repeat(32);
+    let wrong = invario_in(
+        folder,
+        database,
+        &[
+            &[
+                "proof",
+                "inclusion",
+                "--id",
+                &uuid::Uuid::from_u128(7).to_string(),
+                "--tree-size",
+                "270",
+                "--root",
+                &other_root,
+            ][..],
+            &over_http,
+        ]
+        .concat(),
+    );
+    assert_eq!(wrong.status.code(), Some(1), "a root the user did not pin is refuted");
+    assert!(
+        text(&wrong.stdout).starts_with("❌ Refuted: the response is for tree size 270 with root"),
+        "{}",
+        text(&wrong.stdout)
+    );
+
+    for (first, second) in [("1", Some("3")), ("3", Some("256")), ("100", None), ("270", Some("270"))] {
+        let mut args = vec!["proof", "consistency", "--first", first];
+        if let Some(second) = second {
+            args.extend(["--second", second]);
+        }
+        for source in [&over_http[..], &[]] {
+            let output = invario_in(folder, database, &[&args[..], source].concat());
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{args:?}: {}{}",
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+            assert!(text(&output.stdout).starts_with("✅ Proven: the tree of size"));
+        }
+    }
+    let unknown = invario_in(
+        folder,
+        database,
+        &[&["proof", "inclusion", "--id", &uuid::Uuid::from_u128(999).to_string()][..], &over_http].concat(),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("is not in the ledger"), "{}", text(&unknown.stderr));
+}
+
+#[tokio::test]
+async fn proofs_from_a_postgres_ledger_check_out_and_an_edited_row_is_refuted() {
+    let database = fresh_database().await;
+    let key = created_key(&invario(
+        &database,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
+    ));
+    let server = serve(&database).await;
+    proofs_check_out(&server, &key, Some(database.url()), &std::env::temp_dir()).await;
+    drop(server);
+
+    tamper::edit_transaction(database.pool(), 5, TransactionEdit::Amount("1000000.00")).await.unwrap();
+    let id = uuid::Uuid::from_u128(5).to_string();
+    let refused = invario(&database, &["proof", "inclusion", "--id", &id]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "the server side refuses to hand out a proof for an edited row"
+    );
+    assert!(
+        text(&refused.stderr).contains("entry 5 does not hash to its stored entry_hash"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(invario(&database, &["verify"]).status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn proofs_from_the_embedded_ledger_check_out() {
+    let folder = std::env::temp_dir().join(format!("invario-proofs-{}", rand_id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let key = created_key(&invario_in(
+        &folder,
+        None,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
+    ));
+    let server = serve_in(&folder, None).await;
+    proofs_check_out(&server, &key, None, &folder).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(folder);
+}

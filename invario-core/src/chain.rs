@@ -267,6 +267,23 @@ impl LedgerEntry {
         })
     }
 
+    /// The receipt clients get (an API boundary): the transaction as recorded
+    /// plus its place in the chain — everything needed to recompute its hash.
+    pub fn receipt_json(&self) -> serde_json::Value {
+        let transaction = &self.transaction;
+        serde_json::json!({
+            "transaction_id": transaction.transaction_id,
+            "amount": transaction.amount,
+            "currency": transaction.currency,
+            "occurred_at": transaction.occurred_at,
+            "metadata": transaction.metadata,
+            "recorded_at": self.recorded_at,
+            "sequence_number": self.sequence_number,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+        })
+    }
+
     /// This entry as a chain position.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint { sequence_number: self.sequence_number, entry_hash: self.entry_hash }

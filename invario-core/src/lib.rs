@@ -28,6 +28,7 @@
 
 pub mod amount;
 pub mod append;
+pub mod audit;
 pub mod chain;
 pub mod currency;
 pub mod integrity;

@@ -41,6 +41,20 @@ pub struct InclusionProof {
     pub hashes: Vec<TreeHash>,
 }
 
+impl InclusionProof {
+    /// The response shape (an API boundary): `{"receipt", "leaf_index",
+    /// "tree_size", "root_hash", "inclusion": [hex, …]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "receipt": self.entry.receipt_json(),
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "inclusion": self.hashes,
+        })
+    }
+}
+
 /// Proof that the tree of `first` leaves is a prefix of the tree of `second`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsistencyProof {
@@ -54,6 +68,20 @@ pub struct ConsistencyProof {
     pub second_root: TreeHash,
     /// The proof hashes.
     pub hashes: Vec<TreeHash>,
+}
+
+impl ConsistencyProof {
+    /// The response shape (an API boundary): `{"first", "second",
+    /// "first_root", "second_root", "consistency": [hex, …]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "first": self.first,
+            "second": self.second,
+            "first_root": self.first_root,
+            "second_root": self.second_root,
+            "consistency": self.hashes,
+        })
+    }
 }
 
 /// Why a proof was not served.

@@ -164,3 +164,101 @@ fn a_ledger_without_a_tree_is_built_resumably_and_verifies() {
         assert!(fresh.verify_full().await.unwrap().is_intact());
     });
 }
+
+#[test]
+fn a_client_refuses_every_altered_inclusion_response() {
+    use invario_core::audit::{AuditError, TrustedTree, check_inclusion};
+    let ledger = ledger_of(40, 7);
+    let response = block_on(ledger.inclusion_proof_at(13, Some(33))).unwrap().to_json();
+    let proven = check_inclusion(&response, None).unwrap();
+    assert_eq!((proven.entry.sequence_number, proven.tree.size), (13, 33));
+    let pinned = TrustedTree { size: 33, root: proven.tree.root };
+    assert!(check_inclusion(&response, Some(pinned)).is_ok());
+
+    let altered = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut copy = response.clone();
+        edit(&mut copy);
+        check_inclusion(&copy, Some(pinned)).expect_err("an altered response must be refuted")
+    };
+    assert!(matches!(
+        altered(&|r| r["receipt"]["amount"] = "13.01".into()),
+        AuditError::EntryHashMismatch { .. }
+    ));
+    assert!(matches!(
+        altered(&|r| r["receipt"]["metadata"] = serde_json::json!({"x": "y"})),
+        AuditError::EntryHashMismatch { .. }
+    ));
+    assert!(matches!(
+        altered(&|r| r["receipt"]["recorded_at"] = "2023-11-14T22:13:33Z".into()),
+        AuditError::EntryHashMismatch { .. }
+    ));
+    assert!(matches!(altered(&|r| r["leaf_index"] = 13.into()), AuditError::WrongLeaf { .. }));
+    assert!(matches!(altered(&|r| r["tree_size"] = 34.into()), AuditError::NotTheTrustedTree { .. }));
+    assert!(matches!(
+        altered(&|r| r["root_hash"] = "00".repeat(32).into()),
+        AuditError::NotTheTrustedTree { .. }
+    ));
+    assert!(matches!(
+        altered(&|r| r["inclusion"][0] = r["inclusion"][0].as_str().unwrap()[1..].into()),
+        AuditError::Malformed { field, .. } if field == "inclusion[0]"
+    ));
+    assert!(matches!(
+        altered(&|r| {
+            r["inclusion"].as_array_mut().unwrap().swap(0, 1);
+        }),
+        AuditError::Proof(_)
+    ));
+    assert!(matches!(
+        altered(&|r| {
+            r["inclusion"].as_array_mut().unwrap().pop();
+        }),
+        AuditError::Proof(_)
+    ));
+    assert!(matches!(
+        altered(&|r| {
+            r["inclusion"].as_array_mut().unwrap().push("11".repeat(32).into());
+        }),
+        AuditError::Proof(_)
+    ));
+    assert!(matches!(
+        altered(&|r| r["inclusion"] = serde_json::json!(vec!["11".repeat(32); 65])),
+        AuditError::Proof(invario_core::ProofError::TooLong(65))
+    ));
+    assert!(matches!(altered(&|r| r["receipt"]["entry_hash"] = "zz".into()), AuditError::Malformed { .. }));
+    assert!(matches!(
+        altered(&|r| {
+            r.as_object_mut().unwrap().remove("inclusion");
+        }),
+        AuditError::Malformed { .. }
+    ));
+    // A forged receipt whose stated hash matches its forged fields still fails: its leaf is not in the tree.
+    let mut forged = response.clone();
+    forged["receipt"]["amount"] = "13.01".into();
+    let AuditError::EntryHashMismatch { recomputed, .. } =
+        check_inclusion(&forged, Some(pinned)).unwrap_err()
+    else {
+        unreachable!()
+    };
+    forged["receipt"]["entry_hash"] = recomputed.to_hex().into();
+    assert!(matches!(check_inclusion(&forged, Some(pinned)), Err(AuditError::Proof(_))));
+}
+
+#[test]
+fn a_client_refuses_an_altered_consistency_response() {
+    use invario_core::audit::{TrustedTree, check_consistency};
+    let ledger = ledger_of(40, 7);
+    let response = block_on(ledger.consistency_proof(11, Some(37))).unwrap().to_json();
+    let (first, second) = check_consistency(&response, None, None).unwrap();
+    assert_eq!((first.size, second.size), (11, 37));
+    let mut other_root = response.clone();
+    other_root["first_root"] = "00".repeat(32).into();
+    assert!(check_consistency(&other_root, None, None).is_err());
+    let mut other_size = response.clone();
+    other_size["first"] = 12.into();
+    assert!(check_consistency(&other_size, None, None).is_err());
+    let untrusted = TrustedTree { size: 37, root: first.root };
+    assert!(check_consistency(&response, None, Some(untrusted)).is_err());
+    let mut shortened = response.clone();
+    shortened["consistency"].as_array_mut().unwrap().pop();
+    assert!(check_consistency(&shortened, None, None).is_err());
+}

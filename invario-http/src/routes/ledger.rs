@@ -1,13 +1,13 @@
 //! `/v1/ledger`: the head and pages of entries, for auditors re-verifying from outside.
 
-use invario_core::{KeyStore, LedgerStore};
+use invario_core::{KeyStore, LedgerEntry, LedgerStore};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::{App, Call, json_response};
 use crate::error::ApiError;
-use crate::receipt::{head_json, receipt_json};
+use crate::receipt::head_json;
 
 /// Entries per page when `limit` is not given.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -31,6 +31,6 @@ pub(super) async fn entries<S: LedgerStore, K: KeyStore>(
     let after: u64 = call.query_number("after", 0)?;
     let limit: usize = call.query_number("limit", DEFAULT_PAGE_SIZE)?;
     let page = app.ledger.entries_after(after, limit).await?;
-    let entries: Vec<Value> = page.entries.iter().map(receipt_json).collect();
+    let entries: Vec<Value> = page.entries.iter().map(LedgerEntry::receipt_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "entries": entries, "next_after": page.next_after })))
 }

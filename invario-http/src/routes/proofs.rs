@@ -1,16 +1,13 @@
 //! The Merkle tree: its head, and inclusion and consistency proofs any client
 //! can check without trusting the server (RFC 9162; hashes in lower-case hex).
 
-use invario_core::{
-    ConsistencyProof, InclusionProof, KeyStore, LedgerStore, ProofRequestError, TransactionId, TreeHash,
-};
-use serde_json::{Value, json};
+use invario_core::{KeyStore, LedgerStore, ProofRequestError, TransactionId};
+use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::{App, Call, json_response};
 use crate::error::ApiError;
-use crate::receipt::receipt_json;
 
 impl From<ProofRequestError> for ApiError {
     fn from(error: ProofRequestError) -> Self {
@@ -27,30 +24,6 @@ impl From<ProofRequestError> for ApiError {
             ProofRequestError::Store(store) => store.into(),
         }
     }
-}
-
-fn hex_list(hashes: &[TreeHash]) -> Vec<String> {
-    hashes.iter().map(TreeHash::to_hex).collect()
-}
-
-fn inclusion_json(proof: &InclusionProof) -> Value {
-    json!({
-        "receipt": receipt_json(&proof.entry),
-        "leaf_index": proof.leaf_index,
-        "tree_size": proof.tree_size,
-        "root_hash": proof.root_hash,
-        "inclusion": hex_list(&proof.hashes),
-    })
-}
-
-fn consistency_json(proof: &ConsistencyProof) -> Value {
-    json!({
-        "first": proof.first,
-        "second": proof.second,
-        "first_root": proof.first_root,
-        "second_root": proof.second_root,
-        "consistency": hex_list(&proof.hashes),
-    })
 }
 
 /// A query number that must be present.
@@ -77,7 +50,7 @@ pub(super) async fn for_transaction<S: LedgerStore, K: KeyStore>(
         .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
     let tree_size = call.optional_number::<u64>("tree_size")?;
     let proof = app.ledger.inclusion_proof_for(id, tree_size).await?;
-    Ok(json_response(StatusCode::OK, &inclusion_json(&proof)))
+    Ok(json_response(StatusCode::OK, &proof.to_json()))
 }
 
 /// `GET /v1/ledger/proof/inclusion?sequence_number=S&tree_size=N`.
@@ -88,7 +61,7 @@ pub(super) async fn inclusion<S: LedgerStore, K: KeyStore>(
     let sequence_number = required(&call, "sequence_number")?;
     let tree_size = call.optional_number::<u64>("tree_size")?;
     let proof = app.ledger.inclusion_proof_at(sequence_number, tree_size).await?;
-    Ok(json_response(StatusCode::OK, &inclusion_json(&proof)))
+    Ok(json_response(StatusCode::OK, &proof.to_json()))
 }
 
 /// `GET /v1/ledger/proof/consistency?first=M&second=N`.
@@ -99,5 +72,5 @@ pub(super) async fn consistency<S: LedgerStore, K: KeyStore>(
     let first = required(&call, "first")?;
     let second = call.optional_number::<u64>("second")?;
     let proof = app.ledger.consistency_proof(first, second).await?;
-    Ok(json_response(StatusCode::OK, &consistency_json(&proof)))
+    Ok(json_response(StatusCode::OK, &proof.to_json()))
 }

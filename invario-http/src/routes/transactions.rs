@@ -12,7 +12,6 @@ use crate::api::{App, Call, json_response};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::metrics::BATCHES_REJECTED_TOTAL;
-use crate::receipt::receipt_json;
 
 fn log_processed(entry: &LedgerEntry, status: ReceiptStatus) {
     let transaction = &entry.transaction;
@@ -38,7 +37,7 @@ pub(super) async fn create<S: LedgerStore + 'static, K: KeyStore>(
         ReceiptStatus::Created => StatusCode::CREATED,
         ReceiptStatus::Replayed => StatusCode::OK,
     };
-    let mut response = json_response(status, &receipt_json(&receipt.entry));
+    let mut response = json_response(status, &receipt.entry.receipt_json());
     let location = format!("/v1/transactions/{}", receipt.entry.transaction_id());
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -66,7 +65,7 @@ pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
         log_processed(&receipt.entry, receipt.status);
     }
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    let entries: Vec<Value> = receipts.iter().map(|receipt| receipt_json(&receipt.entry)).collect();
+    let entries: Vec<Value> = receipts.iter().map(|receipt| receipt.entry.receipt_json()).collect();
     Ok(json_response(status, &json!({ "entries": entries })))
 }
 
@@ -100,7 +99,7 @@ pub(super) async fn get<S: LedgerStore, K: KeyStore>(
     let id = TransactionId::parse(call.param("id"))
         .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
     match app.ledger.entry(id).await? {
-        Some(entry) => Ok(json_response(StatusCode::OK, &receipt_json(&entry))),
+        Some(entry) => Ok(json_response(StatusCode::OK, &entry.receipt_json())),
         None => Err(ApiError::NotFound(format!("transaction {id} is not in the ledger"))),
     }
 }
