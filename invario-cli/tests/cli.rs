@@ -593,6 +593,60 @@ async fn proofs_check_out(server: &Server, key: &str, database: Option<&str>, fo
             assert!(text(&output.stdout).starts_with("✅ Proven: the tree of size"));
         }
     }
+    // The independent Python auditor agrees, reading the same server.
+    let audit = |args: &[&str]| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
+        Command::new("python3").arg(script).args(args).output().expect("python3 runs docs/audit.py")
+    };
+    for id in [1u128, 137, 270] {
+        let id = uuid::Uuid::from_u128(id).to_string();
+        let output = audit(&["inclusion", "--url", &server.address, "--key", key, "--id", &id]);
+        assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(text(&output.stdout).starts_with(&format!("proven: transaction {id} is leaf")));
+    }
+    let pinned_by_python = audit(&[
+        "inclusion",
+        "--url",
+        &server.address,
+        "--key",
+        key,
+        "--id",
+        &uuid::Uuid::from_u128(9).to_string(),
+        "--tree-size",
+        "270",
+        "--root",
+        &root,
+    ]);
+    assert_eq!(pinned_by_python.status.code(), Some(0), "{}", text(&pinned_by_python.stdout));
+    let refuted_by_python = audit(&[
+        "inclusion",
+        "--url",
+        &server.address,
+        "--key",
+        key,
+        "--id",
+        &uuid::Uuid::from_u128(9).to_string(),
+        "--tree-size",
+        "270",
+        "--root",
+        &other_root,
+    ]);
+    assert_eq!(refuted_by_python.status.code(), Some(1), "{}", text(&refuted_by_python.stdout));
+    for (first, second) in [("1", "270"), ("3", "256"), ("255", "257")] {
+        let output = audit(&[
+            "consistency",
+            "--url",
+            &server.address,
+            "--key",
+            key,
+            "--first",
+            first,
+            "--second",
+            second,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
+    }
+
     let unknown = invario_in(
         folder,
         database,
