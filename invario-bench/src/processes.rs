@@ -61,6 +61,21 @@ pub(crate) async fn create_key(invario: &Path, database_url: &str) -> anyhow::Re
         .with_context(|| format!("invario create-key printed no key: {stdout}"))
 }
 
+/// Runs `invario migrate` to the end and returns how long it took.
+pub(crate) async fn migrate(invario: &Path, database_url: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = Command::new(invario)
+        .arg("migrate")
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .context("cannot run invario migrate")?;
+    if !output.status.success() {
+        bail!("invario migrate failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(started.elapsed())
+}
+
 /// What one run of `invario verify` took.
 #[derive(Debug)]
 pub(crate) struct VerifyRun {

@@ -1,4 +1,4 @@
-//! The six scenarios of BENCHMARKS.md, each measured beside its baseline.
+//! The seven scenarios of BENCHMARKS.md, each measured beside its baseline.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,20 +66,20 @@ pub(crate) async fn run_all(
     let wants = |scenario: u8| plan.scenarios.contains(&scenario);
 
     if wants(1) {
-        progress("1/6 hash chain in the core");
+        progress("1/7 hash chain in the core");
         results.extend(core_hashing(plan.entries)?);
     }
 
     // Scenarios 2 and 3 compare with the same COPY, measured once.
     let copy_rate = if wants(2) || wants(3) {
-        progress("2/6 raw COPY baseline");
+        progress("2/7 raw COPY baseline");
         Some(raw_copy(server, plan.entries).await?)
     } else {
         None
     };
     let mut full_ledger = None;
     if let (true, Some(copy_rate)) = (wants(2), copy_rate) {
-        progress("2/6 adapter append vs raw COPY");
+        progress("2/7 adapter append vs raw COPY");
         for batch in APPEND_BATCH_SIZES {
             let count = plan.append_count(batch);
             let (rate, url) = adapter_append(server, batch, count).await?;
@@ -106,7 +106,7 @@ pub(crate) async fn run_all(
     }
 
     if let (true, Some(copy_rate)) = (wants(3), copy_rate) {
-        progress("3/6 HTTP batch ingest");
+        progress("3/7 HTTP batch ingest");
         let batch_rate = http_batch_ingest(plan, server).await?;
         results.push(
             Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
@@ -118,25 +118,29 @@ pub(crate) async fn run_all(
 
     let mut server_peak = None;
     if wants(4) {
-        progress("4/6 HTTP single ingest: group commit on, off, DIY trigger chain");
+        progress("4/7 HTTP single ingest: group commit on, off, DIY trigger chain");
         let (single, peak) = http_single_ingest(plan, server).await?;
         results.extend(single);
         server_peak = Some(peak);
     }
 
-    if wants(5) || wants(6) {
+    if wants(5) || wants(6) || wants(7) {
         let full_ledger = match full_ledger {
             Some(url) => url,
             // Without scenario 2 the ledger is built the same way, untimed.
             None => adapter_append(server, 8_000, plan.entries).await?.1,
         };
         if wants(5) {
-            progress("5/6 full verification");
+            progress("5/7 full verification");
             results.extend(full_verification(plan, server, &full_ledger).await?);
         }
         if wants(6) {
-            progress("6/6 memory");
+            progress("6/7 memory");
             results.extend(memory(plan, server, &full_ledger, server_peak).await?);
+        }
+        if wants(7) {
+            progress("7/7 Merkle tree: proof latency and backfill");
+            results.extend(merkle_tree(plan, server, &full_ledger).await?);
         }
     }
     Ok(results)
@@ -655,4 +659,118 @@ async fn memory(
         .target("flat (≤ 1.1 ×)", flat),
     );
     Ok(rows)
+}
+
+/// The path of the n-th request of a latency case.
+type RequestPath = Box<dyn Fn(u64) -> String + Send + Sync>;
+
+/// Requests per latency case of scenario 7 (sequential, one client: an idle server).
+const PROOF_REQUESTS: u64 = 2_000;
+
+/// GETs `path` with the key; anything but 200 fails the run.
+async fn get_ok(client: &reqwest::Client, url: &str, key: &str) -> anyhow::Result<()> {
+    let response = client.get(url).bearer_auth(key).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(status.as_u16() == 200, "GET {url} answered {status}: {text}");
+    Ok(())
+}
+
+/// Scenario 7: inclusion and consistency proof latency on the full ledger
+/// (idle server, one client, random sizes and indexes) beside the head — the
+/// cheapest authenticated read — and `invario migrate`'s backfill of the whole
+/// tree beside `invario verify` on the same ledger.
+async fn merkle_tree(
+    plan: &Plan,
+    server: &BenchServer,
+    ledger_url: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    let entries = plan.entries;
+    let key = processes::create_key(&plan.invario, ledger_url).await?;
+    let api = Server::start(&plan.invario, ledger_url, ServeOptions { group_commit_max: 1_000 }).await?;
+    let client = http_client()?;
+    // A fixed-seed generator: the same sizes and indexes in every run.
+    let pick = |index: u64, bound: u64| {
+        let mixed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 0xD1B5_4A32_D192_ED03;
+        1 + mixed % bound
+    };
+    let mut rows = Vec::new();
+    let cases: [(&str, RequestPath); 3] = [
+        ("GET /v1/ledger/head (baseline)", Box::new(|_| "/v1/ledger/head".to_owned())),
+        (
+            "inclusion proof, random entry and tree size",
+            Box::new(move |i| {
+                let size = pick(i, entries);
+                format!("/v1/ledger/proof/inclusion?sequence_number={}&tree_size={size}", pick(i + 1, size))
+            }),
+        ),
+        (
+            "consistency proof, random sizes",
+            Box::new(move |i| {
+                let second = pick(i, entries);
+                format!("/v1/ledger/proof/consistency?first={}&second={second}", pick(i + 1, second))
+            }),
+        ),
+    ];
+    let mut head_p99 = None;
+    for (case, path) in cases {
+        let mut latencies = Latencies::default();
+        let started = Instant::now();
+        for i in 0..PROOF_REQUESTS {
+            let url = format!("{}{}", api.base_url, path(i));
+            let sent = Instant::now();
+            get_ok(&client, &url, &key).await?;
+            latencies.record(sent.elapsed());
+        }
+        let rate = PROOF_REQUESTS as f64 / started.elapsed().as_secs_f64();
+        let mut row = Measurement::new("7 Merkle tree", format!("{case}, {entries} entries"), rate, "req/s")
+            .over(PROOF_REQUESTS)
+            .latencies(&latencies);
+        match head_p99 {
+            None => head_p99 = Some(latencies.percentile_ms(99.0)),
+            Some(baseline) => {
+                let p99 = latencies.percentile_ms(99.0);
+                row =
+                    row.against("p99 of GET /v1/ledger/head, ms", baseline).target("p99 ≤ 5 ms", p99 <= 5.0);
+            }
+        }
+        rows.push(row);
+    }
+    api.stop().await?;
+
+    let verify = processes::verify(&plan.invario, ledger_url).await?;
+    let verify_rate = verify.entries_checked as f64 / verify.elapsed.as_secs_f64();
+    forget_tree(ledger_url).await?;
+    server.settle().await?;
+    let took = processes::migrate(&plan.invario, ledger_url).await?;
+    let rebuilt = processes::verify(&plan.invario, ledger_url).await?;
+    ensure!(rebuilt.entries_checked == entries, "the rebuilt tree does not verify");
+    rows.push(
+        Measurement::new(
+            "7 Merkle tree",
+            "`invario migrate` building the tree of the whole ledger",
+            entries as f64 / took.as_secs_f64(),
+            "entries/s",
+        )
+        .over(entries)
+        .against("`invario verify`", verify_rate)
+        .target_ratio(0.5),
+    );
+    Ok(rows)
+}
+
+/// Empties the tree of a ledger, as one from before the tree looks after its migration.
+async fn forget_tree(url: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect(url).await?;
+    let mut transaction = connection.begin().await?;
+    for statement in [
+        "SET LOCAL session_replication_role = replica",
+        "DELETE FROM tree_tiles",
+        "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea",
+    ] {
+        sqlx::query(statement).execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    let _ = connection.close().await;
+    Ok(())
 }

@@ -31,21 +31,32 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "invario-bench failed:\n{stdout}\n{stderr}");
 
-    for scenario in
-        ["1 core hash", "2 adapter append", "3 HTTP batch", "4 HTTP single", "5 full verify", "6 memory"]
-    {
+    for scenario in [
+        "1 core hash",
+        "2 adapter append",
+        "3 HTTP batch",
+        "4 HTTP single",
+        "5 full verify",
+        "6 memory",
+        "7 Merkle tree",
+    ] {
         assert!(stdout.contains(&format!("| {scenario} |")), "no row for scenario {scenario}:\n{stdout}");
     }
-    for baseline in
-        ["plain SHA-256", "raw COPY", "group commit off", "DIY trigger chain", "raw ordered COPY scan"]
-    {
+    for baseline in [
+        "plain SHA-256",
+        "raw COPY",
+        "group commit off",
+        "DIY trigger chain",
+        "raw ordered COPY scan",
+        "`invario verify`",
+    ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let measurements = json["measurements"].as_array().unwrap();
-    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2
-    assert_eq!(measurements.len(), 18, "{json:#}");
+    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2 + 4
+    assert_eq!(measurements.len(), 22, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");
