@@ -67,6 +67,29 @@ pub(crate) enum Command {
     /// proven, 1 refuted, 2 could not run.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Manage the key that signs checkpoints (C2SP signed notes, Ed25519).
+    #[command(subcommand)]
+    CheckpointKey(CheckpointKeyCommand),
+}
+
+/// What to do with a checkpoint key.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CheckpointKeyCommand {
+    /// Create a private key file (mode 0600; never overwrites) and print its verifier key.
+    Generate {
+        /// The log's origin, a schema-less URL naming it for good, e.g. ledger.example.com/payments.
+        #[arg(long)]
+        origin: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the verifier key of a private key file.
+    Show {
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 /// Which proof to check.

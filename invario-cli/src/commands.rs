@@ -47,6 +47,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { json, digest } => verify(url, json, digest.as_deref()).await,
         Command::Digest => digest(url).await,
         Command::Proof(command) => crate::proof::run(url, command).await,
+        Command::CheckpointKey(command) => checkpoint_key(command),
     }
 }
 
@@ -235,5 +236,30 @@ async fn digest(url: Option<&str>) -> anyhow::Result<ExitCode> {
     let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
     let head = with_stores!(backend, |ledger, _keys| Ledger::new(ledger).head().await?);
     println!("{}", serde_json::to_string_pretty(&output::digest(&head))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checkpoint_key(command: crate::cli::CheckpointKeyCommand) -> anyhow::Result<ExitCode> {
+    use invario_core::note::{ALGORITHM_ED25519, SignerKey};
+    match command {
+        crate::cli::CheckpointKeyCommand::Generate { origin, out } => {
+            invario_core::checkpoint::check_origin(&origin)?;
+            let mut seed = [0u8; 32];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut seed)
+                .context("the operating system's random source failed")?;
+            let key = SignerKey::from_seed(&origin, ALGORITHM_ED25519, seed)?;
+            crate::keyfile::write_private(&out, &key.to_private_text())?;
+            eprintln!(
+                "Wrote the private checkpoint key to {} (mode 0600): keep it where the database's administrators cannot read it.",
+                out.display()
+            );
+            eprintln!("The verifier key below is public: give it to auditors and witnesses.");
+            println!("{}", key.verifier());
+        }
+        crate::cli::CheckpointKeyCommand::Show { key } => {
+            println!("{}", crate::keyfile::read_private(&key)?.verifier());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod database;
+mod keyfile;
 mod output;
 mod proof;
 

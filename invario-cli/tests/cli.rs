@@ -697,3 +697,63 @@ async fn proofs_from_the_embedded_ledger_check_out() {
     drop(server);
     let _ = std::fs::remove_dir_all(folder);
 }
+
+#[test]
+fn checkpoint_keys_are_written_private_never_overwritten_and_shown_again() {
+    let folder = std::env::temp_dir().join(format!("invario-keys-{}", rand_id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("log.key");
+    let path = file.to_str().unwrap();
+    let generated = invario_with_url(
+        None,
+        &["checkpoint-key", "generate", "--origin", "ledger.example.com/payments", "--out", path],
+    );
+    assert_eq!(generated.status.code(), Some(0), "{}", text(&generated.stderr));
+    let vkey = text(&generated.stdout).trim().to_owned();
+    let parsed = invario_core::note::VerifierKey::parse(&vkey).unwrap();
+    assert_eq!(parsed.name(), "ledger.example.com/payments");
+    let private = std::fs::read_to_string(&file).unwrap();
+    assert!(private.starts_with("PRIVATE+KEY+ledger.example.com/payments+"));
+    assert!(!text(&generated.stdout).contains("PRIVATE"), "the private key is never printed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let again = invario_with_url(
+        None,
+        &["checkpoint-key", "generate", "--origin", "ledger.example.com/payments", "--out", path],
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists already: a key is never overwritten"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), private, "the first key is untouched");
+
+    let shown = invario_with_url(None, &["checkpoint-key", "show", "--key", path]);
+    assert_eq!(text(&shown.stdout).trim(), vkey);
+    for origin in ["", "has space/log", "a+b"] {
+        let refused = invario_with_url(
+            None,
+            &[
+                "checkpoint-key",
+                "generate",
+                "--origin",
+                origin,
+                "--out",
+                folder.join("other.key").to_str().unwrap(),
+            ],
+        );
+        assert_eq!(refused.status.code(), Some(2), "{origin:?}");
+        assert!(text(&refused.stderr).contains("an origin must be"), "{}", text(&refused.stderr));
+    }
+    std::fs::write(folder.join("garbage.key"), "not a key").unwrap();
+    let garbage = invario_with_url(
+        None,
+        &["checkpoint-key", "show", "--key", folder.join("garbage.key").to_str().unwrap()],
+    );
+    assert_eq!(garbage.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(folder);
+}
