@@ -248,6 +248,21 @@ pub enum IntegrityBreak {
         /// The root rebuilt from them.
         rebuilt_root: TreeHash,
     },
+    /// The tree is not consistent with a checkpoint signed earlier (read from
+    /// outside the database): history was rewritten, truncated or forked.
+    #[error(
+        "checkpoint inconsistent: the signed checkpoint at size {checkpoint_size} (root {checkpoint_root}) is not a prefix of the tree now at size {tree_size} (root {tree_root})"
+    )]
+    CheckpointInconsistent {
+        /// The signed checkpoint's size.
+        checkpoint_size: u64,
+        /// Its root.
+        checkpoint_root: TreeHash,
+        /// The tree's size now.
+        tree_size: u64,
+        /// The tree's root now.
+        tree_root: TreeHash,
+    },
     /// The ledger no longer passes through a digest saved earlier.
     #[error(
         "digest mismatch at sequence {sequence}: the saved digest says {expected}, the ledger holds {found}"
@@ -277,6 +292,7 @@ impl IntegrityBreak {
             IntegrityBreak::TreeMismatch { stored_size, rebuilt_size, .. } => {
                 Some(*stored_size.min(rebuilt_size))
             }
+            IntegrityBreak::CheckpointInconsistent { checkpoint_size, .. } => Some(*checkpoint_size),
             IntegrityBreak::TransactionWithoutEntry { .. } => None,
         }
     }
@@ -293,6 +309,7 @@ impl IntegrityBreak {
             IntegrityBreak::TransactionWithoutEntry { .. } => "transaction_without_entry",
             IntegrityBreak::HeadMismatch { .. } => "head_mismatch",
             IntegrityBreak::TreeMismatch { .. } => "tree_mismatch",
+            IntegrityBreak::CheckpointInconsistent { .. } => "checkpoint_inconsistent",
             IntegrityBreak::DigestMismatch { .. } => "digest_mismatch",
         }
     }

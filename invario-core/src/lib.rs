@@ -41,6 +41,7 @@ pub mod note;
 pub mod ports;
 pub mod proofs;
 pub mod service;
+pub mod signer;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
 pub mod tiles;

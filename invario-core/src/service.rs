@@ -250,6 +250,15 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(report)
     }
 
+    /// Quarantines the ledger for a break found outside a verification run
+    /// (the first break found is kept for good).
+    pub(crate) fn record_break(&self, found: IntegrityBreak) {
+        let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);
+        if status.broken.is_none() {
+            status.broken = Some(found);
+        }
+    }
+
     /// Notes a run's outcome: the first break found is kept for good.
     fn record(&self, report: &VerificationReport) {
         let mut status = self.integrity.lock().unwrap_or_else(PoisonError::into_inner);

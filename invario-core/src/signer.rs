@@ -1,0 +1,114 @@
+//! The checkpoint signer and its guard (VERIFIABILITY.md §4): before signing,
+//! the tree must be proven consistent with the latest checkpoint kept
+//! **outside** the database (handed in by the shell, which reads it from its
+//! sink). If it is not — the chain was rewritten, truncated or forked behind
+//! the service's back — nothing is signed and the ledger is quarantined.
+
+use crate::checkpoint::{CheckpointError, TreeCheckpoint};
+use crate::integrity::IntegrityBreak;
+use crate::merkle::verify_consistency;
+use crate::note::SignerKey;
+use crate::ports::{LedgerStore, StoreError};
+use crate::proofs::ProofRequestError;
+use crate::service::Ledger;
+
+/// What the signer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignOutcome {
+    /// A new checkpoint of a grown tree: write `note` to the sink, then serve it.
+    Signed {
+        /// What it states.
+        checkpoint: TreeCheckpoint,
+        /// The signed note, byte-exact C2SP.
+        note: String,
+    },
+    /// The tree has not grown since the sink's latest checkpoint, and is still consistent with it.
+    Unchanged(TreeCheckpoint),
+}
+
+/// Why nothing was signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The sink's latest checkpoint does not verify with this key (another key,
+    /// another origin, or a damaged file): an operator must look.
+    #[error("the latest checkpoint in the sink cannot be trusted: {0}")]
+    Sink(#[from] CheckpointError),
+    /// The tree is not consistent with the sink's latest checkpoint. The ledger is now quarantined.
+    #[error("refusing to sign: {0}")]
+    Inconsistent(IntegrityBreak),
+    /// The ledger is quarantined already: a broken ledger is never signed.
+    #[error("refusing to sign a quarantined ledger: {0}")]
+    Quarantined(IntegrityBreak),
+    /// Storage failed; try again later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S: LedgerStore> Ledger<S> {
+    /// Proves the current tree consistent with `latest_in_sink` (the note the
+    /// shell read from its sink, `None` before the first), then signs a
+    /// checkpoint of it with `signer` (whose name is the origin) if the tree grew.
+    pub async fn sign_checkpoint(
+        &self,
+        signer: &SignerKey,
+        latest_in_sink: Option<&[u8]>,
+    ) -> Result<SignOutcome, SignError> {
+        if let Some(found) = self.integrity().broken {
+            return Err(SignError::Quarantined(found));
+        }
+        let latest =
+            latest_in_sink.map(|note| TreeCheckpoint::verify(note, &signer.verifier())).transpose()?;
+        let tree = self.tree_head().await?;
+        let current = TreeCheckpoint {
+            origin: signer.name().to_owned(),
+            tree_size: tree.tree_size,
+            root_hash: tree.root_hash,
+        };
+        if let Some((latest, _)) = &latest {
+            self.check_consistent(latest, &current).await?;
+            if latest.tree_size == current.tree_size {
+                return Ok(SignOutcome::Unchanged(current));
+            }
+        }
+        let note = current.sign(signer)?.to_text();
+        Ok(SignOutcome::Signed { checkpoint: current, note })
+    }
+
+    /// The tree now must extend `latest`: proven with a consistency proof from
+    /// the stored tiles, verified against the root `latest` signed.
+    async fn check_consistent(
+        &self,
+        latest: &TreeCheckpoint,
+        current: &TreeCheckpoint,
+    ) -> Result<(), SignError> {
+        let inconsistent = || IntegrityBreak::CheckpointInconsistent {
+            checkpoint_size: latest.tree_size,
+            checkpoint_root: latest.root_hash,
+            tree_size: current.tree_size,
+            tree_root: current.root_hash,
+        };
+        let consistent = if latest.tree_size > current.tree_size {
+            false
+        } else {
+            match self.consistency_proof(latest.tree_size, Some(current.tree_size)).await {
+                Ok(proof) => verify_consistency(
+                    latest.tree_size,
+                    current.tree_size,
+                    &latest.root_hash,
+                    &current.root_hash,
+                    &proof.hashes,
+                )
+                .is_ok(),
+                Err(ProofRequestError::Store(error)) => return Err(SignError::Store(error)),
+                // Tiles that cannot prove the old size are as damning as a failed proof.
+                Err(_) => false,
+            }
+        };
+        if consistent {
+            return Ok(());
+        }
+        let found = inconsistent();
+        self.record_break(found.clone());
+        Err(SignError::Inconsistent(found))
+    }
+}
