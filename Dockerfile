@@ -10,7 +10,9 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin invario
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin invario \
+ && mkdir -p /var/lib/invario/keys /var/lib/invario/checkpoints \
+ && chown -R invario /var/lib/invario
 COPY --from=build /src/target/release/invario /usr/local/bin/invario
 USER invario
 ENV INVARIO_LISTEN=0.0.0.0:8000

@@ -118,6 +118,26 @@ pub(crate) async fn verify(invario: &Path, database_url: &str) -> anyhow::Result
     Ok(VerifyRun { entries_checked, elapsed, peak_rss_kib: peak })
 }
 
+/// A fresh checkpoint key and sink directory for one server (PostgreSQL needs a key).
+async fn checkpoint_key(invario: &Path, port: u16) -> anyhow::Result<(String, String)> {
+    let folder = std::env::temp_dir().join(format!("invario-bench-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let key = folder.join("checkpoint.key");
+    let _ = std::fs::remove_file(&key);
+    let output = Command::new(invario)
+        .args(["checkpoint-key", "generate", "--origin", "bench.invario.local/ledger", "--out"])
+        .arg(&key)
+        .output()
+        .await
+        .context("cannot run invario checkpoint-key generate")?;
+    if !output.status.success() {
+        bail!("invario checkpoint-key generate failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let sink = folder.join("checkpoints");
+    let _ = std::fs::remove_dir_all(&sink);
+    Ok((key.display().to_string(), sink.display().to_string()))
+}
+
 /// How `invario serve` is configured for a run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServeOptions {
@@ -142,8 +162,10 @@ impl Server {
         options: ServeOptions,
     ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let (key, sink) = checkpoint_key(invario, port).await?;
         let mut child = Command::new(invario)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+            .args(["--checkpoint-key", &key, "--checkpoint-dir", &sink])
             .args(["--log-level", "info,invario_http::monitor=debug"])
             .args(["--group-commit-max", &options.group_commit_max.to_string()])
             .env("DATABASE_URL", database_url)

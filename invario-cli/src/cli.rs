@@ -181,6 +181,25 @@ pub(crate) struct ServeArgs {
     /// Most database connections.
     #[arg(long, env = "INVARIO_DATABASE_CONNECTIONS", default_value_t = 16)]
     pub(crate) database_connections: u32,
+    /// The private key that signs checkpoints (from `invario checkpoint-key
+    /// generate`). Required on PostgreSQL; the embedded default creates
+    /// invario-checkpoint.key beside its database file.
+    #[arg(long, env = "INVARIO_CHECKPOINT_KEY")]
+    pub(crate) checkpoint_key: Option<PathBuf>,
+    /// The log's origin, fixed for the life of the ledger; must be the key's
+    /// name (default: the key's name; for a key the embedded default creates,
+    /// localhost/invario).
+    #[arg(long, env = "INVARIO_ORIGIN")]
+    pub(crate) origin: Option<String>,
+    /// The directory checkpoints are written to: keep it where the database's
+    /// administrators cannot write (default: invario-checkpoints beside the
+    /// embedded database, or in the working directory on PostgreSQL).
+    #[arg(long, env = "INVARIO_CHECKPOINT_DIR")]
+    pub(crate) checkpoint_dir: Option<PathBuf>,
+    /// How often the tree is checked against the latest checkpoint and, when
+    /// it grew, a new checkpoint is signed.
+    #[arg(long, env = "INVARIO_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) checkpoint_interval: Duration,
 }
 
 /// Most database connections `serve` accepts.
@@ -196,8 +215,22 @@ impl ServeArgs {
             Setting::QueueWait => "--append-queue-wait",
             Setting::IncrementalInterval => "--integrity-interval",
             Setting::FullInterval => "--full-verify-interval",
+            Setting::CheckpointInterval => "--checkpoint-interval",
         }
     }
+}
+
+/// A refused setting, named by its flag.
+pub(crate) fn flag_error(error: ConfigError) -> anyhow::Error {
+    let problem = match &error {
+        ConfigError::OutOfRange { min, max, got, .. } => {
+            format!("must be between {min} and {max} (got {got})")
+        }
+        ConfigError::ShorterThan { got, other, other_value, .. } => {
+            format!("must not be shorter than {} ({got} < {other_value})", ServeArgs::flag(*other))
+        }
+    };
+    anyhow::anyhow!("{}: {problem}", ServeArgs::flag(error.setting()))
 }
 
 /// The service configuration the flags ask for; refused (exit 2) with the
@@ -223,18 +256,10 @@ impl TryFrom<&ServeArgs> for ServiceConfig {
                 incremental_interval: args.integrity_interval,
                 full_interval: args.full_verify_interval,
             },
+            checkpoints: None,
         };
-        config.validate().map_err(|error| {
-            let problem = match &error {
-                ConfigError::OutOfRange { min, max, got, .. } => {
-                    format!("must be between {min} and {max} (got {got})")
-                }
-                ConfigError::ShorterThan { got, other, other_value, .. } => {
-                    format!("must not be shorter than {} ({got} < {other_value})", ServeArgs::flag(*other))
-                }
-            };
-            anyhow::anyhow!("{}: {problem}", ServeArgs::flag(error.setting()))
-        })?;
+        config.validate().map_err(flag_error)?;
+        invario_http::check_checkpoint_interval(args.checkpoint_interval).map_err(flag_error)?;
         Ok(config)
     }
 }

@@ -61,9 +61,10 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormatArg::Json => LogFormat::Json,
         LogFormatArg::Pretty => LogFormat::Pretty,
     };
-    let config = ServiceConfig::try_from(&args)?;
+    let mut config = ServiceConfig::try_from(&args)?;
     invario_http::init_logging(format, &args.log_level, std::io::stdout)?;
     let backend = open(url, args.database_connections, Schema::Serving).await?;
+    config.checkpoints = Some(crate::checkpoints::settings(&args, crate::database::embedded_folder(url))?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -31,6 +31,20 @@ pub(crate) enum Schema {
     AsIs,
 }
 
+/// The folder of the SQLite file the URL names (the embedded default's when
+/// none is given), or `None` for PostgreSQL.
+pub(crate) fn embedded_folder(url: Option<&str>) -> Option<std::path::PathBuf> {
+    let url = url.map(str::trim).filter(|url| !url.is_empty()).unwrap_or(EMBEDDED_DEFAULT_URL);
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    Some(
+        path.parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf(),
+    )
+}
+
 /// Opens the database named by `--database-url` / `DATABASE_URL`, or the embedded default.
 pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema) -> anyhow::Result<Backend> {
     let url = match url.map(str::trim).filter(|url| !url.is_empty()) {

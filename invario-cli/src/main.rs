@@ -1,5 +1,6 @@
 //! `invario`: serve the API, migrate, manage keys, verify the ledger, export digests.
 
+mod checkpoints;
 mod cli;
 mod commands;
 mod database;

@@ -56,6 +56,38 @@ async fn serve(database: &TestDatabase) -> Server {
 }
 
 async fn serve_in(folder: &std::path::Path, url: Option<&str>) -> Server {
+    let mut signing: Vec<std::ffi::OsString> = Vec::new();
+    if url.is_some() {
+        // PostgreSQL needs a checkpoint key: a fresh one per server, its sink beside it.
+        let keys = std::env::temp_dir().join(format!("invario-test-keys-{}", rand_id()));
+        let key = write_checkpoint_key(&keys);
+        signing = vec![
+            "--checkpoint-key".into(),
+            key.into(),
+            "--checkpoint-dir".into(),
+            keys.join("checkpoints").into(),
+        ];
+    }
+    serve_with(folder, url, &signing).await
+}
+
+/// A fresh checkpoint key file in `folder`; returns its path.
+fn write_checkpoint_key(folder: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(folder).unwrap();
+    let key = folder.join("checkpoint.key");
+    let seed: [u8; 32] = *[*uuid::Uuid::new_v4().as_bytes(); 2].concat().first_chunk::<32>().unwrap();
+    let signer = invario_core::note::SignerKey::from_seed(
+        "test.invario.local/ledger",
+        invario_core::note::ALGORITHM_ED25519,
+        seed,
+    )
+    .unwrap();
+    std::fs::write(&key, signer.to_private_text()).unwrap();
+    key
+}
+
+/// `invario serve` with `extra` flags, on a free port, once it answers.
+async fn serve_with(folder: &std::path::Path, url: Option<&str>, extra: &[std::ffi::OsString]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
@@ -63,16 +95,16 @@ async fn serve_in(folder: &std::path::Path, url: Option<&str>) -> Server {
     if let Some(url) = url {
         command.env("DATABASE_URL", url);
     }
+    // Fast checks unless the caller sets the monitor's intervals itself.
+    let monitor: &[&str] = if extra.iter().any(|flag| flag == "--integrity-interval") {
+        &[]
+    } else {
+        &["--integrity-interval", "100ms", "--full-verify-interval", "300ms"]
+    };
     let child = command
-        .args([
-            "serve",
-            "--listen",
-            &listen,
-            "--integrity-interval",
-            "100ms",
-            "--full-verify-interval",
-            "300ms",
-        ])
+        .args(["serve", "--listen", &listen])
+        .args(monitor)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -756,4 +788,165 @@ fn checkpoint_keys_are_written_private_never_overwritten_and_shown_again() {
     );
     assert_eq!(garbage.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(folder);
+}
+
+/// A PostgreSQL ledger served with its checkpoint key and sink in a temp folder.
+struct SigningSetup {
+    database: TestDatabase,
+    folder: std::path::PathBuf,
+    key: String,
+}
+
+impl SigningSetup {
+    async fn new(entries: u128) -> Self {
+        let database = fresh_database().await;
+        ledger_of(&database, entries).await;
+        let folder = std::env::temp_dir().join(format!("invario-signing-{}", rand_id()));
+        write_checkpoint_key(&folder);
+        let key = created_key(&invario(
+            &database,
+            &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
+        ));
+        SigningSetup { database, folder, key }
+    }
+
+    async fn serve(&self) -> Server {
+        let flags: Vec<std::ffi::OsString> = vec![
+            "--checkpoint-key".into(),
+            self.folder.join("checkpoint.key").into(),
+            "--checkpoint-dir".into(),
+            self.folder.join("checkpoints").into(),
+            "--checkpoint-interval".into(),
+            "50ms".into(),
+            // The chain checks stay out of the way: what is tested is the checkpoint guard alone.
+            "--integrity-interval".into(),
+            "1h".into(),
+            "--full-verify-interval".into(),
+            "1h".into(),
+        ];
+        serve_with(&std::env::temp_dir(), Some(self.database.url()), &flags).await
+    }
+
+    fn latest_size(&self) -> Option<u64> {
+        let note = std::fs::read_to_string(self.folder.join("checkpoints/checkpoint")).ok()?;
+        note.lines().nth(1)?.parse().ok()
+    }
+
+    async fn health(&self, server: &Server) -> (u16, Value) {
+        let response = reqwest::get(format!("{}/health", server.address)).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_history() {
+    let setup = SigningSetup::new(10).await;
+    let server = setup.serve().await;
+    eventually("the first checkpoint is in the sink", async || setup.latest_size() == Some(10)).await;
+    let client = reqwest::Client::new();
+    for n in 11..=14u128 {
+        let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "4.00", "currency": "EUR"});
+        let response = client
+            .post(format!("{}/v1/transactions", server.address))
+            .bearer_auth(&setup.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    eventually("the grown tree is signed", async || setup.latest_size() == Some(14)).await;
+    assert!(
+        setup.folder.join("checkpoints/10.checkpoint").exists()
+            && setup.folder.join("checkpoints/14.checkpoint").exists()
+    );
+    let served = client
+        .get(format!("{}/v1/ledger/checkpoint", server.address))
+        .bearer_auth(&setup.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.headers()["content-type"], "text/plain; charset=utf-8");
+    let served = served.text().await.unwrap();
+    assert_eq!(served, std::fs::read_to_string(setup.folder.join("checkpoints/checkpoint")).unwrap());
+    let signer = invario_core::note::SignerKey::parse(
+        &std::fs::read_to_string(setup.folder.join("checkpoint.key")).unwrap(),
+    )
+    .unwrap();
+    let (checkpoint, _) =
+        invario_core::checkpoint::TreeCheckpoint::verify(served.as_bytes(), &signer.verifier()).unwrap();
+    assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
+    let (status, health) = setup.health(&server).await;
+    assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
+
+    // Behind the API's back: a consistent rewrite of the whole chain, tree rebuilt too.
+    tamper::rewrite_chain_from(setup.database.pool(), 3, "31337.00").await.unwrap();
+    assert_eq!(
+        invario(&setup.database, &["verify"]).status.code(),
+        Some(0),
+        "the rewrite fools the chain check alone"
+    );
+    eventually("the running server catches it at its next checkpoint", async || {
+        let (status, health) = setup.health(&server).await;
+        status == 503 && health["kind"] == "checkpoint_inconsistent"
+    })
+    .await;
+    let refused = client
+        .post(format!("{}/v1/transactions", server.address))
+        .bearer_auth(&setup.key)
+        .json(&json!({"transaction_id": uuid::Uuid::from_u128(99).to_string(), "amount": "1", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503, "writes are quarantined");
+    assert_eq!(setup.latest_size(), Some(14), "nothing was signed over the rewritten history");
+    drop(server);
+
+    let restarted = setup.serve().await;
+    let (status, health) = setup.health(&restarted).await;
+    assert_eq!(
+        (status, health["kind"].as_str()),
+        (503, Some("checkpoint_inconsistent")),
+        "caught at start-up: {health}"
+    );
+    let _ = std::fs::remove_dir_all(&setup.folder);
+}
+
+#[tokio::test]
+async fn a_truncated_history_is_caught_at_start_up() {
+    let setup = SigningSetup::new(12).await;
+    let server = setup.serve().await;
+    eventually("the checkpoint at 12 is in the sink", async || setup.latest_size() == Some(12)).await;
+    drop(server);
+    // Cut the last two entries, point the head at entry 10, rebuild the tree: a consistent, shorter ledger.
+    tamper::delete_entry_and_transaction(setup.database.pool(), 12).await.unwrap();
+    tamper::delete_entry_and_transaction(setup.database.pool(), 11).await.unwrap();
+    let tenth: Vec<u8> =
+        sqlx::query_scalar("SELECT entry_hash FROM ledger_entries WHERE sequence_number = 10")
+            .fetch_one(setup.database.pool())
+            .await
+            .unwrap();
+    tamper::rewrite_head(setup.database.pool(), 10, tenth.try_into().unwrap()).await.unwrap();
+    tamper::rebuild_tree(setup.database.pool()).await.unwrap();
+    assert_eq!(
+        invario(&setup.database, &["verify"]).status.code(),
+        Some(0),
+        "a clean cut fools the chain check alone"
+    );
+
+    let restarted = setup.serve().await;
+    let (status, health) = setup.health(&restarted).await;
+    assert_eq!((status, health["kind"].as_str()), (503, Some("checkpoint_inconsistent")), "{health}");
+    assert!(health["error"].as_str().unwrap().contains("signed checkpoint at size 12"), "{health}");
+    let _ = std::fs::remove_dir_all(&setup.folder);
 }

@@ -251,6 +251,17 @@ impl SignerKey {
     }
 }
 
+/// Two signer keys are equal when they sign with the same key under the same
+/// name (compared through the public half, so no secret is compared in time
+/// that depends on it).
+impl PartialEq for SignerKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.verifier() == other.verifier()
+    }
+}
+
+impl Eq for SignerKey {}
+
 impl fmt::Debug for SignerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SignerKey({}, private)", self.verifier())

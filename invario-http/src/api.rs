@@ -33,6 +33,8 @@ pub(crate) struct App<S, K> {
     pub(crate) keys: KeyAdmin<K>,
     pub(crate) appender: Appender,
     pub(crate) routes: Vec<Route<S, K>>,
+    /// The latest signed checkpoint, when the service signs them.
+    pub(crate) checkpoints: Option<crate::checkpointer::LatestCheckpoint>,
 }
 
 /// A request body as it arrives.

@@ -19,6 +19,8 @@ pub enum Setting {
     IncrementalInterval,
     /// [`MonitorSchedule::full_interval`](crate::MonitorSchedule::full_interval).
     FullInterval,
+    /// [`CheckpointSettings::interval`](crate::CheckpointSettings::interval).
+    CheckpointInterval,
 }
 
 impl fmt::Display for Setting {
@@ -30,6 +32,7 @@ impl fmt::Display for Setting {
             Setting::QueueWait => "group_commit.queue_wait",
             Setting::IncrementalInterval => "monitor.incremental_interval",
             Setting::FullInterval => "monitor.full_interval",
+            Setting::CheckpointInterval => "checkpoints.interval",
         })
     }
 }

@@ -9,6 +9,7 @@
 
 mod api;
 mod appender;
+mod checkpointer;
 mod clock;
 mod config;
 mod error;
@@ -16,6 +17,7 @@ mod metrics;
 mod monitor;
 mod receipt;
 mod routes;
+mod sink;
 mod telemetry;
 
 use std::collections::HashMap;
@@ -31,27 +33,34 @@ use warp::http::{HeaderMap, Method};
 pub use appender::{
     DEFAULT_GROUP_COMMIT_MAX, GroupCommit, MAX_GROUP_COMMIT_WINDOW, MAX_QUEUE_DEPTH, MAX_QUEUE_WAIT,
 };
+pub use checkpointer::{
+    CheckpointSettings, MAX_CHECKPOINT_INTERVAL, MIN_CHECKPOINT_INTERVAL, check_checkpoint_interval,
+};
 pub use config::{ConfigError, Setting};
 pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
 pub use metrics::*;
 pub use monitor::{MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL, MonitorSchedule};
 pub use routes::{DEFAULT_PAGE_SIZE, MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
+pub use sink::{LATEST_FILE, Sink, SinkError};
 pub use telemetry::{LogFormat, TelemetryError, init_logging};
 
 /// Everything `serve` can be tuned with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceConfig {
     /// Group commit of single-transaction requests.
     pub group_commit: GroupCommit,
     /// Integrity monitor intervals.
     pub monitor: MonitorSchedule,
+    /// Signed checkpoints into a sink outside the database (`None`: none are signed).
+    pub checkpoints: Option<CheckpointSettings>,
 }
 
 impl ServiceConfig {
     /// Refuses any setting outside its range; [`serve`] calls it first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.group_commit.validate()?;
-        self.monitor.validate()
+        self.monitor.validate()?;
+        self.checkpoints.as_ref().map_or(Ok(()), CheckpointSettings::validate)
     }
 }
 
@@ -87,11 +96,31 @@ where
     metrics::prometheus();
     let ledger = Arc::new(Ledger::new(ledger_store));
     monitor::check(&ledger, monitor::Check::Full).await;
+    // The signer's guard also runs before the first request: a history
+    // rewritten while the service was down is caught at start-up.
+    let latest_checkpoint = checkpointer::LatestCheckpoint::default();
+    if let Some(settings) = &config.checkpoints {
+        checkpointer::sign_once(&ledger, settings, &latest_checkpoint).await;
+    }
     let (appender, appender_task) = appender::Appender::start(Arc::clone(&ledger), config.group_commit);
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
-    let monitor_task = tokio::spawn(monitor::run(Arc::clone(&ledger), config.monitor, monitor_stopped));
-    let app =
-        Arc::new(api::App { ledger, keys: KeyAdmin::new(key_store), appender, routes: routes::table() });
+    let monitor_task =
+        tokio::spawn(monitor::run(Arc::clone(&ledger), config.monitor, monitor_stopped.clone()));
+    let checkpoint_task = config.checkpoints.clone().map(|settings| {
+        tokio::spawn(checkpointer::run(
+            Arc::clone(&ledger),
+            settings,
+            latest_checkpoint.clone(),
+            monitor_stopped,
+        ))
+    });
+    let app = Arc::new(api::App {
+        ledger,
+        keys: KeyAdmin::new(key_store),
+        appender,
+        routes: routes::table(),
+        checkpoints: config.checkpoints.as_ref().map(|_| latest_checkpoint),
+    });
 
     let routes = warp::method()
         .and(warp::path::full())
@@ -118,6 +147,9 @@ where
     let _ = appender_task.await;
     let _ = stop_monitor.send(true);
     let _ = monitor_task.await;
+    if let Some(task) = checkpoint_task {
+        let _ = task.await;
+    }
     tracing::info!(event = "server_stopped", address = %address);
     Ok(())
 }

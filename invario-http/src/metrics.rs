@@ -23,6 +23,15 @@ pub const APPEND_BATCH_SIZE: &str = "invario_append_batch_size";
 /// Counter: database transactions that appended entries.
 pub const APPEND_COMMITS_TOTAL: &str = "invario_append_commits_total";
 
+/// Gauge: seconds since the latest checkpoint was signed (or found in the sink at start).
+pub const CHECKPOINT_AGE: &str = "invario_checkpoint_age_seconds";
+/// Gauge: the tree size of the latest checkpoint.
+pub const CHECKPOINT_TREE_SIZE: &str = "invario_checkpoint_tree_size";
+/// Counter: checkpoints signed and written to the sink.
+pub const CHECKPOINTS_SIGNED_TOTAL: &str = "invario_checkpoints_signed_total";
+/// Counter: rounds that refused to sign (inconsistency, quarantine, an unusable sink).
+pub const CHECKPOINT_REFUSALS_TOTAL: &str = "invario_checkpoint_refusals_total";
+
 const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1000.0, 4000.0, 10000.0];
 

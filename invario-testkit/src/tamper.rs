@@ -231,6 +231,7 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
     .await?;
     let mut statements = Vec::new();
     let mut previous: Option<EntryHash> = None;
+    let mut all_hashes = Vec::new();
     for row in rows {
         let current: i64 = row.get("sequence_number");
         let stored_prev = EntryHash::from_slice(&row.get::<Vec<u8>, _>("prev_hash")).expect("32-byte hash");
@@ -257,12 +258,45 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
         }
         // Rows before `sequence` are untouched and intact: their recomputed hash is their stored one.
         previous = Some(hash);
+        all_hashes.push(hash);
     }
     if let Some(head) = previous {
         statements.push(("UPDATE ledger_head SET entry_hash = $1", vec![Bind::Bytes(head.0.to_vec())]));
     }
+    // One transaction, as a careful attacker would: no reader ever sees the chain and its tree disagree.
+    statements.extend(tree_statements(&all_hashes));
     bypassing_triggers(pool, &statements).await?;
-    rebuild_tree(pool).await
+    Ok(())
+}
+
+/// The statements that replace the stored tree with the tree of `entry_hashes`.
+fn tree_statements(entry_hashes: &[invario_core::EntryHash]) -> Vec<(&'static str, Vec<Bind>)> {
+    use invario_core::TreeSnapshot;
+    use invario_core::merkle::{entry_leaf_hash, hashes_to_bytes};
+    use invario_core::tiles::extend_tree;
+
+    let leaves = entry_hashes.iter().map(entry_leaf_hash);
+    let tree = extend_tree(&TreeSnapshot::empty(), 0, leaves).expect("a tree from empty always extends");
+    let mut statements: Vec<(&'static str, Vec<Bind>)> = vec![("DELETE FROM tree_tiles", vec![])];
+    for tile in &tree.tiles {
+        statements.push((
+            "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3)",
+            vec![
+                Bind::Int(i64::from(tile.coord.level)),
+                Bind::Int(i64::try_from(tile.coord.index).expect("small index")),
+                Bind::Bytes(hashes_to_bytes(&tile.hashes)),
+            ],
+        ));
+    }
+    statements.push((
+        "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3",
+        vec![
+            Bind::Int(i64::try_from(tree.state.size).expect("small tree")),
+            Bind::Bytes(tree.state.root.0.to_vec()),
+            Bind::Bytes(hashes_to_bytes(tree.state.frontier.hashes())),
+        ],
+    ));
+    statements
 }
 
 /// Removes the Merkle tree (tiles and state back to empty), as a ledger from
@@ -285,38 +319,12 @@ pub async fn forget_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// Replaces the stored Merkle tree with the tree of the entries as they are
 /// now (tiles and state), bypassing the triggers that keep tiles append-only.
 pub async fn rebuild_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
-    use invario_core::merkle::{TreeHash, entry_leaf_hash, hashes_to_bytes};
-    use invario_core::tiles::extend_tree;
-    use invario_core::{EntryHash, TreeSnapshot};
-
     let hashes: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT entry_hash FROM ledger_entries ORDER BY sequence_number")
             .fetch_all(pool)
             .await?;
-    let leaves: Vec<TreeHash> = hashes
-        .iter()
-        .map(|hash| entry_leaf_hash(&EntryHash::from_slice(hash).expect("32-byte hash")))
-        .collect();
-    let tree = extend_tree(&TreeSnapshot::empty(), 0, leaves).expect("a tree from empty always extends");
-    let mut statements: Vec<(&'static str, Vec<Bind>)> = vec![("DELETE FROM tree_tiles", vec![])];
-    for tile in &tree.tiles {
-        statements.push((
-            "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3)",
-            vec![
-                Bind::Int(i64::from(tile.coord.level)),
-                Bind::Int(i64::try_from(tile.coord.index).expect("small index")),
-                Bind::Bytes(hashes_to_bytes(&tile.hashes)),
-            ],
-        ));
-    }
-    statements.push((
-        "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3",
-        vec![
-            Bind::Int(i64::try_from(tree.state.size).expect("small tree")),
-            Bind::Bytes(tree.state.root.0.to_vec()),
-            Bind::Bytes(hashes_to_bytes(tree.state.frontier.hashes())),
-        ],
-    ));
-    bypassing_triggers(pool, &statements).await?;
+    let hashes: Vec<invario_core::EntryHash> =
+        hashes.iter().map(|hash| invario_core::EntryHash::from_slice(hash).expect("32-byte hash")).collect();
+    bypassing_triggers(pool, &tree_statements(&hashes)).await?;
     Ok(())
 }

@@ -102,6 +102,13 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
         },
         Route {
             method: Method::GET,
+            pattern: "/v1/ledger/checkpoint",
+            scope: Some(Scope::Read),
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(proofs::checkpoint(app, call)),
+        },
+        Route {
+            method: Method::GET,
             pattern: "/v1/ledger/proof/inclusion",
             scope: Some(Scope::Read),
             body_limit: NO_BODY,

@@ -44,6 +44,7 @@ pub(super) async fn health<S: LedgerStore, K: KeyStore>(
                 "status": "ok",
                 "head": head_json(&head),
                 "last_verified_sequence": verified.sequence_number,
+                "checkpoint_tree_size": app.checkpoints.as_ref().and_then(|latest| latest.get()).map(|(size, _)| size),
             }),
         ),
         None => json_response(

@@ -41,6 +41,21 @@ pub(super) async fn tree<S: LedgerStore, K: KeyStore>(
     Ok(json_response(StatusCode::OK, &json!({ "tree_size": head.tree_size, "root_hash": head.root_hash })))
 }
 
+/// `GET /v1/ledger/checkpoint`: the latest signed checkpoint, byte-exact C2SP.
+pub(super) async fn checkpoint<S, K>(app: &App<S, K>, _call: Call) -> Result<Response, ApiError> {
+    let latest = app.checkpoints.as_ref().ok_or_else(|| {
+        ApiError::NotFound("this service signs no checkpoints (start it with --checkpoint-key)".into())
+    })?;
+    let (_, note) =
+        latest.get().ok_or_else(|| ApiError::NotFound("no checkpoint has been signed yet".into()))?;
+    let mut response = Response::new(note.into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 /// `GET /v1/transactions/{id}/proof?tree_size=N`.
 pub(super) async fn for_transaction<S: LedgerStore, K: KeyStore>(
     app: &App<S, K>,

@@ -1,0 +1,72 @@
+//! Where `serve`'s checkpoint key and sink come from: flags, or — for the
+//! embedded default — a key and a directory beside the database file, created
+//! on first start so the zero-setup path signs too.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use invario_core::note::{ALGORITHM_ED25519, SignerKey};
+use invario_http::{CheckpointSettings, Sink};
+use rand::TryRngCore;
+
+use crate::cli::ServeArgs;
+use crate::keyfile;
+
+/// The key the embedded default creates beside its database.
+const EMBEDDED_KEY_FILE: &str = "invario-checkpoint.key";
+/// The sink directory's default name.
+const DEFAULT_SINK_DIR: &str = "invario-checkpoints";
+/// The origin of a key the embedded default creates, unless --origin says otherwise.
+const EMBEDDED_DEFAULT_ORIGIN: &str = "localhost/invario";
+
+/// The signing settings for `serve`; `embedded` is the SQLite file's folder.
+pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::Result<CheckpointSettings> {
+    let signer = match (&args.checkpoint_key, &embedded) {
+        (Some(path), _) => keyfile::read_private(path)?,
+        (None, Some(folder)) => embedded_key(&folder.join(EMBEDDED_KEY_FILE), args.origin.as_deref())?,
+        (None, None) => bail!(
+            "--checkpoint-key is required on PostgreSQL: create one with `invario checkpoint-key generate --origin ORIGIN --out FILE`, keep it off the database host, and pass --checkpoint-key FILE"
+        ),
+    };
+    if let Some(origin) = &args.origin
+        && origin != signer.name()
+    {
+        bail!(
+            "--origin {origin} is not the checkpoint key's name {}: a log's origin never changes",
+            signer.name()
+        );
+    }
+    let dir = match (&args.checkpoint_dir, embedded) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(folder)) => folder.join(DEFAULT_SINK_DIR),
+        (None, None) => PathBuf::from(DEFAULT_SINK_DIR),
+    };
+    let sink = Sink::open(&dir)?;
+    tracing::info!(
+        event = "checkpoint_signer",
+        origin = signer.name(),
+        vkey = %signer.verifier(),
+        checkpoint_dir = %dir.display(),
+    );
+    Ok(CheckpointSettings { signer, sink, interval: args.checkpoint_interval })
+}
+
+/// The embedded default's key: read it, or create it on first start.
+fn embedded_key(path: &std::path::Path, origin: Option<&str>) -> anyhow::Result<SignerKey> {
+    if path.exists() {
+        return keyfile::read_private(path);
+    }
+    let origin = origin.unwrap_or(EMBEDDED_DEFAULT_ORIGIN);
+    invario_core::checkpoint::check_origin(origin)?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.try_fill_bytes(&mut seed).context("the operating system's random source failed")?;
+    let key = SignerKey::from_seed(origin, ALGORITHM_ED25519, seed)?;
+    keyfile::write_private(path, &key.to_private_text())?;
+    tracing::info!(
+        event = "checkpoint_key_created",
+        path = %path.display(),
+        vkey = %key.verifier(),
+        "created a checkpoint key for the embedded ledger; keep a copy of it and give the vkey to auditors"
+    );
+    Ok(key)
+}
