@@ -60,6 +60,13 @@ pub(crate) enum Command {
         /// Also prove the ledger still passes through this saved digest (from `invario digest`).
         #[arg(long)]
         digest: Option<PathBuf>,
+        /// Also prove the ledger passes through every signed checkpoint in this
+        /// directory (the server's checkpoint directory, or a copy of it).
+        #[arg(long, requires = "vkey")]
+        checkpoints: Option<PathBuf>,
+        /// The log's verifier key (`invario checkpoint-key show`), for --checkpoints.
+        #[arg(long, requires = "checkpoints")]
+        vkey: Option<String>,
     },
     /// Print the current head as JSON, to keep outside the database.
     Digest,

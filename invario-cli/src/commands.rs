@@ -44,7 +44,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::RevokeKey { owner, prefix } => revoke_key(url, owner.as_deref(), prefix.as_deref()).await,
         Command::ListKeys { owner } => list_keys(url, owner.as_deref()).await,
-        Command::Verify { json, digest } => verify(url, json, digest.as_deref()).await,
+        Command::Verify { json, digest, checkpoints, vkey } => {
+            verify(url, json, digest.as_deref(), checkpoints.as_deref().zip(vkey.as_deref())).await
+        }
         Command::Digest => digest(url).await,
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
@@ -193,17 +195,61 @@ fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint { sequence_number, entry_hash })
 }
 
-async fn verify(url: Option<&str>, json: bool, digest: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+async fn verify(
+    url: Option<&str>,
+    json: bool,
+    digest: Option<&std::path::Path>,
+    checkpoints: Option<(&std::path::Path, &str)>,
+) -> anyhow::Result<ExitCode> {
     let digest = digest.map(read_digest).transpose()?;
+    let signed = checkpoints.map(|(dir, vkey)| read_checkpoints(dir, vkey)).transpose()?;
+    let expect = invario_core::Expectations {
+        digest,
+        signed_roots: signed
+            .iter()
+            .flatten()
+            .map(|checkpoint| (checkpoint.tree_size, checkpoint.root_hash))
+            .collect(),
+    };
     let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
-    with_stores!(backend, |ledger, _keys| verify_with(Ledger::new(ledger), json, digest).await)
+    with_stores!(backend, |ledger, _keys| verify_with(Ledger::new(ledger), json, &expect, signed.as_deref())
+        .await)
+}
+
+/// Every checkpoint in a checkpoint directory, each verified with `vkey`; a
+/// file that does not verify stops the command (it is evidence to look at).
+fn read_checkpoints(
+    dir: &std::path::Path,
+    vkey: &str,
+) -> anyhow::Result<Vec<invario_core::checkpoint::TreeCheckpoint>> {
+    let key = invario_core::note::VerifierKey::parse(vkey).context("--vkey")?;
+    let mut checkpoints = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the checkpoint directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot read {}", dir.display()))?.path();
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if name != invario_http::LATEST_FILE && !name.ends_with(".checkpoint") {
+            continue;
+        }
+        let note = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (checkpoint, _) = invario_core::checkpoint::TreeCheckpoint::verify(&note, &key)
+            .with_context(|| format!("{} does not verify with the given key", path.display()))?;
+        checkpoints.push(checkpoint);
+    }
+    if checkpoints.is_empty() {
+        bail!("{} holds no checkpoint", dir.display());
+    }
+    Ok(checkpoints)
 }
 
 async fn verify_with<S: LedgerStore>(
     ledger: Ledger<S>,
     json: bool,
-    digest: Option<Checkpoint>,
+    expect: &invario_core::Expectations,
+    signed: Option<&[invario_core::checkpoint::TreeCheckpoint]>,
 ) -> anyhow::Result<ExitCode> {
+    let digest = expect.digest;
     let head = ledger.head().await?;
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(head.sequence_number);
@@ -217,7 +263,7 @@ async fn verify_with<S: LedgerStore>(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let report = ledger.verify_full_with(digest, &mut |checked| bar.set_position(checked)).await?;
+    let report = ledger.verify_full_with(expect, &mut |checked| bar.set_position(checked)).await?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&output::report_json(&report))?);
@@ -227,6 +273,13 @@ async fn verify_with<S: LedgerStore>(
             println!(
                 "✅ The ledger still passes through the saved digest at sequence {}",
                 digest.sequence_number
+            );
+        }
+        if let (Some(signed), true) = (signed, report.is_intact()) {
+            let latest = signed.iter().map(|checkpoint| checkpoint.tree_size).max().unwrap_or(0);
+            println!(
+                "✅ The ledger passes through every signed checkpoint given ({} file(s), the latest at tree size {latest})",
+                signed.len()
             );
         }
     }

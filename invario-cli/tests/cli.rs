@@ -827,6 +827,14 @@ impl SigningSetup {
         serve_with(&std::env::temp_dir(), Some(self.database.url()), &flags).await
     }
 
+    /// `invario verify --checkpoints <sink> --vkey <the key's vkey>`.
+    fn verify_against_checkpoints(&self) -> Output {
+        let key = std::fs::read_to_string(self.folder.join("checkpoint.key")).unwrap();
+        let vkey = invario_core::note::SignerKey::parse(&key).unwrap().verifier().to_string();
+        let sink = self.folder.join("checkpoints");
+        invario(&self.database, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &vkey])
+    }
+
     fn latest_size(&self) -> Option<u64> {
         let note = std::fs::read_to_string(self.folder.join("checkpoints/checkpoint")).ok()?;
         note.lines().nth(1)?.parse().ok()
@@ -888,6 +896,13 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
     let (status, health) = setup.health(&server).await;
     assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
+    let before = setup.verify_against_checkpoints();
+    assert_eq!(before.status.code(), Some(0), "{}{}", text(&before.stdout), text(&before.stderr));
+    assert!(
+        text(&before.stdout).contains("passes through every signed checkpoint given"),
+        "{}",
+        text(&before.stdout)
+    );
 
     // Behind the API's back: a consistent rewrite of the whole chain, tree rebuilt too.
     tamper::rewrite_chain_from(setup.database.pool(), 3, "31337.00").await.unwrap();
@@ -910,6 +925,9 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
         .unwrap();
     assert_eq!(refused.status(), 503, "writes are quarantined");
     assert_eq!(setup.latest_size(), Some(14), "nothing was signed over the rewritten history");
+    let after = setup.verify_against_checkpoints();
+    assert_eq!(after.status.code(), Some(1), "{}", text(&after.stdout));
+    assert!(text(&after.stdout).contains("kind: checkpoint_inconsistent"), "{}", text(&after.stdout));
     drop(server);
 
     let restarted = setup.serve().await;
@@ -943,6 +961,9 @@ async fn a_truncated_history_is_caught_at_start_up() {
         Some(0),
         "a clean cut fools the chain check alone"
     );
+    let caught = setup.verify_against_checkpoints();
+    assert_eq!(caught.status.code(), Some(1), "{}", text(&caught.stdout));
+    assert!(text(&caught.stdout).contains("signed checkpoint at size 12"), "{}", text(&caught.stdout));
 
     let restarted = setup.serve().await;
     let (status, health) = setup.health(&restarted).await;

@@ -371,6 +371,9 @@ pub struct Verifier {
     rebuilt_tree: Option<Frontier>,
     /// The stored tree to compare it with at the end.
     stored_tree: Option<TreeState>,
+    /// Signed tree heads the rebuilt tree must pass through, largest size first
+    /// (the next one to meet is last).
+    signed_roots: Vec<(u64, TreeHash)>,
 }
 
 impl Verifier {
@@ -393,6 +396,7 @@ impl Verifier {
             broken_record: None,
             rebuilt_tree: None,
             stored_tree: None,
+            signed_roots: Vec::new(),
         };
         if head.sequence_number < checkpoint.sequence_number
             || (head.sequence_number == checkpoint.sequence_number
@@ -417,6 +421,28 @@ impl Verifier {
     /// tree was rebuilt from the start).
     pub fn expect_tree(mut self, stored: TreeState) -> Self {
         self.stored_tree = Some(stored);
+        self
+    }
+
+    /// Also requires the tree rebuilt from the entries to have each of these
+    /// roots at its size (checkpoints signed earlier, verified by the caller):
+    /// a rewritten or truncated history fails as `checkpoint_inconsistent`.
+    /// Only meaningful for a run that rebuilds the tree from the start.
+    pub fn expect_signed_roots(mut self, mut roots: Vec<(u64, TreeHash)>) -> Self {
+        roots.sort_unstable_by(|a, b| b.cmp(a));
+        roots.dedup();
+        if let Some(&(0, root)) = roots.last() {
+            roots.pop();
+            if root != crate::merkle::empty_root() {
+                self.record_break(IntegrityBreak::CheckpointInconsistent {
+                    checkpoint_size: 0,
+                    checkpoint_root: root,
+                    tree_size: 0,
+                    tree_root: crate::merkle::empty_root(),
+                });
+            }
+        }
+        self.signed_roots = roots;
         self
     }
 
@@ -466,7 +492,10 @@ impl Verifier {
     /// Ends the run: checks the chain reached the head (and the digest).
     pub fn finish(mut self) -> VerificationReport {
         if self.first_break.is_none()
-            && let Err(found) = self.check_end_of_entries().and_then(|()| self.check_tree())
+            && let Err(found) = self
+                .check_end_of_entries()
+                .and_then(|()| self.check_tree())
+                .and_then(|()| self.check_signed_roots_met())
         {
             self.first_break = Some(found);
         }
@@ -479,6 +508,19 @@ impl Verifier {
             rebuilt_tree: self.rebuilt_tree.filter(|_| self.first_break.is_none()),
             first_break: self.first_break,
             broken_record: self.broken_record,
+        }
+    }
+
+    /// Once every entry was seen: no signed tree head may lie beyond the ledger (a truncation).
+    fn check_signed_roots_met(&self) -> Result<(), IntegrityBreak> {
+        match (self.signed_roots.last(), &self.rebuilt_tree) {
+            (Some(&(size, root)), Some(rebuilt)) => Err(IntegrityBreak::CheckpointInconsistent {
+                checkpoint_size: size,
+                checkpoint_root: root,
+                tree_size: rebuilt.size(),
+                tree_root: rebuilt.root(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -584,6 +626,19 @@ impl Verifier {
         self.last_recorded_at_micros = Some(entry.recorded_at_micros);
         if let Some(tree) = &mut self.rebuilt_tree {
             tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
+            while let Some(&(size, root)) = self.signed_roots.last()
+                && size == tree.size()
+            {
+                if root != tree.root() {
+                    return Err(IntegrityBreak::CheckpointInconsistent {
+                        checkpoint_size: size,
+                        checkpoint_root: root,
+                        tree_size: size,
+                        tree_root: tree.root(),
+                    });
+                }
+                self.signed_roots.pop();
+            }
         }
         if sequence == self.head.sequence_number && entry.entry_hash != self.head.entry_hash {
             return Err(self.head_mismatch());

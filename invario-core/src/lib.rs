@@ -73,8 +73,8 @@ pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
 };
 pub use service::{
-    AuthenticationError, EntriesPage, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError, Ledger,
-    MAX_PAGE_SIZE, PageError,
+    AuthenticationError, EntriesPage, Expectations, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError,
+    Ledger, MAX_PAGE_SIZE, PageError,
 };
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};
 pub use timestamp::{Timestamp, TimestampError};

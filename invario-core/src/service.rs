@@ -62,6 +62,16 @@ impl From<AppendRefusal> for IngestError {
     }
 }
 
+/// What a full verification must find besides an intact chain and tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// A head exported earlier (`invario digest`): the chain must still pass through it.
+    pub digest: Option<Checkpoint>,
+    /// Signed tree heads (size, root) from checkpoints verified by the caller:
+    /// the tree rebuilt from the entries must have each root at its size.
+    pub signed_roots: Vec<(u64, crate::merkle::TreeHash)>,
+}
+
 /// Why a page request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -220,17 +230,18 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// Verifies every entry and every transaction.
     pub async fn verify_full(&self) -> Result<VerificationReport, StoreError> {
-        self.verify_full_with(None, &mut |_| {}).await
+        self.verify_full_with(&Expectations::default(), &mut |_| {}).await
     }
 
-    /// Verifies every entry and every transaction; `digest`, when given, must
-    /// still lie on the chain. `progress` is called with the running count.
+    /// Verifies every entry and every transaction, and that the ledger meets
+    /// `expect` (a saved digest, signed tree heads). `progress` is called with
+    /// the running count.
     pub async fn verify_full_with(
         &self,
-        digest: Option<Checkpoint>,
+        expect: &Expectations,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
-        let report = self.run_verification(Sweep::Full, None, None, digest, progress).await?;
+        let report = self.run_verification(Sweep::Full, None, None, expect, progress).await?;
         self.record(&report);
         Ok(report)
     }
@@ -244,8 +255,9 @@ impl<S: LedgerStore> Ledger<S> {
             Some(checkpoint) => Sweep::After(checkpoint.sequence_number),
             None => Sweep::Full,
         };
-        let report =
-            self.run_verification(sweep, resume_from, status.verified_tree, None, &mut |_| {}).await?;
+        let report = self
+            .run_verification(sweep, resume_from, status.verified_tree, &Expectations::default(), &mut |_| {})
+            .await?;
         self.record(&report);
         Ok(report)
     }
@@ -278,7 +290,7 @@ impl<S: LedgerStore> Ledger<S> {
         sweep: Sweep,
         resume_from: Option<Checkpoint>,
         resume_tree: Option<Frontier>,
-        digest: Option<Checkpoint>,
+        expect: &Expectations,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
         const PROGRESS_EVERY: u64 = 10_000;
@@ -302,8 +314,9 @@ impl<S: LedgerStore> Ledger<S> {
             (Some(checkpoint), None) => Verifier::resume(head, checkpoint),
             (Some(checkpoint), Some(tree)) => Verifier::resume(head, checkpoint).resume_tree(tree),
         }
-        .expect_tree(stored_tree);
-        if let Some(digest) = digest {
+        .expect_tree(stored_tree)
+        .expect_signed_roots(expect.signed_roots.clone());
+        if let Some(digest) = expect.digest {
             verifier = verifier.expect_digest(digest);
         }
         let mut seen: u64 = 0;

@@ -121,3 +121,36 @@ fn a_sink_checkpoint_from_another_key_or_origin_is_not_trusted() {
         "an untrusted sink file is the operator's problem, not a ledger break"
     );
 }
+
+#[test]
+fn a_full_verification_checks_the_ledger_against_signed_tree_heads() {
+    use invario_core::Expectations;
+    let ledger = Ledger::new(MemoryLedger::new());
+    let mut heads = vec![(0, block_on(ledger.tree_head()).unwrap().root_hash)];
+    for (first, last) in [(1, 3), (4, 4), (5, 260), (261, 300)] {
+        append(&ledger, first..=last, "1.00");
+        let head = block_on(ledger.tree_head()).unwrap();
+        heads.push((head.tree_size, head.root_hash));
+    }
+    let expect = Expectations { digest: None, signed_roots: heads.clone() };
+    assert!(block_on(ledger.verify_full_with(&expect, &mut |_| {})).unwrap().is_intact());
+
+    // The same ids with other amounts: every signed head after 0 is missed.
+    let rewritten = Ledger::new(MemoryLedger::new());
+    append(&rewritten, 1..=300, "2.00");
+    let report = block_on(rewritten.verify_full_with(&expect, &mut |_| {})).unwrap();
+    let found = report.first_break.unwrap();
+    assert_eq!((found.kind(), found.sequence()), ("checkpoint_inconsistent", Some(3)));
+
+    // A shorter ledger cannot pass through a head beyond its end.
+    let truncated = Ledger::new(MemoryLedger::new());
+    append(&truncated, 1..=3, "1.00");
+    append(&truncated, 4..=4, "1.00");
+    let report = block_on(truncated.verify_full_with(&expect, &mut |_| {})).unwrap();
+    let found = report.first_break.unwrap();
+    assert_eq!((found.kind(), found.sequence()), ("checkpoint_inconsistent", Some(260)));
+
+    // A signed empty tree with another root is refused too.
+    let bogus = Expectations { digest: None, signed_roots: vec![(0, heads[1].1)] };
+    assert!(!block_on(ledger.verify_full_with(&bogus, &mut |_| {})).unwrap().is_intact());
+}
