@@ -74,6 +74,26 @@ pub(crate) enum Command {
     /// proven, 1 refuted, 2 could not run.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Check a running server's signed checkpoint against the one remembered
+    /// from the last run (and, with --full, against every entry): exit 0
+    /// consistent, 1 inconsistent (both checkpoints printed), 2 could not run.
+    Audit {
+        /// Base URL of the server, e.g. http://localhost:8000.
+        #[arg(long, env = "INVARIO_URL")]
+        url: String,
+        /// A key with the read scope.
+        #[arg(long, env = "INVARIO_KEY", hide_env_values = true)]
+        key: String,
+        /// The log's verifier key (`invario checkpoint-key show`).
+        #[arg(long)]
+        vkey: String,
+        /// Where this auditor remembers the checkpoints it accepted.
+        #[arg(long)]
+        state: PathBuf,
+        /// Also read every entry, recompute every hash and the tree, and check them against the checkpoint.
+        #[arg(long)]
+        full: bool,
+    },
     /// Manage the key that signs checkpoints (C2SP signed notes, Ed25519).
     #[command(subcommand)]
     CheckpointKey(CheckpointKeyCommand),

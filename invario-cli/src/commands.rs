@@ -50,6 +50,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Digest => digest(url).await,
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
+        Command::Audit { url, key, vkey, state, full } => {
+            crate::audit::run(&url, &key, &vkey, &state, full).await
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `invario`: serve the API, migrate, manage keys, verify the ledger, export digests.
 
+mod audit;
 mod checkpoints;
 mod cli;
 mod commands;
@@ -7,6 +8,7 @@ mod database;
 mod keyfile;
 mod output;
 mod proof;
+mod remote;
 
 use std::process::ExitCode;
 

@@ -3,18 +3,14 @@
 //! server computed. Exit 0 proven, 1 refuted (naming what failed), 2 could not run.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use invario_core::audit::{self, AuditError, TrustedTree};
 use invario_core::{Ledger, LedgerStore, TransactionId, TreeHash};
 use serde_json::Value;
 
-use crate::cli::{ProofCommand, ProofSource};
+use crate::cli::ProofCommand;
 use crate::database::{Schema, open, with_stores};
-
-/// How long a proof request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -24,7 +20,12 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
             let response = match &source.url {
                 Some(base) => {
                     let query = tree_size.map(|size| format!("?tree_size={size}")).unwrap_or_default();
-                    fetch(base, &source, &format!("/v1/transactions/{id}/proof{query}")).await?
+                    crate::remote::fetch_json(
+                        base,
+                        source.key.as_deref(),
+                        &format!("/v1/transactions/{id}/proof{query}"),
+                    )
+                    .await?
                 }
                 None => {
                     let backend = open(url, 2, Schema::Current).await?;
@@ -57,8 +58,12 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
             let response = match &source.url {
                 Some(base) => {
                     let query = second.map(|size| format!("&second={size}")).unwrap_or_default();
-                    fetch(base, &source, &format!("/v1/ledger/proof/consistency?first={first}{query}"))
-                        .await?
+                    crate::remote::fetch_json(
+                        base,
+                        source.key.as_deref(),
+                        &format!("/v1/ledger/proof/consistency?first={first}{query}"),
+                    )
+                    .await?
                 }
                 None => {
                     let backend = open(url, 2, Schema::Current).await?;
@@ -115,23 +120,4 @@ fn warn_if_unpinned(unpinned: bool) {
 fn refuted(error: &AuditError) -> ExitCode {
     println!("❌ Refuted: {error}");
     ExitCode::from(1)
-}
-
-/// GETs `path` from the server; a non-2xx answer is an error carrying the server's message.
-async fn fetch(base: &str, source: &ProofSource, path: &str) -> anyhow::Result<Value> {
-    let client =
-        reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build an HTTP client")?;
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut request = client.get(&url);
-    if let Some(key) = &source.key {
-        request = request.bearer_auth(key.trim());
-    }
-    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.with_context(|| format!("{url} did not answer JSON"))?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no message");
-        bail!("{url} answered {status}: {message}");
-    }
-    Ok(body)
 }

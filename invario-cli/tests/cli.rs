@@ -811,11 +811,16 @@ impl SigningSetup {
     }
 
     async fn serve(&self) -> Server {
+        self.serve_into(&self.folder.join("checkpoints")).await
+    }
+
+    /// Serves with the checkpoint directory `sink`.
+    async fn serve_into(&self, sink: &std::path::Path) -> Server {
         let flags: Vec<std::ffi::OsString> = vec![
             "--checkpoint-key".into(),
             self.folder.join("checkpoint.key").into(),
             "--checkpoint-dir".into(),
-            self.folder.join("checkpoints").into(),
+            sink.into(),
             "--checkpoint-interval".into(),
             "50ms".into(),
             // The chain checks stay out of the way: what is tested is the checkpoint guard alone.
@@ -827,12 +832,27 @@ impl SigningSetup {
         serve_with(&std::env::temp_dir(), Some(self.database.url()), &flags).await
     }
 
+    fn vkey(&self) -> String {
+        let key = std::fs::read_to_string(self.folder.join("checkpoint.key")).unwrap();
+        invario_core::note::SignerKey::parse(&key).unwrap().verifier().to_string()
+    }
+
     /// `invario verify --checkpoints <sink> --vkey <the key's vkey>`.
     fn verify_against_checkpoints(&self) -> Output {
-        let key = std::fs::read_to_string(self.folder.join("checkpoint.key")).unwrap();
-        let vkey = invario_core::note::SignerKey::parse(&key).unwrap().verifier().to_string();
         let sink = self.folder.join("checkpoints");
-        invario(&self.database, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &vkey])
+        invario(&self.database, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &self.vkey()])
+    }
+
+    /// `invario audit` against `server`, remembering in the auditor's own folder.
+    fn audit(&self, server: &Server, full: bool) -> Output {
+        let state = self.folder.join("auditor");
+        let mut args = vec!["audit", "--url", &server.address, "--key", &self.key];
+        let vkey = self.vkey();
+        args.extend(["--vkey", &vkey, "--state", state.to_str().unwrap()]);
+        if full {
+            args.push("--full");
+        }
+        invario_with_url(None, &args)
     }
 
     fn latest_size(&self) -> Option<u64> {
@@ -861,6 +881,19 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     let setup = SigningSetup::new(10).await;
     let server = setup.serve().await;
     eventually("the first checkpoint is in the sink", async || setup.latest_size() == Some(10)).await;
+    let first_audit = setup.audit(&server, false);
+    assert_eq!(
+        first_audit.status.code(),
+        Some(0),
+        "{}{}",
+        text(&first_audit.stdout),
+        text(&first_audit.stderr)
+    );
+    assert!(
+        text(&first_audit.stdout).starts_with("✅ Verified the checkpoint at tree size 10"),
+        "{}",
+        text(&first_audit.stdout)
+    );
     let client = reqwest::Client::new();
     for n in 11..=14u128 {
         let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "4.00", "currency": "EUR"});
@@ -896,6 +929,19 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
     let (status, health) = setup.health(&server).await;
     assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
+    let second_audit = setup.audit(&server, true);
+    assert_eq!(
+        second_audit.status.code(),
+        Some(0),
+        "{}{}",
+        text(&second_audit.stdout),
+        text(&second_audit.stderr)
+    );
+    assert!(
+        text(&second_audit.stdout).contains("Every entry up to 14 recomputed"),
+        "{}",
+        text(&second_audit.stdout)
+    );
     let before = setup.verify_against_checkpoints();
     assert_eq!(before.status.code(), Some(0), "{}{}", text(&before.stdout), text(&before.stderr));
     assert!(
@@ -928,6 +974,9 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     let after = setup.verify_against_checkpoints();
     assert_eq!(after.status.code(), Some(1), "{}", text(&after.stdout));
     assert!(text(&after.stdout).contains("kind: checkpoint_inconsistent"), "{}", text(&after.stdout));
+    let full_audit = setup.audit(&server, true);
+    assert_eq!(full_audit.status.code(), Some(1), "{}", text(&full_audit.stdout));
+    assert!(text(&full_audit.stdout).starts_with("❌ INCONSISTENT: "), "{}", text(&full_audit.stdout));
     drop(server);
 
     let restarted = setup.serve().await;
@@ -936,6 +985,24 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
         (status, health["kind"].as_str()),
         (503, Some("checkpoint_inconsistent")),
         "caught at start-up: {health}"
+    );
+    drop(restarted);
+
+    // The attacker also owns the server and wipes its checkpoint directory: it
+    // now signs the rewritten history. The auditor remembers.
+    let forger = setup.serve_into(&setup.folder.join("wiped-checkpoints")).await;
+    eventually("the forged history is signed", async || {
+        setup.folder.join("wiped-checkpoints/checkpoint").exists()
+    })
+    .await;
+    let caught = setup.audit(&forger, false);
+    assert_eq!(caught.status.code(), Some(1), "{}{}", text(&caught.stdout), text(&caught.stderr));
+    let evidence = text(&caught.stdout);
+    assert!(evidence.starts_with("❌ INCONSISTENT:"), "{evidence}");
+    assert!(
+        evidence.contains("the checkpoint remembered from an earlier run")
+            && evidence.contains("the checkpoint the server serves now"),
+        "{evidence}"
     );
     let _ = std::fs::remove_dir_all(&setup.folder);
 }

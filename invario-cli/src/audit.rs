@@ -1,0 +1,154 @@
+//! `invario audit`: an auditor that remembers. It fetches the server's signed
+//! checkpoint, verifies the signature with the log's verifier key, proves it
+//! consistent with the checkpoint it accepted last time (kept in its own state
+//! directory, never the server's), optionally re-derives the whole tree from
+//! the entries, and only then remembers the new one.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use invario_core::audit::{TrustedTree, check_consistency, entry_from_receipt};
+use invario_core::checkpoint::TreeCheckpoint;
+use invario_core::merkle::{Frontier, entry_leaf_hash};
+use invario_core::note::VerifierKey;
+use invario_core::{Checkpoint, MAX_PAGE_SIZE};
+use invario_http::{Sink, SinkError};
+
+use crate::remote::{fetch_bytes, fetch_json};
+
+pub(crate) async fn run(
+    url: &str,
+    key: &str,
+    vkey: &str,
+    state: &Path,
+    full: bool,
+) -> anyhow::Result<ExitCode> {
+    let log_key = VerifierKey::parse(vkey).context("--vkey")?;
+    let memory = Sink::open(state)?;
+    let remembered = match memory.read_latest()? {
+        Some(note) => Some(TreeCheckpoint::verify(&note, &log_key).with_context(|| {
+            format!("the remembered checkpoint in {} does not verify with --vkey", state.display())
+        })?),
+        None => None,
+    };
+    let served = fetch_bytes(url, Some(key), "/v1/ledger/checkpoint").await?;
+    let (checkpoint, _) = match TreeCheckpoint::verify(&served, &log_key) {
+        Ok(verified) => verified,
+        Err(error) => {
+            return Ok(inconsistent(
+                &format!("the served checkpoint does not verify: {error}"),
+                &served,
+                None,
+            ));
+        }
+    };
+    let new = TrustedTree { size: checkpoint.tree_size, root: checkpoint.root_hash };
+
+    if let Some((old, old_note)) = &remembered {
+        let old_tree = TrustedTree { size: old.tree_size, root: old.root_hash };
+        if old.tree_size > checkpoint.tree_size {
+            let reason = format!("the log shrank from {} to {} entries", old.tree_size, checkpoint.tree_size);
+            return Ok(inconsistent(&reason, &served, Some(&old_note.to_text())));
+        }
+        let path =
+            format!("/v1/ledger/proof/consistency?first={}&second={}", old.tree_size, checkpoint.tree_size);
+        let response = fetch_json(url, Some(key), &path).await?;
+        if let Err(error) = check_consistency(&response, Some(old_tree), Some(new)) {
+            return Ok(inconsistent(&error.to_string(), &served, Some(&old_note.to_text())));
+        }
+    }
+    if full && let Err(reason) = rebuild(url, key, &checkpoint).await? {
+        return Ok(inconsistent(
+            &reason,
+            &served,
+            remembered.as_ref().map(|(_, note)| note.to_text()).as_deref(),
+        ));
+    }
+    let note = String::from_utf8(served.clone()).context("the checkpoint is not UTF-8")?;
+    match memory.write(checkpoint.tree_size, &note) {
+        Ok(()) => {}
+        Err(SinkError::Equivocation { path, .. }) => {
+            let other = std::fs::read_to_string(&path).unwrap_or_default();
+            let reason = format!("two different checkpoints for tree size {}", checkpoint.tree_size);
+            return Ok(inconsistent(&reason, &served, Some(&other)));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    match &remembered {
+        Some((old, _)) => println!(
+            "✅ Consistent: the checkpoint at tree size {} (root {}) extends the one remembered at size {}",
+            checkpoint.tree_size, checkpoint.root_hash, old.tree_size
+        ),
+        None => println!(
+            "✅ Verified the checkpoint at tree size {} (root {}); remembered in {}",
+            checkpoint.tree_size,
+            checkpoint.root_hash,
+            state.display()
+        ),
+    }
+    if full {
+        println!(
+            "✅ Every entry up to {} recomputed: the chain and the tree match the checkpoint",
+            checkpoint.tree_size
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pages through the entries up to the checkpoint's size, recomputing each
+/// hash from its fields and the tree from the hashes. `Err(reason)` when they
+/// do not give the checkpoint's root.
+async fn rebuild(url: &str, key: &str, checkpoint: &TreeCheckpoint) -> anyhow::Result<Result<(), String>> {
+    let mut position = Checkpoint::GENESIS;
+    let mut tree = Frontier::EMPTY;
+    while tree.size() < checkpoint.tree_size {
+        let path = format!("/v1/ledger/entries?after={}&limit={MAX_PAGE_SIZE}", position.sequence_number);
+        let page = fetch_json(url, Some(key), &path).await?;
+        let receipts = page["entries"].as_array().context("the entries page has no entries list")?;
+        if receipts.is_empty() {
+            return Ok(Err(format!(
+                "the server has {} entries, the checkpoint says {}",
+                tree.size(),
+                checkpoint.tree_size
+            )));
+        }
+        for receipt in receipts {
+            let entry = match entry_from_receipt(receipt) {
+                Ok(entry) => entry,
+                Err(error) => return Ok(Err(format!("entry after {}: {error}", position.sequence_number))),
+            };
+            if entry.sequence_number != position.sequence_number + 1 || entry.prev_hash != position.entry_hash
+            {
+                return Ok(Err(format!(
+                    "entry {} does not follow entry {}",
+                    entry.sequence_number, position.sequence_number
+                )));
+            }
+            if tree.size() == checkpoint.tree_size {
+                break;
+            }
+            tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
+            position = entry.checkpoint();
+        }
+    }
+    if tree.root() != checkpoint.root_hash {
+        return Ok(Err(format!(
+            "the entries give root {} at size {}, the checkpoint signs {}",
+            tree.root(),
+            tree.size(),
+            checkpoint.root_hash
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// Prints the evidence and returns exit status 1.
+fn inconsistent(reason: &str, served: &[u8], remembered: Option<&str>) -> ExitCode {
+    println!("❌ INCONSISTENT: {reason}");
+    if let Some(remembered) = remembered {
+        println!("--- the checkpoint remembered from an earlier run:\n{remembered}");
+    }
+    println!("--- the checkpoint the server serves now:\n{}", String::from_utf8_lossy(served));
+    ExitCode::from(1)
+}
