@@ -7,6 +7,8 @@ every entry hash from the receipt's fields (docs/recompute_hashes.py holds the
 chain format v1), derives the leaf from it, and checks the audit path.
 
     python3 docs/audit.py vectors docs/vectors/merkle.json
+    python3 docs/audit.py checkpoint-vectors docs/vectors/checkpoint.json
+    python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
     python3 docs/audit.py inclusion --url http://localhost:8000 --key "$KEY" --id UUID [--tree-size N] [--root HEX]
     python3 docs/audit.py consistency --url http://localhost:8000 --key "$KEY" --first M [--second N]
         [--first-root HEX] [--second-root HEX]
@@ -15,7 +17,10 @@ Exit status: 0 proven, 1 refuted (the reason is printed), 2 could not run.
 Without a pinned root the server's root is used, and the output says so.
 """
 import argparse
+import base64
+import binascii
 import hashlib
+import os
 import json
 import string
 import sys
@@ -25,6 +30,192 @@ import urllib.request
 from recompute_hashes import entry_hash
 
 MAX_PROOF_HASHES = 64
+MAX_NOTE_BYTES = 64 * 1024
+MAX_SIGNATURES = 128
+
+
+# --- Ed25519 verification: RFC 8032 section 6 (reference code), plus the
+# strict checks Invario's signer expects (canonical S, no small-order key).
+
+ED_P = 2 ** 255 - 19
+ED_L = 2 ** 252 + 27742317777372353535851937790883648493
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+
+
+def _point_add(P, Q):
+    A, B = (P[1] - P[0]) * (Q[1] - Q[0]) % ED_P, (P[1] + P[0]) * (Q[1] + Q[0]) % ED_P
+    C, D = 2 * P[3] * Q[3] * ED_D % ED_P, 2 * P[2] * Q[2] % ED_P
+    E, F, G, H = B - A, D - C, D + C, B + A
+    return (E * F, G * H, F * G, E * H)
+
+
+def _point_mul(s, P):
+    Q = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            Q = _point_add(Q, P)
+        P = _point_add(P, P)
+        s >>= 1
+    return Q
+
+
+def _point_equal(P, Q):
+    return (P[0] * Q[2] - Q[0] * P[2]) % ED_P == 0 and (P[1] * Q[2] - Q[1] * P[2]) % ED_P == 0
+
+
+def _recover_x(y, sign):
+    if y >= ED_P:
+        return None
+    x2 = (y * y - 1) * pow(ED_D * y * y + 1, ED_P - 2, ED_P)
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (ED_P + 3) // 8, ED_P)
+    if (x * x - x2) % ED_P != 0:
+        x = x * ED_SQRT_M1 % ED_P
+    if (x * x - x2) % ED_P != 0:
+        return None
+    if (x & 1) != sign:
+        x = ED_P - x
+    return x
+
+
+def _point_decompress(s):
+    if len(s) != 32:
+        return None
+    y = int.from_bytes(s, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = _recover_x(y, sign)
+    if x is None:
+        return None
+    return (x, y, 1, x * y % ED_P)
+
+
+_G_Y = 4 * pow(5, ED_P - 2, ED_P) % ED_P
+_G = (_recover_x(_G_Y, 0), _G_Y, 1, _recover_x(_G_Y, 0) * _G_Y % ED_P)
+_IDENTITY = (0, 1, 1, 0)
+
+
+def ed25519_verify(public, message, signature):
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    A = _point_decompress(public)
+    R = _point_decompress(signature[:32])
+    if A is None or R is None or _point_equal(_point_mul(8, A), _IDENTITY):
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    if s >= ED_L:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % ED_L
+    return _point_equal(_point_mul(s, _G), _point_add(R, _point_mul(h, A)))
+
+
+# --- C2SP signed notes and tlog-checkpoints.
+
+def b64decode(text):
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Refuted(f"not standard base64: {text!r}")
+    # Canonical only: unused trailing bits must be zero, or one signature has many spellings.
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise Refuted(f"not canonical base64: {text!r}")
+    return raw
+
+
+def parse_vkey(text):
+    """<name>+<key ID hex>+<base64(algorithm || public key)>, the ID checked."""
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or not parts[0] or len(parts[1]) != 8:
+        raise Refuted(f"not a verifier key: {text!r}")
+    name, key_id, key = parts[0], bytes.fromhex(parts[1]), b64decode(parts[2])
+    if len(key) != 33 or key[0] not in (1, 4):
+        raise Refuted("a verifier key is an algorithm byte and 32 key bytes")
+    if hashlib.sha256(name.encode() + b"\n" + key).digest()[:4] != key_id:
+        raise Refuted("the verifier key's ID does not match its name and key")
+    return {"name": name, "id": key_id, "algorithm": key[0], "public": key[1:]}
+
+
+def parse_note(data):
+    """(text, [(name, key ID, payload)]) of a signed note, refusing what the spec refuses."""
+    if len(data) > MAX_NOTE_BYTES:
+        raise Refuted("the note is too large")
+    try:
+        note = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refuted("the note is not UTF-8")
+    if any(ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in note):
+        raise Refuted("the note holds control characters")
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise Refuted("the note has no signature block")
+    text, block = note[:split + 1], note[split + 2:-1]
+    lines = block.split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise Refuted("too many signatures")
+    signatures = []
+    for line in lines:
+        if not line.startswith("\u2014 ") or line.count(" ") != 2:
+            raise Refuted(f"not a signature line: {line!r}")
+        _, name, encoded = line.split(" ")
+        raw = b64decode(encoded)
+        if len(raw) < 5:
+            raise Refuted("a signature is too short")
+        signatures.append((name, raw[:4], raw[4:]))
+    return text, signatures
+
+
+def verify_checkpoint(data, vkey):
+    """The checkpoint (origin, size, root) of a note the log's key signed."""
+    text, signatures = parse_note(data)
+    verified = False
+    for name, key_id, payload in signatures:
+        if name == vkey["name"] and key_id == vkey["id"] and vkey["algorithm"] == 1:
+            if not ed25519_verify(vkey["public"], text.encode(), payload):
+                raise Refuted(f"the signature of {name} does not verify")
+            verified = True
+    if not verified:
+        raise Refuted("no signature from the log's key")
+    lines = text[:-1].split("\n")
+    if len(lines) != 3 or lines[0] != vkey["name"]:
+        raise Refuted("a checkpoint is exactly origin, tree size and root, for the key's origin")
+    if not lines[1].isdigit() or (lines[1] != "0" and lines[1].startswith("0")):
+        raise Refuted("the tree size is not a canonical decimal")
+    root = b64decode(lines[2])
+    if len(root) != 32:
+        raise Refuted("the root is not 32 bytes")
+    return lines[0], int(lines[1]), root
+
+
+def check_checkpoint_vectors(path):
+    with open(path, encoding="utf-8") as file:
+        vectors = json.load(file)
+    note = vectors["note"].encode()
+    origin, size, root = verify_checkpoint(note, parse_vkey(vectors["log_vkey"]))
+    if (origin, size, root.hex()) != (vectors["origin"], vectors["tree_size"], vectors["root_hash"]):
+        raise SystemExit("the golden checkpoint does not say what the vectors say")
+    witness = parse_vkey(vectors["witness_vkey"])
+    text, signatures = parse_note(note)
+    cosigned = [payload for name, key_id, payload in signatures if name == witness["name"] and key_id == witness["id"]]
+    if len(cosigned) != 1 or len(cosigned[0]) != 72:
+        raise SystemExit("the golden note has no cosignature from the witness")
+    time = int.from_bytes(cosigned[0][:8], "big")
+    message = f"cosignature/v1\ntime {time}\n".encode() + text.encode()
+    if time != vectors["cosignature_time"] or not ed25519_verify(witness["public"], message, cosigned[0][8:]):
+        raise SystemExit("the witness's cosignature does not verify")
+    parse_vkey(vectors["spec_example_vkey"])
+    for position in range(len(note)):
+        damaged = bytearray(note)
+        damaged[position] ^= 0x01
+        try:
+            verify_checkpoint(bytes(damaged), parse_vkey(vectors["log_vkey"]))
+        except Refuted:
+            continue
+        # A flip inside the witness's line leaves the log's signature intact: ignored, as the spec says.
+        if position < note.index("\u2014 witness".encode()):
+            raise SystemExit(f"a flipped bit at byte {position} was accepted")
+    print("checkpoint vectors intact: the log signature and the witness cosignature verify, every damaged note refused")
 
 
 class Refuted(Exception):
@@ -233,11 +424,11 @@ def check_vector_file(path):
     print(f"vectors intact: {checks} checks passed, every damaged proof refused")
 
 
-def fetch(url, key, path):
+def fetch(url, key, path, raw=False):
     request = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+            return response.read() if raw else json.load(response)
     except urllib.error.HTTPError as error:
         try:
             message = json.load(error)["error"]["message"]
@@ -246,6 +437,67 @@ def fetch(url, key, path):
         raise SystemExit(f"error: {url}{path} answered {error.code}: {message}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise SystemExit(f"error: cannot fetch {url}{path}: {error}") from None
+
+
+def remember(state, size, note):
+    """Keeps an accepted checkpoint: per size (never replaced by another) and as the latest."""
+    os.makedirs(state, exist_ok=True)
+    per_size = os.path.join(state, f"{size}.checkpoint")
+    if os.path.exists(per_size):
+        with open(per_size, "rb") as file:
+            if file.read() != note:
+                raise Refuted(f"two different checkpoints for tree size {size}")
+    for path in (per_size, os.path.join(state, "checkpoint")):
+        temporary = path + ".tmp"
+        with open(temporary, "wb") as file:
+            file.write(note)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+
+
+def audit_checkpoint(args):
+    vkey = parse_vkey(args.vkey)
+    served = fetch(args.url, args.key, "/v1/ledger/checkpoint", raw=True)
+    latest_path = os.path.join(args.state, "checkpoint")
+    old = None
+    if os.path.exists(latest_path):
+        with open(latest_path, "rb") as file:
+            old_note = file.read()
+        try:
+            old = verify_checkpoint(old_note, vkey)
+        except Refuted as error:
+            raise SystemExit(f"error: the remembered checkpoint does not verify: {error}")
+    try:
+        _, size, root = verify_checkpoint(served, vkey)
+        if old is not None:
+            _, old_size, old_root = old
+            if old_size > size:
+                raise Refuted(f"the log shrank from {old_size} to {size} entries")
+            proof = fetch(args.url, args.key, f"/v1/ledger/proof/consistency?first={old_size}&second={size}")
+            check_consistency_response(proof, old_root, root)
+        if args.full:
+            prev, leaves, after = bytes(32), [], 0
+            while len(leaves) < size:
+                page = fetch(args.url, args.key, f"/v1/ledger/entries?after={after}&limit=1000")
+                if not page["entries"]:
+                    raise Refuted(f"the server has {len(leaves)} entries, the checkpoint says {size}")
+                for receipt in page["entries"][: size - len(leaves)]:
+                    if decode_hash(receipt["prev_hash"], "prev_hash") != prev:
+                        raise Refuted(f"entry {receipt['sequence_number']} does not link to the one before")
+                    leaves.append(receipt_leaf(receipt))
+                    prev, after = bytes.fromhex(receipt["entry_hash"]), receipt["sequence_number"]
+            if tree_hash(leaves) != root:
+                raise Refuted("the entries do not give the checkpoint's root")
+        remember(args.state, size, served)
+    except Refuted as error:
+        print(f"INCONSISTENT: {error}")
+        if old is not None:
+            print("--- remembered:\n" + old_note.decode("utf-8", "replace"))
+        print("--- served now:\n" + served.decode("utf-8", "replace"))
+        sys.exit(1)
+    print(f"consistent: checkpoint at tree size {size} (root {root.hex()})"
+          + ("" if old is None else f" extends the one remembered at size {old[1]}"))
 
 
 def pinned(text, flag):
@@ -262,6 +514,14 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     vectors = commands.add_parser("vectors", help="check a shared vector file")
     vectors.add_argument("file")
+    checkpoint_vectors = commands.add_parser("checkpoint-vectors", help="check the golden signed checkpoint")
+    checkpoint_vectors.add_argument("file")
+    checkpoint = commands.add_parser("checkpoint", help="verify and remember a server's signed checkpoint")
+    checkpoint.add_argument("--url", required=True)
+    checkpoint.add_argument("--key", required=True)
+    checkpoint.add_argument("--vkey", required=True)
+    checkpoint.add_argument("--state", required=True)
+    checkpoint.add_argument("--full", action="store_true")
     inclusion = commands.add_parser("inclusion", help="prove a transaction is in the tree")
     consistency = commands.add_parser("consistency", help="prove an older tree is a prefix of a newer one")
     for command in (inclusion, consistency):
@@ -279,6 +539,15 @@ def main():
 
     if args.command == "vectors":
         check_vector_file(args.file)
+        return
+    if args.command == "checkpoint-vectors":
+        check_checkpoint_vectors(args.file)
+        return
+    if args.command == "checkpoint":
+        try:
+            audit_checkpoint(args)
+        except Refuted as error:
+            raise SystemExit(f"error: {error}")
         return
     try:
         if args.command == "inclusion":

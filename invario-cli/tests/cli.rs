@@ -843,6 +843,28 @@ impl SigningSetup {
         invario(&self.database, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &self.vkey()])
     }
 
+    /// `docs/audit.py checkpoint` against `server`, with a state folder of its own.
+    fn python_audit(&self, server: &Server) -> Output {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
+        let state = self.folder.join("python-auditor");
+        Command::new("python3")
+            .arg(script)
+            .args([
+                "checkpoint",
+                "--url",
+                &server.address,
+                "--key",
+                &self.key,
+                "--vkey",
+                &self.vkey(),
+                "--full",
+            ])
+            .arg("--state")
+            .arg(state)
+            .output()
+            .expect("python3 runs docs/audit.py")
+    }
+
     /// `invario audit` against `server`, remembering in the auditor's own folder.
     fn audit(&self, server: &Server, full: bool) -> Output {
         let state = self.folder.join("auditor");
@@ -929,6 +951,15 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
     let (status, health) = setup.health(&server).await;
     assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
+    for _ in 0..2 {
+        let python = setup.python_audit(&server);
+        assert_eq!(python.status.code(), Some(0), "{}{}", text(&python.stdout), text(&python.stderr));
+        assert!(
+            text(&python.stdout).starts_with("consistent: checkpoint at tree size 14"),
+            "{}",
+            text(&python.stdout)
+        );
+    }
     let second_audit = setup.audit(&server, true);
     assert_eq!(
         second_audit.status.code(),
@@ -999,6 +1030,9 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     assert_eq!(caught.status.code(), Some(1), "{}{}", text(&caught.stdout), text(&caught.stderr));
     let evidence = text(&caught.stdout);
     assert!(evidence.starts_with("❌ INCONSISTENT:"), "{evidence}");
+    let python = setup.python_audit(&forger);
+    assert_eq!(python.status.code(), Some(1), "the Python auditor remembers too: {}", text(&python.stdout));
+    assert!(text(&python.stdout).starts_with("INCONSISTENT:"), "{}", text(&python.stdout));
     assert!(
         evidence.contains("the checkpoint remembered from an earlier run")
             && evidence.contains("the checkpoint the server serves now"),

@@ -71,6 +71,17 @@ fn the_golden_example_byte_for_byte() {
 }
 
 #[test]
+fn the_shared_vector_file_holds_the_golden_example() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/checkpoint.json");
+    let vectors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(vectors["note"], GOLDEN);
+    assert_eq!(vectors["log_vkey"], LOG_VKEY);
+    assert_eq!(vectors["witness_vkey"], WITNESS_VKEY);
+    assert_eq!(vectors["root_hash"], golden_checkpoint().root_hash.to_hex());
+    assert_eq!(vectors["cosignature_time"], COSIGNATURE_TIME);
+}
+
+#[test]
 fn the_specs_example_verifier_key_parses_and_its_id_checks() {
     let key =
         VerifierKey::parse("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k").unwrap();
