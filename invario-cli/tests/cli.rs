@@ -142,7 +142,7 @@ async fn migrate_applies_once_and_then_reports_nothing_to_do() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert_eq!(
         text(&first.stdout),
-        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\n"
+        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\nApplied migration 20261127000002 checkpoints\n"
     );
     let second = invario(&database, &["migrate"]);
     assert!(second.status.success());
@@ -190,7 +190,7 @@ async fn serve_refuses_a_schema_with_pending_migrations() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("2 migration(s) pending") && stderr.contains("run `invario migrate`"),
+        stderr.contains("3 migration(s) pending") && stderr.contains("run `invario migrate`"),
         "{stderr}"
     );
 }

@@ -26,6 +26,7 @@ struct LedgerState {
     head: Option<LedgerHead>,
     tree: Option<TreeState>,
     tiles: BTreeMap<TileCoord, Vec<TreeHash>>,
+    checkpoints: BTreeMap<u64, String>,
 }
 
 impl LedgerState {
@@ -132,6 +133,15 @@ impl LedgerStore for MemoryLedger {
 
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
         Ok(self.state().tiles(coords))
+    }
+
+    async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
+        self.state().checkpoints.entry(tree_size).or_insert_with(|| note.to_owned());
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.state().checkpoints.values().next_back().cloned())
     }
 
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {

@@ -85,6 +85,13 @@ pub trait LedgerStore: Send + Sync {
     /// stored now: callers cut them to the size they read at.
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError>;
 
+    /// Keeps a copy of a signed checkpoint for serving (the same size again is
+    /// ignored: the signer never signs two notes for one size).
+    async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError>;
+
+    /// The copy of the largest checkpoint kept, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError>;
+
     /// Streams the head, the tree state, then the rows of `sweep` (see [`VerificationRecord`]
     /// for the order), all from one consistent snapshot, without loading the
     /// ledger into memory.

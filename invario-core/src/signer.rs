@@ -74,6 +74,21 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(SignOutcome::Signed { checkpoint: current, note })
     }
 
+    /// Keeps a copy of a checkpoint in the database, for serving by any process
+    /// (after it was written to the sink: the sink is the reference).
+    pub async fn keep_checkpoint_copy(
+        &self,
+        checkpoint: &TreeCheckpoint,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.store().store_checkpoint(checkpoint.tree_size, note).await
+    }
+
+    /// The copy of the latest signed checkpoint, as served.
+    pub async fn latest_checkpoint_copy(&self) -> Result<Option<String>, StoreError> {
+        self.store().latest_checkpoint().await
+    }
+
     /// The tree now must extend `latest`: proven with a consistency proof from
     /// the stored tiles, verified against the root `latest` signed.
     async fn check_consistent(

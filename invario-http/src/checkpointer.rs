@@ -88,6 +88,9 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             let size = checkpoint.tree_size;
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
+                    if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &note).await {
+                        tracing::warn!(event = "checkpoint_copy_failed", tree_size = size, error = %error);
+                    }
                     latest.set(size, note);
                     metrics::counter!(CHECKPOINTS_SIGNED_TOTAL).increment(1);
                     metrics::gauge!(CHECKPOINT_TREE_SIZE).set(size as f64);
@@ -106,6 +109,10 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             if latest.get().is_none()
                 && let Some(note) = stored.and_then(|bytes| String::from_utf8(bytes).ok())
             {
+                // A copy lost with a restored database is put back from the sink.
+                if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &note).await {
+                    tracing::warn!(event = "checkpoint_copy_failed", tree_size = checkpoint.tree_size, error = %error);
+                }
                 latest.set(checkpoint.tree_size, note);
                 metrics::gauge!(CHECKPOINT_TREE_SIZE).set(checkpoint.tree_size as f64);
             }

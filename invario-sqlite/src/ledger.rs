@@ -210,6 +210,25 @@ impl LedgerStore for SqliteLedger {
         read_tiles(&self.pool, coords).await
     }
 
+    async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (tree_size, note) VALUES ($1, $2) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(to_sequence(tree_size)?)
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         let pool = self.pool.clone();
         async_stream::try_stream! {

@@ -223,6 +223,19 @@ pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
+/// Checkpoint copies: kept once per size, the largest served.
+pub async fn checkpoint_copies_are_kept_once_per_size<S: LedgerStore, G>(
+    fresh: impl Future<Output = (S, G)>,
+) {
+    let (store, _guard) = fresh.await;
+    assert_eq!(store.latest_checkpoint().await.expect("read"), None);
+    store.store_checkpoint(3, "three\n").await.expect("store");
+    store.store_checkpoint(10, "ten\n").await.expect("store");
+    store.store_checkpoint(7, "seven\n").await.expect("store");
+    store.store_checkpoint(10, "another ten\n").await.expect("the same size again is ignored");
+    assert_eq!(store.latest_checkpoint().await.expect("read").as_deref(), Some("ten\n"));
+}
+
 /// One step of the model-based test.
 #[derive(Debug, Clone)]
 pub enum Operation {
@@ -417,6 +430,10 @@ macro_rules! ledger_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_the_tree_grows_with_the_chain() {
             $crate::contract::the_tree_grows_with_the_chain($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_checkpoint_copies_are_kept_once_per_size() {
+            $crate::contract::checkpoint_copies_are_kept_once_per_size($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_concurrent_appends_serialise() {
