@@ -878,6 +878,12 @@ impl SigningSetup {
     }
 }
 
+/// The command's stdout, once its exit code is `code` (else fail showing both streams).
+fn exited(output: &Output, code: i32) -> String {
+    assert_eq!(output.status.code(), Some(code), "{}{}", text(&output.stdout), text(&output.stderr));
+    text(&output.stdout)
+}
+
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..100 {
         if check().await {
@@ -893,19 +899,8 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     let setup = SigningSetup::new(10).await;
     let server = setup.serve().await;
     eventually("the first checkpoint is in the sink", async || setup.latest_size() == Some(10)).await;
-    let first_audit = setup.audit(&server, false);
-    assert_eq!(
-        first_audit.status.code(),
-        Some(0),
-        "{}{}",
-        text(&first_audit.stdout),
-        text(&first_audit.stderr)
-    );
-    assert!(
-        text(&first_audit.stdout).starts_with("✅ Verified the checkpoint at tree size 10"),
-        "{}",
-        text(&first_audit.stdout)
-    );
+    let first_audit_out = exited(&setup.audit(&server, false), 0);
+    assert!(first_audit_out.starts_with("✅ Verified the checkpoint at tree size 10"), "{}", first_audit_out);
     let client = reqwest::Client::new();
     for n in 11..=14u128 {
         let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "4.00", "currency": "EUR"});
@@ -950,26 +945,10 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
             text(&python.stdout)
         );
     }
-    let second_audit = setup.audit(&server, true);
-    assert_eq!(
-        second_audit.status.code(),
-        Some(0),
-        "{}{}",
-        text(&second_audit.stdout),
-        text(&second_audit.stderr)
-    );
-    assert!(
-        text(&second_audit.stdout).contains("Every entry up to 14 recomputed"),
-        "{}",
-        text(&second_audit.stdout)
-    );
-    let before = setup.verify_against_checkpoints();
-    assert_eq!(before.status.code(), Some(0), "{}{}", text(&before.stdout), text(&before.stderr));
-    assert!(
-        text(&before.stdout).contains("passes through every signed checkpoint given"),
-        "{}",
-        text(&before.stdout)
-    );
+    let second_audit_out = exited(&setup.audit(&server, true), 0);
+    assert!(second_audit_out.contains("Every entry up to 14 recomputed"), "{}", second_audit_out);
+    let before_out = exited(&setup.verify_against_checkpoints(), 0);
+    assert!(before_out.contains("passes through every signed checkpoint given"), "{}", before_out);
 
     // Behind the API's back: a consistent rewrite of the whole chain, tree rebuilt too.
     tamper::rewrite_chain_from(setup.database.pool(), 3, "31337.00").await.unwrap();
@@ -1016,9 +995,8 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
         setup.folder.join("wiped-checkpoints/checkpoint").exists()
     })
     .await;
-    let caught = setup.audit(&forger, false);
-    assert_eq!(caught.status.code(), Some(1), "{}{}", text(&caught.stdout), text(&caught.stderr));
-    let evidence = text(&caught.stdout);
+    let caught_out = exited(&setup.audit(&forger, false), 1);
+    let evidence = caught_out;
     assert!(evidence.starts_with("❌ INCONSISTENT:"), "{evidence}");
     let python = setup.python_audit(&forger);
     assert_eq!(python.status.code(), Some(1), "the Python auditor remembers too: {}", text(&python.stdout));
