@@ -946,7 +946,12 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
         );
     }
     let second_audit_out = exited(&setup.audit(&server, true), 0);
-    assert!(second_audit_out.contains("Every entry up to 14 recomputed"), "{}", second_audit_out);
+    assert!(
+        second_audit_out.starts_with("✅ Consistent: the checkpoint at tree size 14"),
+        "{second_audit_out}"
+    );
+    assert!(second_audit_out.contains("extends the one remembered at size 10"), "{second_audit_out}");
+    assert!(second_audit_out.contains("Every entry up to 14 recomputed"), "{second_audit_out}");
     let before_out = exited(&setup.verify_against_checkpoints(), 0);
     assert!(before_out.contains("passes through every signed checkpoint given"), "{}", before_out);
 
