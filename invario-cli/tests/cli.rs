@@ -1045,3 +1045,102 @@ async fn a_truncated_history_is_caught_at_start_up() {
     assert!(health["error"].as_str().unwrap().contains("signed checkpoint at size 12"), "{health}");
     let _ = std::fs::remove_dir_all(&setup.folder);
 }
+
+/// Posts `ids` with `amount` through `server`, each answered 201.
+async fn post_all(server: &Server, key: &str, ids: std::ops::RangeInclusive<u128>, amount: &str) {
+    let client = reqwest::Client::new();
+    for n in ids {
+        let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": amount, "currency": "BRL"});
+        let response = client
+            .post(format!("{}/v1/transactions", server.address))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+}
+
+#[tokio::test]
+async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_and_by_the_auditor() {
+    for forged_entries in [5u128, 3] {
+        let folder = std::env::temp_dir().join(format!("invario-embedded-forgery-{}", rand_id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let scopes = r#"{"write": true, "read": true}"#;
+        let honest_key = created_key(&invario_in(
+            &folder,
+            None,
+            &["create-key", "--owner", "ClientName", "--scopes", scopes],
+        ));
+        let sink = folder.join("invario-checkpoints");
+        let latest = || {
+            std::fs::read_to_string(sink.join("checkpoint"))
+                .ok()
+                .and_then(|n| n.lines().nth(1).map(str::to_owned))
+        };
+        let server = serve_in(&folder, None).await;
+        post_all(&server, &honest_key, 1..=5, "100.50").await;
+        eventually("the honest checkpoint at 5 is in the sink", async || latest().as_deref() == Some("5"))
+            .await;
+        let vkey = text(
+            &invario_with_url(
+                None,
+                &["checkpoint-key", "show", "--key", folder.join("invario-checkpoint.key").to_str().unwrap()],
+            )
+            .stdout,
+        )
+        .trim()
+        .to_owned();
+        let state = folder.join("auditor");
+        let audit = |server: &Server, key: &str| {
+            invario_with_url(
+                None,
+                &[
+                    "audit",
+                    "--url",
+                    &server.address,
+                    "--key",
+                    key,
+                    "--vkey",
+                    &vkey,
+                    "--state",
+                    state.to_str().unwrap(),
+                ],
+            )
+        };
+        exited(&audit(&server, &honest_key), 0);
+        drop(server);
+
+        // The attacker replaces the database file with a forged ledger, signed
+        // with the stolen key into a checkpoint directory of their own.
+        for file in ["invario.db", "invario.db-wal", "invario.db-shm"] {
+            let _ = std::fs::remove_file(folder.join(file));
+        }
+        let forger_key = created_key(&invario_in(
+            &folder,
+            None,
+            &["create-key", "--owner", "ClientName", "--scopes", scopes],
+        ));
+        let forged_sink: std::ffi::OsString = folder.join("forged-checkpoints").into();
+        let forger = serve_with(&folder, None, &["--checkpoint-dir".into(), forged_sink]).await;
+        post_all(&forger, &forger_key, 1..=forged_entries, "999.00").await;
+        eventually("the forgery is signed", async || folder.join("forged-checkpoints/checkpoint").exists())
+            .await;
+        drop(forger);
+
+        let restarted = serve_in(&folder, None).await;
+        let health: Value =
+            reqwest::get(format!("{}/health", restarted.address)).await.unwrap().json().await.unwrap();
+        assert_eq!(health["kind"], "checkpoint_inconsistent", "{forged_entries} forged entries: {health}");
+        let verify = exited(
+            &invario_in(&folder, None, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &vkey]),
+            1,
+        );
+        assert!(verify.contains("kind: checkpoint_inconsistent"), "{verify}");
+        let caught = exited(&audit(&restarted, &forger_key), 1);
+        assert!(caught.starts_with("❌ INCONSISTENT:"), "{caught}");
+        drop(restarted);
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+}
