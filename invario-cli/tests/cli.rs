@@ -1144,3 +1144,38 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
         let _ = std::fs::remove_dir_all(&folder);
     }
 }
+
+#[tokio::test]
+async fn serve_on_postgres_refuses_to_start_without_a_checkpoint_key_or_with_another_origin() {
+    let database = fresh_database().await;
+    let missing = invario(&database, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains(
+            "--checkpoint-key is required on PostgreSQL: create one with `invario checkpoint-key generate"
+        ),
+        "{}",
+        text(&missing.stderr)
+    );
+    let folder = std::env::temp_dir().join(format!("invario-origin-{}", rand_id()));
+    let key = write_checkpoint_key(&folder);
+    let other = invario(
+        &database,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-key",
+            key.to_str().unwrap(),
+            "--origin",
+            "elsewhere.example/log",
+        ],
+    );
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("is not the checkpoint key's name test.invario.local/ledger"),
+        "{}",
+        text(&other.stderr)
+    );
+    let _ = std::fs::remove_dir_all(folder);
+}
