@@ -47,6 +47,7 @@ pub mod strategies;
 pub mod tiles;
 pub mod timestamp;
 pub mod transaction;
+pub mod witness;
 
 #[cfg(test)]
 mod properties;
