@@ -94,9 +94,42 @@ pub(crate) enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Run a witness for someone else's log (C2SP tlog-witness), or make its key.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
     /// Manage the key that signs checkpoints (C2SP signed notes, Ed25519).
     #[command(subcommand)]
     CheckpointKey(CheckpointKeyCommand),
+}
+
+/// The witness's commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WitnessCommand {
+    /// Create a witness (cosignature) key file (mode 0600; never overwrites) and print its verifier key.
+    GenerateKey {
+        /// The witness's name, e.g. witness.auditor.example/w1.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve POST /add-checkpoint: cosign checkpoints of the given logs that
+    /// are consistent with everything this witness cosigned before.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8100")]
+        listen: String,
+        /// The witness's private key (from `invario witness generate-key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the witness keeps what it cosigned, per log.
+        #[arg(long)]
+        state: PathBuf,
+        /// The verifier key of a log to witness (its name is the origin); repeatable.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+    },
 }
 
 /// What to do with a checkpoint key.

@@ -50,6 +50,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Digest => digest(url).await,
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
+        Command::Witness(command) => witness(command).await,
         Command::Audit { url, key, vkey, state, full } => {
             crate::audit::run(&url, &key, &vkey, &state, full).await
         }
@@ -316,6 +317,42 @@ fn checkpoint_key(command: crate::cli::CheckpointKeyCommand) -> anyhow::Result<E
         }
         crate::cli::CheckpointKeyCommand::Show { key } => {
             println!("{}", crate::keyfile::read_private(&key)?.verifier());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn witness(command: crate::cli::WitnessCommand) -> anyhow::Result<ExitCode> {
+    use invario_core::note::{ALGORITHM_COSIGNATURE, SignerKey, VerifierKey};
+    match command {
+        crate::cli::WitnessCommand::GenerateKey { name, out } => {
+            let mut seed = [0u8; 32];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut seed)
+                .context("the operating system's random source failed")?;
+            let key = SignerKey::from_seed(&name, ALGORITHM_COSIGNATURE, seed)?;
+            crate::keyfile::write_private(&out, &key.to_private_text())?;
+            eprintln!("Wrote the private witness key to {} (mode 0600).", out.display());
+            eprintln!(
+                "The verifier key below is public: give it to the logs you witness and to their auditors."
+            );
+            println!("{}", key.verifier());
+        }
+        crate::cli::WitnessCommand::Serve { listen, key, state, logs } => {
+            invario_http::init_logging(LogFormat::Json, "info", std::io::stdout)?;
+            let key = crate::keyfile::read_private(&key)?;
+            if key.verifier().algorithm() != ALGORITHM_COSIGNATURE {
+                bail!("{} is not a witness key: create one with `invario witness generate-key`", key.name());
+            }
+            let logs = logs
+                .iter()
+                .map(|text| VerifierKey::parse(text).with_context(|| format!("--log {text}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let config = invario_http::WitnessConfig { key, logs, state_dir: state };
+            invario_http::serve_witness(listener, config, invario_http::shutdown_signal()).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1145,3 +1145,120 @@ async fn serve_on_postgres_refuses_to_start_without_a_checkpoint_key_or_with_ano
     );
     let _ = std::fs::remove_dir_all(folder);
 }
+
+/// `invario witness serve` on a free port; killed when dropped.
+async fn witness_serve(folder: &std::path::Path, log_vkey: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_invario"))
+        .args(["witness", "serve", "--listen", &listen, "--log", log_vkey])
+        .arg("--key")
+        .arg(folder.join("witness.key"))
+        .arg("--state")
+        .arg(folder.join("witness-state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, address: format!("http://{listen}") };
+    for _ in 0..300 {
+        if reqwest::Client::new().post(format!("{}/add-checkpoint", server.address)).send().await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("invario witness serve did not come up on {listen}");
+}
+
+#[tokio::test]
+async fn the_built_in_witness_speaks_tlog_witness_and_never_rolls_back() {
+    use invario_core::checkpoint::TreeCheckpoint;
+    use invario_core::merkle::{LeafHashes, TreeHash, consistency_proof, leaf_hash, root_of_leaves};
+    use invario_core::note::{Note, SignerKey, VerifierKey};
+    use invario_core::witness::{AddCheckpoint, check_quorum};
+
+    let folder = std::env::temp_dir().join(format!("invario-witness-{}", rand_id()));
+    let log = SignerKey::parse(&std::fs::read_to_string(write_checkpoint_key(&folder)).unwrap()).unwrap();
+    let generated = invario_with_url(
+        None,
+        &[
+            "witness",
+            "generate-key",
+            "--name",
+            "witness.test/w1",
+            "--out",
+            folder.join("witness.key").to_str().unwrap(),
+        ],
+    );
+    let witness_vkey = VerifierKey::parse(&exited(&generated, 0)).unwrap();
+    let witness = witness_serve(&folder, &log.verifier().to_string()).await;
+
+    let leaves: Vec<TreeHash> = (0..400u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let note = |signer: &SignerKey, size: usize, leaves: &[TreeHash]| {
+        let checkpoint = TreeCheckpoint {
+            origin: signer.name().to_owned(),
+            tree_size: size as u64,
+            root_hash: root_of_leaves(&leaves[..size]),
+        };
+        checkpoint.sign(signer).unwrap().to_text()
+    };
+    let submit = |old: usize, proof: Vec<TreeHash>, note: String| {
+        let body = AddCheckpoint { old_size: old as u64, proof, note: note.into_bytes() }.to_body();
+        let url = format!("{}/add-checkpoint", witness.address);
+        async move {
+            let response = reqwest::Client::new().post(url).body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            (status, content_type, response.text().await.unwrap())
+        }
+    };
+    let proof =
+        |old: usize, new: usize| consistency_proof(&LeafHashes(&leaves), old as u64, new as u64).unwrap();
+
+    // First submission, then growth: each answered with a cosignature that verifies.
+    let first_note = note(&log, 10, &leaves);
+    let (status, _, line) = submit(0, vec![], first_note.clone()).await;
+    assert_eq!(status, 200, "{line}");
+    let cosigned = Note::parse(format!("{first_note}{line}").as_bytes()).unwrap();
+    assert_eq!(check_quorum(&cosigned, std::slice::from_ref(&witness_vkey), 1), Ok(1));
+    let (status, _, body) = submit(10, proof(10, 257), note(&log, 257, &leaves)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A stale old: 409 naming the size to retry from.
+    let (status, content_type, body) = submit(10, proof(10, 300), note(&log, 300, &leaves)).await;
+    assert_eq!((status, content_type.as_deref(), body.as_str()), (409, Some("text/x.tlog.size"), "257\n"));
+    // A bad proof, a fork at the same size, an unknown origin, an untrusted key, old beyond the size.
+    let mut bad = proof(257, 300);
+    bad[0].0[0] ^= 1;
+    assert_eq!(submit(257, bad, note(&log, 300, &leaves)).await.0, 422);
+    let forged: Vec<TreeHash> = leaves.iter().rev().copied().collect();
+    assert_eq!(submit(257, vec![], note(&log, 257, &forged)).await.0, 422, "same size, another root");
+    let stranger =
+        SignerKey::from_seed("elsewhere.example/log", invario_core::note::ALGORITHM_ED25519, [8; 32])
+            .unwrap();
+    assert_eq!(submit(0, vec![], note(&stranger, 5, &leaves)).await.0, 404);
+    let impostor = SignerKey::from_seed(log.name(), invario_core::note::ALGORITHM_ED25519, [9; 32]).unwrap();
+    assert_eq!(submit(257, proof(257, 300), note(&impostor, 300, &leaves)).await.0, 403);
+    assert_eq!(submit(301, vec![], note(&log, 300, &leaves)).await.0, 400);
+
+    // Two concurrent submissions of the same growth: one cosigns, the other is told the new size.
+    let (a, b) = tokio::join!(
+        submit(257, proof(257, 300), note(&log, 300, &leaves)),
+        submit(257, proof(257, 300), note(&log, 300, &leaves)),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+
+    // A restart keeps the state.
+    drop(witness);
+    let witness = witness_serve(&folder, &log.verifier().to_string()).await;
+    let url = format!("{}/add-checkpoint", witness.address);
+    let body =
+        AddCheckpoint { old_size: 0, proof: vec![], note: note(&log, 10, &leaves).into_bytes() }.to_body();
+    let response = reqwest::Client::new().post(url).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    assert_eq!(response.text().await.unwrap(), "300\n");
+    drop(witness);
+    let _ = std::fs::remove_dir_all(folder);
+}

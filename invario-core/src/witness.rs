@@ -214,7 +214,7 @@ pub struct Cosigned {
 pub fn add_checkpoint(
     request: &AddCheckpoint,
     logs: &[VerifierKey],
-    latest: impl Fn(&str) -> Option<WitnessedTree>,
+    latest: impl FnOnce(&str) -> Option<WitnessedTree>,
     witness: &SignerKey,
     time: u64,
 ) -> Result<Cosigned, WitnessRefusal> {

@@ -19,6 +19,7 @@ mod receipt;
 mod routes;
 mod sink;
 mod telemetry;
+mod witness_server;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +44,7 @@ pub use monitor::{MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL, MonitorSchedule};
 pub use routes::{DEFAULT_PAGE_SIZE, MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
 pub use sink::{LATEST_FILE, Sink, SinkError};
 pub use telemetry::{LogFormat, TelemetryError, init_logging};
+pub use witness_server::{MAX_ADD_CHECKPOINT_BYTES, WitnessConfig, WitnessError, serve_witness};
 
 /// Everything `serve` can be tuned with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
