@@ -48,7 +48,28 @@ pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::R
         vkey = %signer.verifier(),
         checkpoint_dir = %dir.display(),
     );
-    Ok(CheckpointSettings { signer, sink, interval: args.checkpoint_interval })
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|spec| {
+            let (url, vkey) =
+                spec.split_once('=').with_context(|| format!("--witness {spec:?}: expected URL=VKEY"))?;
+            let vkey = invario_core::note::VerifierKey::parse(vkey)
+                .with_context(|| format!("--witness {spec:?}"))?;
+            if vkey.algorithm() != invario_core::note::ALGORITHM_COSIGNATURE {
+                bail!("--witness {spec:?}: {} is not a witness (cosignature) key", vkey.name());
+            }
+            Ok(invario_http::WitnessTarget { url: url.to_owned(), vkey })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let quorum = args.witness_quorum.unwrap_or(usize::from(!witnesses.is_empty()));
+    if quorum > witnesses.len() {
+        bail!(
+            "--witness-quorum: must be between 0 and the number of --witness flags, {} (got {quorum})",
+            witnesses.len()
+        );
+    }
+    Ok(CheckpointSettings { signer, sink, interval: args.checkpoint_interval, witnesses, quorum })
 }
 
 /// The embedded default's key: read it, or create it on first start.

@@ -260,6 +260,14 @@ pub(crate) struct ServeArgs {
     /// it grew, a new checkpoint is signed.
     #[arg(long, env = "INVARIO_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) checkpoint_interval: Duration,
+    /// A witness to submit each new checkpoint to, as URL=VKEY (its base URL
+    /// and its cosignature verifier key); repeatable.
+    #[arg(long = "witness")]
+    pub(crate) witnesses: Vec<String>,
+    /// Cosignatures each checkpoint should gather (default: 1 when witnesses
+    /// are given); fewer is logged as witness_quorum_missed, never a stop.
+    #[arg(long)]
+    pub(crate) witness_quorum: Option<usize>,
 }
 
 /// Most database connections `serve` accepts.

@@ -1262,3 +1262,93 @@ async fn the_built_in_witness_speaks_tlog_witness_and_never_rolls_back() {
     drop(witness);
     let _ = std::fs::remove_dir_all(folder);
 }
+
+#[tokio::test]
+async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
+    use invario_core::note::{Note, VerifierKey};
+    use invario_core::witness::check_quorum;
+
+    let setup = SigningSetup::new(10).await;
+    let generated = invario_with_url(
+        None,
+        &[
+            "witness",
+            "generate-key",
+            "--name",
+            "witness.test/w1",
+            "--out",
+            setup.folder.join("witness.key").to_str().unwrap(),
+        ],
+    );
+    let witness_vkey = VerifierKey::parse(&exited(&generated, 0)).unwrap();
+    let witness = witness_serve(&setup.folder, &setup.vkey()).await;
+    let with_witness = |sink: &str| -> Vec<std::ffi::OsString> {
+        vec![
+            "--checkpoint-key".into(),
+            setup.folder.join("checkpoint.key").into(),
+            "--checkpoint-dir".into(),
+            setup.folder.join(sink).into(),
+            "--checkpoint-interval".into(),
+            "50ms".into(),
+            "--witness".into(),
+            format!("{}={witness_vkey}", witness.address).into(),
+            "--witness-quorum".into(),
+            "1".into(),
+        ]
+    };
+    let served = |server: &Server| {
+        let url = format!("{}/v1/ledger/checkpoint", server.address);
+        let key = setup.key.clone();
+        async move {
+            let response = reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap();
+            if response.status() == 200 { Some(response.text().await.unwrap()) } else { None }
+        }
+    };
+    let server =
+        serve_with(&std::env::temp_dir(), Some(setup.database.url()), &with_witness("checkpoints")).await;
+    post_all(&server, &setup.key, 11..=20, "2.00").await;
+    eventually("the checkpoint at 20 is served with the witness's cosignature", async || {
+        served(&server)
+            .await
+            .is_some_and(|note| note.lines().nth(1) == Some("20") && note.contains("witness.test/w1"))
+    })
+    .await;
+    let note = served(&server).await.unwrap();
+    let parsed = Note::parse(note.as_bytes()).unwrap();
+    assert_eq!(check_quorum(&parsed, std::slice::from_ref(&witness_vkey), 1), Ok(1), "{note}");
+    drop(server);
+
+    // The attacker holds the signing key, rewrites the chain (tree too) and wipes the checkpoint directory.
+    tamper::rewrite_chain_from(setup.database.pool(), 3, "31337.00").await.unwrap();
+    let forger = serve_with(&std::env::temp_dir(), Some(setup.database.url()), &with_witness("wiped")).await;
+    eventually("the forged history is signed", async || setup.folder.join("wiped/checkpoint").exists()).await;
+    // The witness refused it: the service counts the failure and says it missed its quorum...
+    eventually("the refusal is counted", async || {
+        let metrics =
+            reqwest::get(format!("{}/metrics", forger.address)).await.unwrap().text().await.unwrap();
+        metrics.lines().any(|line| {
+            line.starts_with("invario_witness_submissions_total") && line.contains("outcome=\"failed\"")
+        })
+    })
+    .await;
+    // ...the forged note never gains a cosignature, and what the witness holds is the honest tree.
+    let forged_note = std::fs::read_to_string(setup.folder.join("wiped/checkpoint")).unwrap();
+    assert_ne!(
+        Note::parse(forged_note.as_bytes()).unwrap().text,
+        parsed.text,
+        "the forgery has another root"
+    );
+    let resubmitted =
+        invario_core::witness::AddCheckpoint { old_size: 20, proof: vec![], note: forged_note.into_bytes() };
+    let answer = reqwest::Client::new()
+        .post(format!("{}/add-checkpoint", witness.address))
+        .body(resubmitted.to_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422, "the witness refuses the same size with another root");
+    assert_eq!(served(&forger).await.unwrap(), note, "only the honest, cosigned checkpoint is ever served");
+    drop(forger);
+    drop(witness);
+    let _ = std::fs::remove_dir_all(&setup.folder);
+}

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, Setting, check_range};
 use crate::metrics::{
     CHECKPOINT_AGE, CHECKPOINT_REFUSALS_TOTAL, CHECKPOINT_TREE_SIZE, CHECKPOINTS_SIGNED_TOTAL,
-    INTEGRITY_STATUS,
+    INTEGRITY_STATUS, WITNESS_SUBMISSIONS_TOTAL,
 };
 use crate::sink::Sink;
 
@@ -32,6 +32,19 @@ pub struct CheckpointSettings {
     pub sink: Sink,
     /// How often the guard runs and, when the tree grew, a checkpoint is signed.
     pub interval: Duration,
+    /// Witnesses each new checkpoint is submitted to (C2SP tlog-witness).
+    pub witnesses: Vec<WitnessTarget>,
+    /// Cosignatures a checkpoint should gather; fewer is logged loudly, never a stop.
+    pub quorum: usize,
+}
+
+/// A witness the log submits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessTarget {
+    /// Its base URL (`POST <url>/add-checkpoint`).
+    pub url: String,
+    /// Its cosignature verifier key.
+    pub vkey: invario_core::note::VerifierKey,
 }
 
 impl CheckpointSettings {
@@ -44,6 +57,106 @@ impl CheckpointSettings {
 /// A signing interval within [`MIN_CHECKPOINT_INTERVAL`]..=[`MAX_CHECKPOINT_INTERVAL`].
 pub fn check_checkpoint_interval(interval: Duration) -> Result<(), ConfigError> {
     check_range(Setting::CheckpointInterval, interval, MIN_CHECKPOINT_INTERVAL, MAX_CHECKPOINT_INTERVAL)
+}
+
+/// What each witness last cosigned (tree size), so a submission sends the right `old`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WitnessSizes(Arc<RwLock<std::collections::HashMap<String, u64>>>);
+
+impl WitnessSizes {
+    fn get(&self, url: &str) -> u64 {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(url).copied().unwrap_or(0)
+    }
+
+    fn set(&self, url: &str, size: u64) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(url.to_owned(), size);
+    }
+}
+
+/// Submits a new checkpoint to every witness and returns the cosignature lines
+/// that verified. A witness that is down or refuses is a warning and a metric.
+async fn gather_cosignatures<S: LedgerStore>(
+    ledger: &Ledger<S>,
+    settings: &CheckpointSettings,
+    sizes: &WitnessSizes,
+    tree_size: u64,
+    note: &str,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for witness in &settings.witnesses {
+        let outcome = submit(ledger, witness, sizes, tree_size, note).await;
+        let label = match &outcome {
+            Ok(_) => "cosigned",
+            Err(_) => "failed",
+        };
+        metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => label)
+            .increment(1);
+        match outcome {
+            Ok(line) => lines.push(line),
+            Err(reason) => tracing::warn!(
+                event = "witness_submission_failed",
+                witness = witness.vkey.name(),
+                url = %witness.url,
+                tree_size,
+                reason,
+            ),
+        }
+    }
+    lines
+}
+
+/// One witness: submit from the size it last cosigned; after a 409, once more
+/// from the size it names.
+async fn submit<S: LedgerStore>(
+    ledger: &Ledger<S>,
+    witness: &WitnessTarget,
+    sizes: &WitnessSizes,
+    tree_size: u64,
+    note: &str,
+) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|error| error.to_string())?;
+    for _attempt in 0..2 {
+        let old = sizes.get(&witness.url).min(tree_size);
+        let proof =
+            ledger.consistency_proof(old, Some(tree_size)).await.map_err(|error| error.to_string())?;
+        let body = invario_core::witness::AddCheckpoint {
+            old_size: old,
+            proof: proof.hashes,
+            note: note.as_bytes().to_vec(),
+        };
+        let response = client
+            .post(format!("{}/add-checkpoint", witness.url.trim_end_matches('/')))
+            .body(body.to_body())
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|error| error.to_string())?;
+        match status {
+            200 => {
+                let cosigned = invario_core::note::Note::parse(format!("{note}{text}").as_bytes())
+                    .map_err(|error| format!("the answer is not a cosignature line: {error}"))?;
+                let verified =
+                    invario_core::witness::verified_cosigners(&cosigned, std::slice::from_ref(&witness.vkey))
+                        .map_err(|error| error.to_string())?;
+                if verified.is_empty() {
+                    return Err("the answer holds no cosignature from this witness's key".into());
+                }
+                sizes.set(&witness.url, tree_size);
+                return Ok(text);
+            }
+            409 => {
+                let known =
+                    text.trim().parse::<u64>().map_err(|_| format!("409 without a size: {text:?}"))?;
+                sizes.set(&witness.url, known);
+            }
+            other => return Err(format!("answered {other}: {}", text.trim())),
+        }
+    }
+    Err("the witness kept answering 409".into())
 }
 
 /// The latest checkpoint this service signed or found in its sink, as served.
@@ -74,6 +187,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
     ledger: &Ledger<S>,
     settings: &CheckpointSettings,
     latest: &LatestCheckpoint,
+    witness_sizes: &WitnessSizes,
 ) {
     let sink = settings.sink.clone();
     let stored = match tokio::task::spawn_blocking(move || sink.read_latest()).await {
@@ -88,7 +202,19 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             let size = checkpoint.tree_size;
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
-                    if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &note).await {
+                    let lines = gather_cosignatures(ledger, settings, witness_sizes, size, &note).await;
+                    if lines.len() < settings.quorum {
+                        tracing::error!(
+                            event = "witness_quorum_missed",
+                            tree_size = size,
+                            cosigned = lines.len(),
+                            quorum = settings.quorum,
+                        );
+                    }
+                    // Served with the cosignatures gathered; the sink keeps the log's own note.
+                    let served: String =
+                        std::iter::once(note.as_str()).chain(lines.iter().map(String::as_str)).collect();
+                    if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &served).await {
                         tracing::warn!(event = "checkpoint_copy_failed", tree_size = size, error = %error);
                     }
                     latest.set(size, note);
@@ -159,6 +285,7 @@ pub(crate) async fn run<S: LedgerStore>(
     ledger: Arc<Ledger<S>>,
     settings: CheckpointSettings,
     latest: LatestCheckpoint,
+    witness_sizes: WitnessSizes,
     mut stop: watch::Receiver<bool>,
 ) {
     // validate() keeps the interval above zero, which `interval` requires.
@@ -167,7 +294,7 @@ pub(crate) async fn run<S: LedgerStore>(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = ticks.tick() => sign_once(&ledger, &settings, &latest).await,
+            _ = ticks.tick() => sign_once(&ledger, &settings, &latest, &witness_sizes).await,
         }
     }
 }

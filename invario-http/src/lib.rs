@@ -35,7 +35,8 @@ pub use appender::{
     DEFAULT_GROUP_COMMIT_MAX, GroupCommit, MAX_GROUP_COMMIT_WINDOW, MAX_QUEUE_DEPTH, MAX_QUEUE_WAIT,
 };
 pub use checkpointer::{
-    CheckpointSettings, MAX_CHECKPOINT_INTERVAL, MIN_CHECKPOINT_INTERVAL, check_checkpoint_interval,
+    CheckpointSettings, MAX_CHECKPOINT_INTERVAL, MIN_CHECKPOINT_INTERVAL, WitnessTarget,
+    check_checkpoint_interval,
 };
 pub use config::{ConfigError, Setting};
 pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
@@ -101,8 +102,9 @@ where
     // The signer's guard also runs before the first request: a history
     // rewritten while the service was down is caught at start-up.
     let latest_checkpoint = checkpointer::LatestCheckpoint::default();
+    let witness_sizes = checkpointer::WitnessSizes::default();
     if let Some(settings) = &config.checkpoints {
-        checkpointer::sign_once(&ledger, settings, &latest_checkpoint).await;
+        checkpointer::sign_once(&ledger, settings, &latest_checkpoint, &witness_sizes).await;
     }
     let (appender, appender_task) = appender::Appender::start(Arc::clone(&ledger), config.group_commit);
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
@@ -113,6 +115,7 @@ where
             Arc::clone(&ledger),
             settings,
             latest_checkpoint.clone(),
+            witness_sizes.clone(),
             monitor_stopped,
         ))
     });
