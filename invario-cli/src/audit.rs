@@ -17,12 +17,34 @@ use invario_http::{Sink, SinkError};
 
 use crate::remote::{fetch_bytes, fetch_json};
 
+/// The witnesses whose cosignatures a checkpoint must carry, and how many.
+#[derive(Debug)]
+pub(crate) struct Witnesses {
+    keys: Vec<VerifierKey>,
+    quorum: usize,
+}
+
+impl Witnesses {
+    /// Parses `--witness-vkey`s; a quorum above their number cannot be met.
+    pub(crate) fn parse(vkeys: &[String], quorum: usize) -> anyhow::Result<Self> {
+        let keys = vkeys
+            .iter()
+            .map(|text| VerifierKey::parse(text).with_context(|| format!("--witness-vkey {text}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if quorum > keys.len() {
+            anyhow::bail!("--quorum {quorum} needs at least that many --witness-vkey (got {})", keys.len());
+        }
+        Ok(Witnesses { keys, quorum })
+    }
+}
+
 pub(crate) async fn run(
     url: &str,
     key: &str,
     vkey: &str,
     state: &Path,
     full: bool,
+    witnesses: &Witnesses,
 ) -> anyhow::Result<ExitCode> {
     let log_key = VerifierKey::parse(vkey).context("--vkey")?;
     let memory = Sink::open(state)?;
@@ -33,7 +55,7 @@ pub(crate) async fn run(
         None => None,
     };
     let served = fetch_bytes(url, Some(key), "/v1/ledger/checkpoint").await?;
-    let (checkpoint, _) = match TreeCheckpoint::verify(&served, &log_key) {
+    let (checkpoint, note) = match TreeCheckpoint::verify(&served, &log_key) {
         Ok(verified) => verified,
         Err(error) => {
             return Ok(inconsistent(
@@ -43,6 +65,11 @@ pub(crate) async fn run(
             ));
         }
     };
+    if witnesses.quorum > 0
+        && let Err(error) = invario_core::witness::check_quorum(&note, &witnesses.keys, witnesses.quorum)
+    {
+        return Ok(inconsistent(&format!("witnesses: {error}"), &served, None));
+    }
     let new = TrustedTree { size: checkpoint.tree_size, root: checkpoint.root_hash };
 
     if let Some((old, old_note)) = &remembered {

@@ -93,6 +93,12 @@ pub(crate) enum Command {
         /// Also read every entry, recompute every hash and the tree, and check them against the checkpoint.
         #[arg(long)]
         full: bool,
+        /// A witness's cosignature verifier key; repeatable.
+        #[arg(long = "witness-vkey")]
+        witness_vkeys: Vec<String>,
+        /// Refuse the checkpoint unless at least this many of the --witness-vkey witnesses cosigned it.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
     },
     /// Run a witness for someone else's log (C2SP tlog-witness), or make its key.
     #[command(subcommand)]

@@ -51,8 +51,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
         Command::Witness(command) => witness(command).await,
-        Command::Audit { url, key, vkey, state, full } => {
-            crate::audit::run(&url, &key, &vkey, &state, full).await
+        Command::Audit { url, key, vkey, state, full, witness_vkeys, quorum } => {
+            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum)?;
+            crate::audit::run(&url, &key, &vkey, &state, full, &witnesses).await
         }
     }
 }

@@ -1304,6 +1304,36 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
             if response.status() == 200 { Some(response.text().await.unwrap()) } else { None }
         }
     };
+    let audit_with_quorum = |server: &Server| {
+        let state = setup.folder.join("quorum-auditor");
+        let witness_vkey = witness_vkey.to_string();
+        let args = [
+            "audit",
+            "--url",
+            &server.address,
+            "--key",
+            &setup.key,
+            "--vkey",
+            &setup.vkey(),
+            "--state",
+            state.to_str().unwrap(),
+            "--witness-vkey",
+            &witness_vkey,
+            "--quorum",
+            "1",
+        ];
+        invario_with_url(None, &args)
+    };
+    // A log that submits to no witness: an auditor asking for a quorum refuses its checkpoint.
+    let unwitnessed = setup.serve_into(&setup.folder.join("unwitnessed")).await;
+    eventually("a checkpoint is signed", async || served(&unwitnessed).await.is_some()).await;
+    let refused = exited(&audit_with_quorum(&unwitnessed), 1);
+    assert!(
+        refused.starts_with("❌ INCONSISTENT: witnesses: 0 of the required 1 witnesses cosigned"),
+        "{refused}"
+    );
+    drop(unwitnessed);
+
     let server =
         serve_with(&std::env::temp_dir(), Some(setup.database.url()), &with_witness("checkpoints")).await;
     post_all(&server, &setup.key, 11..=20, "2.00").await;
@@ -1316,6 +1346,8 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     let note = served(&server).await.unwrap();
     let parsed = Note::parse(note.as_bytes()).unwrap();
     assert_eq!(check_quorum(&parsed, std::slice::from_ref(&witness_vkey), 1), Ok(1), "{note}");
+    let accepted = exited(&audit_with_quorum(&server), 0);
+    assert!(accepted.contains("the checkpoint at tree size 20"), "{accepted}");
     drop(server);
 
     // The attacker holds the signing key, rewrites the chain (tree too) and wipes the checkpoint directory.
