@@ -159,6 +159,9 @@ async fn handle<S: LedgerStore + 'static, K: KeyStore + 'static>(
 fn log_failure(error: &ApiError) {
     match error {
         ApiError::Internal { detail } => tracing::error!(event = "internal_error", error = %detail),
+        ApiError::ProofSelfCheck { detail } => {
+            tracing::error!(event = "integrity_check_failed", kind = "proof_self_check", error = %detail);
+        }
         ApiError::Unavailable { detail } => tracing::warn!(event = "database_unavailable", error = %detail),
         ApiError::Busy => tracing::warn!(event = "append_queue_full", error = %error),
         _ => {}

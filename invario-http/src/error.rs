@@ -2,7 +2,8 @@
 //! each error the core or the appender can return is mapped to it once, here.
 
 use invario_core::{
-    AuthError, AuthenticationError, IngestError, ItemProblem, PageError, StoreError, TransactionErrors,
+    AuthError, AuthenticationError, IngestError, ItemProblem, PageError, ProofRequestError, StoreError,
+    TransactionErrors,
 };
 use serde::Serialize;
 use warp::http::{Method, StatusCode};
@@ -77,6 +78,14 @@ pub enum ApiError {
     /// Too many writes are waiting for the appender: the service pushes back.
     #[error("the service is busy: too many writes are waiting; retry later")]
     Busy,
+    /// A proof built from storage failed the server's own check (a row or a
+    /// tile was edited): answered like an internal error, logged as an
+    /// integrity alarm, never answered with the proof.
+    #[error("internal error; the correlation id identifies it in the logs")]
+    ProofSelfCheck {
+        /// What failed the check.
+        detail: String,
+    },
     /// A bug or an unexpected failure; `detail` is logged, never answered.
     #[error("internal error; the correlation id identifies it in the logs")]
     Internal {
@@ -106,7 +115,7 @@ impl ApiError {
             ApiError::Quarantined(_) | ApiError::Unavailable { .. } | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -125,7 +134,7 @@ impl ApiError {
             ApiError::Quarantined(_) => "ledger_quarantined",
             ApiError::LedgerFull(_) => "ledger_full",
             ApiError::Unavailable { .. } | ApiError::Busy => "unavailable",
-            ApiError::Internal { .. } => "internal",
+            ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => "internal",
         }
     }
 
@@ -268,6 +277,19 @@ impl From<AppendFailure> for ApiError {
             AppendFailure::Unavailable(detail) => ApiError::Unavailable { detail },
             AppendFailure::Internal(detail) => ApiError::Internal { detail },
             AppendFailure::Busy => ApiError::Busy,
+        }
+    }
+}
+
+impl From<ProofRequestError> for ApiError {
+    fn from(error: ProofRequestError) -> Self {
+        match error {
+            ProofRequestError::OutOfRange { parameter, message } => {
+                ApiError::invalid_field(parameter, message)
+            }
+            ProofRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            ProofRequestError::SelfCheck(detail) => ApiError::ProofSelfCheck { detail },
+            ProofRequestError::Store(store) => store.into(),
         }
     }
 }

@@ -1,30 +1,13 @@
 //! The Merkle tree: its head, and inclusion and consistency proofs any client
 //! can check without trusting the server (RFC 9162; hashes in lower-case hex).
 
-use invario_core::{KeyStore, LedgerStore, ProofRequestError, TransactionId};
+use invario_core::{KeyStore, LedgerStore, TransactionId};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::api::{App, Call, json_response};
 use crate::error::ApiError;
-
-impl From<ProofRequestError> for ApiError {
-    fn from(error: ProofRequestError) -> Self {
-        match error {
-            ProofRequestError::OutOfRange { parameter, message } => {
-                ApiError::invalid_field(parameter, message)
-            }
-            ProofRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
-            ProofRequestError::SelfCheck(detail) => {
-                // Never a wrong proof: the stored tree failed its own check, which is an integrity alarm.
-                tracing::error!(event = "integrity_check_failed", kind = "proof_self_check", error = %detail);
-                ApiError::Internal { detail }
-            }
-            ProofRequestError::Store(store) => store.into(),
-        }
-    }
-}
 
 /// A query number that must be present.
 fn required(call: &Call, name: &'static str) -> Result<u64, ApiError> {
