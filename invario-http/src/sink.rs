@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use invario_core::note::Note;
+
 /// The latest checkpoint's file name.
 pub const LATEST_FILE: &str = "checkpoint";
 
@@ -72,11 +74,11 @@ impl Sink {
     }
 
     /// Stores a newly signed checkpoint: its per-size file (kept if it holds
-    /// the same note, refused if another), then the latest.
+    /// the same checkpoint, refused if another), then the latest.
     pub fn write(&self, tree_size: u64, note: &str) -> Result<(), SinkError> {
         let path = self.size_path(tree_size);
         match std::fs::read(&path) {
-            Ok(existing) if existing == note.as_bytes() => {}
+            Ok(existing) if same_checkpoint(&existing, note.as_bytes()) => {}
             Ok(_) => return Err(SinkError::Equivocation { path, tree_size }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => self.replace(&path, note)?,
             Err(error) => return Err(io(&path)(error)),
@@ -94,6 +96,16 @@ impl Sink {
         drop(file);
         std::fs::rename(&temporary, path).map_err(io(path))?;
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io(&self.dir))
+    }
+}
+
+/// Two notes sign the same checkpoint when their texts match: the same
+/// checkpoint served later with more (or fewer) witness cosignatures is not
+/// two histories. Bytes that are not a note are compared whole.
+fn same_checkpoint(first: &[u8], second: &[u8]) -> bool {
+    match (Note::parse(first), Note::parse(second)) {
+        (Ok(first), Ok(second)) => first.text == second.text,
+        _ => first == second,
     }
 }
 
@@ -126,6 +138,35 @@ mod tests {
             .filter(|name| name.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_same_checkpoint_with_other_cosignatures_is_not_an_equivocation() {
+        use invario_core::note::{ALGORITHM_COSIGNATURE, ALGORITHM_ED25519, SignerKey};
+
+        let dir = temporary_dir("cosigned");
+        let sink = Sink::open(&dir).unwrap();
+        let log = SignerKey::from_seed("log.example/ledger", ALGORITHM_ED25519, [1; 32]).unwrap();
+        let witness = SignerKey::from_seed("witness.example/w1", ALGORITHM_COSIGNATURE, [2; 32]).unwrap();
+        let text = "log.example/ledger\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let signed = Note::sign(text, &log).unwrap().to_text();
+        let cosignature = invario_core::witness::cosign(text, &witness, 1_700_000_000).unwrap();
+        let cosigned = format!("{signed}{}", cosignature.line());
+        sink.write(5, &signed).unwrap();
+        sink.write(5, &cosigned).unwrap();
+        assert_eq!(
+            sink.read_latest().unwrap().unwrap(),
+            cosigned.as_bytes(),
+            "the latest is what was served"
+        );
+        assert_eq!(
+            std::fs::read(sink.size_path(5)).unwrap(),
+            signed.as_bytes(),
+            "the first note for a size stays"
+        );
+        let other = Note::sign(&text.replace("AAAA=", "AAAB="), &log).unwrap().to_text();
+        assert!(matches!(sink.write(5, &other), Err(SinkError::Equivocation { tree_size: 5, .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
