@@ -9,6 +9,7 @@ chain format v1), derives the leaf from it, and checks the audit path.
     python3 docs/audit.py vectors docs/vectors/merkle.json
     python3 docs/audit.py checkpoint-vectors docs/vectors/checkpoint.json
     python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
+        [--witness-vkey WVKEY ... --quorum K]
     python3 docs/audit.py inclusion --url http://localhost:8000 --key "$KEY" --id UUID [--tree-size N] [--root HEX]
     python3 docs/audit.py consistency --url http://localhost:8000 --key "$KEY" --first M [--second N]
         [--first-root HEX] [--second-root HEX]
@@ -188,6 +189,49 @@ def verify_checkpoint(data, vkey):
     return lines[0], int(lines[1]), root
 
 
+def cosignature_message(text, time):
+    """What a witness signs (C2SP tlog-cosignature): a header with the time, then the checkpoint."""
+    return f"cosignature/v1\ntime {time}\n".encode() + text.encode()
+
+
+def verified_cosigners(data, witnesses):
+    """{witness name: cosignature time} of the trusted witnesses whose cosignature verifies.
+
+    Lines from unknown keys are ignored, as the signed-note spec says; a line
+    that claims a trusted witness's name and key ID but does not verify refutes
+    the note (it was damaged or forged).
+    """
+    text, signatures = parse_note(data)
+    cosigners = {}
+    for name, key_id, payload in signatures:
+        for witness in witnesses:
+            if witness["algorithm"] != 4 or (name, key_id) != (witness["name"], witness["id"]):
+                continue
+            if len(payload) != 72:
+                raise Refuted(f"the cosignature of {name} is not a time and a signature")
+            time = int.from_bytes(payload[:8], "big")
+            if not ed25519_verify(witness["public"], cosignature_message(text, time), payload[8:]):
+                raise Refuted(f"the cosignature of {name} does not verify")
+            cosigners.setdefault(name, time)
+    return cosigners
+
+
+def check_quorum(data, witnesses, quorum):
+    """Refutes a note fewer than `quorum` of `witnesses` cosigned; returns how many did."""
+    got = len(verified_cosigners(data, witnesses))
+    if got < quorum:
+        raise Refuted(f"witnesses: {got} of the required {quorum} witnesses cosigned this checkpoint")
+    return got
+
+
+def same_checkpoint(first, second):
+    """Two notes sign the same checkpoint if their texts match; cosignatures may differ."""
+    try:
+        return parse_note(first)[0] == parse_note(second)[0]
+    except Refuted:
+        return first == second
+
+
 def check_checkpoint_vectors(path):
     with open(path, encoding="utf-8") as file:
         vectors = json.load(file)
@@ -196,14 +240,15 @@ def check_checkpoint_vectors(path):
     if (origin, size, root.hex()) != (vectors["origin"], vectors["tree_size"], vectors["root_hash"]):
         raise SystemExit("the golden checkpoint does not say what the vectors say")
     witness = parse_vkey(vectors["witness_vkey"])
-    text, signatures = parse_note(note)
-    cosigned = [payload for name, key_id, payload in signatures if name == witness["name"] and key_id == witness["id"]]
-    if len(cosigned) != 1 or len(cosigned[0]) != 72:
-        raise SystemExit("the golden note has no cosignature from the witness")
-    time = int.from_bytes(cosigned[0][:8], "big")
-    message = f"cosignature/v1\ntime {time}\n".encode() + text.encode()
-    if time != vectors["cosignature_time"] or not ed25519_verify(witness["public"], message, cosigned[0][8:]):
-        raise SystemExit("the witness's cosignature does not verify")
+    if verified_cosigners(note, [witness]) != {witness["name"]: vectors["cosignature_time"]}:
+        raise SystemExit("the golden note has no cosignature from the witness at the vectors' time")
+    if check_quorum(note, [witness], 1) != 1:
+        raise SystemExit("the golden note does not meet a quorum of 1")
+    expect_refused(lambda: check_quorum(note, [witness], 2), "a quorum of 2 from one witness")
+    other = dict(witness, public=hashlib.sha256(b"another witness").digest())
+    expect_refused(lambda: verified_cosigners(note, [other]), "a cosignature checked with another witness's key")
+    stripped = note[: note.index("\u2014 witness".encode())]
+    expect_refused(lambda: check_quorum(stripped, [witness], 1), "the note without its cosignature")
     parse_vkey(vectors["spec_example_vkey"])
     for position in range(len(note)):
         damaged = bytearray(note)
@@ -445,7 +490,7 @@ def remember(state, size, note):
     per_size = os.path.join(state, f"{size}.checkpoint")
     if os.path.exists(per_size):
         with open(per_size, "rb") as file:
-            if file.read() != note:
+            if not same_checkpoint(file.read(), note):
                 raise Refuted(f"two different checkpoints for tree size {size}")
     for path in (per_size, os.path.join(state, "checkpoint")):
         temporary = path + ".tmp"
@@ -468,8 +513,12 @@ def audit_checkpoint(args):
             old = verify_checkpoint(old_note, vkey)
         except Refuted as error:
             raise SystemExit(f"error: the remembered checkpoint does not verify: {error}")
+    witnesses = [parse_vkey(text) for text in args.witness_vkey]
+    if args.quorum > len(witnesses):
+        raise SystemExit(f"error: --quorum {args.quorum} needs at least that many --witness-vkey (got {len(witnesses)})")
     try:
         _, size, root = verify_checkpoint(served, vkey)
+        cosigned = check_quorum(served, witnesses, args.quorum) if args.quorum else 0
         if old is not None:
             _, old_size, old_root = old
             if old_size > size:
@@ -497,7 +546,8 @@ def audit_checkpoint(args):
         print("--- served now:\n" + served.decode("utf-8", "replace"))
         sys.exit(1)
     print(f"consistent: checkpoint at tree size {size} (root {root.hex()})"
-          + ("" if old is None else f" extends the one remembered at size {old[1]}"))
+          + ("" if old is None else f" extends the one remembered at size {old[1]}")
+          + (f", cosigned by {cosigned} of the {len(witnesses)} trusted witnesses" if args.quorum else ""))
 
 
 def pinned(text, flag):
@@ -522,6 +572,10 @@ def main():
     checkpoint.add_argument("--vkey", required=True)
     checkpoint.add_argument("--state", required=True)
     checkpoint.add_argument("--full", action="store_true")
+    checkpoint.add_argument("--witness-vkey", action="append", default=[],
+                            help="a witness's verifier key (repeatable)")
+    checkpoint.add_argument("--quorum", type=int, default=0,
+                            help="refuse a checkpoint fewer than this many of the witnesses cosigned")
     inclusion = commands.add_parser("inclusion", help="prove a transaction is in the tree")
     consistency = commands.add_parser("consistency", help="prove an older tree is a prefix of a newer one")
     for command in (inclusion, consistency):

@@ -88,6 +88,16 @@ fn write_checkpoint_key(folder: &std::path::Path) -> std::path::PathBuf {
 
 /// `invario serve` with `extra` flags, on a free port, once it answers.
 async fn serve_with(folder: &std::path::Path, url: Option<&str>, extra: &[std::ffi::OsString]) -> Server {
+    serve_logging(folder, url, extra, Stdio::null()).await
+}
+
+/// [`serve_with`], its log lines (stdout) written to `log`.
+async fn serve_logging(
+    folder: &std::path::Path,
+    url: Option<&str>,
+    extra: &[std::ffi::OsString],
+    log: impl Into<Stdio>,
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
@@ -105,7 +115,7 @@ async fn serve_with(folder: &std::path::Path, url: Option<&str>, extra: &[std::f
         .args(["serve", "--listen", &listen])
         .args(monitor)
         .args(extra)
-        .stdout(Stdio::null())
+        .stdout(log)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -1304,8 +1314,8 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
             if response.status() == 200 { Some(response.text().await.unwrap()) } else { None }
         }
     };
-    let audit_with_quorum = |server: &Server| {
-        let state = setup.folder.join("quorum-auditor");
+    let audit_with_quorum = |server: &Server, state: &str| {
+        let state = setup.folder.join(state);
         let witness_vkey = witness_vkey.to_string();
         let args = [
             "audit",
@@ -1324,12 +1334,38 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
         ];
         invario_with_url(None, &args)
     };
+    let python_audit_with_quorum = |server: &Server, state: &str| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
+        Command::new("python3")
+            .arg(script)
+            .args(["checkpoint", "--url", &server.address, "--key", &setup.key, "--vkey", &setup.vkey()])
+            .args(["--witness-vkey", &witness_vkey.to_string(), "--quorum", "1", "--state"])
+            .arg(setup.folder.join(state))
+            .output()
+            .expect("python3 runs docs/audit.py")
+    };
+    let metric = |server: &Server, name: &str| {
+        let url = format!("{}/metrics", server.address);
+        let name = name.to_owned();
+        async move {
+            let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+            metrics.lines().find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                (series == name).then(|| value.parse::<f64>().unwrap())
+            })
+        }
+    };
     // A log that submits to no witness: an auditor asking for a quorum refuses its checkpoint.
     let unwitnessed = setup.serve_into(&setup.folder.join("unwitnessed")).await;
     eventually("a checkpoint is signed", async || served(&unwitnessed).await.is_some()).await;
-    let refused = exited(&audit_with_quorum(&unwitnessed), 1);
+    let refused = exited(&audit_with_quorum(&unwitnessed, "quorum-auditor"), 1);
     assert!(
         refused.starts_with("❌ INCONSISTENT: witnesses: 0 of the required 1 witnesses cosigned"),
+        "{refused}"
+    );
+    let refused = exited(&python_audit_with_quorum(&unwitnessed, "python-quorum-auditor"), 1);
+    assert!(
+        refused.starts_with("INCONSISTENT: witnesses: 0 of the required 1 witnesses cosigned"),
         "{refused}"
     );
     drop(unwitnessed);
@@ -1346,13 +1382,22 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     let note = served(&server).await.unwrap();
     let parsed = Note::parse(note.as_bytes()).unwrap();
     assert_eq!(check_quorum(&parsed, std::slice::from_ref(&witness_vkey), 1), Ok(1), "{note}");
-    let accepted = exited(&audit_with_quorum(&server), 0);
+    let accepted = exited(&audit_with_quorum(&server, "quorum-auditor"), 0);
     assert!(accepted.contains("the checkpoint at tree size 20"), "{accepted}");
+    let accepted = exited(&python_audit_with_quorum(&server, "python-quorum-auditor"), 0);
+    assert!(accepted.contains("cosigned by 1 of the 1 trusted witnesses"), "{accepted}");
+    assert_eq!(metric(&server, "invario_checkpoint_cosignatures").await, Some(1.0));
+    assert_eq!(metric(&server, "invario_witness_quorum").await, Some(1.0));
+    let age = metric(&server, "invario_witness_cosignature_age_seconds{witness=\"witness.test/w1\"}").await;
+    assert!(age.is_some_and(|seconds| (0.0..60.0).contains(&seconds)), "{age:?}");
     drop(server);
 
     // The attacker holds the signing key, rewrites the chain (tree too) and wipes the checkpoint directory.
     tamper::rewrite_chain_from(setup.database.pool(), 3, "31337.00").await.unwrap();
-    let forger = serve_with(&std::env::temp_dir(), Some(setup.database.url()), &with_witness("wiped")).await;
+    let log_path = setup.folder.join("forger.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let forger =
+        serve_logging(&std::env::temp_dir(), Some(setup.database.url()), &with_witness("wiped"), log).await;
     eventually("the forged history is signed", async || setup.folder.join("wiped/checkpoint").exists()).await;
     // The witness refused it: the service counts the failure and says it missed its quorum...
     eventually("the refusal is counted", async || {
@@ -1379,7 +1424,33 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 422, "the witness refuses the same size with another root");
-    assert_eq!(served(&forger).await.unwrap(), note, "only the honest, cosigned checkpoint is ever served");
+    assert_eq!(served(&forger).await.unwrap(), note, "the database's copy at 20 is still the honest one");
+
+    // The forged history grows: its new checkpoint cannot gather a cosignature, and the service says so.
+    post_all(&forger, &setup.key, 21..=25, "2.00").await;
+    eventually("the forged checkpoint at 25 is served", async || {
+        served(&forger).await.is_some_and(|note| note.lines().nth(1) == Some("25"))
+    })
+    .await;
+    eventually("the missed quorum is logged as an error", async || {
+        std::fs::read_to_string(&log_path).unwrap().lines().any(|line| {
+            line.contains("\"event\":\"witness_quorum_missed\"")
+                && line.contains("\"tree_size\":25")
+                && line.contains("\"level\":\"error\"")
+        })
+    })
+    .await;
+    assert_eq!(metric(&forger, "invario_checkpoint_cosignatures").await, Some(0.0));
+    let forged_25 = served(&forger).await.unwrap();
+    assert!(!forged_25.contains("witness.test/w1"), "{forged_25}");
+    // An auditor who never saw the honest log, but asks for one witness, refuses it.
+    let refused = exited(&audit_with_quorum(&forger, "newcomer"), 1);
+    assert!(
+        refused.starts_with("❌ INCONSISTENT: witnesses: 0 of the required 1 witnesses cosigned"),
+        "{refused}"
+    );
+    let refused = exited(&python_audit_with_quorum(&forger, "python-newcomer"), 1);
+    assert!(refused.starts_with("INCONSISTENT: witnesses: 0 of the required 1"), "{refused}");
     drop(forger);
     drop(witness);
     let _ = std::fs::remove_dir_all(&setup.folder);

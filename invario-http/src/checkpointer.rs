@@ -13,8 +13,9 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigError, Setting, check_range};
 use crate::metrics::{
-    CHECKPOINT_AGE, CHECKPOINT_REFUSALS_TOTAL, CHECKPOINT_TREE_SIZE, CHECKPOINTS_SIGNED_TOTAL,
-    INTEGRITY_STATUS, WITNESS_SUBMISSIONS_TOTAL,
+    CHECKPOINT_AGE, CHECKPOINT_COSIGNATURES, CHECKPOINT_REFUSALS_TOTAL, CHECKPOINT_TREE_SIZE,
+    CHECKPOINTS_SIGNED_TOTAL, INTEGRITY_STATUS, WITNESS_COSIGNATURE_AGE, WITNESS_QUORUM,
+    WITNESS_SUBMISSIONS_TOTAL,
 };
 use crate::sink::Sink;
 
@@ -59,17 +60,44 @@ pub fn check_checkpoint_interval(interval: Duration) -> Result<(), ConfigError> 
     check_range(Setting::CheckpointInterval, interval, MIN_CHECKPOINT_INTERVAL, MAX_CHECKPOINT_INTERVAL)
 }
 
-/// What each witness last cosigned (tree size), so a submission sends the right `old`.
+/// What each witness is known to hold, by URL.
+#[derive(Debug, Clone, Copy, Default)]
+struct WitnessProgress {
+    /// The tree size it last cosigned (or named in a 409), so a submission sends the right `old`.
+    size: u64,
+    /// When this process last received its cosignature.
+    cosigned_at: Option<Instant>,
+}
+
+/// Each witness's progress. In memory only: after a restart the first
+/// submission sends `old 0` and the witness's 409 names its size.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WitnessSizes(Arc<RwLock<std::collections::HashMap<String, u64>>>);
+pub(crate) struct WitnessSizes(Arc<RwLock<std::collections::HashMap<String, WitnessProgress>>>);
 
 impl WitnessSizes {
     fn get(&self, url: &str) -> u64 {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).get(url).copied().unwrap_or(0)
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(url).map_or(0, |progress| progress.size)
     }
 
     fn set(&self, url: &str, size: u64) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(url.to_owned(), size);
+        self.0.write().unwrap_or_else(PoisonError::into_inner).entry(url.to_owned()).or_default().size = size;
+    }
+
+    fn cosigned(&self, url: &str, size: u64) {
+        let mut progress = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        *progress.entry(url.to_owned()).or_default() =
+            WitnessProgress { size, cosigned_at: Some(Instant::now()) };
+    }
+
+    /// Seconds since each witness last cosigned, for those that have.
+    fn publish_ages(&self, witnesses: &[WitnessTarget]) {
+        let progress = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        for witness in witnesses {
+            if let Some(at) = progress.get(&witness.url).and_then(|progress| progress.cosigned_at) {
+                metrics::gauge!(WITNESS_COSIGNATURE_AGE, "witness" => witness.vkey.name().to_owned())
+                    .set(at.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 
@@ -145,7 +173,7 @@ async fn submit<S: LedgerStore>(
                 if verified.is_empty() {
                     return Err("the answer holds no cosignature from this witness's key".into());
                 }
-                sizes.set(&witness.url, tree_size);
+                sizes.cosigned(&witness.url, tree_size);
                 return Ok(text);
             }
             409 => {
@@ -203,6 +231,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
                     let lines = gather_cosignatures(ledger, settings, witness_sizes, size, &note).await;
+                    metrics::gauge!(CHECKPOINT_COSIGNATURES).set(lines.len() as f64);
                     if lines.len() < settings.quorum {
                         tracing::error!(
                             event = "witness_quorum_missed",
@@ -273,6 +302,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
     if let Some(age) = latest.age() {
         metrics::gauge!(CHECKPOINT_AGE).set(age.as_secs_f64());
     }
+    witness_sizes.publish_ages(&settings.witnesses);
 }
 
 fn refuse(event: &'static str, error: &str) {
@@ -288,6 +318,7 @@ pub(crate) async fn run<S: LedgerStore>(
     witness_sizes: WitnessSizes,
     mut stop: watch::Receiver<bool>,
 ) {
+    metrics::gauge!(WITNESS_QUORUM).set(settings.quorum as f64);
     // validate() keeps the interval above zero, which `interval` requires.
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.tick().await;

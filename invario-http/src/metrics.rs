@@ -34,6 +34,12 @@ pub const CHECKPOINT_REFUSALS_TOTAL: &str = "invario_checkpoint_refusals_total";
 
 /// Counter: checkpoint submissions to witnesses, by witness and outcome (cosigned, failed).
 pub const WITNESS_SUBMISSIONS_TOTAL: &str = "invario_witness_submissions_total";
+/// Gauge: seconds since each witness last cosigned a checkpoint of this log, by witness.
+pub const WITNESS_COSIGNATURE_AGE: &str = "invario_witness_cosignature_age_seconds";
+/// Gauge: verified witness cosignatures on the latest checkpoint signed (compare with the quorum).
+pub const CHECKPOINT_COSIGNATURES: &str = "invario_checkpoint_cosignatures";
+/// Gauge: the cosignatures each checkpoint should gather (`--witness-quorum`).
+pub const WITNESS_QUORUM: &str = "invario_witness_quorum";
 
 const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1000.0, 4000.0, 10000.0];
