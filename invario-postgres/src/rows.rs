@@ -18,7 +18,48 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(Box::new(error)),
+        sqlx::Error::Database(ref database)
+            if database.code().is_some_and(|code| is_transient_sqlstate(&code)) =>
+        {
+            StoreError::Unavailable(Box::new(error))
+        }
         other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+/// SQLSTATEs that say "the server or the connection went away, or cannot take
+/// this now": the transaction was rolled back and the same request, retried,
+/// can succeed. A backend terminated by `pg_terminate_backend` (a failover, an
+/// administrator) answers 57P01 before it closes the connection; a standby
+/// that is not promoted yet answers 25006. Matched by code, never by message.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources: too many connections, disk full, out of memory
+        || matches!(
+            code,
+            "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now (starting up, shutting down, in recovery)
+                | "25006" // read_only_sql_transaction (a standby)
+                | "40001" // serialization_failure
+                | "40P01" // deadlock_detected
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_sqlstate;
+
+    #[test]
+    fn connection_loss_and_overload_are_transient_and_bad_statements_are_not() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "25006", "40001", "40P01"]
+        {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        // unique_violation, syntax error, the append-only trigger's raise_exception, undefined table.
+        for code in ["23505", "42601", "P0001", "42P01", "57014"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
     }
 }
 
