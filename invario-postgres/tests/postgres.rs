@@ -306,7 +306,9 @@ async fn a_batch_whose_connection_is_killed_mid_transaction_leaves_nothing() {
     let killed: bool =
         sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(victim).fetch_one(&pool).await.unwrap();
     assert!(killed);
-    assert!(append.await.unwrap().is_err(), "the append must report the lost connection");
+    let lost = append.await.unwrap().expect_err("the append must report the lost connection");
+    // Retryable: the HTTP layer answers 503 `unavailable`, never 500.
+    assert!(matches!(lost, invario_core::StoreError::Unavailable(_)), "{lost:?}");
     blocker.rollback().await.unwrap();
 
     assert_eq!(ledger.head().await.unwrap(), head);

@@ -202,13 +202,116 @@ pub fn start_durable_cluster() -> Result<String, String> {
 }
 
 fn start_cluster(settings: &str) -> Result<String, String> {
-    let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
-    let folder = std::env::temp_dir().join(format!("invario-pg-{}-{}", std::process::id(), free_port()?));
-    std::fs::create_dir_all(&folder)
-        .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
-    let data = folder.join("data");
-    let port = free_port()?;
-    let as_user = |program: &Path| -> Command {
+    let cluster = Cluster::start(settings)?;
+    let url = cluster.url();
+    // Lives as long as the process: its watchdog stops it and removes the folder at exit.
+    std::mem::forget(cluster);
+    Ok(url)
+}
+
+/// A throwaway PostgreSQL cluster this process controls, for tests that crash
+/// and restart the database: a free port, a temporary folder, run as the
+/// `postgres` user when the process is root. Dropping it stops it and removes
+/// the folder; a watchdog does the same if the process dies first.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    folder: PathBuf,
+    data: PathBuf,
+    port: u16,
+    options: String,
+}
+
+impl Cluster {
+    /// Initialises and starts a cluster with extra server `settings` (e.g.
+    /// `-c fsync=off`; empty for PostgreSQL's durable defaults).
+    pub fn start(settings: &str) -> Result<Cluster, String> {
+        let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
+        let folder = std::env::temp_dir().join(format!("invario-pg-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(&folder)
+            .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+        if is_root() {
+            let status = Command::new("chown").args(["-R", "postgres"]).arg(&folder).status();
+            if !status.is_ok_and(|status| status.success()) {
+                return Err("running as root and cannot hand the folder to the postgres user".into());
+            }
+        }
+        let data = folder.join("data");
+        let port = free_port()?;
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=300 {settings}",
+            folder.display()
+        );
+        let cluster = Cluster { bin, folder, data, port, options };
+        let initdb = cluster
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&cluster.data)
+            .output()
+            .map_err(|error| format!("initdb failed to start: {error}"))?;
+        if !initdb.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+        }
+        cluster.watch_over()?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    /// Its admin URL (database `postgres`).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it the way a crash does (`pg_ctl stop -m immediate`: no checkpoint,
+    /// connections cut, recovery from the WAL at the next start).
+    pub fn crash(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"])
+    }
+
+    /// Starts it again after [`Cluster::crash`], waiting until it accepts connections.
+    pub fn resume(&self) -> Result<(), String> {
+        let log = self.folder.join("log");
+        let output = self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &self.options, "-l"])
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .map_err(|error| format!("pg_ctl failed to start: {error}"))?;
+        if !output.status.success() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start failed: {} {log}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let output = self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .map_err(|error| format!("pg_ctl failed to start: {error}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("pg_ctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        }
+    }
+
+    fn as_postgres(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
         if is_root() {
             // PostgreSQL refuses to run as root.
             let mut command = Command::new("runuser");
@@ -217,54 +320,34 @@ fn start_cluster(settings: &str) -> Result<String, String> {
         } else {
             Command::new(program)
         }
-    };
-    if is_root() {
-        let status = Command::new("chown").args(["-R", "postgres"]).arg(&folder).status();
-        if !status.is_ok_and(|status| status.success()) {
-            return Err("running as root and cannot hand the folder to the postgres user".into());
-        }
     }
-    let initdb = as_user(&bin.join("initdb"))
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
-        .arg(&data)
-        .output()
-        .map_err(|error| format!("initdb failed to start: {error}"))?;
-    if !initdb.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+
+    /// A watchdog that stops the cluster and removes the folder once this process exits.
+    fn watch_over(&self) -> Result<(), String> {
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {prefix}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {folder}",
+            pid = std::process::id(),
+            prefix = if is_root() { "runuser -u postgres -- " } else { "" },
+            pg_ctl = self.bin.join("pg_ctl").display(),
+            data = self.data.display(),
+            folder = self.folder.display(),
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &stop])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(|error| format!("cannot start the cleanup watchdog: {error}"))
     }
-    let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=300 {settings}",
-        folder.display()
-    );
-    let start = as_user(&bin.join("pg_ctl"))
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(folder.join("log"))
-        .args(["-w", "-t", "60", "start"])
-        .output()
-        .map_err(|error| format!("pg_ctl failed to start: {error}"))?;
-    if !start.status.success() {
-        let log = std::fs::read_to_string(folder.join("log")).unwrap_or_default();
-        return Err(format!("pg_ctl start failed: {} {log}", String::from_utf8_lossy(&start.stderr).trim()));
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.folder);
     }
-    // A watchdog stops the cluster and removes the folder once this process exits.
-    let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {prefix}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {folder}",
-        pid = std::process::id(),
-        prefix = if is_root() { "runuser -u postgres -- " } else { "" },
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        folder = folder.display(),
-    );
-    Command::new("setsid")
-        .args(["sh", "-c", &stop])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|error| format!("cannot start the cleanup watchdog: {error}"))?;
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
 fn start_container() -> Result<String, String> {

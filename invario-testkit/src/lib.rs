@@ -8,6 +8,8 @@
 //! * [`strategies`] — proptest strategies for valid and invalid transactions;
 //! * [`harness`] — a fresh, migrated PostgreSQL database per test, found via
 //!   `INVARIO_TEST_DATABASE_URL`, a throwaway local cluster, or testcontainers;
+//! * [`faults`] — a load driver recording every answer, and the checker that
+//!   holds the service to them after an injected fault;
 //! * [`tamper`] — edits that bypass the append-only triggers, as an attacker would;
 //! * the memory adapters, re-exported.
 
@@ -15,6 +17,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod contract;
+pub mod faults;
 pub mod harness;
 pub mod tamper;
 

@@ -93,7 +93,22 @@ pub(crate) async fn serve_logging(
     extra: &[std::ffi::OsString],
     log: impl Into<Stdio>,
 ) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    serve_at(free_port(), folder, url, extra, log).await
+}
+
+/// A port nothing listens on right now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// [`serve_logging`] on `port` (a restarted server keeps its address).
+pub(crate) async fn serve_at(
+    port: u16,
+    folder: &std::path::Path,
+    url: Option<&str>,
+    extra: &[std::ffi::OsString],
+    log: impl Into<Stdio>,
+) -> Server {
     let listen = format!("127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_invario"));
     command.current_dir(folder).env_remove("DATABASE_URL");

@@ -1,0 +1,221 @@
+//! Faults injected for real under concurrent load — the server killed, the
+//! database crashed, its connections terminated, a graceful stop — each
+//! checked against the record of what clients were told (invario-testkit's
+//! `faults`): nothing acknowledged is lost, no batch is partial, every
+//! unanswered request converges when re-sent, and `invario verify` passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use invario_testkit::faults::{Answer, History, Load, LoadPlan, Report};
+use invario_testkit::harness::{Cluster, fresh_database};
+
+mod common;
+use common::*;
+
+/// How long a re-sent request may keep answering 503 while the service recovers.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+/// The longest any answer may take while the database is down or its connections drop.
+const BOUNDED_ANSWER: Duration = Duration::from_secs(10);
+
+/// One service under test: its folder (the embedded file, the checkpoint key),
+/// its database, and a fixed port so a restarted server keeps its address.
+struct Service {
+    folder: PathBuf,
+    url: Option<String>,
+    port: u16,
+    flags: Vec<OsString>,
+}
+
+impl Service {
+    fn new(url: Option<&str>) -> Service {
+        let folder = std::env::temp_dir().join(format!("invario-faults-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&folder).unwrap();
+        // Lighter integrity sweeps than the other end-to-end tests: the load needs the two cores.
+        let mut flags: Vec<OsString> =
+            ["--integrity-interval", "1s", "--full-verify-interval", "5s"].map(OsString::from).to_vec();
+        if url.is_some() {
+            let key = write_checkpoint_key(&folder);
+            flags.extend(["--checkpoint-key".into(), key.into_os_string()]);
+            flags.extend(["--checkpoint-dir".into(), folder.join("checkpoints").into_os_string()]);
+        }
+        Service { folder, url: url.map(str::to_owned), port: free_port(), flags }
+    }
+
+    async fn start(&self) -> Server {
+        serve_at(self.port, &self.folder, self.url.as_deref(), &self.flags, Stdio::null()).await
+    }
+
+    fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn invario(&self, args: &[&str]) -> Output {
+        invario_in(&self.folder, self.url.as_deref(), args)
+    }
+
+    fn create_key(&self) -> String {
+        let scopes = r#"{"write": true, "read": true}"#;
+        created_key(&self.invario(&["create-key", "--owner", "ClientName", "--scopes", scopes]))
+    }
+
+    /// `invario verify` passes, and holds as many entries as the checker found.
+    fn verify_passes(&self, report: &Report) {
+        let verified = exited(&self.invario(&["verify"]), 0);
+        let expected = format!("{} entries verified", report.ledger_entries);
+        assert!(verified.contains(&expected), "{verified} (expected {expected})");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// Every refusal is a retryable 503 `unavailable` with `Retry-After`, never a
+/// 500; every request was answered, within [`BOUNDED_ANSWER`].
+fn only_retryable_refusals(history: &History) -> usize {
+    let mut refused = 0;
+    for ((status, code, retry_after), count) in history.refusals() {
+        assert!(
+            status == 503 && code.as_deref() == Some("unavailable") && retry_after.is_some(),
+            "{count} requests answered {status} {code:?} (Retry-After {retry_after:?}): a client reads that as our bug"
+        );
+        refused += count;
+    }
+    let unanswered: Vec<&Answer> = history.unanswered().map(|attempt| &attempt.answer).take(3).collect();
+    assert!(unanswered.is_empty(), "requests without an answer: {unanswered:?}");
+    let slowest = history.attempts.iter().map(|attempt| attempt.elapsed).max().unwrap_or_default();
+    assert!(slowest < BOUNDED_ANSWER, "an answer took {slowest:?}");
+    refused
+}
+
+async fn the_server_killed_mid_load_loses_nothing(service: &Service) {
+    let key = service.create_key();
+    let server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(300, Duration::from_secs(60)).await;
+    drop(server); // SIGKILL, mid-load
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _server = service.start().await;
+    let resumed = load.acknowledged();
+    load.wait_for_acknowledged(resumed + 300, Duration::from_secs(60)).await;
+    let history = load.stop().await;
+    assert!(history.unanswered().count() > 0, "the kill cut no request: the fault was not injected mid-load");
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!("server killed: {report}");
+    service.verify_passes(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_load_loses_nothing_acknowledged_on_postgres() {
+    let database = fresh_database().await;
+    the_server_killed_mid_load_loses_nothing(&Service::new(Some(database.url()))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_load_loses_nothing_acknowledged_on_the_embedded_default() {
+    the_server_killed_mid_load_loses_nothing(&Service::new(None)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_is_503_while_down_and_the_same_process_recovers_by_itself() {
+    // A durable cluster of its own: crashing it must not touch the other tests' server.
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start("")).await.unwrap().unwrap();
+    let service = Service::new(Some(&cluster.url()));
+    exited(&service.invario(&["migrate"]), 0);
+    let key = service.create_key();
+    let _server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(300, Duration::from_secs(60)).await;
+
+    cluster.crash().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let health = reqwest::get(format!("{}/health", service.address())).await.unwrap();
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "unavailable", "{health}");
+    let acknowledged_while_down = load.acknowledged();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(load.acknowledged(), acknowledged_while_down, "acknowledged while the database was down");
+
+    cluster.resume().unwrap();
+    let resumed = Instant::now();
+    load.wait_for_acknowledged(acknowledged_while_down + 1, Duration::from_secs(30)).await;
+    let recovery = resumed.elapsed();
+    load.wait_for_acknowledged(acknowledged_while_down + 300, Duration::from_secs(60)).await;
+    let history = load.stop().await;
+    let refused = only_retryable_refusals(&history);
+    assert!(refused > 0, "no request saw the outage");
+    assert!(recovery < Duration::from_secs(10), "writes resumed {recovery:?} after the database returned");
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!("database crashed: {report}; writes resumed {recovery:?} after PostgreSQL was back");
+    service.verify_passes(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_are_503_retryable_and_no_batch_is_partial() {
+    let database = fresh_database().await;
+    let service = Service::new(Some(database.url()));
+    let key = service.create_key();
+    let _server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(200, Duration::from_secs(60)).await;
+    let mut terminated = 0;
+    for _ in 0..4 {
+        // What a failover or an administrator does to the service's backends;
+        // repeated for a moment, so some are cut mid-statement, not only idle in the pool.
+        for _ in 0..20 {
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'",
+            )
+            .fetch_all(database.pool())
+            .await
+            .unwrap();
+            terminated += killed.into_iter().filter(|&ok| ok).count();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = load.acknowledged();
+        load.wait_for_acknowledged(before + 100, Duration::from_secs(60)).await;
+    }
+    let history = load.stop().await;
+    assert!(terminated > 0, "no backend was terminated");
+    only_retryable_refusals(&history);
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!("{terminated} backends terminated in 4 rounds: {report}");
+    service.verify_passes(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_or_never_acknowledges_and_exits_zero() {
+    let database = fresh_database().await;
+    let service = Service::new(Some(database.url()));
+    let key = service.create_key();
+    let mut server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(300, Duration::from_secs(60)).await;
+    let stopping = Instant::now();
+    let signal = std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
+    assert!(signal.unwrap().success());
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(15), "serve did not exit within 15 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let drained_in = stopping.elapsed();
+    assert!(exit.success(), "serve exits 0 on SIGTERM, got {exit}");
+    let _server = service.start().await;
+    let resumed = load.acknowledged();
+    load.wait_for_acknowledged(resumed + 100, Duration::from_secs(60)).await;
+    let history = load.stop().await;
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!("SIGTERM: exited 0 after {drained_in:?}; {report}");
+    service.verify_passes(&report);
+}
