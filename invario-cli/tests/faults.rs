@@ -28,6 +28,7 @@ struct Service {
     url: Option<String>,
     port: u16,
     flags: Vec<OsString>,
+    clusters: Vec<Cluster>,
 }
 
 impl Service {
@@ -42,7 +43,12 @@ impl Service {
             flags.extend(["--checkpoint-key".into(), key.into_os_string()]);
             flags.extend(["--checkpoint-dir".into(), folder.join("checkpoints").into_os_string()]);
         }
-        Service { folder, url: url.map(str::to_owned), port: free_port(), flags }
+        Service { folder, url: url.map(str::to_owned), port: free_port(), flags, clusters: Vec::new() }
+    }
+
+    /// Keeps `cluster` running as long as the service.
+    fn keep(&mut self, cluster: Cluster) {
+        self.clusters.push(cluster);
     }
 
     async fn start(&self) -> Server {
@@ -218,4 +224,76 @@ async fn sigterm_under_load_answers_or_never_acknowledges_and_exits_zero() {
     let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
     println!("SIGTERM: exited 0 after {drained_in:?}; {report}");
     service.verify_passes(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_synchronous_standby_keeps_every_acknowledged_transaction() {
+    let (primary, standby) = tokio::task::spawn_blocking(|| {
+        let primary = Cluster::start("")?;
+        let standby = primary.start_standby()?;
+        Ok::<_, String>((primary, standby))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Synchronous replication: a commit returns once the standby has flushed it.
+    let admin = sqlx::PgPool::connect(&primary.url()).await.unwrap();
+    sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'").execute(&admin).await.unwrap();
+    sqlx::query("ALTER SYSTEM SET synchronous_commit = 'on'").execute(&admin).await.unwrap();
+    sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.unwrap();
+    let mut replication = String::new();
+    for _ in 0..200 {
+        replication =
+            sqlx::query_scalar("SELECT coalesce(string_agg(sync_state, ','), '') FROM pg_stat_replication")
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        if replication == "sync" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replication, "sync", "the standby never became synchronous");
+    admin.close().await;
+
+    let mut service = Service::new(Some(&primary.url()));
+    exited(&service.invario(&["migrate"]), 0);
+    let key = service.create_key();
+    let server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(500, Duration::from_secs(60)).await;
+
+    primary.crash().unwrap();
+    drop(server);
+    tokio::task::spawn_blocking(move || standby.promote().map(|()| standby))
+        .await
+        .unwrap()
+        .map(|standby| {
+            service.url = Some(standby.url());
+            // Keep the promoted cluster alive for the rest of the test.
+            service.keep(standby);
+        })
+        .unwrap();
+    let _server = service.start().await;
+    let resumed = load.acknowledged();
+    load.wait_for_acknowledged(resumed + 300, Duration::from_secs(60)).await;
+    let history = load.stop().await;
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!("failover to the synchronous standby: {report}");
+    // The checkpoints signed on the primary are consistent with the promoted standby's tree.
+    service.verify_passes(&report);
+    let checkpoints = service.folder.join("checkpoints");
+    let vkey = exited(
+        &service.invario(&[
+            "checkpoint-key",
+            "show",
+            "--key",
+            service.folder.join("checkpoint.key").to_str().unwrap(),
+        ]),
+        0,
+    );
+    exited(
+        &service.invario(&["verify", "--checkpoints", checkpoints.to_str().unwrap(), "--vkey", vkey.trim()]),
+        0,
+    );
 }

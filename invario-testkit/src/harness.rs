@@ -158,7 +158,10 @@ fn postgres_bin_dir() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("PATH") {
         for dir in std::env::split_paths(&path) {
             if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return Some(dir);
+                // A symlink on PATH (e.g. /usr/local/bin/initdb): the real folder also
+                // holds the other server tools (pg_basebackup).
+                let real = dir.join("initdb").canonicalize().ok();
+                return Some(real.and_then(|initdb| initdb.parent().map(Path::to_path_buf)).unwrap_or(dir));
             }
         }
     }
@@ -226,6 +229,23 @@ impl Cluster {
     /// Initialises and starts a cluster with extra server `settings` (e.g.
     /// `-c fsync=off`; empty for PostgreSQL's durable defaults).
     pub fn start(settings: &str) -> Result<Cluster, String> {
+        let cluster = Cluster::prepare(settings)?;
+        let initdb = cluster
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&cluster.data)
+            .output()
+            .map_err(|error| format!("initdb failed to start: {error}"))?;
+        if !initdb.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+        }
+        cluster.watch_over()?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    /// A folder and a port for a new cluster (nothing started yet).
+    fn prepare(settings: &str) -> Result<Cluster, String> {
         let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
         let folder = std::env::temp_dir().join(format!("invario-pg-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&folder)
@@ -242,19 +262,32 @@ impl Cluster {
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=300 {settings}",
             folder.display()
         );
-        let cluster = Cluster { bin, folder, data, port, options };
-        let initdb = cluster
-            .as_postgres("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
-            .arg(&cluster.data)
+        Ok(Cluster { bin, folder, data, port, options })
+    }
+
+    /// A streaming-replication standby of this cluster (`pg_basebackup -R`),
+    /// started and following it. It becomes synchronous once the primary names
+    /// it in `synchronous_standby_names`.
+    pub fn start_standby(&self) -> Result<Cluster, String> {
+        let standby = Cluster::prepare("")?;
+        let backup = standby
+            .as_postgres("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-X", "stream", "-R", "--no-sync", "-D"])
+            .arg(&standby.data)
             .output()
-            .map_err(|error| format!("initdb failed to start: {error}"))?;
-        if !initdb.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+            .map_err(|error| format!("pg_basebackup failed to start: {error}"))?;
+        if !backup.status.success() {
+            return Err(format!("pg_basebackup failed: {}", String::from_utf8_lossy(&backup.stderr).trim()));
         }
-        cluster.watch_over()?;
-        cluster.resume()?;
-        Ok(cluster)
+        standby.watch_over()?;
+        standby.resume()?;
+        Ok(standby)
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`), waiting until it accepts writes.
+    pub fn promote(&self) -> Result<(), String> {
+        self.pg_ctl(&["-w", "-t", "60", "promote"])
     }
 
     /// Its admin URL (database `postgres`).
