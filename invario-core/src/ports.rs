@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The backend cannot be reached (connection refused, pool timed out, …).
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] BoxError),
+    /// The database has no space left to write (disk full, or its size cap):
+    /// nothing was written; writes work again once space is freed.
+    #[error("the database has no space left to write: {0}")]
+    OutOfSpace(#[source] BoxError),
     /// The backend refused or failed the operation.
     #[error("the database failed the operation: {0}")]
     Backend(#[source] BoxError),

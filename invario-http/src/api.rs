@@ -163,6 +163,7 @@ fn log_failure(error: &ApiError) {
             tracing::error!(event = "integrity_check_failed", kind = "proof_self_check", error = %detail);
         }
         ApiError::Unavailable { detail } => tracing::warn!(event = "database_unavailable", error = %detail),
+        ApiError::StorageFull { detail } => tracing::error!(event = "database_full", error = %detail),
         ApiError::Busy => tracing::warn!(event = "append_queue_full", error = %error),
         _ => {}
     }

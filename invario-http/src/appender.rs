@@ -40,6 +40,9 @@ pub(crate) enum AppendFailure {
     /// The database is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// The database has no space left to write.
+    #[error("{0}")]
+    OutOfSpace(String),
     /// Anything else; the message is for the log only.
     #[error("{0}")]
     Internal(String),
@@ -55,6 +58,7 @@ impl From<IngestError> for AppendFailure {
             IngestError::Quarantined(_) => AppendFailure::Quarantined(text),
             IngestError::Exhausted(_) => AppendFailure::LedgerFull(text),
             IngestError::Store(StoreError::Unavailable(_)) => AppendFailure::Unavailable(text),
+            IngestError::Store(StoreError::OutOfSpace(_)) => AppendFailure::OutOfSpace(text),
             _ => AppendFailure::Internal(text),
         }
     }

@@ -75,6 +75,14 @@ pub enum ApiError {
         /// What failed, with its source chain.
         detail: String,
     },
+    /// The database has no space left: nothing was recorded.
+    #[error(
+        "the ledger database has no space left to write; nothing was recorded; retry once space is freed"
+    )]
+    StorageFull {
+        /// What failed, with its source chain.
+        detail: String,
+    },
     /// Too many writes are waiting for the appender: the service pushes back.
     #[error("the service is busy: too many writes are waiting; retry later")]
     Busy,
@@ -111,7 +119,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::LedgerFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::LedgerFull(_) | ApiError::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Quarantined(_) | ApiError::Unavailable { .. } | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -133,14 +141,16 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Quarantined(_) => "ledger_quarantined",
             ApiError::LedgerFull(_) => "ledger_full",
+            ApiError::StorageFull { .. } => "storage_full",
             ApiError::Unavailable { .. } | ApiError::Busy => "unavailable",
             ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => "internal",
         }
     }
 
-    /// Whether a client should retry after [`RETRY_AFTER_SECONDS`] (every 503 `unavailable`).
+    /// Whether a client should retry after [`RETRY_AFTER_SECONDS`] (every 503
+    /// `unavailable`, and 507 `storage_full`: space can be freed).
     pub fn is_retryable(&self) -> bool {
-        self.code() == "unavailable"
+        matches!(self.code(), "unavailable" | "storage_full")
     }
 
     /// A validation error about one field of a single request.
@@ -186,6 +196,7 @@ impl From<StoreError> for ApiError {
         let detail = source_chain(&error);
         match error {
             StoreError::Unavailable(_) => ApiError::Unavailable { detail },
+            StoreError::OutOfSpace(_) => ApiError::StorageFull { detail },
             StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Contract(_) => {
                 ApiError::Internal { detail }
             }
@@ -275,6 +286,7 @@ impl From<AppendFailure> for ApiError {
             AppendFailure::Quarantined(message) => ApiError::Quarantined(message),
             AppendFailure::LedgerFull(message) => ApiError::LedgerFull(message),
             AppendFailure::Unavailable(detail) => ApiError::Unavailable { detail },
+            AppendFailure::OutOfSpace(detail) => ApiError::StorageFull { detail },
             AppendFailure::Internal(detail) => ApiError::Internal { detail },
             AppendFailure::Busy => ApiError::Busy,
         }

@@ -18,6 +18,10 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => StoreError::Unavailable(Box::new(error)),
+        // disk_full: nothing was written; writes work again once space is freed.
+        sqlx::Error::Database(ref database) if database.code().as_deref() == Some("53100") => {
+            StoreError::OutOfSpace(Box::new(error))
+        }
         sqlx::Error::Database(ref database)
             if database.code().is_some_and(|code| is_transient_sqlstate(&code)) =>
         {

@@ -103,12 +103,19 @@ pub async fn pending_migrations(pool: &SqlitePool) -> Result<Vec<MigrationInfo>,
         .collect())
 }
 
+/// SQLite's result code for "database or disk is full".
+const SQLITE_FULL: &str = "13";
+
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(error)),
+        // SQLITE_FULL: the disk (or max_page_count) is full; the transaction was rolled back.
+        sqlx::Error::Database(ref database) if database.code().as_deref() == Some(SQLITE_FULL) => {
+            StoreError::OutOfSpace(Box::new(error))
+        }
         other => StoreError::Backend(Box::new(other)),
     }
 }
