@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use invario_testkit::faults::{Answer, History, Load, LoadPlan, Report};
@@ -34,6 +34,10 @@ struct Service {
 impl Service {
     fn new(url: Option<&str>) -> Service {
         let folder = std::env::temp_dir().join(format!("invario-faults-{}", uuid::Uuid::new_v4().simple()));
+        Service::in_folder(folder, url)
+    }
+
+    fn in_folder(folder: PathBuf, url: Option<&str>) -> Service {
         std::fs::create_dir_all(&folder).unwrap();
         // Lighter integrity sweeps than the other end-to-end tests: the load needs the two cores.
         let mut flags: Vec<OsString> =
@@ -52,7 +56,13 @@ impl Service {
     }
 
     async fn start(&self) -> Server {
-        serve_at(self.port, &self.folder, self.url.as_deref(), &self.flags, Stdio::null()).await
+        // Appended across restarts; kept when the test fails, for the post-mortem.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        serve_at(self.port, &self.folder, self.url.as_deref(), &self.flags, log).await
+    }
+
+    fn log_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("invario-faults-{}.log", self.port))
     }
 
     fn address(&self) -> String {
@@ -78,7 +88,51 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the server's log: {}", self.log_path().display());
+        } else {
+            let _ = std::fs::remove_file(self.log_path());
+        }
         let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// A small tmpfs, unmounted when dropped: a disk that really fills up.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> SmallDisk {
+        let path = std::env::temp_dir().join(format!("invario-small-disk-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            mounted.status.success(),
+            "the disk-full test mounts a {megabytes} MiB tmpfs and needs root for it (CI runs as root): {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallDisk(path)
+    }
+
+    /// Fills what is left with a ballast file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let ballast = self.0.join("ballast");
+        let mut file = std::fs::File::create(&ballast).unwrap();
+        for chunk in [1 << 20, 4096, 512] {
+            while file.write_all(&vec![0u8; chunk]).and_then(|()| file.flush()).is_ok() {}
+        }
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -296,4 +350,49 @@ async fn failover_to_a_synchronous_standby_keeps_every_acknowledged_transaction(
         &service.invario(&["verify", "--checkpoints", checkpoints.to_str().unwrap(), "--vkey", vkey.trim()]),
         0,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_embedded_default_is_507_and_writes_resume_when_space_returns() {
+    let disk = SmallDisk::mount(48);
+    let service = Service::in_folder(disk.0.join("ledger"), None);
+    let key = service.create_key();
+    let _server = service.start().await;
+    let load = Load::start(&service.address(), &key, &LoadPlan::default());
+    load.wait_for_acknowledged(300, Duration::from_secs(60)).await;
+
+    let ballast = disk.fill();
+    load.wait_for_refused(507, 5, Duration::from_secs(60)).await;
+    let acknowledged_when_full = load.acknowledged();
+    // Reads and health keep working on a full disk.
+    let http = reqwest::Client::new();
+    let entries = http
+        .get(format!("{}/v1/ledger/entries?after=0&limit=10", service.address()))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(entries.status(), 200);
+    let health = http.get(format!("{}/health", service.address())).send().await.unwrap();
+    assert_eq!(health.status(), 200, "{}", health.text().await.unwrap());
+
+    std::fs::remove_file(ballast).unwrap();
+    let freed = Instant::now();
+    load.wait_for_acknowledged(acknowledged_when_full + 50, Duration::from_secs(30)).await;
+    let recovery = freed.elapsed();
+    let history = load.stop().await;
+    let mut full = 0;
+    for ((status, code, retry_after), count) in history.refusals() {
+        assert!(
+            status == 507 && code.as_deref() == Some("storage_full") && retry_after.is_some(),
+            "{count} requests answered {status} {code:?} (Retry-After {retry_after:?}) on a full disk"
+        );
+        full += count;
+    }
+    assert_eq!(history.unanswered().count(), 0);
+    let report = history.check(&service.address(), &key, CONVERGE_WITHIN).await;
+    println!(
+        "disk full: {full} requests answered 507; writes resumed {recovery:?} after space returned; {report}"
+    );
+    service.verify_passes(&report);
 }

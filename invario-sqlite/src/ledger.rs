@@ -12,8 +12,9 @@ use invario_core::{
     StoredTransaction, Sweep, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot, TreeState,
     VerificationItem, VerificationRecord,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::{hash, sequence, store_error, to_sequence, uuid};
 
@@ -37,12 +38,29 @@ impl SqliteLedger {
 }
 
 /// An append holding the single writer's lock inside an open `BEGIN IMMEDIATE`
-/// transaction. Dropping it rolls back.
+/// transaction. Dropping it uncommitted rolls back.
+///
+/// The transaction is run by hand (`BEGIN IMMEDIATE` … `COMMIT`) rather than
+/// with sqlx's `Transaction`: when a statement or the `COMMIT` fails with
+/// SQLITE_FULL, SQLite may already have rolled the transaction back, the
+/// `ROLLBACK` sqlx then sends fails, and sqlx's transaction depth stays at one —
+/// the pooled connection refuses every later `BEGIN` ("non-zero transaction
+/// depth"). Instead, a connection whose append did not commit is closed
+/// (closing rolls back whatever is still open) and never returns to the pool.
 #[derive(Debug)]
 pub struct SqliteAppend {
-    transaction: Transaction<'static, Sqlite>,
+    connection: PoolConnection<Sqlite>,
     snapshot: AppendSnapshot,
+    committed: bool,
     _writer: OwnedMutexGuard<()>,
+}
+
+impl Drop for SqliteAppend {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
@@ -144,30 +162,47 @@ fn entry_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
     }
 }
 
+/// Opens the append's `BEGIN IMMEDIATE` transaction on `connection` and reads
+/// what the core plans from.
+async fn begin_and_read(
+    connection: &mut PoolConnection<Sqlite>,
+    ids: &[TransactionId],
+) -> Result<AppendSnapshot, StoreError> {
+    let transaction = &mut **connection;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *transaction).await.map_err(store_error)?;
+    let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
+    let head = head_from_row(&head_row)?;
+    let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .map_err(|error| StoreError::Contract(error.to_string()))?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t ON t.transaction_id = e.transaction_id \
+         WHERE e.transaction_id IN (SELECT value FROM json_each($1))"
+    )))
+    .bind(ids_json)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+    let tree = read_tree(&mut *transaction).await?;
+    let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
+    Ok(AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } })
+}
+
 #[async_trait]
 impl LedgerStore for SqliteLedger {
     type Append = SqliteAppend;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<SqliteAppend, StoreError> {
         let writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-        let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
-        let head = head_from_row(&head_row)?;
-        let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|error| StoreError::Contract(error.to_string()))?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t ON t.transaction_id = e.transaction_id \
-             WHERE e.transaction_id IN (SELECT value FROM json_each($1))"
-        )))
-        .bind(ids_json)
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-        let tree = read_tree(&mut *transaction).await?;
-        let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
-        let snapshot = AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } };
-        Ok(SqliteAppend { transaction, snapshot, _writer: writer })
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        match begin_and_read(&mut connection, ids).await {
+            Ok(snapshot) => Ok(SqliteAppend { connection, snapshot, committed: false, _writer: writer }),
+            Err(error) => {
+                // The transaction may be open: the connection does not go back to the pool.
+                connection.close_on_drop();
+                Err(error)
+            }
+        }
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -278,7 +313,7 @@ impl AppendSession for SqliteAppend {
     }
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        let connection = &mut *self.transaction;
+        let connection = &mut *self.connection;
         for entry in plan.new_entries() {
             let transaction = &entry.transaction;
             let metadata = serde_json::to_string(transaction.metadata.as_map())
@@ -339,6 +374,8 @@ impl AppendSession for SqliteAppend {
                 .await
                 .map_err(store_error)?;
         }
-        self.transaction.commit().await.map_err(store_error)
+        sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
+        self.committed = true;
+        Ok(())
     }
 }

@@ -98,6 +98,7 @@ pub struct Attempt {
 pub struct Load {
     stop: watch::Sender<bool>,
     acknowledged: Arc<AtomicUsize>,
+    refused: Refusals,
     clients: Vec<JoinHandle<Vec<Attempt>>>,
 }
 
@@ -111,6 +112,7 @@ impl Load {
     pub fn start(base_url: &str, key: &str, plan: &LoadPlan) -> Load {
         let (stop, stopped) = watch::channel(false);
         let acknowledged = Arc::new(AtomicUsize::new(0));
+        let refused = Refusals::default();
         let client = http_client(plan.request_timeout);
         let started = Instant::now();
         let kinds = std::iter::repeat_n(1, plan.single_clients)
@@ -123,12 +125,31 @@ impl Load {
                     key: key.to_owned(),
                     size,
                     acknowledged: Arc::clone(&acknowledged),
+                    refused: refused.clone(),
                     started,
                 };
                 tokio::spawn(client.run(stopped.clone()))
             })
             .collect();
-        Load { stop, acknowledged, clients }
+        Load { stop, acknowledged, refused, clients }
+    }
+
+    /// Requests refused with `status` so far.
+    pub fn refused(&self, status: u16) -> usize {
+        self.refused.0.lock().map_or(0, |counts| counts.get(&status).copied().unwrap_or(0))
+    }
+
+    /// Waits until at least `count` requests were refused with `status` (panics after `within`).
+    pub async fn wait_for_refused(&self, status: u16, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.refused(status) < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} requests refused with {status} within {within:?}",
+                self.refused(status)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Transactions acknowledged so far.
@@ -165,12 +186,17 @@ fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client")
 }
 
+/// Refusals so far by status, shared by the clients.
+#[derive(Debug, Clone, Default)]
+struct Refusals(Arc<std::sync::Mutex<BTreeMap<u16, usize>>>);
+
 struct Client {
     http: reqwest::Client,
     base_url: String,
     key: String,
     size: usize,
     acknowledged: Arc<AtomicUsize>,
+    refused: Refusals,
     started: Instant,
 }
 
@@ -205,7 +231,13 @@ impl Client {
                 Answer::Acknowledged { receipts, .. } => {
                     self.acknowledged.fetch_add(receipts.len(), Ordering::Relaxed);
                 }
-                _ => tokio::time::sleep(PAUSE_AFTER_FAILURE).await,
+                Answer::Refused { status, .. } => {
+                    if let Ok(mut counts) = self.refused.0.lock() {
+                        *counts.entry(*status).or_insert(0) += 1;
+                    }
+                    tokio::time::sleep(PAUSE_AFTER_FAILURE).await;
+                }
+                Answer::Unanswered { .. } => tokio::time::sleep(PAUSE_AFTER_FAILURE).await,
             }
             attempts.push(Attempt { path, body, ids, answer, elapsed, sent_at });
         }
