@@ -8,7 +8,7 @@ RUN cargo build --release --locked -p invario-cli \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin invario \
  && mkdir -p /var/lib/invario/keys /var/lib/invario/checkpoints \

@@ -199,6 +199,12 @@ async fn a_database_crash_is_503_while_down_and_the_same_process_recovers_by_its
     assert_eq!(health.status(), 503);
     let health: serde_json::Value = health.json().await.unwrap();
     assert_eq!(health["status"], "unavailable", "{health}");
+    // Out of rotation while the database is down, but alive: restarting the process would not help.
+    let ready = reqwest::get(format!("{}/readyz", service.address())).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["check"], "database", "{ready}");
+    assert_eq!(reqwest::get(format!("{}/livez", service.address())).await.unwrap().status(), 200);
     let acknowledged_while_down = load.acknowledged();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(load.acknowledged(), acknowledged_while_down, "acknowledged while the database was down");
@@ -207,6 +213,7 @@ async fn a_database_crash_is_503_while_down_and_the_same_process_recovers_by_its
     let resumed = Instant::now();
     load.wait_for_acknowledged(acknowledged_while_down + 1, Duration::from_secs(30)).await;
     let recovery = resumed.elapsed();
+    assert_eq!(reqwest::get(format!("{}/readyz", service.address())).await.unwrap().status(), 200);
     load.wait_for_acknowledged(acknowledged_while_down + 300, Duration::from_secs(60)).await;
     let history = load.stop().await;
     let refused = only_retryable_refusals(&history);

@@ -21,6 +21,7 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
         assert_eq!(app.post("/v1/transactions", &transaction(n, "10.00")).await.status(), 201);
     }
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
 
     tamper::edit_transaction(app.database.pool(), 2, TransactionEdit::Amount("99999.00")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -34,6 +35,17 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
 
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|line| line == "invario_ledger_integrity_status 0"), "{metrics}");
+    // Not ready (take it out of rotation), but alive (do not restart it: the evidence is in the database).
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["check"].as_str()),
+        (Some("not_ready"), Some("integrity")),
+        "{ready}"
+    );
+    assert!(ready["reason"].as_str().unwrap().contains("quarantined"), "{ready}");
+    assert_eq!(app.client.get(app.url("/livez")).send().await.unwrap().status(), 200);
 
     let (status, code, _) = error_code(app.post("/v1/transactions", &transaction(9, "1")).await).await;
     assert_eq!((status, code.as_str()), (503, "ledger_quarantined"));

@@ -144,6 +144,20 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
         },
         Route {
             method: Method::GET,
+            pattern: "/livez",
+            scope: None,
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(operations::livez(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/readyz",
+            scope: None,
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(operations::readyz(app, call)),
+        },
+        Route {
+            method: Method::GET,
             pattern: "/metrics",
             scope: None,
             body_limit: NO_BODY,
@@ -214,7 +228,11 @@ mod tests {
         }
         let open: Vec<&str> =
             table.iter().filter(|route| route.scope.is_none()).map(|route| route.pattern).collect();
-        assert_eq!(open, ["/health", "/metrics"], "only the probes answer without a key");
+        assert_eq!(
+            open,
+            ["/health", "/livez", "/readyz", "/metrics"],
+            "only the probes answer without a key"
+        );
     }
 
     #[test]

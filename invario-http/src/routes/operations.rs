@@ -1,4 +1,5 @@
-//! `/health` and `/metrics`: what load balancers and Prometheus probe, without a key.
+//! `/health`, `/livez`, `/readyz` and `/metrics`: what load balancers,
+//! orchestrators and Prometheus probe, without a key.
 
 use invario_core::{KeyStore, LedgerStore};
 use serde_json::json;
@@ -52,6 +53,41 @@ pub(super) async fn health<S: LedgerStore, K: KeyStore>(
             &json!({"status": "unverified", "error": "no integrity check has completed yet", "head": head_json(&head)}),
         ),
     })
+}
+
+/// `GET /livez`: the process is alive and serving HTTP. Never touches the
+/// database, so an outage of the database never gets the process restarted.
+pub(super) async fn livez<S, K>(_app: &App<S, K>, _call: Call) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, &json!({"status": "alive"})))
+}
+
+/// `GET /readyz`: 200 when this instance should receive traffic — the start-up
+/// integrity sweep has completed, the ledger is not quarantined and the
+/// database answers; else 503 naming the check that failed. (The schema is
+/// checked before the server starts: `serve` refuses pending migrations.)
+pub(super) async fn readyz<S: LedgerStore, K: KeyStore>(
+    app: &App<S, K>,
+    _call: Call,
+) -> Result<Response, ApiError> {
+    let not_ready = |check: &str, reason: String| {
+        let mut response = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not_ready", "check": check, "reason": reason}),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        response
+    };
+    let status = app.ledger.integrity();
+    if let Some(found) = &status.broken {
+        return Ok(not_ready("integrity", format!("the ledger is quarantined: {found}")));
+    }
+    if status.verified.is_none() {
+        return Ok(not_ready("integrity", "no integrity check has completed yet".into()));
+    }
+    if let Err(error) = app.ledger.head().await {
+        return Ok(not_ready("database", format!("cannot read the ledger: {error}")));
+    }
+    Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
 }
 
 /// `GET /metrics`: the Prometheus text format.
