@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use invario_http::{ConfigError, GroupCommit, MonitorSchedule, ServiceConfig, Setting};
+use invario_http::{ConfigError, GroupCommit, HttpLimits, MonitorSchedule, ServiceConfig, Setting};
 
 /// Invario: a tamper-evident ledger for financial transactions.
 #[derive(Debug, Parser)]
@@ -274,6 +274,18 @@ pub(crate) struct ServeArgs {
     /// are given); fewer is logged as witness_quorum_missed, never a stop.
     #[arg(long)]
     pub(crate) witness_quorum: Option<usize>,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "INVARIO_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Longest a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "INVARIO_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) header_read_timeout: Duration,
+    /// Longest a request may take (body included) before it is answered 503 unavailable.
+    #[arg(long, env = "INVARIO_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) request_timeout: Duration,
+    /// Longest a graceful stop (SIGTERM) waits for requests in flight before exiting.
+    #[arg(long, env = "INVARIO_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// Most database connections `serve` accepts.
@@ -290,6 +302,10 @@ impl ServeArgs {
             Setting::IncrementalInterval => "--integrity-interval",
             Setting::FullInterval => "--full-verify-interval",
             Setting::CheckpointInterval => "--checkpoint-interval",
+            Setting::MaxConnections => "--max-connections",
+            Setting::HeaderReadTimeout => "--header-read-timeout",
+            Setting::RequestTimeout => "--request-timeout",
+            Setting::ShutdownTimeout => "--shutdown-timeout",
         }
     }
 }
@@ -331,6 +347,12 @@ impl TryFrom<&ServeArgs> for ServiceConfig {
                 full_interval: args.full_verify_interval,
             },
             checkpoints: None,
+            http: HttpLimits {
+                max_connections: args.max_connections,
+                header_read_timeout: args.header_read_timeout,
+                request_timeout: args.request_timeout,
+                shutdown_timeout: args.shutdown_timeout,
+            },
         };
         config.validate().map_err(flag_error)?;
         invario_http::check_checkpoint_interval(args.checkpoint_interval).map_err(flag_error)?;
@@ -379,6 +401,13 @@ mod tests {
                 "--full-verify-interval: must not be shorter than --integrity-interval (30s < 60s)",
             ),
             (&["--database-connections", "0"], "--database-connections: must be between 1 and 1000 (got 0)"),
+            (&["--max-connections", "0"], "--max-connections: must be between 1 and 100000 (got 0)"),
+            (
+                &["--header-read-timeout", "10ms"],
+                "--header-read-timeout: must be between 100ms and 300s (got 10ms)",
+            ),
+            (&["--request-timeout", "11m"], "--request-timeout: must be between 1s and 600s (got 660s)"),
+            (&["--shutdown-timeout", "0s"], "--shutdown-timeout: must be between 1s and 600s (got 0s)"),
         ] {
             assert_eq!(config(flags).unwrap_err(), message, "{flags:?}");
         }

@@ -35,6 +35,8 @@ pub(crate) struct App<S, K> {
     pub(crate) routes: Vec<Route<S, K>>,
     /// The latest signed checkpoint, when the service signs them.
     pub(crate) checkpoints: Option<crate::checkpointer::LatestCheckpoint>,
+    /// Longest a request may take before it is answered 503.
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 /// A request body as it arrives.
@@ -116,7 +118,10 @@ pub(crate) async fn dispatch<S: LedgerStore + 'static, K: KeyStore + 'static>(
         route = label,
         method = %request.method,
     );
-    let result = handle(app, request, resolution).instrument(span.clone()).await;
+    let handled = handle(app, request, resolution).instrument(span.clone());
+    let result = tokio::time::timeout(app.request_timeout, handled)
+        .await
+        .unwrap_or(Err(ApiError::TimedOut(app.request_timeout)));
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -165,6 +170,7 @@ fn log_failure(error: &ApiError) {
         ApiError::Unavailable { detail } => tracing::warn!(event = "database_unavailable", error = %detail),
         ApiError::StorageFull { detail } => tracing::error!(event = "database_full", error = %detail),
         ApiError::Busy => tracing::warn!(event = "append_queue_full", error = %error),
+        ApiError::TimedOut(_) => tracing::warn!(event = "request_timed_out", error = %error),
         _ => {}
     }
 }

@@ -21,6 +21,14 @@ pub enum Setting {
     FullInterval,
     /// [`CheckpointSettings::interval`](crate::CheckpointSettings::interval).
     CheckpointInterval,
+    /// [`HttpLimits::max_connections`](crate::HttpLimits::max_connections).
+    MaxConnections,
+    /// [`HttpLimits::header_read_timeout`](crate::HttpLimits::header_read_timeout).
+    HeaderReadTimeout,
+    /// [`HttpLimits::request_timeout`](crate::HttpLimits::request_timeout).
+    RequestTimeout,
+    /// [`HttpLimits::shutdown_timeout`](crate::HttpLimits::shutdown_timeout).
+    ShutdownTimeout,
 }
 
 impl fmt::Display for Setting {
@@ -33,6 +41,10 @@ impl fmt::Display for Setting {
             Setting::IncrementalInterval => "monitor.incremental_interval",
             Setting::FullInterval => "monitor.full_interval",
             Setting::CheckpointInterval => "checkpoints.interval",
+            Setting::MaxConnections => "http.max_connections",
+            Setting::HeaderReadTimeout => "http.header_read_timeout",
+            Setting::RequestTimeout => "http.request_timeout",
+            Setting::ShutdownTimeout => "http.shutdown_timeout",
         })
     }
 }

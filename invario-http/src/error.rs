@@ -83,6 +83,12 @@ pub enum ApiError {
         /// What failed, with its source chain.
         detail: String,
     },
+    /// The request did not complete within the request timeout.
+    #[error(
+        "the request did not complete within {} s; it may or may not have been recorded: retry it unchanged (a transaction_id already recorded is answered with its receipt)",
+        .0.as_secs_f64()
+    )]
+    TimedOut(std::time::Duration),
     /// Too many writes are waiting for the appender: the service pushes back.
     #[error("the service is busy: too many writes are waiting; retry later")]
     Busy,
@@ -120,9 +126,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::LedgerFull(_) | ApiError::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::Quarantined(_) | ApiError::Unavailable { .. } | ApiError::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Quarantined(_)
+            | ApiError::Unavailable { .. }
+            | ApiError::Busy
+            | ApiError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,7 +149,7 @@ impl ApiError {
             ApiError::Quarantined(_) => "ledger_quarantined",
             ApiError::LedgerFull(_) => "ledger_full",
             ApiError::StorageFull { .. } => "storage_full",
-            ApiError::Unavailable { .. } | ApiError::Busy => "unavailable",
+            ApiError::Unavailable { .. } | ApiError::Busy | ApiError::TimedOut(_) => "unavailable",
             ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => "internal",
         }
     }

@@ -13,6 +13,7 @@ mod checkpointer;
 mod clock;
 mod config;
 mod error;
+mod listener;
 mod metrics;
 mod monitor;
 mod receipt;
@@ -40,6 +41,7 @@ pub use checkpointer::{
 };
 pub use config::{ConfigError, Setting};
 pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
+pub use listener::{HttpLimits, MAX_HEADER_BYTES};
 pub use metrics::*;
 pub use monitor::{MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL, MonitorSchedule};
 pub use routes::{DEFAULT_PAGE_SIZE, MAX_BATCH_BODY_BYTES, MAX_SINGLE_BODY_BYTES};
@@ -56,6 +58,8 @@ pub struct ServiceConfig {
     pub monitor: MonitorSchedule,
     /// Signed checkpoints into a sink outside the database (`None`: none are signed).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Connection, header, request and shutdown limits.
+    pub http: HttpLimits,
 }
 
 impl ServiceConfig {
@@ -63,6 +67,7 @@ impl ServiceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.group_commit.validate()?;
         self.monitor.validate()?;
+        self.http.validate()?;
         self.checkpoints.as_ref().map_or(Ok(()), CheckpointSettings::validate)
     }
 }
@@ -125,6 +130,7 @@ where
         appender,
         routes: routes::table(),
         checkpoints: config.checkpoints.as_ref().map(|_| latest_checkpoint),
+        request_timeout: config.http.request_timeout,
     });
 
     let routes = warp::method()
@@ -146,7 +152,7 @@ where
         });
 
     tracing::info!(event = "server_started", address = %address);
-    warp::serve(routes).incoming(listener).graceful(shutdown).run().await;
+    listener::serve_connections(listener, warp::service(routes), config.http, shutdown).await;
     // Requests are done; let the appender drain what they queued, then stop.
     drop(app);
     let _ = appender_task.await;

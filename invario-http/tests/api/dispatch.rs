@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use invario_http::{GroupCommit, ServiceConfig};
+use invario_http::{GroupCommit, HttpLimits, ServiceConfig};
 use serde_json::Value;
 
 use crate::helpers::{error_code, log_lines_with, spawn_app, spawn_app_with, transaction};
@@ -154,4 +154,93 @@ async fn a_full_append_queue_pushes_back_with_503_and_retry_after_then_drains() 
         .await
         .unwrap();
     assert_eq!(stored, 2, "the refused request wrote nothing");
+}
+
+/// Holds the append lock (the head row) in another session until dropped or rolled back.
+async fn hold_the_append_lock(app: &crate::helpers::TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut blocker = app.database.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *blocker).await.unwrap();
+    blocker
+}
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_is_503_and_its_unchanged_retry_converges() {
+    let config = ServiceConfig {
+        http: HttpLimits { request_timeout: Duration::from_secs(1), ..HttpLimits::default() },
+        ..ServiceConfig::default()
+    };
+    let app = spawn_app_with(config).await;
+    let blocker = hold_the_append_lock(&app).await;
+    let batch = serde_json::json!({"transactions": [transaction(1, "1.00"), transaction(2, "2.00")]});
+    let started = std::time::Instant::now();
+    let timed_out = app.post("/v1/transactions/batch", &batch).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(timed_out.headers()["retry-after"], "1");
+    let (status, code, body) = error_code(timed_out).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"), "{body}");
+    assert!(body.to_string().contains("may or may not have been recorded: retry it unchanged"), "{body}");
+    assert!(!log_lines_with("request_timed_out").is_empty());
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.post("/v1/transactions/batch", &batch).await.status(), 201, "the retry is recorded once");
+    assert_eq!(app.post("/v1/transactions/batch", &batch).await.status(), 200, "and replayed after");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_waits_no_longer_than_the_shutdown_timeout() {
+    let config = ServiceConfig {
+        http: HttpLimits { shutdown_timeout: Duration::from_secs(1), ..HttpLimits::default() },
+        ..ServiceConfig::default()
+    };
+    let mut app = spawn_app_with(config).await;
+    let blocker = hold_the_append_lock(&app).await;
+    let stuck = {
+        let request = app
+            .client
+            .post(app.url("/v1/transactions/batch"))
+            .bearer_auth(&app.write_key)
+            .json(&serde_json::json!({"transactions": [transaction(1, "1.00")]}));
+        tokio::spawn(async move { request.send().await.map(|response| response.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(4), "the stop took {took:?}");
+    assert!(stuck.await.unwrap().is_err(), "the abandoned request was never acknowledged");
+    assert!(!log_lines_with("shutdown_timed_out").is_empty());
+    blocker.rollback().await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
+        .fetch_one(app.database.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "the abandoned batch wrote nothing");
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let config = ServiceConfig {
+        http: HttpLimits { header_read_timeout: Duration::from_millis(500), ..HttpLimits::default() },
+        ..ServiceConfig::default()
+    };
+    let app = spawn_app_with(config).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Still trickling: one header byte at a time.
+        let _ = slow.write_all(b"X").await;
+        assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after {:?}", started.elapsed());
+    let closed_after = started.elapsed();
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

@@ -77,7 +77,7 @@ pub(crate) fn fast_monitor() -> ServiceConfig {
             incremental_interval: Duration::from_millis(100),
             full_interval: Duration::from_millis(200),
         },
-        checkpoints: None,
+        ..ServiceConfig::default()
     }
 }
 
