@@ -272,3 +272,24 @@ async fn logs_carry_the_correlation_id_and_never_the_key() {
     assert!(!logs.contains(&app.write_key[9..]), "a key's secret part appeared in the logs");
     assert!(!logs.contains(&app.read_key[9..]), "a key's secret part appeared in the logs");
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_answered_413_not_a_connection_reset() {
+    let app = spawn_app().await;
+    // 40 MiB against the batch route's 32 MiB: the client is still sending when the limit is known.
+    let oversized = vec![b' '; 40 * 1024 * 1024];
+    let response = app
+        .client
+        .post(app.url("/v1/transactions/batch"))
+        .bearer_auth(&app.write_key)
+        .header("content-type", "application/json")
+        .body(oversized.clone())
+        .send()
+        .await
+        .expect("the client reads the answer, not a reset");
+    let (status, code, _) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+
+    let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(head["sequence_number"], 0);
+}
