@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod helpers;
+mod hostile;
 mod ingest;
 mod integrity;
 mod proofs;
