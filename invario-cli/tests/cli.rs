@@ -1234,6 +1234,7 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     assert_eq!(metric(&server, "invario_witness_quorum").await, Some(1.0));
     let age = metric(&server, "invario_witness_cosignature_age_seconds{witness=\"witness.test/w1\"}").await;
     assert!(age.is_some_and(|seconds| (0.0..60.0).contains(&seconds)), "{age:?}");
+    every_monitored_metric_is_exported(&server).await;
     drop(server);
 
     // The attacker holds the signing key, rewrites the chain (tree too) and wipes the checkpoint directory.
@@ -1298,4 +1299,33 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     drop(forger);
     drop(witness);
     let _ = std::fs::remove_dir_all(&setup.folder);
+}
+
+/// Every `invario_…` metric the alerts or the dashboard use is exported by a
+/// live server (one that signs, submits to a witness and has appended).
+async fn every_monitored_metric_is_exported(server: &Server) {
+    let exported = reqwest::get(format!("{}/metrics", server.address)).await.unwrap().text().await.unwrap();
+    let exported: std::collections::BTreeSet<&str> = exported
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["deploy/prometheus/alerts.yml", "deploy/grafana/invario.json"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (start, _) in text.match_indices("invario_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            used.insert((file, name));
+        }
+    }
+    assert!(used.len() > 10, "{used:?}");
+    let missing: Vec<_> = used.iter().filter(|(_, name)| !exported.contains(name.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "named in the monitoring kit but not exported: {missing:?}\nexported: {exported:?}"
+    );
 }

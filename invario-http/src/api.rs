@@ -19,7 +19,7 @@ use warp::reply::Response;
 use crate::appender::Appender;
 use crate::clock::now;
 use crate::error::{ApiError, RETRY_AFTER_SECONDS};
-use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
+use crate::metrics::{DATABASE_ERRORS_TOTAL, HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 use crate::routes::{Resolution, Route, resolve};
 
 /// Longest correlation id accepted from a client.
@@ -167,8 +167,14 @@ fn log_failure(error: &ApiError) {
         ApiError::ProofSelfCheck { detail } => {
             tracing::error!(event = "integrity_check_failed", kind = "proof_self_check", error = %detail);
         }
-        ApiError::Unavailable { detail } => tracing::warn!(event = "database_unavailable", error = %detail),
-        ApiError::StorageFull { detail } => tracing::error!(event = "database_full", error = %detail),
+        ApiError::Unavailable { detail } => {
+            metrics::counter!(DATABASE_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
+            tracing::warn!(event = "database_unavailable", error = %detail);
+        }
+        ApiError::StorageFull { detail } => {
+            metrics::counter!(DATABASE_ERRORS_TOTAL, "kind" => "full").increment(1);
+            tracing::error!(event = "database_full", error = %detail);
+        }
         ApiError::Busy => tracing::warn!(event = "append_queue_full", error = %error),
         ApiError::TimedOut(_) => tracing::warn!(event = "request_timed_out", error = %error),
         _ => {}

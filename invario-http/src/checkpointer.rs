@@ -319,6 +319,12 @@ pub(crate) async fn run<S: LedgerStore>(
     mut stop: watch::Receiver<bool>,
 ) {
     metrics::gauge!(WITNESS_QUORUM).set(settings.quorum as f64);
+    for witness in &settings.witnesses {
+        for outcome in ["cosigned", "failed"] {
+            metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
     // validate() keeps the interval above zero, which `interval` requires.
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.tick().await;

@@ -102,6 +102,10 @@ where
     config.validate()?;
     let address = listener.local_addr()?;
     metrics::prometheus();
+    // Series alerts compute rates over exist from the start, at zero.
+    for kind in ["unavailable", "full"] {
+        ::metrics::counter!(DATABASE_ERRORS_TOTAL, "kind" => kind).increment(0);
+    }
     let ledger = Arc::new(Ledger::new(ledger_store));
     monitor::check(&ledger, monitor::Check::Full).await;
     // The signer's guard also runs before the first request: a history

@@ -20,6 +20,8 @@ pub const HTTP_REQUESTS_TOTAL: &str = "invario_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "invario_http_request_duration_seconds";
 /// Histogram: transactions per database append (group commits and batches).
 pub const APPEND_BATCH_SIZE: &str = "invario_append_batch_size";
+/// Counter: requests that failed because the database was unavailable or full, by `kind`.
+pub const DATABASE_ERRORS_TOTAL: &str = "invario_database_errors_total";
 /// Counter: database transactions that appended entries.
 pub const APPEND_COMMITS_TOTAL: &str = "invario_append_commits_total";
 
