@@ -26,6 +26,13 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
+// The crate README's examples run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub mod amount;
 pub mod append;
 pub mod audit;

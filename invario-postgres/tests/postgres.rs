@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use invario_core::{AppendSession, IngestError, Ledger, LedgerStore, plan_append};
 use invario_postgres::{PgLedger, pending_migrations};
 use invario_testkit::contract::{at, transaction};
-use invario_testkit::harness::{TestDatabase, fresh_database};
+use invario_testkit::harness::{TestDatabase, fresh_database, fresh_empty_database};
 use invario_testkit::tamper::{self, EntryEdit, TransactionEdit};
 use invario_testkit::{
     fresh_pg_key_store, fresh_pg_ledger, key_store_contract_tests, ledger_store_contract_tests,
@@ -339,4 +339,17 @@ async fn a_malformed_or_unreachable_url_is_a_clear_error() {
     assert!(error.starts_with("the database URL is malformed"), "{error}");
     let error = invario_postgres::connect("postgres://postgres@127.0.0.1:1/x").await.unwrap_err().to_string();
     assert!(error.starts_with("cannot connect to PostgreSQL"), "{error}");
+}
+
+#[allow(dead_code, unreachable_pub)] // its `main` is for `cargo run --example`
+#[path = "../examples/embed_postgres.rs"]
+mod embed_postgres;
+
+#[tokio::test]
+async fn the_embedding_example_runs_against_a_real_database() {
+    let database = fresh_empty_database().await;
+    embed_postgres::run(database.url()).await.unwrap();
+    let entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(database.pool()).await.unwrap();
+    assert_eq!(entries, 1);
 }

@@ -1,6 +1,6 @@
 //! The adapter contract suite: what every `LedgerStore` and `KeyStore` must do,
-//! checked against the memory model. Call [`ledger_store_contract_tests!`] and
-//! [`key_store_contract_tests!`] with an expression that makes a fresh store.
+//! checked against the memory model. Call [`ledger_store_contract_tests!`](crate::ledger_store_contract_tests) and
+//! [`key_store_contract_tests!`](crate::key_store_contract_tests) with an expression that makes a fresh store.
 //!
 //! Every factory returns `(store, guard)`: the guard keeps whatever backs the
 //! store (e.g. a test database) alive until the check ends.

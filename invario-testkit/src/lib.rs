@@ -13,6 +13,7 @@
 //! * [`tamper`] — edits that bypass the append-only triggers, as an attacker would;
 //! * the memory adapters, re-exported.
 
+#![warn(missing_docs)]
 // Test support: a failed expectation must panic loudly, as in a test.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
