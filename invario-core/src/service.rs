@@ -78,6 +78,9 @@ pub enum PageError {
     /// `limit` outside 1..=[`MAX_PAGE_SIZE`].
     #[error("limit must be between 1 and {max} (got {0})", max = MAX_PAGE_SIZE)]
     LimitOutOfRange(usize),
+    /// `after` beyond the largest sequence number a ledger can hold.
+    #[error("after must be at most {max} (got {0})", max = crate::MAX_SEQUENCE_NUMBER)]
+    AfterOutOfRange(u64),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -214,6 +217,9 @@ impl<S: LedgerStore> Ledger<S> {
     pub async fn entries_after(&self, after: u64, limit: usize) -> Result<EntriesPage, PageError> {
         if !(1..=MAX_PAGE_SIZE).contains(&limit) {
             return Err(PageError::LimitOutOfRange(limit));
+        }
+        if after > crate::MAX_SEQUENCE_NUMBER {
+            return Err(PageError::AfterOutOfRange(after));
         }
         let entries = self.store.entries_after(after, limit).await?;
         let next_after = match entries.last() {

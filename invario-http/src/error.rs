@@ -263,6 +263,7 @@ impl From<PageError> for ApiError {
     fn from(error: PageError) -> Self {
         match error {
             PageError::LimitOutOfRange(_) => ApiError::invalid_field("limit", error.to_string()),
+            PageError::AfterOutOfRange(_) => ApiError::invalid_field("after", error.to_string()),
             PageError::Store(store) => store.into(),
         }
     }

@@ -158,6 +158,13 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
         },
         Route {
             method: Method::GET,
+            pattern: "/openapi.json",
+            scope: None,
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(operations::openapi(app, call)),
+        },
+        Route {
+            method: Method::GET,
             pattern: "/metrics",
             scope: None,
             body_limit: NO_BODY,
@@ -165,6 +172,9 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
         },
     ]
 }
+
+/// The path's `{name}` segments and their values.
+type Params = Vec<(&'static str, String)>;
 
 /// Where a request lands in the table.
 #[derive(Debug)]
@@ -184,15 +194,23 @@ pub(crate) fn resolve<'t, S, K>(
     path: &str,
 ) -> Resolution<'t, S, K> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let matching: Vec<(&Route<S, K>, Params)> = table
+        .iter()
+        .filter_map(|route| match_pattern(route.pattern, &segments).map(|params| (route, params)))
+        .collect();
+    // A literal segment beats a parameter: `/v1/transactions/batch` is the
+    // batch route (POST only), never a transaction with the id "batch".
+    let Some(fewest_params) = matching.iter().map(|(_, params)| params.len()).min() else {
+        return Resolution::NotFound;
+    };
     let mut allowed = Vec::new();
-    for route in table {
-        let Some(params) = match_pattern(route.pattern, &segments) else { continue };
+    for (route, params) in matching.into_iter().filter(|(_, params)| params.len() == fewest_params) {
         if route.method == method {
             return Resolution::Found(route, params);
         }
         allowed.push(route.method.clone());
     }
-    if allowed.is_empty() { Resolution::NotFound } else { Resolution::MethodNotAllowed(allowed) }
+    Resolution::MethodNotAllowed(allowed)
 }
 
 fn match_pattern(pattern: &'static str, segments: &[&str]) -> Option<Vec<(&'static str, String)>> {
@@ -230,8 +248,8 @@ mod tests {
             table.iter().filter(|route| route.scope.is_none()).map(|route| route.pattern).collect();
         assert_eq!(
             open,
-            ["/health", "/livez", "/readyz", "/metrics"],
-            "only the probes answer without a key"
+            ["/health", "/livez", "/readyz", "/openapi.json", "/metrics"],
+            "only the probes and the API's description answer without a key"
         );
     }
 
@@ -283,5 +301,11 @@ mod tests {
             panic!("the literal batch path wins over {{id}} for POST")
         };
         assert_eq!(route.pattern, "/v1/transactions/batch");
+        // Found by Schemathesis: GET on the batch path was routed to {id} and `Allow` said "POST, GET".
+        let Resolution::MethodNotAllowed(allowed) = resolve(&table, &Method::GET, "/v1/transactions/batch")
+        else {
+            panic!("the batch path answers POST only")
+        };
+        assert_eq!(allowed, [Method::POST]);
     }
 }

@@ -90,6 +90,16 @@ pub(super) async fn readyz<S: LedgerStore, K: KeyStore>(
     Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
 }
 
+/// The OpenAPI 3.1 description of this API (docs/openapi.yaml is JSON, which is also YAML).
+pub(crate) const OPENAPI_DOCUMENT: &str = include_str!("../../../docs/openapi.yaml");
+
+/// `GET /openapi.json`: [`OPENAPI_DOCUMENT`].
+pub(super) async fn openapi<S, K>(_app: &App<S, K>, _call: Call) -> Result<Response, ApiError> {
+    let mut response = Response::new(OPENAPI_DOCUMENT.into());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub(super) async fn metrics<S, K>(_app: &App<S, K>, _call: Call) -> Result<Response, ApiError> {
     let mut response = Response::new(crate::metrics::prometheus().render().into());
