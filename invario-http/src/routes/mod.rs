@@ -308,4 +308,34 @@ mod tests {
         };
         assert_eq!(allowed, [Method::POST]);
     }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_route_table() {
+        let document: serde_json::Value = serde_json::from_str(operations::OPENAPI_DOCUMENT).unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                documented.push((method.to_uppercase(), path.clone()));
+                let secured =
+                    operation.get("security").is_none_or(|security| security != &serde_json::json!([]));
+                let table: Table = table();
+                let route = table
+                    .iter()
+                    .find(|route| route.pattern == path && route.method.as_str() == method.to_uppercase());
+                if let Some(route) = route {
+                    assert_eq!(
+                        secured,
+                        route.scope.is_some(),
+                        "{method} {path}: the document's security differs"
+                    );
+                }
+            }
+        }
+        documented.sort();
+        let table: Table = table();
+        let mut served: Vec<(String, String)> =
+            table.iter().map(|route| (route.method.to_string(), route.pattern.to_owned())).collect();
+        served.sort();
+        assert_eq!(documented, served, "docs/openapi.yaml and the route table disagree");
+    }
 }
