@@ -34,8 +34,8 @@ struct Args {
     /// Concurrency levels of scenario 4.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
     clients: Vec<usize>,
-    /// Which scenarios to run (1–7; baselines they need run with them).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7])]
+    /// Which scenarios to run (1–8; baselines they need run with them).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8])]
     scenarios: Vec<u8>,
     /// The `invario` binary (default: next to this one).
     #[arg(long)]
@@ -72,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine}");
 
     anyhow::ensure!(
-        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=7).contains(scenario)),
-        "--scenarios takes numbers from 1 to 7"
+        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=8).contains(scenario)),
+        "--scenarios takes numbers from 1 to 8"
     );
     let plan = scenarios::Plan {
         scenarios: args.scenarios.clone(),

@@ -1,4 +1,4 @@
-//! The seven scenarios of BENCHMARKS.md, each measured beside its baseline.
+//! The eight scenarios of BENCHMARKS.md, each measured beside its baseline.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +37,11 @@ const RESERVED_CONNECTIONS: u32 = 10;
 const STREAM_GROUP_COMMIT: u64 = 1;
 const STREAM_NO_GROUP_COMMIT: u64 = 2;
 const STREAM_DIY: u64 = 3;
+const STREAM_EMBEDDED: u64 = 4;
+/// The embedded default's append batch (scenario 8).
+const EMBEDDED_BATCH: u64 = 1_000;
+/// The embedded default's HTTP concurrency (scenario 8).
+const EMBEDDED_CLIENTS: usize = 16;
 
 /// What a run is asked to do.
 #[derive(Debug)]
@@ -66,20 +71,20 @@ pub(crate) async fn run_all(
     let wants = |scenario: u8| plan.scenarios.contains(&scenario);
 
     if wants(1) {
-        progress("1/7 hash chain in the core");
+        progress("1/8 hash chain in the core");
         results.extend(core_hashing(plan.entries)?);
     }
 
     // Scenarios 2 and 3 compare with the same COPY, measured once.
     let copy_rate = if wants(2) || wants(3) {
-        progress("2/7 raw COPY baseline");
+        progress("2/8 raw COPY baseline");
         Some(raw_copy(server, plan.entries).await?)
     } else {
         None
     };
     let mut full_ledger = None;
     if let (true, Some(copy_rate)) = (wants(2), copy_rate) {
-        progress("2/7 adapter append vs raw COPY");
+        progress("2/8 adapter append vs raw COPY");
         for batch in APPEND_BATCH_SIZES {
             let count = plan.append_count(batch);
             let (rate, url) = adapter_append(server, batch, count).await?;
@@ -106,7 +111,7 @@ pub(crate) async fn run_all(
     }
 
     if let (true, Some(copy_rate)) = (wants(3), copy_rate) {
-        progress("3/7 HTTP batch ingest");
+        progress("3/8 HTTP batch ingest");
         let batch_rate = http_batch_ingest(plan, server).await?;
         results.push(
             Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
@@ -118,7 +123,7 @@ pub(crate) async fn run_all(
 
     let mut server_peak = None;
     if wants(4) {
-        progress("4/7 HTTP single ingest: group commit on, off, DIY trigger chain");
+        progress("4/8 HTTP single ingest: group commit on, off, DIY trigger chain");
         let (single, peak) = http_single_ingest(plan, server).await?;
         results.extend(single);
         server_peak = Some(peak);
@@ -131,19 +136,172 @@ pub(crate) async fn run_all(
             None => adapter_append(server, 8_000, plan.entries).await?.1,
         };
         if wants(5) {
-            progress("5/7 full verification");
+            progress("5/8 full verification");
             results.extend(full_verification(plan, server, &full_ledger).await?);
         }
         if wants(6) {
-            progress("6/7 memory");
+            progress("6/8 memory");
             results.extend(memory(plan, server, &full_ledger, server_peak).await?);
         }
         if wants(7) {
-            progress("7/7 Merkle tree: proof latency and backfill");
+            progress("7/8 Merkle tree: proof latency and backfill");
             results.extend(merkle_tree(plan, server, &full_ledger).await?);
         }
     }
+    if wants(8) {
+        progress("8/8 the embedded default (SQLite): adapter vs raw inserts, HTTP single");
+        results.extend(embedded_default(plan).await?);
+    }
     Ok(results)
+}
+
+/// Scenario 8: the embedded SQLite default, the path every new user tries
+/// first. The adapter's append at batch 1,000 against the same chained rows
+/// inserted into the same tables (the ledger's triggers dropped) in one
+/// transaction per batch, with the same pragmas (WAL, `synchronous=FULL`);
+/// then HTTP single requests from 16 clients with group commit on and off.
+async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
+    let folder = std::env::temp_dir().join(format!("invario-bench-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&folder)?;
+    let file_url = |name: &str| format!("sqlite://{}", folder.join(name).display());
+    let count = plan.entries;
+
+    let raw_pool = invario_sqlite::connect(&file_url("raw.db")).await?;
+    invario_sqlite::migrate(&raw_pool).await?;
+    let triggers: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .fetch_all(&raw_pool)
+        .await?;
+    for trigger in triggers {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER \"{trigger}\""))).execute(&raw_pool).await?;
+    }
+    let mut position = Checkpoint::GENESIS;
+    let mut raw_elapsed = Duration::ZERO;
+    let mut first = 0;
+    while first < count {
+        let size = EMBEDDED_BATCH.min(count - first);
+        let recorded_at = now()?;
+        let mut entries = Vec::with_capacity(size as usize);
+        for transaction in workload::transactions(STREAM_EMBEDDED, first, size)? {
+            let entry = LedgerEntry::next(position, transaction, recorded_at)?;
+            position = entry.checkpoint();
+            entries.push(entry);
+        }
+        let started = Instant::now();
+        let mut transaction = raw_pool.begin().await?;
+        for entry in &entries {
+            let row = &entry.transaction;
+            sqlx::query(
+                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(row.transaction_id.to_string())
+            .bind(row.amount.to_canonical_string())
+            .bind(row.currency.code())
+            .bind(row.occurred_at.map(|time| time.unix_micros()))
+            .bind(serde_json::to_string(row.metadata.as_map())?)
+            .execute(&mut *transaction)
+            .await?;
+            sqlx::query(
+                "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(i64::try_from(entry.sequence_number)?)
+            .bind(row.transaction_id.to_string())
+            .bind(entry.prev_hash.as_bytes().as_slice())
+            .bind(entry.entry_hash.as_bytes().as_slice())
+            .bind(entry.recorded_at.unix_micros())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        raw_elapsed += started.elapsed();
+        first += size;
+    }
+    raw_pool.close().await;
+    let raw_rate = count as f64 / raw_elapsed.as_secs_f64();
+
+    let pool = invario_sqlite::connect(&file_url("adapter.db")).await?;
+    invario_sqlite::migrate(&pool).await?;
+    let ledger = Ledger::new(invario_sqlite::SqliteLedger::new(pool.clone()));
+    let mut elapsed = Duration::ZERO;
+    let mut first = 0;
+    while first < count {
+        let size = EMBEDDED_BATCH.min(count - first);
+        let transactions = workload::transactions(STREAM_EMBEDDED, first, size)?;
+        let recorded_at = now()?;
+        let started = Instant::now();
+        let receipts = ledger.ingest(transactions, recorded_at).await?;
+        elapsed += started.elapsed();
+        ensure!(receipts.len() as u64 == size, "the adapter acknowledged {} of {size}", receipts.len());
+        first += size;
+    }
+    pool.close().await;
+    let mut rows = vec![
+        Measurement::new(
+            "8 embedded (SQLite)",
+            "adapter append, batch 1,000",
+            count as f64 / elapsed.as_secs_f64(),
+            "entries/s",
+        )
+        .over(count)
+        .against("raw inserts", raw_rate)
+        .target_ratio(0.8),
+        Measurement::new(
+            "8 embedded (SQLite)",
+            "raw inserts, 1,000 rows per transaction (baseline)",
+            raw_rate,
+            "entries/s",
+        )
+        .over(count),
+    ];
+
+    let mut levels = Vec::new();
+    for (group_commit_max, stream) in [(1_000, STREAM_GROUP_COMMIT), (1, STREAM_NO_GROUP_COMMIT)] {
+        let url = file_url(&format!("http_{group_commit_max}.db"));
+        let setup = invario_sqlite::connect(&url).await?;
+        invario_sqlite::migrate(&setup).await?;
+        setup.close().await;
+        let key = processes::create_key(&plan.invario, &url).await?;
+        let api = Server::start(&plan.invario, &url, ServeOptions { group_commit_max }).await?;
+        let client = http_client()?;
+        let endpoint = format!("{}/v1/transactions", api.base_url);
+        let result = drive(EMBEDDED_CLIENTS, plan.duration, 0, move |index| {
+            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+            async move {
+                let body =
+                    workload::transaction_json(STREAM_EMBEDDED + stream, index).to_string().into_bytes();
+                post_created(&client, &endpoint, &key, body).await
+            }
+        })
+        .await?;
+        api.stop().await?;
+        levels.push(result);
+    }
+    let (grouped, ungrouped) = (&levels[0], &levels[1]);
+    rows.push(
+        Measurement::new(
+            "8 embedded (SQLite)",
+            "HTTP single, 16 clients, group commit",
+            grouped.rate(),
+            "tx/s",
+        )
+        .over(grouped.completed)
+        .latencies(&grouped.latencies)
+        .against("group commit off", ungrouped.rate())
+        .target_ratio(10.0),
+    );
+    rows.push(
+        Measurement::new(
+            "8 embedded (SQLite)",
+            "HTTP single, 16 clients, group commit off",
+            ungrouped.rate(),
+            "tx/s",
+        )
+        .over(ungrouped.completed)
+        .latencies(&ungrouped.latencies),
+    );
+    let _ = std::fs::remove_dir_all(&folder);
+    Ok(rows)
 }
 
 fn now() -> anyhow::Result<Timestamp> {

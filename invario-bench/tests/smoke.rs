@@ -39,6 +39,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "5 full verify",
         "6 memory",
         "7 Merkle tree",
+        "8 embedded (SQLite)",
     ] {
         assert!(stdout.contains(&format!("| {scenario} |")), "no row for scenario {scenario}:\n{stdout}");
     }
@@ -49,14 +50,15 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "DIY trigger chain",
         "raw ordered COPY scan",
         "`invario verify`",
+        "raw inserts",
     ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let measurements = json["measurements"].as_array().unwrap();
-    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2 + 4
-    assert_eq!(measurements.len(), 22, "{json:#}");
+    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2 + 4 + 4
+    assert_eq!(measurements.len(), 26, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");
