@@ -63,6 +63,9 @@ impl Drop for SqliteAppend {
     }
 }
 
+/// Rows per multi-row INSERT: 5 parameters each, far below SQLite's 32,766.
+const ROWS_PER_INSERT: usize = 1_000;
+
 const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
 const ENTRY_COLUMNS: &str = "e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
      t.transaction_id AS joined_id, t.amount, t.currency, t.occurred_at, t.metadata";
@@ -314,34 +317,38 @@ impl AppendSession for SqliteAppend {
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         let connection = &mut *self.connection;
-        for entry in plan.new_entries() {
-            let transaction = &entry.transaction;
-            let metadata = serde_json::to_string(transaction.metadata.as_map())
-                .map_err(|error| StoreError::Contract(error.to_string()))?;
-            sqlx::query(
-                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(transaction.transaction_id.to_string())
-            .bind(transaction.amount.to_canonical_string())
-            .bind(transaction.currency.code())
-            .bind(transaction.occurred_at.map(|time| time.unix_micros()))
-            .bind(metadata)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
-            sqlx::query(
-                "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(to_sequence(entry.sequence_number)?)
-            .bind(transaction.transaction_id.to_string())
-            .bind(entry.prev_hash.as_bytes().as_slice())
-            .bind(entry.entry_hash.as_bytes().as_slice())
-            .bind(entry.recorded_at.unix_micros())
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+        // One multi-row INSERT per table per chunk: every statement is a round
+        // trip to sqlx's SQLite worker thread, so statements, not rows, cost.
+        for chunk in plan.new_entries().chunks(ROWS_PER_INSERT) {
+            let mut transactions = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) ",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                let metadata = serde_json::to_string(entry.transaction.metadata.as_map())
+                    .map_err(|error| StoreError::Contract(error.to_string()))?;
+                encoded.push((entry, metadata, to_sequence(entry.sequence_number)?));
+            }
+            transactions.push_values(&encoded, |mut row, (entry, metadata, _)| {
+                let transaction = &entry.transaction;
+                row.push_bind(transaction.transaction_id.to_string())
+                    .push_bind(transaction.amount.to_canonical_string())
+                    .push_bind(transaction.currency.code())
+                    .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
+                    .push_bind(metadata.as_str());
+            });
+            transactions.build().execute(&mut *connection).await.map_err(store_error)?;
+            let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+            );
+            entries.push_values(&encoded, |mut row, (entry, _, sequence)| {
+                row.push_bind(*sequence)
+                    .push_bind(entry.transaction.transaction_id.to_string())
+                    .push_bind(entry.prev_hash.as_bytes().as_slice())
+                    .push_bind(entry.entry_hash.as_bytes().as_slice())
+                    .push_bind(entry.recorded_at.unix_micros());
+            });
+            entries.build().execute(&mut *connection).await.map_err(store_error)?;
         }
         if !plan.new_entries().is_empty() {
             let head = plan.new_head();
