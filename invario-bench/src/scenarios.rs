@@ -188,31 +188,36 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         }
         let started = Instant::now();
         let mut transaction = raw_pool.begin().await?;
-        for entry in &entries {
-            let row = &entry.transaction;
-            sqlx::query(
-                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(row.transaction_id.to_string())
-            .bind(row.amount.to_canonical_string())
-            .bind(row.currency.code())
-            .bind(row.occurred_at.map(|time| time.unix_micros()))
-            .bind(serde_json::to_string(row.metadata.as_map())?)
-            .execute(&mut *transaction)
-            .await?;
-            sqlx::query(
-                "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(i64::try_from(entry.sequence_number)?)
-            .bind(row.transaction_id.to_string())
-            .bind(entry.prev_hash.as_bytes().as_slice())
-            .bind(entry.entry_hash.as_bytes().as_slice())
-            .bind(entry.recorded_at.unix_micros())
-            .execute(&mut *transaction)
-            .await?;
-        }
+        // The fastest plain way: one multi-row INSERT per table per 1,000 rows.
+        let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) ",
+        );
+        let metadata: Vec<String> = entries
+            .iter()
+            .map(|entry| serde_json::to_string(entry.transaction.metadata.as_map()))
+            .collect::<Result<_, _>>()?;
+        rows.push_values(entries.iter().zip(&metadata), |mut row, (entry, metadata)| {
+            let transaction = &entry.transaction;
+            row.push_bind(transaction.transaction_id.to_string())
+                .push_bind(transaction.amount.to_canonical_string())
+                .push_bind(transaction.currency.code())
+                .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
+                .push_bind(metadata.as_str());
+        });
+        rows.build().execute(&mut *transaction).await?;
+        let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+        );
+        let sequences: Vec<i64> =
+            entries.iter().map(|entry| i64::try_from(entry.sequence_number)).collect::<Result<_, _>>()?;
+        rows.push_values(entries.iter().zip(&sequences), |mut row, (entry, sequence)| {
+            row.push_bind(*sequence)
+                .push_bind(entry.transaction.transaction_id.to_string())
+                .push_bind(entry.prev_hash.as_bytes().as_slice())
+                .push_bind(entry.entry_hash.as_bytes().as_slice())
+                .push_bind(entry.recorded_at.unix_micros());
+        });
+        rows.build().execute(&mut *transaction).await?;
         transaction.commit().await?;
         raw_elapsed += started.elapsed();
         first += size;
@@ -244,11 +249,11 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
             "entries/s",
         )
         .over(count)
-        .against("raw inserts", raw_rate)
+        .against("raw multi-row inserts", raw_rate)
         .target_ratio(0.8),
         Measurement::new(
             "8 embedded (SQLite)",
-            "raw inserts, 1,000 rows per transaction (baseline)",
+            "raw multi-row inserts, 1,000 rows per transaction (baseline)",
             raw_rate,
             "entries/s",
         )

@@ -50,7 +50,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "DIY trigger chain",
         "raw ordered COPY scan",
         "`invario verify`",
-        "raw inserts",
+        "raw multi-row inserts",
     ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
