@@ -320,39 +320,81 @@ impl AppendSession for PgAppend {
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-            let head = plan.new_head();
-            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-                .bind(to_sequence(head.sequence_number)?)
-                .bind(head.entry_hash.as_bytes().as_slice())
-                .bind(head.recorded_at.map(to_datetime))
+        }
+        let head = (!entries.is_empty()).then(|| plan.new_head());
+        let head_values = head
+            .map(|head| {
+                Ok::<_, StoreError>((to_sequence(head.sequence_number)?, head.entry_hash, head.recorded_at))
+            })
+            .transpose()?;
+        match (head_values, plan.tree_update()) {
+            (Some((sequence, hash, recorded_at)), Some(tree)) => {
+                let (levels, indexes, hashes) = tile_columns(tree)?;
+                // One round trip for the tiles, the tree state and the head:
+                // data-modifying CTEs always run to completion, and each
+                // table's trigger checks only its own rows.
+                sqlx::query(
+                    "WITH tiles AS ( \
+                         INSERT INTO tree_tiles (level, tile_index, hashes) \
+                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
+                         ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1), \
+                     state AS (UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6 RETURNING 1) \
+                     UPDATE ledger_head SET sequence_number = $7, entry_hash = $8, recorded_at = $9",
+                )
+                .bind(&levels)
+                .bind(&indexes)
+                .bind(&hashes)
+                .bind(to_sequence(tree.state.size)?)
+                .bind(tree.state.root.0.as_slice())
+                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+                .bind(sequence)
+                .bind(hash.as_bytes().as_slice())
+                .bind(recorded_at.map(to_datetime))
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
-        }
-        if let Some(tree) = plan.tree_update() {
-            let levels: Vec<i16> = tree.tiles.iter().map(|tile| i16::from(tile.coord.level)).collect();
-            let indexes: Vec<i64> =
-                tree.tiles.iter().map(|tile| to_sequence(tile.coord.index)).collect::<Result<_, _>>()?;
-            let hashes: Vec<Vec<u8>> = tree.tiles.iter().map(|tile| hashes_to_bytes(&tile.hashes)).collect();
-            sqlx::query(
-                "INSERT INTO tree_tiles (level, tile_index, hashes) \
-                 SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
-                 ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes",
-            )
-            .bind(&levels)
-            .bind(&indexes)
-            .bind(&hashes)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
-            sqlx::query("UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3")
+            }
+            (Some((sequence, hash, recorded_at)), None) => {
+                sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+                    .bind(sequence)
+                    .bind(hash.as_bytes().as_slice())
+                    .bind(recorded_at.map(to_datetime))
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(store_error)?;
+            }
+            (None, Some(tree)) => {
+                let (levels, indexes, hashes) = tile_columns(tree)?;
+                sqlx::query(
+                    "WITH tiles AS ( \
+                         INSERT INTO tree_tiles (level, tile_index, hashes) \
+                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
+                         ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1) \
+                     UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6",
+                )
+                .bind(&levels)
+                .bind(&indexes)
+                .bind(&hashes)
                 .bind(to_sequence(tree.state.size)?)
                 .bind(tree.state.root.0.as_slice())
                 .bind(hashes_to_bytes(tree.state.frontier.hashes()))
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
+            }
+            (None, None) => {}
         }
         self.transaction.commit().await.map_err(store_error)
     }
+}
+
+/// Tile levels, indexes and hash bytes: the three arrays `UNNEST` takes.
+type TileColumns = (Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
+
+/// The tiles of a tree update as [`TileColumns`].
+fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreError> {
+    let levels = tree.tiles.iter().map(|tile| i16::from(tile.coord.level)).collect();
+    let indexes = tree.tiles.iter().map(|tile| to_sequence(tile.coord.index)).collect::<Result<_, _>>()?;
+    let hashes = tree.tiles.iter().map(|tile| hashes_to_bytes(&tile.hashes)).collect();
+    Ok((levels, indexes, hashes))
 }
