@@ -321,72 +321,56 @@ impl AppendSession for PgAppend {
         .await
         .map_err(store_error)?;
         }
-        let head = (!entries.is_empty()).then(|| plan.new_head());
-        let head_values = head
-            .map(|head| {
-                Ok::<_, StoreError>((to_sequence(head.sequence_number)?, head.entry_hash, head.recorded_at))
-            })
-            .transpose()?;
-        match (head_values, plan.tree_update()) {
-            (Some((sequence, hash, recorded_at)), Some(tree)) => {
-                let (levels, indexes, hashes) = tile_columns(tree)?;
-                // One round trip for the tiles, the tree state and the head:
-                // data-modifying CTEs always run to completion, and each
-                // table's trigger checks only its own rows.
-                sqlx::query(
-                    "WITH tiles AS ( \
-                         INSERT INTO tree_tiles (level, tile_index, hashes) \
-                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
-                         ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1), \
-                     state AS (UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6 RETURNING 1) \
-                     UPDATE ledger_head SET sequence_number = $7, entry_hash = $8, recorded_at = $9",
-                )
-                .bind(&levels)
-                .bind(&indexes)
-                .bind(&hashes)
+        let head = if entries.is_empty() { None } else { Some(plan.new_head()) };
+        if let Some(tree) = plan.tree_update() {
+            let (levels, indexes, hashes) = tile_columns(tree)?;
+            // One round trip for the tiles, the tree state and the head.
+            let mut query = sqlx::query(if head.is_some() { TREE_AND_HEAD_UPDATE } else { TREE_UPDATE })
+                .bind(levels)
+                .bind(indexes)
+                .bind(hashes)
                 .bind(to_sequence(tree.state.size)?)
                 .bind(tree.state.root.0.as_slice())
-                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
-                .bind(sequence)
-                .bind(hash.as_bytes().as_slice())
-                .bind(recorded_at.map(to_datetime))
+                .bind(hashes_to_bytes(tree.state.frontier.hashes()));
+            if let Some(head) = head {
+                query = query
+                    .bind(to_sequence(head.sequence_number)?)
+                    .bind(head.entry_hash.as_bytes().as_slice())
+                    .bind(head.recorded_at.map(to_datetime));
+            }
+            query.execute(&mut *connection).await.map_err(store_error)?;
+        } else if let Some(head) = head {
+            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+                .bind(to_sequence(head.sequence_number)?)
+                .bind(head.entry_hash.as_bytes().as_slice())
+                .bind(head.recorded_at.map(to_datetime))
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
-            }
-            (Some((sequence, hash, recorded_at)), None) => {
-                sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-                    .bind(sequence)
-                    .bind(hash.as_bytes().as_slice())
-                    .bind(recorded_at.map(to_datetime))
-                    .execute(&mut *connection)
-                    .await
-                    .map_err(store_error)?;
-            }
-            (None, Some(tree)) => {
-                let (levels, indexes, hashes) = tile_columns(tree)?;
-                sqlx::query(
-                    "WITH tiles AS ( \
-                         INSERT INTO tree_tiles (level, tile_index, hashes) \
-                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
-                         ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1) \
-                     UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6",
-                )
-                .bind(&levels)
-                .bind(&indexes)
-                .bind(&hashes)
-                .bind(to_sequence(tree.state.size)?)
-                .bind(tree.state.root.0.as_slice())
-                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
-            }
-            (None, None) => {}
         }
         self.transaction.commit().await.map_err(store_error)
     }
 }
+
+/// The tree's grown tiles ($1–$3) and new state ($4–$6) as data-modifying
+/// CTEs: they always run to completion, and each table's trigger checks only
+/// its own rows, so they share a statement with the head move.
+macro_rules! tree_update_ctes {
+    () => {
+        "WITH tiles AS ( \
+             INSERT INTO tree_tiles (level, tile_index, hashes) \
+             SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1), \
+         state AS (UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6 RETURNING 1) "
+    };
+}
+/// The tree update alone (a backfill).
+const TREE_UPDATE: &str = concat!(tree_update_ctes!(), "SELECT 1");
+/// The tree update and the head move ($7–$9).
+const TREE_AND_HEAD_UPDATE: &str = concat!(
+    tree_update_ctes!(),
+    "UPDATE ledger_head SET sequence_number = $7, entry_hash = $8, recorded_at = $9"
+);
 
 /// Tile levels, indexes and hash bytes: the three arrays `UNNEST` takes.
 type TileColumns = (Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
