@@ -228,18 +228,7 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     let pool = invario_sqlite::connect(&file_url("adapter.db")).await?;
     invario_sqlite::migrate(&pool).await?;
     let ledger = Ledger::new(invario_sqlite::SqliteLedger::new(pool.clone()));
-    let mut elapsed = Duration::ZERO;
-    let mut first = 0;
-    while first < count {
-        let size = EMBEDDED_BATCH.min(count - first);
-        let transactions = workload::transactions(STREAM_EMBEDDED, first, size)?;
-        let recorded_at = now()?;
-        let started = Instant::now();
-        let receipts = ledger.ingest(transactions, recorded_at).await?;
-        elapsed += started.elapsed();
-        ensure!(receipts.len() as u64 == size, "the adapter acknowledged {} of {size}", receipts.len());
-        first += size;
-    }
+    let elapsed = timed_ingest(&ledger, STREAM_EMBEDDED, EMBEDDED_BATCH, count).await?;
     pool.close().await;
     let mut rows = vec![
         Measurement::new(
@@ -268,17 +257,8 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         setup.close().await;
         let key = processes::create_key(&plan.invario, &url).await?;
         let api = Server::start(&plan.invario, &url, ServeOptions { group_commit_max }).await?;
-        let client = http_client()?;
-        let endpoint = format!("{}/v1/transactions", api.base_url);
-        let result = drive(EMBEDDED_CLIENTS, plan.duration, 0, move |index| {
-            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-            async move {
-                let body =
-                    workload::transaction_json(STREAM_EMBEDDED + stream, index).to_string().into_bytes();
-                post_created(&client, &endpoint, &key, body).await
-            }
-        })
-        .await?;
+        let result =
+            drive_singles(&api, &key, EMBEDDED_CLIENTS, plan.duration, STREAM_EMBEDDED + stream, 0).await?;
         api.stop().await?;
         levels.push(result);
     }
@@ -372,12 +352,25 @@ async fn adapter_append(server: &BenchServer, batch: u64, count: u64) -> anyhow:
     let pool = connect(&url, 2).await?;
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
     server.settle().await?;
+    let elapsed = timed_ingest(&ledger, 0, batch, count).await?;
+    pool.close().await;
+    Ok((count as f64 / elapsed.as_secs_f64(), url))
+}
+
+/// Appends `count` transactions of `stream` through the core in batches of
+/// `batch`; returns the time spent inside `ingest` only (generating the
+/// transactions is the client's cost, not the ledger's).
+async fn timed_ingest<S: invario_core::LedgerStore>(
+    ledger: &Ledger<S>,
+    stream: u64,
+    batch: u64,
+    count: u64,
+) -> anyhow::Result<Duration> {
     let mut elapsed = Duration::ZERO;
     let mut first = 0;
     while first < count {
         let size = batch.min(count - first);
-        // Generating transactions is the client's cost, not the ledger's.
-        let transactions = workload::transactions(0, first, size)?;
+        let transactions = workload::transactions(stream, first, size)?;
         let recorded_at = now()?;
         let started = Instant::now();
         let receipts = ledger.ingest(transactions, recorded_at).await?;
@@ -385,8 +378,7 @@ async fn adapter_append(server: &BenchServer, batch: u64, count: u64) -> anyhow:
         ensure!(receipts.len() as u64 == size, "the adapter acknowledged {} of {size}", receipts.len());
         first += size;
     }
-    pool.close().await;
-    Ok((count as f64 / elapsed.as_secs_f64(), url))
+    Ok(elapsed)
 }
 
 /// Scenario 2's baseline: the same chained rows, COPY'd into tables with the
@@ -551,6 +543,28 @@ where
     Ok(LoadResult { clients, next_index, completed: latencies.len() as u64, elapsed, latencies })
 }
 
+/// `clients` posting single transactions of `stream` (from `first_index`) to `api` for `duration`.
+async fn drive_singles(
+    api: &Server,
+    key: &str,
+    clients: usize,
+    duration: Duration,
+    stream: u64,
+    first_index: u64,
+) -> anyhow::Result<LoadResult> {
+    let client = http_client()?;
+    let endpoint = format!("{}/v1/transactions", api.base_url);
+    let key = key.to_owned();
+    drive(clients, duration, first_index, move |index| {
+        let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+        async move {
+            let body = workload::transaction_json(stream, index).to_string().into_bytes();
+            post_created(&client, &endpoint, &key, body).await
+        }
+    })
+    .await
+}
+
 /// Every concurrency level against one `invario serve`; returns the results
 /// and the server's peak RSS at the end.
 async fn http_single_levels(
@@ -562,21 +576,11 @@ async fn http_single_levels(
     let url = server.ledger_database(&format!("http_single_{}", options.group_commit_max)).await?;
     let key = processes::create_key(&plan.invario, &url).await?;
     let api = Server::start(&plan.invario, &url, options).await?;
-    let client = http_client()?;
-    let endpoint = format!("{}/v1/transactions", api.base_url);
     let mut next_index = 0;
     let mut levels = Vec::new();
     for &clients in &plan.clients {
         server.settle().await?;
-        let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-        let result = drive(clients, plan.duration, next_index, move |index| {
-            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-            async move {
-                let body = workload::transaction_json(stream, index).to_string().into_bytes();
-                post_created(&client, &endpoint, &key, body).await
-            }
-        })
-        .await?;
+        let result = drive_singles(&api, &key, clients, plan.duration, stream, next_index).await?;
         next_index = result.next_index;
         levels.push(result);
     }
