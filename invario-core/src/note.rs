@@ -387,3 +387,13 @@ fn parse_signature_line(line: &str) -> Option<NoteSignature> {
     let (id, payload) = bytes.split_at(4);
     Some(NoteSignature { name: name.to_owned(), key_id: id.try_into().ok()?, payload: payload.to_vec() })
 }
+/// Whether two notes sign the same text. The same checkpoint seen again with
+/// other signatures (a witness's cosignature added later) is not a second
+/// history; a different text for the same tree size is. Bytes that are not a
+/// note are compared whole.
+pub fn same_signed_text(first: &[u8], second: &[u8]) -> bool {
+    match (Note::parse(first), Note::parse(second)) {
+        (Ok(first), Ok(second)) => first.text == second.text,
+        _ => first == second,
+    }
+}

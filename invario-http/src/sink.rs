@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use invario_core::note::Note;
+use invario_core::note::same_signed_text;
 
 /// The latest checkpoint's file name.
 pub const LATEST_FILE: &str = "checkpoint";
@@ -78,7 +78,7 @@ impl Sink {
     pub fn write(&self, tree_size: u64, note: &str) -> Result<(), SinkError> {
         let path = self.size_path(tree_size);
         match std::fs::read(&path) {
-            Ok(existing) if same_checkpoint(&existing, note.as_bytes()) => {}
+            Ok(existing) if same_signed_text(&existing, note.as_bytes()) => {}
             Ok(_) => return Err(SinkError::Equivocation { path, tree_size }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => self.replace(&path, note)?,
             Err(error) => return Err(io(&path)(error)),
@@ -96,16 +96,6 @@ impl Sink {
         drop(file);
         std::fs::rename(&temporary, path).map_err(io(path))?;
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io(&self.dir))
-    }
-}
-
-/// Two notes sign the same checkpoint when their texts match: the same
-/// checkpoint served later with more (or fewer) witness cosignatures is not
-/// two histories. Bytes that are not a note are compared whole.
-fn same_checkpoint(first: &[u8], second: &[u8]) -> bool {
-    match (Note::parse(first), Note::parse(second)) {
-        (Ok(first), Ok(second)) => first.text == second.text,
-        _ => first == second,
     }
 }
 
@@ -143,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_same_checkpoint_with_other_cosignatures_is_not_an_equivocation() {
-        use invario_core::note::{ALGORITHM_COSIGNATURE, ALGORITHM_ED25519, SignerKey};
+        use invario_core::note::{ALGORITHM_COSIGNATURE, ALGORITHM_ED25519, Note, SignerKey};
 
         let dir = temporary_dir("cosigned");
         let sink = Sink::open(&dir).unwrap();
