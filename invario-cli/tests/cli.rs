@@ -669,24 +669,20 @@ impl SigningSetup {
         invario(&self.database, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &self.vkey()])
     }
 
-    /// `docs/audit.py checkpoint` against `server`, with a state folder of its own.
+    /// `docs/audit.py checkpoint --full` against `server`, with a state folder of its own.
     fn python_audit(&self, server: &Server) -> Output {
+        self.python_audit_with(server, "python-auditor", &["--full"])
+    }
+
+    /// `docs/audit.py checkpoint … extra` against `server`, remembering in `state` (under the setup's folder).
+    fn python_audit_with(&self, server: &Server, state: &str, extra: &[&str]) -> Output {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
-        let state = self.folder.join("python-auditor");
         Command::new("python3")
             .arg(script)
-            .args([
-                "checkpoint",
-                "--url",
-                &server.address,
-                "--key",
-                &self.key,
-                "--vkey",
-                &self.vkey(),
-                "--full",
-            ])
+            .args(["checkpoint", "--url", &server.address, "--key", &self.key, "--vkey", &self.vkey()])
+            .args(extra)
             .arg("--state")
-            .arg(state)
+            .arg(self.folder.join(state))
             .output()
             .expect("python3 runs docs/audit.py")
     }
@@ -1033,17 +1029,7 @@ async fn the_built_in_witness_speaks_tlog_witness_and_never_rolls_back() {
 
     let folder = std::env::temp_dir().join(format!("invario-witness-{}", rand_id()));
     let log = SignerKey::parse(&std::fs::read_to_string(write_checkpoint_key(&folder)).unwrap()).unwrap();
-    let generated = invario_with_url(
-        None,
-        &[
-            "witness",
-            "generate-key",
-            "--name",
-            "witness.test/w1",
-            "--out",
-            folder.join("witness.key").to_str().unwrap(),
-        ],
-    );
+    let generated = generate_witness_key(&folder.join("witness.key"));
     let witness_vkey = VerifierKey::parse(&exited(&generated, 0)).unwrap();
     let witness = witness_serve(&folder, &log.verifier().to_string()).await;
 
@@ -1123,17 +1109,7 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     use invario_core::witness::check_quorum;
 
     let setup = SigningSetup::new(10).await;
-    let generated = invario_with_url(
-        None,
-        &[
-            "witness",
-            "generate-key",
-            "--name",
-            "witness.test/w1",
-            "--out",
-            setup.folder.join("witness.key").to_str().unwrap(),
-        ],
-    );
+    let generated = generate_witness_key(&setup.folder.join("witness.key"));
     let witness_vkey = VerifierKey::parse(&exited(&generated, 0)).unwrap();
     let witness = witness_serve(&setup.folder, &setup.vkey()).await;
     let with_witness = |sink: &str| -> Vec<std::ffi::OsString> {
@@ -1178,15 +1154,9 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
         ];
         invario_with_url(None, &args)
     };
+    let witness_vkey_text = witness_vkey.to_string();
     let python_audit_with_quorum = |server: &Server, state: &str| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
-        Command::new("python3")
-            .arg(script)
-            .args(["checkpoint", "--url", &server.address, "--key", &setup.key, "--vkey", &setup.vkey()])
-            .args(["--witness-vkey", &witness_vkey.to_string(), "--quorum", "1", "--state"])
-            .arg(setup.folder.join(state))
-            .output()
-            .expect("python3 runs docs/audit.py")
+        setup.python_audit_with(server, state, &["--witness-vkey", &witness_vkey_text, "--quorum", "1"])
     };
     let metric = |server: &Server, name: &str| {
         let url = format!("{}/metrics", server.address);
@@ -1328,4 +1298,12 @@ async fn every_monitored_metric_is_exported(server: &Server) {
         missing.is_empty(),
         "named in the monitoring kit but not exported: {missing:?}\nexported: {exported:?}"
     );
+}
+
+/// `invario witness generate-key --name witness.test/w1 --out path`.
+fn generate_witness_key(path: &std::path::Path) -> Output {
+    invario_with_url(
+        None,
+        &["witness", "generate-key", "--name", "witness.test/w1", "--out", path.to_str().unwrap()],
+    )
 }
