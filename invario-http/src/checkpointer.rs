@@ -117,8 +117,7 @@ async fn gather_cosignatures<S: LedgerStore>(
             Ok(_) => "cosigned",
             Err(_) => "failed",
         };
-        metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => label)
-            .increment(1);
+        submissions(witness, label).increment(1);
         match outcome {
             Ok(line) => lines.push(line),
             Err(reason) => tracing::warn!(
@@ -133,6 +132,25 @@ async fn gather_cosignatures<S: LedgerStore>(
     lines
 }
 
+/// The counter of submissions to `witness` with `outcome` (`cosigned` or `failed`).
+fn submissions(witness: &WitnessTarget, outcome: &'static str) -> metrics::Counter {
+    metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => outcome)
+}
+
+/// One HTTP client for every submission (its connection pool and TLS setup are built once).
+fn witness_client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// One witness: submit from the size it last cosigned; after a 409, once more
 /// from the size it names.
 async fn submit<S: LedgerStore>(
@@ -142,10 +160,7 @@ async fn submit<S: LedgerStore>(
     tree_size: u64,
     note: &str,
 ) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|error| error.to_string())?;
+    let client = witness_client()?;
     for _attempt in 0..2 {
         let old = sizes.get(&witness.url).min(tree_size);
         let proof =
@@ -321,8 +336,7 @@ pub(crate) async fn run<S: LedgerStore>(
     metrics::gauge!(WITNESS_QUORUM).set(settings.quorum as f64);
     for witness in &settings.witnesses {
         for outcome in ["cosigned", "failed"] {
-            metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => outcome)
-                .increment(0);
+            submissions(witness, outcome).increment(0);
         }
     }
     // validate() keeps the interval above zero, which `interval` requires.
