@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use invario_http::{ConfigError, GroupCommit, HttpLimits, MonitorSchedule, ServiceConfig, Setting};
+use invario_http::{
+    ConfigError, GroupCommit, HttpLimits, KeyCacheSettings, MonitorSchedule, ServiceConfig, Setting,
+};
 
 /// Invario: a tamper-evident ledger for financial transactions.
 #[derive(Debug, Parser)]
@@ -286,6 +288,11 @@ pub(crate) struct ServeArgs {
     /// Longest a graceful stop (SIGTERM) waits for requests in flight before exiting.
     #[arg(long, env = "INVARIO_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_timeout: Duration,
+    /// API key records kept in memory between requests, emptied on every key
+    /// change PostgreSQL notifies (0: read the key table on every request, e.g.
+    /// behind a pooler that drops LISTEN). The embedded default has no cache.
+    #[arg(long, env = "INVARIO_KEY_CACHE_SIZE", default_value_t = invario_core::DEFAULT_KEY_CACHE_CAPACITY)]
+    pub(crate) key_cache_size: usize,
 }
 
 /// Most database connections `serve` accepts.
@@ -306,6 +313,7 @@ impl ServeArgs {
             Setting::HeaderReadTimeout => "--header-read-timeout",
             Setting::RequestTimeout => "--request-timeout",
             Setting::ShutdownTimeout => "--shutdown-timeout",
+            Setting::KeyCacheCapacity => "--key-cache-size",
         }
     }
 }
@@ -353,6 +361,7 @@ impl TryFrom<&ServeArgs> for ServiceConfig {
                 request_timeout: args.request_timeout,
                 shutdown_timeout: args.shutdown_timeout,
             },
+            key_cache: KeyCacheSettings { capacity: args.key_cache_size },
         };
         config.validate().map_err(flag_error)?;
         invario_http::check_checkpoint_interval(args.checkpoint_interval).map_err(flag_error)?;
@@ -408,6 +417,10 @@ mod tests {
             ),
             (&["--request-timeout", "11m"], "--request-timeout: must be between 1s and 600s (got 660s)"),
             (&["--shutdown-timeout", "0s"], "--shutdown-timeout: must be between 1s and 600s (got 0s)"),
+            (
+                &["--key-cache-size", "1000001"],
+                "--key-cache-size: must be between 0 and 1000000 (got 1000001)",
+            ),
         ] {
             assert_eq!(config(flags).unwrap_err(), message, "{flags:?}");
         }
@@ -424,8 +437,11 @@ mod tests {
             "10ms",
             "--full-verify-interval",
             "10ms",
+            "--key-cache-size",
+            "0",
         ])
         .unwrap();
+        assert_eq!(config.key_cache.capacity, 0);
         assert_eq!(config.group_commit.max_batch, invario_core::MAX_BATCH_SIZE);
         assert_eq!(config.monitor.full_interval, Duration::from_millis(10));
     }

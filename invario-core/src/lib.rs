@@ -40,6 +40,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod currency;
 pub mod integrity;
+pub mod key_cache;
 pub mod keys;
 pub mod memory;
 pub mod merkle;
@@ -72,11 +73,14 @@ pub use currency::{Currency, CurrencyError};
 pub use integrity::{
     IntegrityBreak, StoredEntry, StoredTransaction, VerificationRecord, VerificationReport, Verifier,
 };
+pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
 pub use memory::{MemoryKeyStore, MemoryLedger};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
 pub use metadata::{Metadata, MetadataError};
-pub use ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+pub use ports::{
+    AppendSession, KeyChange, KeyChanges, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem,
+};
 pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
 };

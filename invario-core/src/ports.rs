@@ -135,4 +135,31 @@ pub trait KeyStore: Send + Sync {
 
     /// Records that key `id` was used at `at`.
     async fn touch_last_used(&self, id: Uuid, at: Timestamp) -> Result<(), StoreError>;
+
+    /// A feed that reports every change to the stored keys, when the store
+    /// can push them (PostgreSQL's `LISTEN`/`NOTIFY`). Without one (the
+    /// default), every request reads the store: no key record is cached.
+    fn change_feed(&self) -> Option<Box<dyn KeyChanges>> {
+        None
+    }
+}
+
+/// What a key change feed reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The feed is (again) connected: from now on every change is reported.
+    Listening,
+    /// A key was created, revoked, or otherwise changed.
+    Changed,
+    /// The feed is down: changes may go unreported until it listens again.
+    Lost,
+}
+
+/// A stream of [`KeyChange`]s from a key store.
+#[async_trait]
+pub trait KeyChanges: Send {
+    /// The next change. The first is [`KeyChange::Listening`] once
+    /// connected; after [`KeyChange::Lost`] the caller waits a moment before
+    /// asking again (the feed tries to reconnect on that call).
+    async fn next_change(&mut self) -> KeyChange;
 }

@@ -10,6 +10,7 @@ use crate::append::{
 };
 use crate::chain::{Checkpoint, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
+use crate::key_cache::{CacheLookup, KeyCache};
 use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
 use crate::merkle::Frontier;
 use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
@@ -382,12 +383,20 @@ pub enum AuthenticationError {
 #[derive(Debug)]
 pub struct KeyAdmin<K> {
     store: K,
+    cache: Option<Arc<KeyCache>>,
 }
 
 impl<K: KeyStore> KeyAdmin<K> {
-    /// Wraps a store.
+    /// Wraps a store; every authentication reads it.
     pub fn new(store: K) -> Self {
-        KeyAdmin { store }
+        KeyAdmin { store, cache: None }
+    }
+
+    /// Wraps a store, authenticating from `cache` while it is live. Whoever
+    /// holds the store's [`KeyStore::change_feed`] must hand every change to
+    /// [`KeyCache::apply`], or a revoked key would keep working.
+    pub fn with_cache(store: K, cache: Arc<KeyCache>) -> Self {
+        KeyAdmin { store, cache: Some(cache) }
     }
 
     /// The underlying store.
@@ -426,10 +435,22 @@ impl<K: KeyStore> KeyAdmin<K> {
         now: Timestamp,
     ) -> Result<ApiKeyRecord, AuthenticationError> {
         let secret = ApiKeySecret::parse(presented.ok_or(AuthError::Missing)?).map_err(AuthError::from)?;
-        let record = self.store.key_by_hash(&secret.hash()).await?.ok_or(AuthError::Unknown)?;
+        let hash = secret.hash();
+        let record = match self.cache.as_deref().map(|cache| (cache, cache.lookup(&hash))) {
+            Some((_, CacheLookup::Hit(record))) => record,
+            Some((cache, CacheLookup::Miss(ticket))) => {
+                let record = self.store.key_by_hash(&hash).await?.ok_or(AuthError::Unknown)?;
+                cache.fill(ticket, record.clone());
+                record
+            }
+            None => self.store.key_by_hash(&hash).await?.ok_or(AuthError::Unknown)?,
+        };
         record.authorize(scope, now)?;
         if record.needs_last_used_touch(now) {
             self.store.touch_last_used(record.id, now).await?;
+            if let Some(cache) = &self.cache {
+                cache.note_used(&hash, now);
+            }
         }
         Ok(record)
     }

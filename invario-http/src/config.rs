@@ -29,6 +29,8 @@ pub enum Setting {
     RequestTimeout,
     /// [`HttpLimits::shutdown_timeout`](crate::HttpLimits::shutdown_timeout).
     ShutdownTimeout,
+    /// [`KeyCacheSettings::capacity`](crate::KeyCacheSettings::capacity).
+    KeyCacheCapacity,
 }
 
 impl fmt::Display for Setting {
@@ -45,6 +47,7 @@ impl fmt::Display for Setting {
             Setting::HeaderReadTimeout => "http.header_read_timeout",
             Setting::RequestTimeout => "http.request_timeout",
             Setting::ShutdownTimeout => "http.shutdown_timeout",
+            Setting::KeyCacheCapacity => "key_cache.capacity",
         })
     }
 }

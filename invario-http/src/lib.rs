@@ -13,6 +13,7 @@ mod checkpointer;
 mod clock;
 mod config;
 mod error;
+mod key_feed;
 mod listener;
 mod metrics;
 mod monitor;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use futures_util::StreamExt;
-use invario_core::{KeyAdmin, KeyStore, Ledger, LedgerStore};
+use invario_core::{KeyAdmin, KeyCache, KeyStore, Ledger, LedgerStore};
 use warp::Filter;
 use warp::http::{HeaderMap, Method};
 
@@ -41,6 +42,7 @@ pub use checkpointer::{
 };
 pub use config::{ConfigError, Setting};
 pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
+pub use key_feed::{KeyCacheSettings, MAX_KEY_CACHE_CAPACITY};
 pub use listener::{HttpLimits, MAX_HEADER_BYTES};
 pub use metrics::*;
 pub use monitor::{MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL, MonitorSchedule};
@@ -60,6 +62,8 @@ pub struct ServiceConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// Connection, header, request and shutdown limits.
     pub http: HttpLimits,
+    /// Key records kept between requests.
+    pub key_cache: KeyCacheSettings,
 }
 
 impl ServiceConfig {
@@ -68,6 +72,7 @@ impl ServiceConfig {
         self.group_commit.validate()?;
         self.monitor.validate()?;
         self.http.validate()?;
+        self.key_cache.validate()?;
         self.checkpoints.as_ref().map_or(Ok(()), CheckpointSettings::validate)
     }
 }
@@ -128,9 +133,17 @@ where
             monitor_stopped,
         ))
     });
+    let (keys, key_feed_task) = match key_store.change_feed().filter(|_| config.key_cache.capacity > 0) {
+        Some(feed) => {
+            let cache = Arc::new(KeyCache::new(config.key_cache.capacity));
+            let task = tokio::spawn(key_feed::follow(feed, Arc::clone(&cache), stop_monitor.subscribe()));
+            (KeyAdmin::with_cache(key_store, cache), Some(task))
+        }
+        None => (KeyAdmin::new(key_store), None),
+    };
     let app = Arc::new(api::App {
         ledger,
-        keys: KeyAdmin::new(key_store),
+        keys,
         appender,
         routes: routes::table(),
         checkpoints: config.checkpoints.as_ref().map(|_| latest_checkpoint),
@@ -163,6 +176,9 @@ where
     let _ = stop_monitor.send(true);
     let _ = monitor_task.await;
     if let Some(task) = checkpoint_task {
+        let _ = task.await;
+    }
+    if let Some(task) = key_feed_task {
         let _ = task.await;
     }
     tracing::info!(event = "server_stopped", address = %address);

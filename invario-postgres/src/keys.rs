@@ -2,8 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use invario_core::{ApiKeyRecord, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp};
+use invario_core::{
+    ApiKeyRecord, KeyChange, KeyChanges, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp,
+};
 use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::rows::{store_error, timestamp, to_datetime};
@@ -134,4 +137,57 @@ impl KeyStore for PgKeyStore {
             .map_err(store_error)?;
         Ok(())
     }
+
+    fn change_feed(&self) -> Option<Box<dyn KeyChanges>> {
+        // The listener holds its connection for good: give it a pool of its
+        // own, so the service's pool keeps every connection it was sized for.
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        Some(Box::new(PgKeyChanges { pool: listener_pool, listener: None }))
+    }
+}
+
+/// The channel a trigger on `api_keys` notifies (see the key-notification
+/// migration) whenever a key is created, revoked, edited or deleted.
+pub const KEY_CHANGES_CHANNEL: &str = "invario_api_keys";
+
+/// Key changes pushed by PostgreSQL's `NOTIFY` on [`KEY_CHANGES_CHANNEL`].
+struct PgKeyChanges {
+    pool: PgPool,
+    listener: Option<PgListener>,
+}
+
+#[async_trait]
+impl KeyChanges for PgKeyChanges {
+    async fn next_change(&mut self) -> KeyChange {
+        if let Some(listener) = self.listener.as_mut() {
+            match listener.try_recv().await {
+                Ok(Some(_)) => return KeyChange::Changed,
+                // The connection is gone: start over on a fresh one (below);
+                // whatever changed in between went unreported, which the
+                // `Listening` that follows tells the cache.
+                Ok(None) | Err(_) => self.listener = None,
+            }
+        }
+        match listen(&self.pool).await {
+            Ok(listener) => {
+                self.listener = Some(listener);
+                KeyChange::Listening
+            }
+            Err(_) => KeyChange::Lost,
+        }
+    }
+}
+
+/// A listener on [`KEY_CHANGES_CHANNEL`] that reports a lost connection
+/// instead of silently reconnecting.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.ignore_pool_close_event(true);
+    listener.eager_reconnect(false);
+    listener.listen(KEY_CHANGES_CHANNEL).await?;
+    Ok(listener)
 }

@@ -121,3 +121,67 @@ async fn health_and_metrics_need_no_key() {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
 }
+
+/// Waits until the server's key change feed holds a `LISTEN` connection to
+/// this test's database (other than `not`), then a moment for the cache to go
+/// live; returns that connection's backend pid.
+async fn wait_for_key_feed(app: &crate::helpers::TestApp, not: Option<i32>) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid IS DISTINCT FROM $1",
+        )
+        .bind(not)
+        .fetch_optional(app.database.pool())
+        .await
+        .unwrap();
+        if let Some(pid) = listening {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server never listened for key changes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cached_keys_authenticate_without_the_key_table_and_revocation_by_hand_still_bites() {
+    let app = spawn_app().await;
+    wait_for_key_feed(&app, None).await;
+    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
+
+    // With the key table locked, a lookup would wait: a cached key does not.
+    let mut locker = app.database.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+    let cached = tokio::time::timeout(Duration::from_secs(3), app.get("/v1/ledger/head")).await;
+    assert_eq!(cached.expect("a cached key must not read the locked key table").status(), 200);
+    locker.rollback().await.unwrap();
+
+    // A revocation written by hand in SQL (not through Invario) notifies too.
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE owner = 'reader'")
+        .execute(app.database.pool())
+        .await
+        .unwrap();
+    let (status, _, body) = error_code(app.get("/v1/ledger/head").await).await;
+    assert_eq!(status, 401, "revocation bites on the very next request");
+    assert!(body["error"]["message"].as_str().unwrap().contains("was revoked"));
+}
+
+#[tokio::test]
+async fn a_lost_key_feed_is_reconnected_and_revocations_after_it_bite() {
+    let app = spawn_app().await;
+    let first = wait_for_key_feed(&app, None).await;
+    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(app.database.pool())
+        .await
+        .unwrap();
+    assert!(terminated);
+    wait_for_key_feed(&app, Some(first)).await;
+    assert_eq!(app.get("/v1/ledger/head").await.status(), 200);
+    assert_eq!(app.keys.revoke_owner("reader", now()).await.unwrap(), 1);
+    let (status, _, _) = error_code(app.get("/v1/ledger/head").await).await;
+    assert_eq!(status, 401, "revocation bites after the feed came back");
+}
