@@ -34,9 +34,12 @@ struct Args {
     /// Concurrency levels of scenario 4.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
     clients: Vec<usize>,
-    /// Which scenarios to run (1–8; baselines they need run with them).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8])]
+    /// Which scenarios to run (1–9; baselines they need run with them).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8, 9])]
     scenarios: Vec<u8>,
+    /// The ledger sizes scenario 9 (growth) measures at.
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000, 10_000_000])]
+    growth_sizes: Vec<u64>,
     /// The `invario` binary (default: next to this one).
     #[arg(long)]
     invario: Option<PathBuf>,
@@ -72,14 +75,21 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine}");
 
     anyhow::ensure!(
-        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=8).contains(scenario)),
-        "--scenarios takes numbers from 1 to 8"
+        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=9).contains(scenario)),
+        "--scenarios takes numbers from 1 to 9"
+    );
+    anyhow::ensure!(
+        !args.growth_sizes.is_empty()
+            && args.growth_sizes.windows(2).all(|pair| pair[0] < pair[1])
+            && args.growth_sizes[0] >= 2,
+        "--growth-sizes takes increasing sizes of at least 2"
     );
     let plan = scenarios::Plan {
         scenarios: args.scenarios.clone(),
         entries: args.entries,
         duration: args.duration,
         clients: args.clients.clone(),
+        growth_sizes: args.growth_sizes.clone(),
         invario,
     };
     let started = Instant::now();

@@ -143,6 +143,15 @@ async fn checkpoint_key(invario: &Path, port: u16) -> anyhow::Result<(String, St
 pub(crate) struct ServeOptions {
     /// Most transactions per group commit; 1 turns group commit off.
     pub(crate) group_commit_max: usize,
+    /// Whether authentication keeps key records between requests (the default).
+    pub(crate) key_cache: bool,
+}
+
+impl ServeOptions {
+    /// The defaults: group commit of up to 1,000, key cache on.
+    pub(crate) const DEFAULT: ServeOptions = ServeOptions { group_commit_max: 1_000, key_cache: true };
+    /// One database transaction per request.
+    pub(crate) const NO_GROUP_COMMIT: ServeOptions = ServeOptions { group_commit_max: 1, key_cache: true };
 }
 
 /// A running `invario serve`, killed when dropped.
@@ -168,6 +177,7 @@ impl Server {
             .args(["--checkpoint-key", &key, "--checkpoint-dir", &sink])
             .args(["--log-level", "info,invario_http::monitor=debug"])
             .args(["--group-commit-max", &options.group_commit_max.to_string()])
+            .args(["--key-cache-size", if options.key_cache { "4096" } else { "0" }])
             .env("DATABASE_URL", database_url)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -20,7 +20,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     let folder = std::env::temp_dir().join(format!("invario-bench-smoke-{}", std::process::id()));
     let results = folder.join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_invario-bench"))
-        .args(["--entries", "300", "--duration", "200ms", "--clients", "1,3"])
+        .args(["--entries", "300", "--duration", "200ms", "--clients", "1,3", "--growth-sizes", "200,400"])
         .arg("--invario")
         .arg(invario_binary())
         .arg("--output")
@@ -40,6 +40,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "6 memory",
         "7 Merkle tree",
         "8 embedded (SQLite)",
+        "9 growth",
     ] {
         assert!(stdout.contains(&format!("| {scenario} |")), "no row for scenario {scenario}:\n{stdout}");
     }
@@ -51,14 +52,17 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "raw ordered COPY scan",
         "`invario verify`",
         "raw multi-row inserts",
+        "key cache off",
+        "at 200 entries",
     ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let measurements = json["measurements"].as_array().unwrap();
-    // 1 + 5 + 1 + 3 per level × 2 levels + 3 + 2 + 4 + 4
-    assert_eq!(measurements.len(), 26, "{json:#}");
+    // 1 + 5 + 1 + (3 per level × 2 levels + the key cache lever at 1 client)
+    // + 3 + 2 + 4 + 4 + 4 measures × 2 growth sizes
+    assert_eq!(measurements.len(), 35, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");
