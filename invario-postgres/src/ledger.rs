@@ -44,6 +44,9 @@ pub struct PgAppend {
     snapshot: AppendSnapshot,
 }
 
+/// The most ids an idempotency lookup is sent as a prepared statement for.
+const PREPARED_LOOKUP_MAX_IDS: usize = 64;
+
 const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
 const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state";
 
@@ -90,25 +93,35 @@ impl LedgerStore for PgLedger {
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let head_row =
-            sqlx::query("SELECT sequence_number, entry_hash, recorded_at FROM ledger_head FOR UPDATE")
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-        let head = head_from_row(&head_row)?;
+        // The head and the tree state in one round trip. Both rows are locked:
+        // a row read beside a locked one without its own lock would be the
+        // version from before the wait for the lock (the tree state of the
+        // append that held it), not the one that append committed.
+        let locked = sqlx::query(
+            "SELECT h.sequence_number, h.entry_hash, h.recorded_at, s.tree_size, s.root_hash, s.frontier \
+             FROM ledger_head h CROSS JOIN tree_state s FOR UPDATE",
+        )
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let head = head_from_row(&locked)?;
+        let tree = tree_state_from_row(&locked)?;
         let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         // One index probe per id, whatever the planner believes: for thousands
         // of ids `transaction_id = ANY($1)` costs out as a sequential scan of
         // the whole ledger (random_page_cost makes probes look dear), which made
         // every append O(ledger). OFFSET 0 keeps each lateral lookup a probe.
-        // Not a prepared statement: a plan cached while the ledger was tiny
-        // (a scan) would outlive its growth on this long-lived connection.
+        // Prepared only for small appends (group commits of single requests),
+        // where parsing and planning were a third of the statement time. A
+        // cached plan does not outlive the ledger's growth: each ANALYZE
+        // (autovacuum's, every 10 % of growth) invalidates it, and the growth
+        // benchmark (scenario 9) watches for a cost that grows with the ledger.
         let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
              JOIN LATERAL (SELECT * FROM ledger_entries WHERE transaction_id = wanted.id OFFSET 0) e ON true \
              JOIN LATERAL (SELECT * FROM transactions WHERE transaction_id = e.transaction_id OFFSET 0) t ON true"
         )))
-        .persistent(false)
+        .persistent(uuids.len() <= PREPARED_LOOKUP_MAX_IDS)
         .bind(&uuids)
         .fetch_all(&mut *transaction)
         .await
@@ -116,7 +129,6 @@ impl LedgerStore for PgLedger {
         .into_iter()
         .map(EntryRow::into_entry)
         .collect::<Result<Vec<_>, _>>()?;
-        let tree = read_tree(&mut *transaction).await?;
         let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
         let tree = TreeSnapshot { state: tree, edge };
         Ok(PgAppend { transaction, snapshot: AppendSnapshot { head, existing, tree } })
@@ -294,32 +306,30 @@ impl AppendSession for PgAppend {
         }
         let connection = &mut *self.transaction;
         if !entries.is_empty() {
+            // Both tables in one round trip (a data-modifying CTE always runs
+            // to completion). The entries' statement trigger still checks
+            // them against the head, which moves only in the next statement.
             sqlx::query(
-                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
-             SELECT id, amount::numeric, currency, occurred_at, metadata::jsonb \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
-                  AS batch(id, amount, currency, occurred_at, metadata)",
+                "WITH new_transactions AS ( \
+                     INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
+                     SELECT id, amount::numeric, currency, occurred_at, metadata::jsonb \
+                     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
+                          AS batch(id, amount, currency, occurred_at, metadata)) \
+                 INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+                 SELECT * FROM UNNEST($6::bigint[], $1::uuid[], $7::bytea[], $8::bytea[], $9::timestamptz[])",
             )
             .bind(&ids)
             .bind(&amounts)
             .bind(&currencies)
             .bind(&occurred)
             .bind(&metadata)
+            .bind(&sequences)
+            .bind(&prev_hashes)
+            .bind(&entry_hashes)
+            .bind(&recorded)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
-            sqlx::query(
-            "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
-             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::timestamptz[])",
-        )
-        .bind(&sequences)
-        .bind(&ids)
-        .bind(&prev_hashes)
-        .bind(&entry_hashes)
-        .bind(&recorded)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
         }
         let head = if entries.is_empty() { None } else { Some(plan.new_head()) };
         if let Some(tree) = plan.tree_update() {

@@ -278,8 +278,8 @@ async fn a_batch_whose_connection_is_killed_mid_transaction_leaves_nothing() {
     ledger.ingest(vec![transaction(1, "1")], at(1)).await.unwrap();
     let head = ledger.head().await.unwrap();
 
-    // Another session holds ledger_entries, so the append blocks half-way: after
-    // its transactions rows are inserted, before its entries are.
+    // Another session holds ledger_entries, so the append blocks half-way:
+    // holding the head lock, before its rows are written.
     let mut blocker = pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE ledger_entries IN EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
     let store = ledger.store().clone();
@@ -290,10 +290,12 @@ async fn a_batch_whose_connection_is_killed_mid_transaction_leaves_nothing() {
         let plan = plan_append(session.snapshot(), batch, at(2)).expect("plan");
         session.commit(&plan).await
     });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let victim: i32 = loop {
+        assert!(std::time::Instant::now() < deadline, "the append never blocked on ledger_entries");
         let waiting: Option<i32> = sqlx::query_scalar(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ledger_entries%'",
+             AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ledger_entries%'",
         )
         .fetch_optional(&pool)
         .await
