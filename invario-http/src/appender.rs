@@ -189,6 +189,15 @@ async fn run<S: LedgerStore>(ledger: Arc<Ledger<S>>, settings: GroupCommit, mut 
                 for reply in replies {
                     let _ = reply.send(Err(failure.clone()));
                 }
+                // Requests queued while the database was found unreachable or
+                // full would each wait out another connection timeout behind
+                // this one (measured: 10 s answers during a crash); they get
+                // the same retryable answer now. Nothing of theirs was written.
+                if matches!(failure, AppendFailure::Unavailable(_) | AppendFailure::OutOfSpace(_)) {
+                    while let Ok(job) = queue.try_recv() {
+                        let _ = job.reply.send(Err(failure.clone()));
+                    }
+                }
             }
         }
     }
