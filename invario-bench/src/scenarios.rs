@@ -182,6 +182,13 @@ struct GrowthPoint {
     server_peak_kib: u64,
 }
 
+/// The `index`-th number in 1..=`bound` of a fixed-seed sequence: every run
+/// asks for the same entries and sizes (scenarios 7 and 9).
+fn pick(index: u64, bound: u64) -> u64 {
+    let mixed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 0xD1B5_4A32_D192_ED03;
+    1 + mixed % bound
+}
+
 /// Scenario 9: one ledger grown through each size of `--growth-sizes`; at
 /// each, the append rate of the last entries that reached it (batch 1,000),
 /// `invario verify` over all of it, the p99 of inclusion proofs at random
@@ -223,7 +230,7 @@ async fn growth(
         let api = Server::start(&plan.invario, &url, ServeOptions::DEFAULT).await?;
         let mut latencies = Latencies::default();
         for i in 0..GROWTH_PROOFS {
-            let sequence = 1 + i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) % size;
+            let sequence = pick(i, size);
             let url = format!(
                 "{}/v1/ledger/proof/inclusion?sequence_number={sequence}&tree_size={size}",
                 api.base_url
@@ -1041,11 +1048,6 @@ async fn merkle_tree(
     let key = processes::create_key(&plan.invario, ledger_url).await?;
     let api = Server::start(&plan.invario, ledger_url, ServeOptions::DEFAULT).await?;
     let client = http_client()?;
-    // A fixed-seed generator: the same sizes and indexes in every run.
-    let pick = |index: u64, bound: u64| {
-        let mixed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 0xD1B5_4A32_D192_ED03;
-        1 + mixed % bound
-    };
     let mut rows = Vec::new();
     let cases: [(&str, RequestPath); 3] = [
         ("GET /v1/ledger/head (baseline)", Box::new(|_| "/v1/ledger/head".to_owned())),
