@@ -5,7 +5,10 @@
 //! cached record must never outlive its revocation. So the cache is *live*
 //! only while a change feed ([`crate::ports::KeyChanges`]) is connected: any
 //! change empties it, losing the feed suspends it (every request reads the
-//! store again) until the feed is back. A lookup that raced with a change is
+//! store again) until the feed is back. A hit is trusted only after the feed
+//! has caught up with every change committed before it
+//! ([`crate::ports::CacheFence`]), so a revocation bites on the first request
+//! that starts after it, not when its notice happens to arrive. A lookup that raced with a change is
 //! not cached: fills carry the generation they were read in and are dropped
 //! when it has moved on. Unknown keys are never cached, so a flood of bad keys
 //! cannot grow it, and it holds at most its capacity.
@@ -102,7 +105,7 @@ impl KeyCache {
 
     /// Applies what the change feed reported: a change empties the cache, a
     /// lost feed suspends it, a (re)established feed empties and resumes it
-    /// (changes made while it was down are unknown).
+    /// (changes made while it was down are unknown); no change keeps it.
     pub fn apply(&self, change: KeyChange) {
         let mut state = self.state();
         match change {
@@ -110,6 +113,7 @@ impl KeyCache {
                 let live = state.live;
                 state.reset(live);
             }
+            KeyChange::Unchanged => {}
             KeyChange::Lost => state.reset(false),
             KeyChange::Listening => state.reset(true),
         }

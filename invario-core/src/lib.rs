@@ -79,7 +79,8 @@ pub use memory::{MemoryKeyStore, MemoryLedger};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
 pub use metadata::{Metadata, MetadataError};
 pub use ports::{
-    AppendSession, KeyChange, KeyChanges, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem,
+    AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerStore, StoreError, Sweep,
+    VerificationItem,
 };
 pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,

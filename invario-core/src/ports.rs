@@ -144,22 +144,37 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
-/// What a key change feed reports.
+/// What a key change feed reports when asked to catch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyChange {
-    /// The feed is (again) connected: from now on every change is reported.
+    /// The feed is (again) connected: from now on every change is reported,
+    /// but changes made before may have gone unseen.
     Listening,
-    /// A key was created, revoked, or otherwise changed.
+    /// A key was created, revoked, or otherwise changed since the last report.
     Changed,
+    /// Nothing changed since the last report.
+    Unchanged,
     /// The feed is down: changes may go unreported until it listens again.
     Lost,
 }
 
-/// A stream of [`KeyChange`]s from a key store.
+/// A feed of changes to the stored keys.
 #[async_trait]
 pub trait KeyChanges: Send {
-    /// The next change. The first is [`KeyChange::Listening`] once
+    /// Reports what changed since the last call, having seen every change
+    /// committed before this call began: that is what lets a cached key be
+    /// trusted after it. The first report is [`KeyChange::Listening`] once
     /// connected; after [`KeyChange::Lost`] the caller waits a moment before
     /// asking again (the feed tries to reconnect on that call).
-    async fn next_change(&mut self) -> KeyChange;
+    async fn catch_up(&mut self) -> KeyChange;
+}
+
+/// Makes a key cache current before one of its records is trusted: whoever
+/// follows the store's [`KeyChanges`] for the cache implements it.
+#[async_trait]
+pub trait CacheFence: Send + Sync + std::fmt::Debug {
+    /// Returns `true` once every key change committed before this call has
+    /// been applied to the cache; `false` if that could not be established
+    /// in time (then the store must be read).
+    async fn catch_up(&self) -> bool;
 }

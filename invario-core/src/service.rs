@@ -11,9 +11,11 @@ use crate::append::{
 use crate::chain::{Checkpoint, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
 use crate::key_cache::{CacheLookup, KeyCache};
-use crate::keys::{ApiKeyRecord, ApiKeySecret, AuthError, Owner, OwnerError, Scope, Scopes, ScopesError};
+use crate::keys::{
+    ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, OwnerError, Scope, Scopes, ScopesError,
+};
 use crate::merkle::Frontier;
-use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::ports::{AppendSession, CacheFence, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
 use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionId};
@@ -383,7 +385,7 @@ pub enum AuthenticationError {
 #[derive(Debug)]
 pub struct KeyAdmin<K> {
     store: K,
-    cache: Option<Arc<KeyCache>>,
+    cache: Option<(Arc<KeyCache>, Arc<dyn CacheFence>)>,
 }
 
 impl<K: KeyStore> KeyAdmin<K> {
@@ -392,11 +394,13 @@ impl<K: KeyStore> KeyAdmin<K> {
         KeyAdmin { store, cache: None }
     }
 
-    /// Wraps a store, authenticating from `cache` while it is live. Whoever
-    /// holds the store's [`KeyStore::change_feed`] must hand every change to
-    /// [`KeyCache::apply`], or a revoked key would keep working.
-    pub fn with_cache(store: K, cache: Arc<KeyCache>) -> Self {
-        KeyAdmin { store, cache: Some(cache) }
+    /// Wraps a store, authenticating from `cache` while it is live, each hit
+    /// only once `fence` has caught the cache up. Whoever holds the store's
+    /// [`KeyStore::change_feed`] must hand every change to
+    /// [`KeyCache::apply`] and serve `fence` from it, or a revoked key would
+    /// keep working.
+    pub fn with_cache(store: K, cache: Arc<KeyCache>, fence: Arc<dyn CacheFence>) -> Self {
+        KeyAdmin { store, cache: Some((cache, fence)) }
     }
 
     /// The underlying store.
@@ -436,23 +440,42 @@ impl<K: KeyStore> KeyAdmin<K> {
     ) -> Result<ApiKeyRecord, AuthenticationError> {
         let secret = ApiKeySecret::parse(presented.ok_or(AuthError::Missing)?).map_err(AuthError::from)?;
         let hash = secret.hash();
-        let record = match self.cache.as_deref().map(|cache| (cache, cache.lookup(&hash))) {
-            Some((_, CacheLookup::Hit(record))) => record,
-            Some((cache, CacheLookup::Miss(ticket))) => {
-                let record = self.store.key_by_hash(&hash).await?.ok_or(AuthError::Unknown)?;
-                cache.fill(ticket, record.clone());
-                record
-            }
-            None => self.store.key_by_hash(&hash).await?.ok_or(AuthError::Unknown)?,
-        };
+        let record = self.key_record(&hash).await?;
         record.authorize(scope, now)?;
         if record.needs_last_used_touch(now) {
             self.store.touch_last_used(record.id, now).await?;
-            if let Some(cache) = &self.cache {
+            if let Some((cache, _)) = &self.cache {
                 cache.note_used(&hash, now);
             }
         }
         Ok(record)
+    }
+
+    /// The key's record: from the cache once it has caught up with every
+    /// change committed before this call, else from the store.
+    async fn key_record(&self, hash: &KeyHash) -> Result<ApiKeyRecord, AuthenticationError> {
+        let Some((cache, fence)) = &self.cache else {
+            return self.stored_key(hash).await;
+        };
+        let lookup = match cache.lookup(hash) {
+            // Looked up again after the catch-up: a change it brought in has
+            // emptied the cache by then.
+            CacheLookup::Hit(_) if fence.catch_up().await => cache.lookup(hash),
+            CacheLookup::Hit(_) => return self.stored_key(hash).await,
+            miss @ CacheLookup::Miss(_) => miss,
+        };
+        match lookup {
+            CacheLookup::Hit(record) => Ok(record),
+            CacheLookup::Miss(ticket) => {
+                let record = self.stored_key(hash).await?;
+                cache.fill(ticket, record.clone());
+                Ok(record)
+            }
+        }
+    }
+
+    async fn stored_key(&self, hash: &KeyHash) -> Result<ApiKeyRecord, AuthenticationError> {
+        Ok(self.store.key_by_hash(hash).await?.ok_or(AuthError::Unknown)?)
     }
 
     /// Revokes every unrevoked key of `owner`; returns how many.

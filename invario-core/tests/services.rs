@@ -2,9 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use futures_executor::block_on;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 use invario_core::{
-    Amount, AuthError, AuthenticationError, IngestError, KeyAdmin, KeyAdminError, Ledger, MemoryKeyStore,
-    MemoryLedger, PageError, ReceiptStatus, Scope, Timestamp, Transaction,
+    Amount, AuthError, AuthenticationError, CacheFence, IngestError, KeyAdmin, KeyAdminError, KeyCache,
+    KeyChange, Ledger, MemoryKeyStore, MemoryLedger, PageError, ReceiptStatus, Scope, Timestamp, Transaction,
 };
 use rand_core::{OsRng, TryRngCore};
 use serde_json::json;
@@ -181,6 +185,64 @@ fn keys_authenticate_until_revoked_and_only_for_their_scopes() {
         assert_eq!(admin.list(Some("Other")).await.unwrap().len(), 1);
         let other = &admin.list(Some("Other")).await.unwrap()[0];
         assert_eq!(admin.revoke_prefix(&other.prefix, at(4)).await.unwrap(), 1);
+    });
+}
+
+/// A fence whose catch-up delivers the change the test says is in flight.
+#[derive(Debug)]
+struct ScriptedFence {
+    cache: Arc<KeyCache>,
+    in_flight: Mutex<Option<KeyChange>>,
+    caught_up: AtomicBool,
+    rounds: AtomicUsize,
+}
+
+#[async_trait]
+impl CacheFence for ScriptedFence {
+    async fn catch_up(&self) -> bool {
+        self.rounds.fetch_add(1, Ordering::SeqCst);
+        if let Some(change) = self.in_flight.lock().unwrap().take() {
+            self.cache.apply(change);
+        }
+        self.caught_up.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_cached_key_is_trusted_only_once_the_feed_caught_up() {
+    block_on(async {
+        let cache = Arc::new(KeyCache::new(8));
+        cache.apply(KeyChange::Listening);
+        let fence = Arc::new(ScriptedFence {
+            cache: Arc::clone(&cache),
+            in_flight: Mutex::new(None),
+            caught_up: AtomicBool::new(true),
+            rounds: AtomicUsize::new(0),
+        });
+        let admin = KeyAdmin::with_cache(MemoryKeyStore::new(), Arc::clone(&cache), fence.clone());
+        let mut rng = OsRng.unwrap_err();
+        let (key, _) = admin.create_key(&mut rng, "Svc", r#"{"read": true}"#, None, at(0)).await.unwrap();
+
+        admin.authenticate(Some(key.expose()), Scope::Read, at(1)).await.unwrap();
+        assert_eq!(fence.rounds.load(Ordering::SeqCst), 0, "a miss reads the store, no catch-up needed");
+        assert_eq!(cache.len(), 1);
+        admin.authenticate(Some(key.expose()), Scope::Read, at(1)).await.unwrap();
+        assert_eq!(fence.rounds.load(Ordering::SeqCst), 1, "a hit is trusted only after a catch-up");
+
+        // Revoked in the store, its notice not yet applied: the catch-up
+        // brings it in, and the request is refused.
+        admin.revoke_owner("Svc", at(2)).await.unwrap();
+        *fence.in_flight.lock().unwrap() = Some(KeyChange::Changed);
+        let revoked = admin.authenticate(Some(key.expose()), Scope::Read, at(3)).await.unwrap_err();
+        assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })), "{revoked:?}");
+
+        // A catch-up that fails sends the request to the store.
+        let (other, _) = admin.create_key(&mut rng, "Other", r#"{"read": true}"#, None, at(0)).await.unwrap();
+        admin.authenticate(Some(other.expose()), Scope::Read, at(4)).await.unwrap();
+        admin.revoke_owner("Other", at(5)).await.unwrap();
+        fence.caught_up.store(false, Ordering::SeqCst);
+        let revoked = admin.authenticate(Some(other.expose()), Scope::Read, at(6)).await.unwrap_err();
+        assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })), "{revoked:?}");
     });
 }
 

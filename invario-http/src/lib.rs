@@ -136,8 +136,8 @@ where
     let (keys, key_feed_task) = match key_store.change_feed().filter(|_| config.key_cache.capacity > 0) {
         Some(feed) => {
             let cache = Arc::new(KeyCache::new(config.key_cache.capacity));
-            let task = tokio::spawn(key_feed::follow(feed, Arc::clone(&cache), stop_monitor.subscribe()));
-            (KeyAdmin::with_cache(key_store, cache), Some(task))
+            let (fence, task) = key_feed::start(feed, Arc::clone(&cache), stop_monitor.subscribe());
+            (KeyAdmin::with_cache(key_store, cache, fence), Some(task))
         }
         None => (KeyAdmin::new(key_store), None),
     };

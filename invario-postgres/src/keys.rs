@@ -1,12 +1,14 @@
 //! The key store port on PostgreSQL.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use invario_core::{
     ApiKeyRecord, KeyChange, KeyChanges, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp,
 };
-use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{Executor, PgPool};
 use uuid::Uuid;
 
 use crate::rows::{store_error, timestamp, to_datetime};
@@ -141,11 +143,10 @@ impl KeyStore for PgKeyStore {
     fn change_feed(&self) -> Option<Box<dyn KeyChanges>> {
         // The listener holds its connection for good: give it a pool of its
         // own, so the service's pool keeps every connection it was sized for.
-        let listener_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let listener_pool =
+            PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(
+                (*self.pool.connect_options()).clone().application_name(KEY_FEED_APPLICATION_NAME),
+            );
         Some(Box::new(PgKeyChanges { pool: listener_pool, listener: None }))
     }
 }
@@ -153,6 +154,15 @@ impl KeyStore for PgKeyStore {
 /// The channel a trigger on `api_keys` notifies (see the key-notification
 /// migration) whenever a key is created, revoked, edited or deleted.
 pub const KEY_CHANGES_CHANNEL: &str = "invario_api_keys";
+
+/// Longest a catch-up round trip may take before the feed's connection is
+/// given up as lost (a partitioned network would otherwise hold it for the
+/// kernel's TCP timeout).
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
+
+/// The `application_name` of the key change feed's connection, as
+/// `pg_stat_activity` shows it.
+pub const KEY_FEED_APPLICATION_NAME: &str = "invario key feed";
 
 /// Key changes pushed by PostgreSQL's `NOTIFY` on [`KEY_CHANGES_CHANNEL`].
 struct PgKeyChanges {
@@ -162,23 +172,34 @@ struct PgKeyChanges {
 
 #[async_trait]
 impl KeyChanges for PgKeyChanges {
-    async fn next_change(&mut self) -> KeyChange {
-        if let Some(listener) = self.listener.as_mut() {
-            match listener.try_recv().await {
-                Ok(Some(_)) => return KeyChange::Changed,
-                // The connection is gone: start over on a fresh one (below);
-                // whatever changed in between went unreported, which the
-                // `Listening` that follows tells the cache.
-                Ok(None) | Err(_) => self.listener = None,
-            }
+    /// One round trip on the listening connection. PostgreSQL signals every
+    /// listener as a notifying transaction commits, before that transaction's
+    /// client hears of the commit, and a listener sends what it was signalled
+    /// before it reports ready for the next query: so when this query's answer
+    /// is in, every notification committed before it was sent is in the
+    /// listener's buffer.
+    async fn catch_up(&mut self) -> KeyChange {
+        let Some(listener) = self.listener.as_mut() else {
+            return match listen(&self.pool).await {
+                Ok(listener) => {
+                    self.listener = Some(listener);
+                    KeyChange::Listening
+                }
+                Err(_) => KeyChange::Lost,
+            };
+        };
+        let answered = tokio::time::timeout(CATCH_UP_LIMIT, (&mut *listener).execute("SELECT 1")).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            // Whatever changed since went unreported: the next call starts
+            // over on a fresh connection, and its `Listening` tells the cache.
+            self.listener = None;
+            return KeyChange::Lost;
         }
-        match listen(&self.pool).await {
-            Ok(listener) => {
-                self.listener = Some(listener);
-                KeyChange::Listening
-            }
-            Err(_) => KeyChange::Lost,
+        let mut changed = false;
+        while listener.next_buffered().is_some() {
+            changed = true;
         }
+        if changed { KeyChange::Changed } else { KeyChange::Unchanged }
     }
 }
 

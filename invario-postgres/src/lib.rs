@@ -15,7 +15,7 @@ use sqlx::{Connection, postgres::PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use keys::{KEY_CHANGES_CHANNEL, PgKeyStore};
+pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
 pub use sqlx::PgPool;
 
