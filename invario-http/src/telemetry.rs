@@ -7,7 +7,6 @@
 //! span's `correlation_id`, `route` and `method`), so a client's id finds every
 //! line its request caused; a field the event sets itself wins.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
@@ -57,69 +56,88 @@ where
     result.map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
+
 struct JsonLines<W> {
     sink: W,
 }
 
-#[derive(Default, Clone)]
+/// An event's or a span's fields, values already rendered as JSON text, so
+/// a line is assembled without building a JSON tree per event.
+#[derive(Default)]
 struct Fields {
     event: Option<String>,
     correlation_id: Option<String>,
     message: Option<String>,
-    rest: Vec<(String, serde_json::Value)>,
+    rest: Vec<(&'static str, String)>,
 }
 
 impl Fields {
-    fn put(&mut self, field: &Field, value: serde_json::Value) {
-        let as_text = || match &value {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
+    fn put_text(&mut self, field: &Field, text: &str) {
         match field.name() {
-            "event" => self.event = Some(as_text()),
-            "correlation_id" => self.correlation_id = Some(as_text()),
-            "message" => self.message = Some(as_text()),
-            name => match self.rest.iter_mut().find(|(known, _)| known == name) {
-                Some((_, known)) => *known = value,
-                None => self.rest.push((name.to_owned(), value)),
-            },
+            "event" => self.event = Some(text.to_owned()),
+            "correlation_id" => self.correlation_id = Some(text.to_owned()),
+            "message" => self.message = Some(text.to_owned()),
+            name => self.put_json(name, json_string(text)),
         }
     }
 
-    /// Fills in what `outer` (an enclosing span) knows and this does not.
-    fn inherit(&mut self, outer: &Fields) {
-        if self.correlation_id.is_none() {
-            self.correlation_id.clone_from(&outer.correlation_id);
+    fn put_other(&mut self, field: &Field, json: String) {
+        match field.name() {
+            "event" => self.event = Some(json),
+            "correlation_id" => self.correlation_id = Some(json),
+            "message" => self.message = Some(json),
+            name => self.put_json(name, json),
         }
-        let own = std::mem::take(&mut self.rest);
-        self.rest = outer
-            .rest
-            .iter()
-            .filter(|(name, _)| !own.iter().any(|(mine, _)| mine == name))
-            .cloned()
-            .collect();
-        self.rest.extend(own);
     }
+
+    fn put_json(&mut self, name: &'static str, json: String) {
+        match self.rest.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, known)) => *known = json,
+            None => self.rest.push((name, json)),
+        }
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    // serde_json writes valid UTF-8 for a `str`; the fallback cannot happen.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, text);
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        self.put_text(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.put_other(field, value.to_string());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.put_other(field, value.to_string());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.put_other(field, value.to_string());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        self.put_other(field, serde_json::Value::from(value).to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
+        self.put_text(field, &format!("{value:?}"));
     }
 }
 
@@ -145,37 +163,48 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, context: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
+        let mut own = Fields::default();
+        event.record(&mut own);
         // Innermost span first: the nearest value of a field wins.
-        if let Some(scope) = context.event_scope(event) {
-            for span in scope {
-                if let Some(outer) = span.extensions().get::<Fields>() {
-                    fields.inherit(outer);
+        let spans: Vec<_> = context.event_scope(event).into_iter().flatten().collect();
+        let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
+        let outer: Vec<&Fields> = extensions.iter().filter_map(|found| found.get::<Fields>()).collect();
+
+        let mut line = Vec::with_capacity(256);
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        line.extend_from_slice(b"{\"timestamp\":");
+        push_json_string(&mut line, &timestamp);
+        line.extend_from_slice(b",\"level\":");
+        push_json_string(&mut line, level_name(event.metadata().level()));
+        line.extend_from_slice(b",\"event\":");
+        push_json_string(&mut line, own.event.as_deref().or(own.message.as_deref()).unwrap_or_default());
+        line.extend_from_slice(b",\"correlation_id\":");
+        match own
+            .correlation_id
+            .as_deref()
+            .or_else(|| outer.iter().find_map(|span| span.correlation_id.as_deref()))
+        {
+            Some(correlation) => push_json_string(&mut line, correlation),
+            None => line.extend_from_slice(b"null"),
+        }
+        if let (Some(message), Some(_)) = (&own.message, &own.event) {
+            line.extend_from_slice(b",\"message\":");
+            push_json_string(&mut line, message);
+        }
+        let mut written: Vec<&'static str> = Vec::with_capacity(16);
+        for fields in std::iter::once(&own).chain(outer.iter().copied()) {
+            for (name, json) in &fields.rest {
+                if written.contains(name) {
+                    continue;
                 }
+                written.push(name);
+                line.push(b',');
+                push_json_string(&mut line, name);
+                line.push(b':');
+                line.extend_from_slice(json.as_bytes());
             }
         }
-        let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
-        let mut line = String::with_capacity(256);
-        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
-        let event_name = fields.event.clone().or_else(|| fields.message.clone()).unwrap_or_default();
-        let _ = write!(
-            line,
-            "{{\"timestamp\":{},\"level\":{},\"event\":{}",
-            quote(&timestamp),
-            quote(&level),
-            quote(&event_name)
-        );
-        let correlation = fields.correlation_id.as_deref().map_or_else(|| "null".to_owned(), quote);
-        let _ = write!(line, ",\"correlation_id\":{correlation}");
-        if let (Some(message), Some(_)) = (&fields.message, &fields.event) {
-            let _ = write!(line, ",\"message\":{}", quote(message));
-        }
-        for (name, value) in &fields.rest {
-            let _ = write!(line, ",{}:{}", quote(name), value);
-        }
-        line.push_str("}\n");
-        let _ = self.sink.make_writer().write_all(line.as_bytes());
+        line.extend_from_slice(b"}\n");
+        let _ = self.sink.make_writer().write_all(&line);
     }
 }
