@@ -205,6 +205,29 @@ impl LedgerHead {
     }
 }
 
+/// A ledger entry's receipt, borrowed from it: see [`LedgerEntry::receipt`].
+#[derive(Debug, serde::Serialize)]
+pub struct EntryReceipt<'a> {
+    /// The client's id.
+    pub transaction_id: &'a TransactionId,
+    /// Exact amount.
+    pub amount: &'a crate::amount::Amount,
+    /// ISO 4217 code.
+    pub currency: &'a crate::currency::Currency,
+    /// When the client says it happened.
+    pub occurred_at: &'a Option<Timestamp>,
+    /// The client's metadata.
+    pub metadata: &'a crate::metadata::Metadata,
+    /// When the server recorded it.
+    pub recorded_at: &'a Timestamp,
+    /// Its place in the chain.
+    pub sequence_number: u64,
+    /// The previous entry's hash.
+    pub prev_hash: &'a EntryHash,
+    /// Its own hash.
+    pub entry_hash: &'a EntryHash,
+}
+
 /// One entry of the ledger with the transaction it records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
@@ -270,18 +293,26 @@ impl LedgerEntry {
     /// The receipt clients get (an API boundary): the transaction as recorded
     /// plus its place in the chain — everything needed to recompute its hash.
     pub fn receipt_json(&self) -> serde_json::Value {
+        // Serialising borrowed fields cannot fail (no map has non-string keys).
+        serde_json::to_value(self.receipt()).unwrap_or_default()
+    }
+
+    /// The receipt as a value to serialise straight to bytes (the same
+    /// fields, in the same order, as [`LedgerEntry::receipt_json`]), so a
+    /// response of many receipts builds no JSON tree.
+    pub fn receipt(&self) -> EntryReceipt<'_> {
         let transaction = &self.transaction;
-        serde_json::json!({
-            "transaction_id": transaction.transaction_id,
-            "amount": transaction.amount,
-            "currency": transaction.currency,
-            "occurred_at": transaction.occurred_at,
-            "metadata": transaction.metadata,
-            "recorded_at": self.recorded_at,
-            "sequence_number": self.sequence_number,
-            "prev_hash": self.prev_hash,
-            "entry_hash": self.entry_hash,
-        })
+        EntryReceipt {
+            transaction_id: &transaction.transaction_id,
+            amount: &transaction.amount,
+            currency: &transaction.currency,
+            occurred_at: &transaction.occurred_at,
+            metadata: &transaction.metadata,
+            recorded_at: &self.recorded_at,
+            sequence_number: self.sequence_number,
+            prev_hash: &self.prev_hash,
+            entry_hash: &self.entry_hash,
+        }
     }
 
     /// This entry as a chain position.

@@ -66,8 +66,8 @@ pub use append::{
     Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill,
 };
 pub use chain::{
-    Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER, SequenceExhausted,
-    encode_entry_v1, entry_hash_v1,
+    Checkpoint, EntryContent, EntryHash, EntryReceipt, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER,
+    SequenceExhausted, encode_entry_v1, entry_hash_v1,
 };
 pub use currency::{Currency, CurrencyError};
 pub use integrity::{

@@ -214,8 +214,10 @@ fn error_response(error: &ApiError, correlation_id: &str) -> Response {
 }
 
 /// A JSON answer with `status`.
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = Response::new(body.to_string().into());
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    // Serialising a JSON value or a derived struct of strings, numbers and
+    // string maps into memory cannot fail.
+    let mut response = Response::new(serde_json::to_vec(body).unwrap_or_default().into());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -4,7 +4,7 @@ use invario_core::{
     IngestError, KeyStore, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, Transaction,
     TransactionId,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -37,7 +37,7 @@ pub(super) async fn create<S: LedgerStore + 'static, K: KeyStore>(
         ReceiptStatus::Created => StatusCode::CREATED,
         ReceiptStatus::Replayed => StatusCode::OK,
     };
-    let mut response = json_response(status, &receipt.entry.receipt_json());
+    let mut response = json_response(status, &receipt.entry.receipt());
     let location = format!("/v1/transactions/{}", receipt.entry.transaction_id());
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -65,8 +65,14 @@ pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
         log_processed(&receipt.entry, receipt.status);
     }
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    let entries: Vec<Value> = receipts.iter().map(|receipt| receipt.entry.receipt_json()).collect();
-    Ok(json_response(status, &json!({ "entries": entries })))
+    let entries: Vec<_> = receipts.iter().map(|receipt| receipt.entry.receipt()).collect();
+    Ok(json_response(status, &BatchReceipts { entries }))
+}
+
+/// The answer to a batch: every receipt, serialised straight to bytes.
+#[derive(serde::Serialize)]
+struct BatchReceipts<'a> {
+    entries: Vec<invario_core::EntryReceipt<'a>>,
 }
 
 /// Counts and logs a batch refused for its content (`batch_rejected`).
