@@ -81,21 +81,29 @@ struct Fields {
 }
 
 impl Fields {
-    fn put_text(&mut self, field: &Field, text: &str) {
-        match field.name() {
-            "event" => self.event = Some(text.to_owned()),
-            "correlation_id" => self.correlation_id = Some(text.to_owned()),
-            "message" => self.message = Some(text.to_owned()),
-            name => self.put_json(name, json_string(text)),
+    /// The slot of a field the line places itself (kept as plain text).
+    fn named_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "event" => Some(&mut self.event),
+            "correlation_id" => Some(&mut self.correlation_id),
+            "message" => Some(&mut self.message),
+            _ => None,
         }
     }
 
+    fn put_text(&mut self, field: &Field, text: &str) {
+        match self.named_slot(field.name()) {
+            Some(slot) => *slot = Some(text.to_owned()),
+            // Serialising a `str` cannot fail.
+            None => self.put_json(field.name(), serde_json::to_string(text).unwrap_or_default()),
+        }
+    }
+
+    /// A number or boolean: its JSON text is also its plain text.
     fn put_other(&mut self, field: &Field, json: String) {
-        match field.name() {
-            "event" => self.event = Some(json),
-            "correlation_id" => self.correlation_id = Some(json),
-            "message" => self.message = Some(json),
-            name => self.put_json(name, json),
+        match self.named_slot(field.name()) {
+            Some(slot) => *slot = Some(json),
+            None => self.put_json(field.name(), json),
         }
     }
 
@@ -105,14 +113,6 @@ impl Fields {
             None => self.rest.push((name, json)),
         }
     }
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    push_json_string(&mut out, text);
-    // serde_json writes valid UTF-8 for a `str`; the fallback cannot happen.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
