@@ -3,7 +3,8 @@
 //! the cache are the core's, [`KeyCache::apply`]), and makes the feed catch
 //! up before a cached key is trusted ([`CacheFence`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,7 +57,7 @@ impl KeyCacheSettings {
 #[derive(Debug)]
 pub(crate) struct FeedFence {
     /// The number the next round to start will carry.
-    next_round: Mutex<u64>,
+    next_round: AtomicU64,
     wanted: Notify,
     /// The last round completed, or `u64::MAX` while the cache is not live
     /// (every caller passes then: its second lookup misses and reads the table).
@@ -65,17 +66,14 @@ pub(crate) struct FeedFence {
 
 impl FeedFence {
     fn start_round(&self) -> u64 {
-        let mut next = self.next_round.lock().unwrap_or_else(PoisonError::into_inner);
-        let round = *next;
-        *next += 1;
-        round
+        self.next_round.fetch_add(1, Ordering::SeqCst)
     }
 }
 
 #[async_trait]
 impl CacheFence for FeedFence {
     async fn catch_up(&self) -> bool {
-        let needed = *self.next_round.lock().unwrap_or_else(PoisonError::into_inner);
+        let needed = self.next_round.load(Ordering::SeqCst);
         self.wanted.notify_one();
         let mut completed = self.completed.clone();
         matches!(
@@ -93,7 +91,7 @@ pub(crate) fn start(
     stop: watch::Receiver<bool>,
 ) -> (Arc<FeedFence>, JoinHandle<()>) {
     let (completed_sender, completed) = watch::channel(u64::MAX);
-    let fence = Arc::new(FeedFence { next_round: Mutex::new(1), wanted: Notify::new(), completed });
+    let fence = Arc::new(FeedFence { next_round: AtomicU64::new(1), wanted: Notify::new(), completed });
     let task = tokio::spawn(follow(feed, cache, Arc::clone(&fence), completed_sender, stop));
     (fence, task)
 }
