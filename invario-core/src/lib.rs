@@ -92,5 +92,6 @@ pub use service::{
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};
 pub use timestamp::{Timestamp, TimestampError};
 pub use transaction::{
-    Transaction, TransactionErrors, TransactionFieldError, TransactionId, TransactionIdError,
+    SubmittedTransaction, Transaction, TransactionErrors, TransactionFieldError, TransactionId,
+    TransactionIdError,
 };

@@ -574,3 +574,74 @@ fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
     verifier.feed(&VerificationRecord::Entry(stored, Some(stored_transaction)));
     assert_eq!(verifier.finish().first_break.unwrap().kind(), "sequence_duplicate");
 }
+
+/// JSON values built from the names and texts the transaction rules look at, nested a
+/// little, so objects that are nearly transactions come up often.
+fn nearly_transaction_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let text = prop_oneof![
+        strategies::transaction_id().prop_map(|id| id.to_string()),
+        strategies::amount_text(),
+        "[A-Z]{3}|[a-z]{3}",
+        strategies::timestamp().prop_map(|time| time.to_rfc3339()),
+        "[a-z\"\\\\é\\u{0}]{0,5}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        text.prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((field_name(), inner), 0..7)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+        ]
+    })
+}
+
+fn field_name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "transaction_id",
+        "amount",
+        "currency",
+        "occurred_at",
+        "metadata",
+        "Amount",
+        "x",
+        "",
+    ])
+    .prop_map(str::to_owned)
+}
+
+/// An object written out pair by pair, so a name may repeat (a `Value` cannot hold that).
+fn object_text(pairs: &[(String, serde_json::Value)]) -> String {
+    let members: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| format!("{}:{}", serde_json::Value::from(name.as_str()), value))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    // The HTTP routes read bodies straight into `SubmittedTransaction`; auditors, the
+    // contract suite and older callers use `Transaction::from_json` on a tree. One text
+    // must get one verdict, refusals included, field by field and in the same order.
+    #[test]
+    fn reading_json_text_straight_agrees_with_reading_its_tree(
+        text in prop_oneof![
+            nearly_transaction_json().prop_map(|value| value.to_string()),
+            strategies::transaction().prop_map(|transaction| strategies::to_request_json(&transaction).to_string()),
+            strategies::invalid_transaction_json().prop_map(|(value, _)| value.to_string()),
+            prop::collection::vec((field_name(), nearly_transaction_json()), 0..8).prop_map(|pairs| object_text(&pairs)),
+        ]
+    ) {
+        let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let crate::transaction::SubmittedTransaction(straight) = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(straight, Transaction::from_json(&tree), "{}", text);
+    }
+}

@@ -18,7 +18,7 @@ use crate::merkle::Frontier;
 use crate::ports::{AppendSession, CacheFence, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
 use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
-use crate::transaction::{Transaction, TransactionId};
+use crate::transaction::{SubmittedTransaction, Transaction, TransactionId};
 
 /// Most entries one page of `entries_after` returns.
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -192,10 +192,24 @@ impl<S: LedgerStore> Ledger<S> {
         if items.len() > MAX_BATCH_SIZE {
             return Err(IngestError::BatchTooLarge(items.len()));
         }
+        let submitted = items.iter().map(|item| SubmittedTransaction(Transaction::from_json(item))).collect();
+        self.ingest_submitted(submitted, now).await
+    }
+
+    /// Records a batch as it was submitted (see [`SubmittedTransaction`]): all appended, or
+    /// none, with every refused item listed by index.
+    pub async fn ingest_submitted(
+        &self,
+        items: Vec<SubmittedTransaction>,
+        now: Timestamp,
+    ) -> Result<Vec<Receipt>, IngestError> {
+        if items.len() > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(items.len()));
+        }
         let mut batch = Vec::with_capacity(items.len());
         let mut failures = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            match Transaction::from_json(item) {
+        for (index, SubmittedTransaction(item)) in items.into_iter().enumerate() {
+            match item {
                 Ok(transaction) => batch.push(transaction),
                 Err(errors) => failures.push((index, errors)),
             }

@@ -147,43 +147,78 @@ impl Transaction {
     /// Parses the JSON a client sends, reporting every bad field at once.
     ///
     /// `occurred_at` and `metadata` may be absent or null; unknown fields are refused
-    /// so a misspelt optional field is not silently dropped.
+    /// so a misspelt optional field is not silently dropped. Deserialising the JSON text
+    /// straight into a [`SubmittedTransaction`] reaches the same verdict without the tree.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, TransactionErrors> {
         use serde_json::Value;
         let Some(object) = value.as_object() else {
             return Err(TransactionErrors(vec![TransactionFieldError::NotAnObject]));
         };
-        let mut errors = Vec::new();
-        for name in object.keys().filter(|name| !FIELDS.contains(&name.as_str())) {
-            errors.push(TransactionFieldError::UnknownField(name.clone()));
+        let field = |name: &str| match object.get(name) {
+            None | Some(Value::Null) => FieldValue::Absent,
+            Some(Value::String(text)) => FieldValue::Text(text),
+            Some(_) => FieldValue::NotText,
+        };
+        SubmittedFields {
+            unknown: object.keys().filter(|name| !FIELDS.contains(&name.as_str())).cloned().collect(),
+            transaction_id: field("transaction_id"),
+            amount: field("amount"),
+            currency: field("currency"),
+            occurred_at: field("occurred_at"),
+            metadata: object.get("metadata").filter(|value| !value.is_null()).map(Metadata::from_json),
         }
-        let present = |name: &str| object.get(name).filter(|value| !value.is_null());
-        let required = |name: &'static str| present(name).ok_or(TransactionFieldError::Missing(name));
+        .check()
+    }
+}
 
-        let transaction_id = required("transaction_id").and_then(|value| match value {
-            Value::String(text) => Ok(TransactionId::parse(text)?),
-            _ => Err(TransactionIdError::NotAString.into()),
-        });
-        let amount = required("amount").and_then(|value| match value {
-            Value::String(text) => Ok(Amount::parse(text)?),
-            _ => Err(AmountError::NotAString.into()),
-        });
-        let currency = required("currency").and_then(|value| match value {
-            Value::String(text) => Ok(Currency::parse(text)?),
-            _ => Err(CurrencyError::NotAString.into()),
-        });
-        let occurred_at = present("occurred_at")
-            .map(|value| match value {
-                Value::String(text) => Timestamp::parse_rfc3339(text),
-                _ => Err(TimestampError::NotAString),
-            })
-            .transpose()
-            .map_err(TransactionFieldError::OccurredAt);
-        let metadata = present("metadata")
-            .map(Metadata::from_json)
-            .transpose()
-            .map(Option::unwrap_or_default)
-            .map_err(TransactionFieldError::from);
+/// One field's JSON value, as far as the transaction rules look at it.
+enum FieldValue<'a> {
+    /// Absent or null.
+    Absent,
+    Text(&'a str),
+    /// Any other JSON value: a number, a boolean, an array or an object.
+    NotText,
+}
+
+/// A submitted object's fields, before any rule is checked: the one place the rules
+/// are applied, whichever way the JSON was read.
+struct SubmittedFields<'a> {
+    /// Names that are not transaction fields, in the order they came.
+    unknown: Vec<String>,
+    transaction_id: FieldValue<'a>,
+    amount: FieldValue<'a>,
+    currency: FieldValue<'a>,
+    occurred_at: FieldValue<'a>,
+    /// `None` when absent or null.
+    metadata: Option<Result<Metadata, MetadataError>>,
+}
+
+impl SubmittedFields<'_> {
+    fn check(self) -> Result<Transaction, TransactionErrors> {
+        let mut errors: Vec<_> = self.unknown.into_iter().map(TransactionFieldError::UnknownField).collect();
+        let transaction_id = match self.transaction_id {
+            FieldValue::Absent => Err(TransactionFieldError::Missing("transaction_id")),
+            FieldValue::Text(text) => TransactionId::parse(text).map_err(Into::into),
+            FieldValue::NotText => Err(TransactionIdError::NotAString.into()),
+        };
+        let amount = match self.amount {
+            FieldValue::Absent => Err(TransactionFieldError::Missing("amount")),
+            FieldValue::Text(text) => Amount::parse(text).map_err(Into::into),
+            FieldValue::NotText => Err(AmountError::NotAString.into()),
+        };
+        let currency = match self.currency {
+            FieldValue::Absent => Err(TransactionFieldError::Missing("currency")),
+            FieldValue::Text(text) => Currency::parse(text).map_err(Into::into),
+            FieldValue::NotText => Err(CurrencyError::NotAString.into()),
+        };
+        let occurred_at = match self.occurred_at {
+            FieldValue::Absent => Ok(None),
+            FieldValue::Text(text) => Timestamp::parse_rfc3339(text).map(Some),
+            FieldValue::NotText => Err(TimestampError::NotAString),
+        }
+        .map_err(TransactionFieldError::OccurredAt);
+        let metadata =
+            self.metadata.transpose().map(Option::unwrap_or_default).map_err(TransactionFieldError::from);
 
         fn take<T>(
             errors: &mut Vec<TransactionFieldError>,
@@ -206,6 +241,188 @@ impl Transaction {
             }
             _ => Err(TransactionErrors(errors)),
         }
+    }
+}
+
+/// A transaction as a client sent it in JSON: parsed, or every problem found in it.
+///
+/// Deserialising into this reads the JSON text once, without building a
+/// `serde_json::Value` tree, and reaches exactly the verdict [`Transaction::from_json`]
+/// reaches on the same text. Any JSON value deserialises (a non-object is refused
+/// inside, as [`TransactionFieldError::NotAnObject`]), so only malformed JSON text is a
+/// deserialisation error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmittedTransaction(pub Result<Transaction, TransactionErrors>);
+
+impl<'de> serde::Deserialize<'de> for SubmittedTransaction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SubmittedVisitor)
+    }
+}
+
+struct SubmittedVisitor;
+
+impl SubmittedVisitor {
+    fn not_an_object<E>(self) -> Result<SubmittedTransaction, E> {
+        Ok(SubmittedTransaction(Err(TransactionErrors(vec![TransactionFieldError::NotAnObject]))))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SubmittedVisitor {
+    type Value = SubmittedTransaction;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a transaction")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        self.not_an_object()
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        self.not_an_object()
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut unknown: Vec<String> = Vec::new();
+        let (mut transaction_id, mut amount, mut currency, mut occurred_at) =
+            (JsonText::Absent, JsonText::Absent, JsonText::Absent, JsonText::Absent);
+        let mut metadata = None;
+        // A repeated name keeps its last value, as serde_json's own object does.
+        while let Some(name) = map.next_key::<JsonText<'de>>()? {
+            match name.as_str() {
+                Some("transaction_id") => transaction_id = map.next_value()?,
+                Some("amount") => amount = map.next_value()?,
+                Some("currency") => currency = map.next_value()?,
+                Some("occurred_at") => occurred_at = map.next_value()?,
+                Some("metadata") => metadata = map.next_value::<Option<serde_json::Value>>()?,
+                other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    let name = other.unwrap_or_default();
+                    if !unknown.iter().any(|seen| seen == name) {
+                        unknown.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(SubmittedTransaction(
+            SubmittedFields {
+                unknown,
+                transaction_id: transaction_id.field(),
+                amount: amount.field(),
+                currency: currency.field(),
+                occurred_at: occurred_at.field(),
+                metadata: metadata.as_ref().map(Metadata::from_json),
+            }
+            .check(),
+        ))
+    }
+}
+
+/// A JSON value read only as far as the rules look: a string (borrowed from the body
+/// when it holds no escapes), null, or something else, skipped.
+enum JsonText<'de> {
+    Absent,
+    Borrowed(&'de str),
+    Owned(String),
+    NotText,
+}
+
+impl JsonText<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            JsonText::Borrowed(text) => Some(text),
+            JsonText::Owned(text) => Some(text),
+            JsonText::Absent | JsonText::NotText => None,
+        }
+    }
+
+    fn field(&self) -> FieldValue<'_> {
+        match self {
+            JsonText::Absent => FieldValue::Absent,
+            JsonText::NotText => FieldValue::NotText,
+            JsonText::Borrowed(text) => FieldValue::Text(text),
+            JsonText::Owned(text) => FieldValue::Text(text),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonText<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonTextVisitor)
+    }
+}
+
+struct JsonTextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonTextVisitor {
+    type Value = JsonText<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(JsonText::Borrowed(text))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(JsonText::Owned(text.to_owned()))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+        Ok(JsonText::Owned(text))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonText::Absent)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(JsonText::NotText)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(JsonText::NotText)
     }
 }
 

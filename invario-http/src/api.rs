@@ -11,7 +11,6 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use invario_core::{AuthError, AuthenticationError, KeyAdmin, KeyStore, Ledger, LedgerStore, Scope};
-use serde_json::Value;
 use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
@@ -67,7 +66,7 @@ impl Call {
     }
 
     /// The body as JSON, refusing any other content type.
-    pub(crate) fn json_body(&self) -> Result<Value, ApiError> {
+    pub(crate) fn json_body<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
         let is_json = content_type.is_some_and(|value| {
             value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))

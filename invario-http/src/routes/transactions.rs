@@ -1,10 +1,10 @@
 //! `/v1/transactions`: record one, record a batch, read one.
 
 use invario_core::{
-    IngestError, KeyStore, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, Transaction,
+    IngestError, KeyStore, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, SubmittedTransaction,
     TransactionId,
 };
-use serde_json::Value;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -30,7 +30,8 @@ pub(super) async fn create<S: LedgerStore + 'static, K: KeyStore>(
     app: &App<S, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    let transaction = Transaction::from_json(&call.json_body()?)?;
+    let SubmittedTransaction(transaction) = call.json_body()?;
+    let transaction = transaction?;
     let receipt = app.appender.append(transaction).await??;
     log_processed(&receipt.entry, receipt.status);
     let status = match receipt.status {
@@ -50,15 +51,16 @@ pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
     app: &App<S, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    let value = call.json_body()?;
-    let items = value.get("transactions").and_then(Value::as_array).ok_or_else(|| {
+    let BatchBody { transactions } = call.json_body()?;
+    let items = transactions.ok_or_else(|| {
         ApiError::invalid_field(
             "transactions",
             format!("transactions is required: send {{\"transactions\": [ … up to {MAX_BATCH_SIZE} transactions … ]}}"),
         )
     })?;
+    let count = items.len();
     let receipts =
-        app.ledger.ingest_json(items, now()).await.inspect_err(|error| log_rejection(error, items.len()))?;
+        app.ledger.ingest_submitted(items, now()).await.inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     crate::metrics::record_append(created);
     for receipt in &receipts {
@@ -67,6 +69,93 @@ pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
     let entries: Vec<_> = receipts.iter().map(|receipt| receipt.entry.receipt()).collect();
     Ok(json_response(status, &BatchReceipts { entries }))
+}
+
+/// The body of a batch: `transactions`, when it is an array; other names are ignored.
+///
+/// Any JSON value deserialises, so only malformed JSON text fails here; a missing or
+/// non-array `transactions` is `None`, for the handler to refuse by name.
+struct BatchBody {
+    transactions: Option<Vec<SubmittedTransaction>>,
+}
+
+impl<'de> serde::Deserialize<'de> for BatchBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchBodyVisitor { list: false })
+    }
+}
+
+/// Reads a batch body (`list: false`) or the value under its `transactions` (`list: true`).
+struct BatchBodyVisitor {
+    list: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for TransactionList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(BatchBodyVisitor { list: true })
+            .map(|body| TransactionList(body.transactions))
+    }
+}
+
+/// The value under `transactions`: the items when it is an array, else `None`.
+struct TransactionList(Option<Vec<SubmittedTransaction>>);
+
+impl<'de> serde::de::Visitor<'de> for BatchBodyVisitor {
+    type Value = BatchBody;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_unit<E>(self) -> Result<BatchBody, E> {
+        Ok(BatchBody { transactions: None })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BatchBody, A::Error> {
+        if !self.list {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(BatchBody { transactions: None });
+        }
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_SIZE));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(BatchBody { transactions: Some(items) })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchBody, A::Error> {
+        let mut transactions = None;
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !self.list && name == "transactions" {
+                // A repeated name keeps its last value, as serde_json's own object does.
+                transactions = map.next_value::<TransactionList>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(BatchBody { transactions })
+    }
 }
 
 /// The answer to a batch: every receipt, serialised straight to bytes.

@@ -189,6 +189,39 @@ async fn a_batch_is_atomic_and_lists_every_bad_item_by_index() {
     let (status, _, body) = error_code(app.post("/v1/transactions/batch", &json!([1])).await).await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["details"][0]["field"], "transactions");
+    // The body is read straight into typed items: every other shape is refused by name too.
+    for body in
+        [json!({"transactions": {"0": transaction(20, "1")}}), json!({"transactions": "all", "note": 1})]
+    {
+        let (status, code, refusal) = error_code(app.post("/v1/transactions/batch", &body).await).await;
+        assert_eq!((status, code.as_str()), (422, "validation_failed"), "{body}");
+        assert_eq!(refusal["error"]["details"][0]["field"], "transactions", "{body}");
+    }
+    let (status, _, body) = error_code(
+        app.post("/v1/transactions/batch", &json!({"note": [1], "transactions": [transaction(21, "1"), 7]}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["index"], 1);
+    assert!(
+        body["error"]["details"][0]["message"].as_str().unwrap().contains("must be a JSON object"),
+        "{body}"
+    );
+    let truncated = json!({"transactions": [transaction(22, "1")]}).to_string();
+    let response = app
+        .client
+        .post(app.url("/v1/transactions/batch"))
+        .bearer_auth(&app.write_key)
+        .header("content-type", "application/json")
+        .body(truncated[..truncated.len() - 1].to_owned())
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_json"));
+    let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(head["sequence_number"], 5, "no refused batch wrote anything");
 }
 
 #[tokio::test]
