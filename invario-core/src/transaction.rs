@@ -310,17 +310,19 @@ impl<'de> serde::de::Visitor<'de> for SubmittedVisitor {
             (JsonText::Absent, JsonText::Absent, JsonText::Absent, JsonText::Absent);
         let mut metadata = None;
         // A repeated name keeps its last value, as serde_json's own object does.
+        // JSON names are always strings, so a name is always `Text`.
         while let Some(name) = map.next_key::<JsonText<'de>>()? {
-            match name.as_str() {
-                Some("transaction_id") => transaction_id = map.next_value()?,
-                Some("amount") => amount = map.next_value()?,
-                Some("currency") => currency = map.next_value()?,
-                Some("occurred_at") => occurred_at = map.next_value()?,
-                Some("metadata") => metadata = map.next_value::<Option<serde_json::Value>>()?,
+            match name.field() {
+                FieldValue::Text("transaction_id") => transaction_id = map.next_value()?,
+                FieldValue::Text("amount") => amount = map.next_value()?,
+                FieldValue::Text("currency") => currency = map.next_value()?,
+                FieldValue::Text("occurred_at") => occurred_at = map.next_value()?,
+                FieldValue::Text("metadata") => metadata = map.next_value::<Option<serde_json::Value>>()?,
                 other => {
                     map.next_value::<serde::de::IgnoredAny>()?;
-                    let name = other.unwrap_or_default();
-                    if !unknown.iter().any(|seen| seen == name) {
+                    if let FieldValue::Text(name) = other
+                        && !unknown.iter().any(|seen| seen == name)
+                    {
                         unknown.push(name.to_owned());
                     }
                 }
@@ -350,14 +352,6 @@ enum JsonText<'de> {
 }
 
 impl JsonText<'_> {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            JsonText::Borrowed(text) => Some(text),
-            JsonText::Owned(text) => Some(text),
-            JsonText::Absent | JsonText::NotText => None,
-        }
-    }
-
     fn field(&self) -> FieldValue<'_> {
         match self {
             JsonText::Absent => FieldValue::Absent,

@@ -79,75 +79,53 @@ struct BatchBody {
     transactions: Option<Vec<SubmittedTransaction>>,
 }
 
-impl<'de> serde::Deserialize<'de> for BatchBody {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(BatchBodyVisitor { list: false })
-    }
-}
-
-/// Reads a batch body (`list: false`) or the value under its `transactions` (`list: true`).
-struct BatchBodyVisitor {
-    list: bool,
-}
-
-impl<'de> serde::Deserialize<'de> for TransactionList {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(BatchBodyVisitor { list: true })
-            .map(|body| TransactionList(body.transactions))
-    }
-}
-
 /// The value under `transactions`: the items when it is an array, else `None`.
 struct TransactionList(Option<Vec<SubmittedTransaction>>);
+
+/// Visitor methods that read every value but the one shape wanted as `$absent`, so a
+/// body of the wrong shape is refused by the handler, by name, not as malformed JSON.
+macro_rules! any_other_shape_reads_as {
+    ($absent:expr) => {
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+    };
+}
+
+struct BatchBodyVisitor;
 
 impl<'de> serde::de::Visitor<'de> for BatchBodyVisitor {
     type Value = BatchBody;
 
-    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
-
-    fn visit_unit<E>(self) -> Result<BatchBody, E> {
-        Ok(BatchBody { transactions: None })
-    }
+    any_other_shape_reads_as!(BatchBody { transactions: None });
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BatchBody, A::Error> {
-        if !self.list {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(BatchBody { transactions: None });
-        }
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_SIZE));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(BatchBody { transactions: Some(items) })
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(BatchBody { transactions: None })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchBody, A::Error> {
         let mut transactions = None;
         while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !self.list && name == "transactions" {
+            if name == "transactions" {
                 // A repeated name keeps its last value, as serde_json's own object does.
                 transactions = map.next_value::<TransactionList>()?.0;
             } else {
@@ -155,6 +133,39 @@ impl<'de> serde::de::Visitor<'de> for BatchBodyVisitor {
             }
         }
         Ok(BatchBody { transactions })
+    }
+}
+
+struct TransactionListVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TransactionListVisitor {
+    type Value = TransactionList;
+
+    any_other_shape_reads_as!(TransactionList(None));
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TransactionList, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_SIZE));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(TransactionList(Some(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TransactionList, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(TransactionList(None))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BatchBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchBodyVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TransactionList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TransactionListVisitor)
     }
 }
 
