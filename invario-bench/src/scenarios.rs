@@ -532,7 +532,9 @@ async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result<f64> {
     let mut connection = PgConnection::connect(&url).await?;
     sqlx::raw_sql(
         "CREATE TABLE raw_transactions (LIKE transactions INCLUDING ALL); \
-         CREATE TABLE raw_entries (LIKE ledger_entries INCLUDING ALL);",
+         CREATE TABLE raw_entries (LIKE ledger_entries INCLUDING ALL); \
+         ALTER TABLE raw_transactions ALTER COLUMN ledger_id SET DEFAULT 'default'; \
+         ALTER TABLE raw_entries ALTER COLUMN ledger_id SET DEFAULT 'default';",
     )
     .execute(&mut connection)
     .await?;
@@ -964,8 +966,9 @@ async fn raw_ordered_scan(url: &str) -> anyhow::Result<(u64, f64)> {
             .copy_out_raw(
                 "COPY (SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
                               t.transaction_id, t.amount, t.currency, t.occurred_at, t.metadata \
-                       FROM ledger_entries e LEFT JOIN transactions t ON t.transaction_id = e.transaction_id \
-                       ORDER BY e.sequence_number) TO STDOUT",
+                       FROM ledger_entries e \
+                       LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+                       WHERE e.ledger_id = 'default' ORDER BY e.sequence_number) TO STDOUT",
             )
             .await?;
         while let Some(chunk) = stream.next().await {
@@ -1118,8 +1121,9 @@ async fn forget_tree(url: &str) -> anyhow::Result<()> {
     let mut transaction = connection.begin().await?;
     for statement in [
         "SET LOCAL session_replication_role = replica",
-        "DELETE FROM tree_tiles",
-        "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea",
+        "DELETE FROM tree_tiles WHERE ledger_id = 'default'",
+        "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea \
+         WHERE ledger_id = 'default'",
     ] {
         sqlx::query(statement).execute(&mut *transaction).await?;
     }

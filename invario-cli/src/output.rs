@@ -28,12 +28,7 @@ pub(crate) fn key_table(keys: &[ApiKeyRecord], now: Timestamp) -> String {
                 (None, Some(expiry)) => format!("active until {}", short_time(Some(expiry))),
                 (None, None) => "active".to_owned(),
             };
-            let scopes = [(key.scopes.write, "write"), (key.scopes.read, "read")]
-                .iter()
-                .filter(|(granted, _)| *granted)
-                .map(|(_, name)| *name)
-                .collect::<Vec<_>>()
-                .join(",");
+            let scopes = key.scopes.summary();
             [
                 key.owner.to_string(),
                 key.prefix.clone(),

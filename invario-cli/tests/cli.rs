@@ -26,7 +26,7 @@ async fn migrate_applies_once_and_then_reports_nothing_to_do() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert_eq!(
         text(&first.stdout),
-        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\nApplied migration 20261127000002 checkpoints\nApplied migration 20261128000001 key change notifications\n"
+        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\nApplied migration 20261127000002 checkpoints\nApplied migration 20261128000001 key change notifications\nApplied migration 20261128000002 ledgers\n"
     );
     let second = invario(&database, &["migrate"]);
     assert!(second.status.success());
@@ -37,10 +37,11 @@ async fn migrate_applies_once_and_then_reports_nothing_to_do() {
 async fn a_ledger_from_before_the_tree_is_refused_by_serve_until_migrate_builds_it() {
     let database = fresh_database().await;
     ledger_of(&database, 12).await;
-    let tree_before: (i64, Vec<u8>) = sqlx::query_as("SELECT tree_size, root_hash FROM tree_state")
-        .fetch_one(database.pool())
-        .await
-        .unwrap();
+    let tree_before: (i64, Vec<u8>) =
+        sqlx::query_as("SELECT tree_size, root_hash FROM tree_state WHERE ledger_id = 'default'")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
     tamper::forget_tree(database.pool()).await.unwrap();
 
     let refused = invario(&database, &["serve", "--listen", "127.0.0.1:0"]);
@@ -57,10 +58,11 @@ async fn a_ledger_from_before_the_tree_is_refused_by_serve_until_migrate_builds_
         text(&migrate.stdout),
         "Database schema is up to date: no pending migrations.\nBuilt the Merkle tree over 12 existing entries\n"
     );
-    let tree_after: (i64, Vec<u8>) = sqlx::query_as("SELECT tree_size, root_hash FROM tree_state")
-        .fetch_one(database.pool())
-        .await
-        .unwrap();
+    let tree_after: (i64, Vec<u8>) =
+        sqlx::query_as("SELECT tree_size, root_hash FROM tree_state WHERE ledger_id = 'default'")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
     assert_eq!(tree_after, tree_before, "the backfill builds the very tree the appends built");
     assert_eq!(invario(&database, &["verify"]).status.code(), Some(0));
     let again = invario(&database, &["migrate"]);
@@ -74,7 +76,7 @@ async fn serve_refuses_a_schema_with_pending_migrations() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("4 migration(s) pending") && stderr.contains("run `invario migrate`"),
+        stderr.contains("5 migration(s) pending") && stderr.contains("run `invario migrate`"),
         "{stderr}"
     );
 }
@@ -88,8 +90,8 @@ async fn create_key_prints_the_guides_three_lines_and_bad_input_creates_nothing(
     ));
     for (args, message) in [
         (
-            vec!["create-key", "--owner", "ClientName", "--scopes", r#"{"admin": true}"#],
-            "unknown scope \"admin\"",
+            vec!["create-key", "--owner", "ClientName", "--scopes", r#"{"delete": true}"#],
+            "unknown scope \"delete\"",
         ),
         (vec!["create-key", "--owner", "ClientName", "--scopes", "write"], "scopes must be JSON"),
         (vec!["create-key", "--owner", " ", "--scopes", r#"{"read": true}"#], "owner must not be empty"),

@@ -1,11 +1,13 @@
 //! API keys: generation, parsing, hashing, scopes and the authorisation rule.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::ledgers::LedgerName;
 use crate::timestamp::Timestamp;
 
 /// Every key starts with this.
@@ -116,6 +118,8 @@ pub enum Scope {
     Write,
     /// Read transactions and the ledger.
     Read,
+    /// Create and list ledgers.
+    Admin,
 }
 
 impl Scope {
@@ -124,17 +128,24 @@ impl Scope {
         match self {
             Scope::Write => "write",
             Scope::Read => "read",
+            Scope::Admin => "admin",
         }
     }
 }
 
 /// The scopes a key holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Scopes {
     /// May post transactions.
     pub write: bool,
     /// May read.
     pub read: bool,
+    /// May create and list ledgers (keys stored before ledgers existed have none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+    /// The only ledgers the key may use; `None`: every ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledgers: Option<BTreeSet<LedgerName>>,
 }
 
 /// Why a scopes JSON was refused.
@@ -146,9 +157,14 @@ pub enum ScopesError {
     /// JSON but not an object.
     #[error("scopes must be a JSON object such as '{{\"write\": true}}'")]
     NotAnObject,
-    /// A name other than `write` or `read`.
-    #[error("scopes: unknown scope {0:?} (known scopes: write, read)")]
+    /// A name other than `write`, `read`, `admin` or `ledgers`.
+    #[error("scopes: unknown scope {0:?} (known scopes: write, read, admin, ledgers)")]
     UnknownScope(String),
+    /// `ledgers` is not a non-empty list of ledger names.
+    #[error(
+        "scopes: \"ledgers\" must be a non-empty list of ledger names such as [\"acme\"] (leave it out for every ledger): {0}"
+    )]
+    Ledgers(String),
     /// A value other than `true`/`false`.
     #[error("scopes: {0:?} must be true or false")]
     NotABoolean(String),
@@ -158,21 +174,27 @@ pub enum ScopesError {
 }
 
 impl Scopes {
-    /// Parses `{"write": true, "read": false}`; unknown names and non-booleans are errors.
+    /// Parses `{"write": true, "read": false, "ledgers": ["acme"]}`: unknown
+    /// names, non-booleans and an empty or invalid ledger list are errors.
     pub fn parse_json(text: &str) -> Result<Self, ScopesError> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|error| ScopesError::NotJson(error.to_string()))?;
         let object = value.as_object().ok_or(ScopesError::NotAnObject)?;
         let mut scopes = Scopes::default();
         for (name, granted) in object {
+            if name == "ledgers" {
+                scopes.ledgers = Some(parse_ledger_list(granted)?);
+                continue;
+            }
             let granted = granted.as_bool().ok_or_else(|| ScopesError::NotABoolean(name.clone()))?;
             match name.as_str() {
                 "write" => scopes.write = granted,
                 "read" => scopes.read = granted,
+                "admin" => scopes.admin = granted,
                 _ => return Err(ScopesError::UnknownScope(name.clone())),
             }
         }
-        if !scopes.write && !scopes.read {
+        if !scopes.write && !scopes.read && !scopes.admin {
             return Err(ScopesError::NoneGranted);
         }
         Ok(scopes)
@@ -183,13 +205,61 @@ impl Scopes {
         match scope {
             Scope::Write => self.write,
             Scope::Read => self.read,
+            Scope::Admin => self.admin,
         }
     }
 
-    /// Compact JSON, as stored and listed.
-    pub fn to_json(&self) -> String {
-        format!("{{\"write\": {}, \"read\": {}}}", self.write, self.read)
+    /// Whether the key may use ledger `ledger` at all.
+    pub fn allows_ledger(&self, ledger: &LedgerName) -> bool {
+        self.ledgers.as_ref().is_none_or(|allowed| allowed.contains(ledger))
     }
+
+    /// Compact JSON, as stored: `admin` and `ledgers` only when granted or limited.
+    pub fn to_json(&self) -> String {
+        let mut text = format!("{{\"write\": {}, \"read\": {}", self.write, self.read);
+        if self.admin {
+            text.push_str(", \"admin\": true");
+        }
+        if let Some(ledgers) = &self.ledgers {
+            let names: Vec<String> = ledgers.iter().map(|name| format!("\"{name}\"")).collect();
+            text.push_str(&format!(", \"ledgers\": [{}]", names.join(", ")));
+        }
+        text.push('}');
+        text
+    }
+
+    /// One line for listings: granted scopes, then the ledger limit if any,
+    /// e.g. `write,read ledgers=acme,books`.
+    pub fn summary(&self) -> String {
+        let granted = [Scope::Write, Scope::Read, Scope::Admin]
+            .into_iter()
+            .filter(|scope| self.allows(*scope))
+            .map(Scope::name)
+            .collect::<Vec<_>>()
+            .join(",");
+        match &self.ledgers {
+            None => granted,
+            Some(ledgers) => {
+                let names = ledgers.iter().map(LedgerName::as_str).collect::<Vec<_>>().join(",");
+                format!("{granted} ledgers={names}")
+            }
+        }
+    }
+}
+
+fn parse_ledger_list(value: &serde_json::Value) -> Result<BTreeSet<LedgerName>, ScopesError> {
+    let items = value.as_array().ok_or_else(|| ScopesError::Ledgers(format!("got {value}")))?;
+    if items.is_empty() {
+        return Err(ScopesError::Ledgers("the list is empty".to_owned()));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let text =
+                item.as_str().ok_or_else(|| ScopesError::Ledgers(format!("{item} is not a string")))?;
+            LedgerName::parse(text).map_err(|error| ScopesError::Ledgers(error.to_string()))
+        })
+        .collect()
 }
 
 /// A key's owner, e.g. the client's name.
@@ -293,12 +363,20 @@ pub enum AuthError {
         /// The scope needed.
         scope: Scope,
     },
+    /// Valid, but limited to other ledgers.
+    #[error("API key {prefix} may not use ledger \"{ledger}\"")]
+    LedgerNotAllowed {
+        /// Its display prefix.
+        prefix: String,
+        /// The ledger asked for.
+        ledger: LedgerName,
+    },
 }
 
 impl AuthError {
     /// True when the key is valid but not allowed (HTTP 403 rather than 401).
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, AuthError::MissingScope { .. })
+        matches!(self, AuthError::MissingScope { .. } | AuthError::LedgerNotAllowed { .. })
     }
 }
 
@@ -330,8 +408,14 @@ impl ApiKeyRecord {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| now < expiry)
     }
 
-    /// The rule: may this key perform `scope` at `now`?
-    pub fn authorize(&self, scope: Scope, now: Timestamp) -> Result<(), AuthError> {
+    /// The rule: may this key perform `scope` at `now`, on `ledger` when the
+    /// request is about one (`None`: a request about no single ledger)?
+    pub fn authorize(
+        &self,
+        scope: Scope,
+        ledger: Option<&LedgerName>,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
         let prefix = || self.prefix.clone();
         if self.revoked_at.is_some() {
             return Err(AuthError::Revoked { prefix: prefix() });
@@ -341,6 +425,9 @@ impl ApiKeyRecord {
         }
         if !self.scopes.allows(scope) {
             return Err(AuthError::MissingScope { prefix: prefix(), scope });
+        }
+        if let Some(ledger) = ledger.filter(|ledger| !self.scopes.allows_ledger(ledger)) {
+            return Err(AuthError::LedgerNotAllowed { prefix: prefix(), ledger: ledger.clone() });
         }
         Ok(())
     }
@@ -423,16 +510,42 @@ mod tests {
 
     #[test]
     fn scopes_parse_strictly() {
-        assert_eq!(Scopes::parse_json(r#"{"write": true}"#), Ok(Scopes { write: true, read: false }));
+        let write = Scopes { write: true, ..Scopes::default() };
+        assert_eq!(Scopes::parse_json(r#"{"write": true}"#), Ok(write.clone()));
         assert_eq!(
             Scopes::parse_json(r#"{"write": true, "read": true}"#),
-            Ok(Scopes { write: true, read: true })
+            Ok(Scopes { write: true, read: true, ..Scopes::default() })
         );
+        assert_eq!(Scopes::parse_json(r#"{"admin": true}"#), Ok(Scopes { admin: true, ..Scopes::default() }));
+        let limited = Scopes::parse_json(r#"{"write": true, "ledgers": ["books", "acme", "acme"]}"#).unwrap();
+        assert_eq!(limited.to_json(), r#"{"write": true, "read": false, "ledgers": ["acme", "books"]}"#);
+        assert_eq!(limited.summary(), "write ledgers=acme,books");
+        assert_eq!(Scopes::parse_json(&limited.to_json()), Ok(limited.clone()));
+        assert_eq!(serde_json::from_str::<Scopes>(&limited.to_json()).ok(), Some(limited));
+        // Keys stored before admin and ledgers existed read as before: no admin, every ledger.
+        assert_eq!(
+            serde_json::from_str::<Scopes>(r#"{"write": true, "read": false}"#).ok(),
+            Some(write.clone())
+        );
+        assert_eq!(write.to_json(), r#"{"write": true, "read": false}"#);
         let message = |text: &str| Scopes::parse_json(text).unwrap_err().to_string();
         assert_eq!(
-            message(r#"{"admin": true}"#),
-            "scopes: unknown scope \"admin\" (known scopes: write, read)"
+            message(r#"{"delete": true}"#),
+            "scopes: unknown scope \"delete\" (known scopes: write, read, admin, ledgers)"
         );
+        for (ledgers, why) in [
+            ("[]", "the list is empty"),
+            ("\"acme\"", "got \"acme\""),
+            ("[42]", "42 is not a string"),
+            ("[\"Acme\"]", "ledger name \"Acme\" is not allowed"),
+        ] {
+            let error = message(&format!(r#"{{"write": true, "ledgers": {ledgers}}}"#));
+            assert!(
+                error.starts_with("scopes: \"ledgers\" must be a non-empty list of ledger names"),
+                "{error}"
+            );
+            assert!(error.contains(why), "{error}");
+        }
         assert_eq!(message(r#"{"write": "yes"}"#), "scopes: \"write\" must be true or false");
         assert_eq!(message(r#"["write"]"#), "scopes must be a JSON object such as '{\"write\": true}'");
         assert!(message("{write: true}").starts_with("scopes must be JSON such as"));
@@ -454,16 +567,41 @@ mod tests {
     fn authorisation_checks_revocation_expiry_and_scope() {
         let key = ApiKeySecret::generate(&mut CountingRng(0));
         let owner = Owner::parse("ClientName").unwrap();
-        let scopes = Scopes { write: true, read: false };
+        let scopes = Scopes { write: true, ..Scopes::default() };
         let mut record = ApiKeyRecord::new(Uuid::nil(), &key, owner, scopes, time(0), Some(time(1_000)));
-        assert_eq!(record.authorize(Scope::Write, time(999)), Ok(()));
-        assert!(matches!(record.authorize(Scope::Write, time(1_000)), Err(AuthError::Expired { .. })));
-        let forbidden = record.authorize(Scope::Read, time(10)).unwrap_err();
+        let default = LedgerName::default_ledger();
+        assert_eq!(record.authorize(Scope::Write, Some(&default), time(999)), Ok(()));
+        assert!(matches!(record.authorize(Scope::Write, None, time(1_000)), Err(AuthError::Expired { .. })));
+        let forbidden = record.authorize(Scope::Read, None, time(10)).unwrap_err();
         assert!(forbidden.is_forbidden());
         assert_eq!(forbidden.to_string(), format!("API key {} lacks the read scope", record.prefix));
+        assert!(record.authorize(Scope::Admin, None, time(10)).unwrap_err().is_forbidden());
         record.revoked_at = Some(time(5));
-        assert!(matches!(record.authorize(Scope::Write, time(6)), Err(AuthError::Revoked { .. })));
+        assert!(matches!(record.authorize(Scope::Write, None, time(6)), Err(AuthError::Revoked { .. })));
         assert!(!record.is_active(time(6)));
+    }
+
+    #[test]
+    fn a_key_limited_to_some_ledgers_is_refused_every_other_one() {
+        let key = ApiKeySecret::generate(&mut CountingRng(0));
+        let owner = Owner::parse("acme-client").unwrap();
+        let scopes = Scopes::parse_json(r#"{"write": true, "read": true, "ledgers": ["acme"]}"#).unwrap();
+        let record = ApiKeyRecord::new(Uuid::nil(), &key, owner, scopes, time(0), None);
+        let acme = LedgerName::parse("acme").unwrap();
+        assert_eq!(record.authorize(Scope::Write, Some(&acme), time(1)), Ok(()));
+        for other in [LedgerName::default_ledger(), LedgerName::parse("acme2").unwrap()] {
+            let refused = record.authorize(Scope::Read, Some(&other), time(1)).unwrap_err();
+            assert!(refused.is_forbidden());
+            assert_eq!(
+                refused.to_string(),
+                format!("API key {} may not use ledger \"{other}\"", record.prefix)
+            );
+        }
+        // The scope is checked first: a missing scope is named even on a ledger the key may use.
+        assert!(matches!(
+            record.authorize(Scope::Admin, Some(&acme), time(1)),
+            Err(AuthError::MissingScope { scope: Scope::Admin, .. })
+        ));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod currency;
 pub mod integrity;
 pub mod key_cache;
 pub mod keys;
+pub mod ledgers;
 pub mod memory;
 pub mod merkle;
 pub mod metadata;
@@ -75,12 +76,13 @@ pub use integrity::{
 };
 pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
-pub use memory::{MemoryKeyStore, MemoryLedger};
+pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
+pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
 pub use metadata::{Metadata, MetadataError};
 pub use ports::{
-    AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerStore, StoreError, Sweep,
-    VerificationItem,
+    AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerCatalog, LedgerStore, StoreError,
+    Sweep, VerificationItem,
 };
 pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,

@@ -2,6 +2,7 @@
 //! a store embedders can use in their own tests. No I/O; safe to share across tasks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -13,8 +14,11 @@ use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::merkle::TreeHash;
-use crate::ports::{AppendSession, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::ports::{
+    AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, Sweep, VerificationItem,
+};
 use crate::tiles::{Tile, TileCoord, TreeSnapshot, TreeState, edge_tiles};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
@@ -53,6 +57,9 @@ impl LedgerState {
 pub struct MemoryLedger {
     state: Arc<Mutex<LedgerState>>,
     append_lock: Arc<AsyncMutex<()>>,
+    /// For a store handed out by a [`MemoryCatalog`]: its name, and whether
+    /// the ledger has been created yet.
+    catalogued: Option<(LedgerName, Arc<AtomicBool>)>,
 }
 
 impl MemoryLedger {
@@ -63,6 +70,16 @@ impl MemoryLedger {
 
     fn state(&self) -> MutexGuard<'_, LedgerState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses, as a database would, to touch a ledger not created yet.
+    fn exists(&self) -> Result<(), StoreError> {
+        match &self.catalogued {
+            Some((name, created)) if !created.load(Ordering::SeqCst) => {
+                Err(StoreError::UnknownLedger(name.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Drops the Merkle tree, as a ledger from before the tree existed: for
@@ -85,6 +102,77 @@ impl MemoryLedger {
     }
 }
 
+/// Many ledgers held in memory, the model of a database's catalog: the
+/// ledger `default` exists from the start. Clones share the same ledgers.
+#[derive(Debug, Clone)]
+pub struct MemoryCatalog {
+    ledgers: Arc<Mutex<CatalogEntries>>,
+}
+
+/// Each ledger a store was handed out for, with its creation time once created.
+type CatalogEntries = BTreeMap<LedgerName, (MemoryLedger, Option<Timestamp>)>;
+
+impl MemoryCatalog {
+    /// A catalog holding only the empty ledger `default`, created at `at`.
+    pub fn new(at: Timestamp) -> Self {
+        let catalog = MemoryCatalog { ledgers: Arc::default() };
+        let default = catalog.store(&LedgerName::default_ledger());
+        if let Some((_, created)) = &default.catalogued {
+            created.store(true, Ordering::SeqCst);
+        }
+        catalog.entries().insert(LedgerName::default_ledger(), (default, Some(at)));
+        catalog
+    }
+
+    fn entries(&self) -> MutexGuard<'_, CatalogEntries> {
+        self.ledgers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl LedgerCatalog for MemoryCatalog {
+    type Store = MemoryLedger;
+
+    fn store(&self, name: &LedgerName) -> MemoryLedger {
+        let mut entries = self.entries();
+        let (ledger, _) = entries.entry(name.clone()).or_insert_with(|| {
+            let catalogued = Some((name.clone(), Arc::new(AtomicBool::new(false))));
+            (MemoryLedger { catalogued, ..MemoryLedger::default() }, None)
+        });
+        ledger.clone()
+    }
+
+    async fn create_ledger(&self, name: &LedgerName, at: Timestamp) -> Result<bool, StoreError> {
+        let ledger = self.store(name);
+        let mut entries = self.entries();
+        let created_at = entries.get_mut(name).map(|(_, created_at)| created_at);
+        match created_at {
+            Some(created_at) if created_at.is_none() => {
+                *created_at = Some(at);
+                if let Some((_, created)) = &ledger.catalogued {
+                    created.store(true, Ordering::SeqCst);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn list_ledgers(&self) -> Result<Vec<LedgerInfo>, StoreError> {
+        Ok(self
+            .entries()
+            .iter()
+            .filter_map(|(name, (_, created_at))| {
+                created_at.map(|created_at| LedgerInfo { name: name.clone(), created_at })
+            })
+            .collect())
+    }
+
+    async fn find_ledger(&self, name: &LedgerName) -> Result<Option<LedgerInfo>, StoreError> {
+        Ok(self.list_ledgers().await?.into_iter().find(|info| &info.name == name))
+    }
+}
+
 /// An append in progress on a [`MemoryLedger`]; holds the append lock.
 #[derive(Debug)]
 pub struct MemoryAppend {
@@ -98,6 +186,7 @@ impl LedgerStore for MemoryLedger {
     type Append = MemoryAppend;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
+        self.exists()?;
         let lock = Arc::clone(&self.append_lock).lock_owned().await;
         let snapshot = {
             let state = self.state();
@@ -113,38 +202,48 @@ impl LedgerStore for MemoryLedger {
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
+        self.exists()?;
         let state = self.state();
         Ok(state.position_of.get(&id).map(|&position| state.entries[position].clone()))
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {
+        self.exists()?;
         Ok(self.state().head())
     }
 
     async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.exists()?;
         let state = self.state();
         let start = usize::try_from(after).unwrap_or(usize::MAX).min(state.entries.len());
         Ok(state.entries[start..].iter().take(limit).cloned().collect())
     }
 
     async fn tree_state(&self) -> Result<TreeState, StoreError> {
+        self.exists()?;
         Ok(self.state().tree())
     }
 
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
+        self.exists()?;
         Ok(self.state().tiles(coords))
     }
 
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
+        self.exists()?;
         self.state().checkpoints.entry(tree_size).or_insert_with(|| note.to_owned());
         Ok(())
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        self.exists()?;
         Ok(self.state().checkpoints.values().next_back().cloned())
     }
 
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
+        if let Err(unknown) = self.exists() {
+            return stream::iter([Err(unknown)]).boxed();
+        }
         // The model copies its snapshot; real adapters stream from the database.
         let state = self.state();
         let after = match sweep {

@@ -8,6 +8,7 @@ use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
 use crate::integrity::VerificationRecord;
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::tiles::{Tile, TileCoord, TreeState};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
@@ -31,6 +32,9 @@ pub enum StoreError {
     /// A stored row cannot be turned back into domain values.
     #[error("a stored row cannot be read: {0}")]
     Corrupt(String),
+    /// No ledger of that name exists.
+    #[error("no ledger named \"{0}\" exists (create it with `invario ledger create {0}`)")]
+    UnknownLedger(LedgerName),
     /// The adapter was handed something the port forbids (a bug, not bad input).
     #[error("storage contract violated: {0}")]
     Contract(String),
@@ -100,6 +104,30 @@ pub trait LedgerStore: Send + Sync {
     /// for the order), all from one consistent snapshot, without loading the
     /// ledger into memory.
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>>;
+}
+
+/// The ledgers one database holds, and the store of each.
+///
+/// The rule that a name is valid lives in [`LedgerName`]; the catalog only
+/// records ledgers and hands out their stores.
+#[async_trait]
+pub trait LedgerCatalog: Send + Sync {
+    /// The store of one ledger.
+    type Store: LedgerStore + Clone + 'static;
+
+    /// The store of ledger `name`. Whether it exists is not checked here: its
+    /// statements answer [`StoreError::UnknownLedger`] if it does not.
+    fn store(&self, name: &LedgerName) -> Self::Store;
+
+    /// Creates ledger `name` with an empty chain and tree, recorded as created
+    /// at `at`. Returns `false`, changing nothing, when it already exists.
+    async fn create_ledger(&self, name: &LedgerName, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Every ledger, ordered by name.
+    async fn list_ledgers(&self) -> Result<Vec<LedgerInfo>, StoreError>;
+
+    /// Ledger `name`, if it exists.
+    async fn find_ledger(&self, name: &LedgerName) -> Result<Option<LedgerInfo>, StoreError>;
 }
 
 /// An append holding the head lock.

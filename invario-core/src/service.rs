@@ -14,6 +14,7 @@ use crate::key_cache::{CacheLookup, KeyCache};
 use crate::keys::{
     ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, OwnerError, Scope, Scopes, ScopesError,
 };
+use crate::ledgers::LedgerName;
 use crate::merkle::Frontier;
 use crate::ports::{AppendSession, CacheFence, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
 use crate::tiles::TreeError;
@@ -445,17 +446,19 @@ impl<K: KeyStore> KeyAdmin<K> {
         Ok((secret, record))
     }
 
-    /// Decides whether the presented key may perform `scope` now, and notes its use.
+    /// Decides whether the presented key may perform `scope` now — on `ledger`
+    /// when the request is about one — and notes its use.
     pub async fn authenticate(
         &self,
         presented: Option<&str>,
         scope: Scope,
+        ledger: Option<&LedgerName>,
         now: Timestamp,
     ) -> Result<ApiKeyRecord, AuthenticationError> {
         let secret = ApiKeySecret::parse(presented.ok_or(AuthError::Missing)?).map_err(AuthError::from)?;
         let hash = secret.hash();
         let record = self.key_record(&hash).await?;
-        record.authorize(scope, now)?;
+        record.authorize(scope, ledger, now)?;
         if record.needs_last_used_touch(now) {
             self.store.touch_last_used(record.id, now).await?;
             if let Some((cache, _)) = &self.cache {

@@ -104,8 +104,8 @@ proptest! {
                     Step::Authenticate { key, read } => {
                         let Some(secret) = secrets.get(key % secrets.len().max(1)) else { continue };
                         let scope = if read { Scope::Read } else { Scope::Write };
-                        let from_cache = outcome(cached.authenticate(Some(secret.as_str()), scope, at(now)).await);
-                        let from_store = outcome(uncached.authenticate(Some(secret.as_str()), scope, at(now)).await);
+                        let from_cache = outcome(cached.authenticate(Some(secret.as_str()), scope, None, at(now)).await);
+                        let from_store = outcome(uncached.authenticate(Some(secret.as_str()), scope, None, at(now)).await);
                         prop_assert_eq!(from_cache, from_store);
                     }
                     Step::Create { owner, read, write, expires_in } => {

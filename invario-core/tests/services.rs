@@ -164,23 +164,25 @@ fn keys_authenticate_until_revoked_and_only_for_their_scopes() {
         assert!(writer.expose().starts_with("inv_live_"));
         assert_eq!(record.prefix, &writer.expose()[..17]);
 
-        let authenticated = admin.authenticate(Some(writer.expose()), Scope::Write, at(1)).await.unwrap();
+        let authenticated =
+            admin.authenticate(Some(writer.expose()), Scope::Write, None, at(1)).await.unwrap();
         assert_eq!(authenticated.owner.as_str(), "ClientName");
         assert_eq!(admin.list(None).await.unwrap()[0].last_used_at, Some(at(1)));
-        let forbidden = admin.authenticate(Some(writer.expose()), Scope::Read, at(1)).await.unwrap_err();
+        let forbidden =
+            admin.authenticate(Some(writer.expose()), Scope::Read, None, at(1)).await.unwrap_err();
         assert!(matches!(forbidden, AuthenticationError::Refused(ref e) if e.is_forbidden()));
 
-        let missing = admin.authenticate(None, Scope::Write, at(1)).await.unwrap_err();
+        let missing = admin.authenticate(None, Scope::Write, None, at(1)).await.unwrap_err();
         assert!(matches!(missing, AuthenticationError::Refused(AuthError::Missing)));
         let unknown = format!("inv_live_{}", "A".repeat(32));
-        let refused = admin.authenticate(Some(&unknown), Scope::Write, at(1)).await.unwrap_err();
+        let refused = admin.authenticate(Some(&unknown), Scope::Write, None, at(1)).await.unwrap_err();
         assert!(matches!(refused, AuthenticationError::Refused(AuthError::Unknown)));
 
         admin.create_key(&mut rng, "ClientName", r#"{"read": true}"#, None, at(0)).await.unwrap();
         admin.create_key(&mut rng, "Other", r#"{"read": true}"#, None, at(0)).await.unwrap();
         assert_eq!(admin.revoke_owner("ClientName", at(2)).await.unwrap(), 2);
         assert_eq!(admin.revoke_owner("ClientName", at(3)).await.unwrap(), 0);
-        let revoked = admin.authenticate(Some(writer.expose()), Scope::Write, at(2)).await.unwrap_err();
+        let revoked = admin.authenticate(Some(writer.expose()), Scope::Write, None, at(2)).await.unwrap_err();
         assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })));
         assert_eq!(admin.list(Some("Other")).await.unwrap().len(), 1);
         let other = &admin.list(Some("Other")).await.unwrap()[0];
@@ -223,25 +225,25 @@ fn a_cached_key_is_trusted_only_once_the_feed_caught_up() {
         let mut rng = OsRng.unwrap_err();
         let (key, _) = admin.create_key(&mut rng, "Svc", r#"{"read": true}"#, None, at(0)).await.unwrap();
 
-        admin.authenticate(Some(key.expose()), Scope::Read, at(1)).await.unwrap();
+        admin.authenticate(Some(key.expose()), Scope::Read, None, at(1)).await.unwrap();
         assert_eq!(fence.rounds.load(Ordering::SeqCst), 0, "a miss reads the store, no catch-up needed");
         assert_eq!(cache.len(), 1);
-        admin.authenticate(Some(key.expose()), Scope::Read, at(1)).await.unwrap();
+        admin.authenticate(Some(key.expose()), Scope::Read, None, at(1)).await.unwrap();
         assert_eq!(fence.rounds.load(Ordering::SeqCst), 1, "a hit is trusted only after a catch-up");
 
         // Revoked in the store, its notice not yet applied: the catch-up
         // brings it in, and the request is refused.
         admin.revoke_owner("Svc", at(2)).await.unwrap();
         *fence.in_flight.lock().unwrap() = Some(KeyChange::Changed);
-        let revoked = admin.authenticate(Some(key.expose()), Scope::Read, at(3)).await.unwrap_err();
+        let revoked = admin.authenticate(Some(key.expose()), Scope::Read, None, at(3)).await.unwrap_err();
         assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })), "{revoked:?}");
 
         // A catch-up that fails sends the request to the store.
         let (other, _) = admin.create_key(&mut rng, "Other", r#"{"read": true}"#, None, at(0)).await.unwrap();
-        admin.authenticate(Some(other.expose()), Scope::Read, at(4)).await.unwrap();
+        admin.authenticate(Some(other.expose()), Scope::Read, None, at(4)).await.unwrap();
         admin.revoke_owner("Other", at(5)).await.unwrap();
         fence.caught_up.store(false, Ordering::SeqCst);
-        let revoked = admin.authenticate(Some(other.expose()), Scope::Read, at(6)).await.unwrap_err();
+        let revoked = admin.authenticate(Some(other.expose()), Scope::Read, None, at(6)).await.unwrap_err();
         assert!(matches!(revoked, AuthenticationError::Refused(AuthError::Revoked { .. })), "{revoked:?}");
     });
 }
@@ -253,12 +255,12 @@ fn keys_expire_and_bad_input_creates_nothing() {
         let mut rng = OsRng.unwrap_err();
         let (key, _) =
             admin.create_key(&mut rng, "Temp", r#"{"read": true}"#, Some(at(10)), at(0)).await.unwrap();
-        assert!(admin.authenticate(Some(key.expose()), Scope::Read, at(9)).await.is_ok());
-        let expired = admin.authenticate(Some(key.expose()), Scope::Read, at(10)).await.unwrap_err();
+        assert!(admin.authenticate(Some(key.expose()), Scope::Read, None, at(9)).await.is_ok());
+        let expired = admin.authenticate(Some(key.expose()), Scope::Read, None, at(10)).await.unwrap_err();
         assert!(matches!(expired, AuthenticationError::Refused(AuthError::Expired { .. })));
 
         let bad_scopes =
-            admin.create_key(&mut rng, "X", r#"{"admin": true}"#, None, at(0)).await.unwrap_err();
+            admin.create_key(&mut rng, "X", r#"{"delete": true}"#, None, at(0)).await.unwrap_err();
         assert!(matches!(bad_scopes, KeyAdminError::Scopes(_)));
         let no_owner = admin.create_key(&mut rng, " ", r#"{"read": true}"#, None, at(0)).await.unwrap_err();
         assert_eq!(no_owner.to_string(), "owner must not be empty");

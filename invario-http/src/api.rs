@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use invario_core::{AuthError, AuthenticationError, KeyAdmin, KeyStore, Ledger, LedgerStore, Scope};
+use invario_core::{
+    AuthError, AuthenticationError, KeyAdmin, KeyStore, Ledger, LedgerName, LedgerStore, Scope,
+};
 use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
@@ -233,13 +235,16 @@ async fn authenticate<S, K: KeyStore>(
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
-    match app.keys.authenticate(presented, scope, now()).await {
+    // Every route with a scope is, for now, about the default ledger.
+    let ledger = LedgerName::default_ledger();
+    match app.keys.authenticate(presented, scope, Some(&ledger), now()).await {
         Ok(_) => Ok(()),
         Err(AuthenticationError::Refused(refusal)) => {
             let prefix = match &refusal {
                 AuthError::Revoked { prefix }
                 | AuthError::Expired { prefix }
-                | AuthError::MissingScope { prefix, .. } => prefix.as_str(),
+                | AuthError::MissingScope { prefix, .. }
+                | AuthError::LedgerNotAllowed { prefix, .. } => prefix.as_str(),
                 _ => "",
             };
             tracing::warn!(event = "auth_failed", key_prefix = prefix, reason = %refusal);

@@ -204,6 +204,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(_) => ApiError::Unavailable { detail },
             StoreError::OutOfSpace(_) => ApiError::StorageFull { detail },
+            StoreError::UnknownLedger(name) => ApiError::NotFound(format!("no ledger named \"{name}\"")),
             StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Contract(_) => {
                 ApiError::Internal { detail }
             }

@@ -6,9 +6,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::hashes_to_bytes;
 use invario_core::tiles::edge_tiles;
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerStore, StoreError, StoredEntry,
-    StoredTransaction, Sweep, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState, VerificationItem,
-    VerificationRecord,
+    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
+    StoredEntry, StoredTransaction, Sweep, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
+    VerificationItem, VerificationRecord,
 };
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -18,21 +18,38 @@ use crate::rows::{
     to_datetime, to_sequence, tree_state_from_row,
 };
 
-/// The ledger store on a PostgreSQL pool.
+/// The store of one ledger on a PostgreSQL pool: every statement is about
+/// that ledger's rows only.
 #[derive(Debug, Clone)]
 pub struct PgLedger {
     pool: PgPool,
+    ledger: LedgerName,
 }
 
 impl PgLedger {
-    /// A store on `pool` (migrated: see [`crate::migrate`]).
+    /// The store of the default ledger on `pool` (migrated: see [`crate::migrate`]).
     pub fn new(pool: PgPool) -> Self {
-        PgLedger { pool }
+        PgLedger::for_ledger(pool, LedgerName::default_ledger())
+    }
+
+    /// The store of ledger `ledger` on `pool` (whether it exists is checked
+    /// by each statement: see [`StoreError::UnknownLedger`]).
+    pub fn for_ledger(pool: PgPool, ledger: LedgerName) -> Self {
+        PgLedger { pool, ledger }
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The ledger this store writes and reads.
+    pub fn ledger(&self) -> &LedgerName {
+        &self.ledger
+    }
+
+    fn unknown(&self) -> StoreError {
+        StoreError::UnknownLedger(self.ledger.clone())
     }
 }
 
@@ -41,22 +58,46 @@ impl PgLedger {
 #[derive(Debug)]
 pub struct PgAppend {
     transaction: Transaction<'static, Postgres>,
+    ledger: LedgerName,
     snapshot: AppendSnapshot,
 }
 
 /// The most ids an idempotency lookup is sent as a prepared statement for.
 const PREPARED_LOOKUP_MAX_IDS: usize = 64;
 
-const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
-const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state";
+const SELECT_HEAD: &str =
+    "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head WHERE ledger_id = $1";
+const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state WHERE ledger_id = $1";
 
-async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(executor: E) -> Result<TreeState, StoreError> {
-    let row = sqlx::query(SELECT_TREE).fetch_one(executor).await.map_err(store_error)?;
+async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    ledger: &LedgerName,
+) -> Result<TreeState, StoreError> {
+    let row = sqlx::query(SELECT_TREE)
+        .bind(ledger.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
     tree_state_from_row(&row)
+}
+
+async fn read_head<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    ledger: &LedgerName,
+) -> Result<LedgerHead, StoreError> {
+    let row = sqlx::query(SELECT_HEAD)
+        .bind(ledger.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
+    head_from_row(&row)
 }
 
 async fn read_tiles<'c, E: sqlx::PgExecutor<'c>>(
     executor: E,
+    ledger: &LedgerName,
     coords: &[TileCoord],
 ) -> Result<Vec<Tile>, StoreError> {
     if coords.is_empty() {
@@ -66,10 +107,11 @@ async fn read_tiles<'c, E: sqlx::PgExecutor<'c>>(
     let indexes: Vec<i64> = coords.iter().map(|coord| to_sequence(coord.index)).collect::<Result<_, _>>()?;
     sqlx::query(
         "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
-         JOIN tree_tiles t USING (level, tile_index)",
+         JOIN tree_tiles t ON t.ledger_id = $3 AND t.level = wanted.level AND t.tile_index = wanted.tile_index",
     )
     .bind(&levels)
     .bind(&indexes)
+    .bind(ledger.as_str())
     .fetch_all(executor)
     .await
     .map_err(store_error)?
@@ -99,11 +141,13 @@ impl LedgerStore for PgLedger {
         // append that held it), not the one that append committed.
         let locked = sqlx::query(
             "SELECT h.sequence_number, h.entry_hash, h.recorded_at, s.tree_size, s.root_hash, s.frontier \
-             FROM ledger_head h CROSS JOIN tree_state s FOR UPDATE",
+             FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1 FOR UPDATE",
         )
-        .fetch_one(&mut *transaction)
+        .bind(self.ledger.as_str())
+        .fetch_optional(&mut *transaction)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .ok_or_else(|| self.unknown())?;
         let head = head_from_row(&locked)?;
         let tree = tree_state_from_row(&locked)?;
         let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
@@ -118,28 +162,36 @@ impl LedgerStore for PgLedger {
         // benchmark (scenario 9) watches for a cost that grows with the ledger.
         let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
-             JOIN LATERAL (SELECT * FROM ledger_entries WHERE transaction_id = wanted.id OFFSET 0) e ON true \
-             JOIN LATERAL (SELECT * FROM transactions WHERE transaction_id = e.transaction_id OFFSET 0) t ON true"
+             JOIN LATERAL (SELECT * FROM ledger_entries \
+                           WHERE ledger_id = $2 AND transaction_id = wanted.id OFFSET 0) e ON true \
+             JOIN LATERAL (SELECT * FROM transactions \
+                           WHERE ledger_id = $2 AND transaction_id = e.transaction_id OFFSET 0) t ON true"
         )))
         .persistent(uuids.len() <= PREPARED_LOOKUP_MAX_IDS)
         .bind(&uuids)
+        .bind(self.ledger.as_str())
         .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?
         .into_iter()
         .map(EntryRow::into_entry)
         .collect::<Result<Vec<_>, _>>()?;
-        let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
+        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.size)).await?;
         let tree = TreeSnapshot { state: tree, edge };
-        Ok(PgAppend { transaction, snapshot: AppendSnapshot { head, existing, tree } })
+        Ok(PgAppend {
+            transaction,
+            ledger: self.ledger.clone(),
+            snapshot: AppendSnapshot { head, existing, tree },
+        })
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
         sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
-             WHERE e.transaction_id = $1"
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (ledger_id, transaction_id) \
+             WHERE e.ledger_id = $2 AND e.transaction_id = $1"
         )))
         .bind(id.as_uuid())
+        .bind(self.ledger.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?
@@ -148,18 +200,18 @@ impl LedgerStore for PgLedger {
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {
-        let row = sqlx::query(SELECT_HEAD).fetch_one(&self.pool).await.map_err(store_error)?;
-        head_from_row(&row)
+        read_head(&self.pool, &self.ledger).await
     }
 
     async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (transaction_id) \
-             WHERE e.sequence_number > $1 ORDER BY e.sequence_number LIMIT $2"
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t USING (ledger_id, transaction_id) \
+             WHERE e.ledger_id = $3 AND e.sequence_number > $1 ORDER BY e.sequence_number LIMIT $2"
         )))
         .bind(to_sequence(after)?)
         .bind(limit)
+        .bind(self.ledger.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?
@@ -169,19 +221,21 @@ impl LedgerStore for PgLedger {
     }
 
     async fn tree_state(&self) -> Result<TreeState, StoreError> {
-        read_tree(&self.pool).await
+        read_tree(&self.pool, &self.ledger).await
     }
 
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
-        read_tiles(&self.pool, coords).await
+        read_tiles(&self.pool, &self.ledger, coords).await
     }
 
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO checkpoints (tree_size, note) VALUES ($1, $2) ON CONFLICT (tree_size) DO NOTHING",
+            "INSERT INTO checkpoints (ledger_id, tree_size, note) VALUES ($3, $1, $2) \
+             ON CONFLICT (ledger_id, tree_size) DO NOTHING",
         )
         .bind(to_sequence(tree_size)?)
         .bind(note)
+        .bind(self.ledger.as_str())
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -189,14 +243,18 @@ impl LedgerStore for PgLedger {
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)
+        sqlx::query_scalar(
+            "SELECT note FROM checkpoints WHERE ledger_id = $1 ORDER BY tree_size DESC LIMIT 1",
+        )
+        .bind(self.ledger.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         let pool = self.pool.clone();
+        let ledger = self.ledger.clone();
         async_stream::try_stream! {
             let mut transaction = pool.begin().await.map_err(store_error)?;
             // One snapshot for the head and every row, so concurrent appends
@@ -205,9 +263,8 @@ impl LedgerStore for PgLedger {
                 .execute(&mut *transaction)
                 .await
                 .map_err(store_error)?;
-            let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
-            yield VerificationItem::Head(head_from_row(&head_row)?);
-            yield VerificationItem::Tree(read_tree(&mut *transaction).await?);
+            yield VerificationItem::Head(read_head(&mut *transaction, &ledger).await?);
+            yield VerificationItem::Tree(read_tree(&mut *transaction, &ledger).await?);
 
             let after = match sweep {
                 Sweep::Full => 0,
@@ -218,10 +275,12 @@ impl LedgerStore for PgLedger {
                     "SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
                             t.transaction_id AS joined_id, t.amount::text AS amount, t.currency, t.occurred_at, \
                             t.metadata::text AS metadata \
-                     FROM ledger_entries e LEFT JOIN transactions t ON t.transaction_id = e.transaction_id \
-                     WHERE e.sequence_number > $1 ORDER BY e.sequence_number",
+                     FROM ledger_entries e \
+                     LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+                     WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number",
                 )
                 .bind(after)
+                .bind(ledger.as_str())
                 .fetch(&mut *transaction);
                 while let Some(row) = rows.next().await {
                     let row = row.map_err(store_error)?;
@@ -233,8 +292,10 @@ impl LedgerStore for PgLedger {
                     "SELECT t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, \
                             t.metadata::text AS metadata \
                      FROM transactions t \
-                     WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.transaction_id)",
+                     WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
+                         WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
                 )
+                .bind(ledger.as_str())
                 .fetch(&mut *transaction);
                 while let Some(row) = orphans.next().await {
                     let row = row.map_err(store_error)?;
@@ -311,12 +372,12 @@ impl AppendSession for PgAppend {
             // them against the head, which moves only in the next statement.
             sqlx::query(
                 "WITH new_transactions AS ( \
-                     INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
-                     SELECT id, amount::numeric, currency, occurred_at, metadata::jsonb \
+                     INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) \
+                     SELECT $10, id, amount::numeric, currency, occurred_at, metadata::jsonb \
                      FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
                           AS batch(id, amount, currency, occurred_at, metadata)) \
-                 INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
-                 SELECT * FROM UNNEST($6::bigint[], $1::uuid[], $7::bytea[], $8::bytea[], $9::timestamptz[])",
+                 INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+                 SELECT $10, * FROM UNNEST($6::bigint[], $1::uuid[], $7::bytea[], $8::bytea[], $9::timestamptz[])",
             )
             .bind(&ids)
             .bind(&amounts)
@@ -327,6 +388,7 @@ impl AppendSession for PgAppend {
             .bind(&prev_hashes)
             .bind(&entry_hashes)
             .bind(&recorded)
+            .bind(self.ledger.as_str())
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
@@ -341,7 +403,8 @@ impl AppendSession for PgAppend {
                 .bind(hashes)
                 .bind(to_sequence(tree.state.size)?)
                 .bind(tree.state.root.0.as_slice())
-                .bind(hashes_to_bytes(tree.state.frontier.hashes()));
+                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+                .bind(self.ledger.as_str());
             if let Some(head) = head {
                 query = query
                     .bind(to_sequence(head.sequence_number)?)
@@ -350,10 +413,13 @@ impl AppendSession for PgAppend {
             }
             query.execute(&mut *connection).await.map_err(store_error)?;
         } else if let Some(head) = head {
-            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-                .bind(to_sequence(head.sequence_number)?)
-                .bind(head.entry_hash.as_bytes().as_slice())
-                .bind(head.recorded_at.map(to_datetime))
+            sqlx::query(
+                "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
+            )
+            .bind(to_sequence(head.sequence_number)?)
+            .bind(head.entry_hash.as_bytes().as_slice())
+            .bind(head.recorded_at.map(to_datetime))
+            .bind(self.ledger.as_str())
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
@@ -362,24 +428,25 @@ impl AppendSession for PgAppend {
     }
 }
 
-/// The tree's grown tiles ($1–$3) and new state ($4–$6) as data-modifying
-/// CTEs: they always run to completion, and each table's trigger checks only
-/// its own rows, so they share a statement with the head move.
+/// The ledger's ($7) grown tiles ($1–$3) and new state ($4–$6) as
+/// data-modifying CTEs: they always run to completion, and each table's
+/// trigger checks only its own rows, so they share a statement with the head move.
 macro_rules! tree_update_ctes {
     () => {
         "WITH tiles AS ( \
-             INSERT INTO tree_tiles (level, tile_index, hashes) \
-             SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
-             ON CONFLICT (level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1), \
-         state AS (UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6 RETURNING 1) "
+             INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) \
+             SELECT $7, * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes RETURNING 1), \
+         state AS (UPDATE tree_state SET tree_size = $4, root_hash = $5, frontier = $6 \
+                   WHERE ledger_id = $7 RETURNING 1) "
     };
 }
 /// The tree update alone (a backfill).
 const TREE_UPDATE: &str = concat!(tree_update_ctes!(), "SELECT 1");
-/// The tree update and the head move ($7–$9).
+/// The tree update and the head move ($8–$10).
 const TREE_AND_HEAD_UPDATE: &str = concat!(
     tree_update_ctes!(),
-    "UPDATE ledger_head SET sequence_number = $7, entry_hash = $8, recorded_at = $9"
+    "UPDATE ledger_head SET sequence_number = $8, entry_hash = $9, recorded_at = $10 WHERE ledger_id = $7"
 );
 
 /// Tile levels, indexes and hash bytes: the three arrays `UNNEST` takes.

@@ -5,6 +5,7 @@
 //! already stored ids, let the core plan, then insert with multi-row `UNNEST`
 //! statements and move the head — one database transaction.
 
+mod catalog;
 mod keys;
 mod ledger;
 mod rows;
@@ -15,6 +16,7 @@ use sqlx::{Connection, postgres::PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use catalog::PgCatalog;
 pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
 pub use sqlx::PgPool;

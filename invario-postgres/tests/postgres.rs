@@ -8,12 +8,14 @@ use invario_testkit::contract::{at, transaction};
 use invario_testkit::harness::{TestDatabase, fresh_database, fresh_empty_database};
 use invario_testkit::tamper::{self, EntryEdit, TransactionEdit};
 use invario_testkit::{
-    fresh_pg_key_store, fresh_pg_ledger, key_store_contract_tests, ledger_store_contract_tests,
+    catalog_contract_tests, fresh_pg_catalog, fresh_pg_key_store, fresh_pg_ledger, key_store_contract_tests,
+    ledger_store_contract_tests,
 };
 use serde_json::json;
 use sqlx::PgPool;
 
 ledger_store_contract_tests!(fresh_pg_ledger(), cases = 24);
+catalog_contract_tests!(fresh_pg_catalog());
 key_store_contract_tests!(fresh_pg_key_store());
 
 async fn ledger_with(count: u128) -> (Ledger<PgLedger>, TestDatabase) {
@@ -199,12 +201,27 @@ async fn plain_edits_fail_with_the_append_only_message() {
         assert!(error.contains("the ledger is append-only"), "{statement}: {error}");
     }
     let gapped = sqlx::query(
-        "INSERT INTO ledger_entries VALUES (4, gen_random_uuid(), decode(repeat('00', 32), 'hex'), \
-         decode(repeat('00', 32), 'hex'), now())",
+        "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+         VALUES ('default', 4, gen_random_uuid(), decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'), now())",
     )
     .execute(pool)
     .await;
     assert!(gapped.unwrap_err().to_string().contains("sequence numbers must be contiguous"));
+    for (statement, message) in [
+        (
+            "INSERT INTO ledger_head (ledger_id, sequence_number, entry_hash) VALUES ('forged', 7, sha256('x'))",
+            "a new ledger's head starts at sequence 0",
+        ),
+        (
+            "INSERT INTO tree_state (ledger_id, tree_size, root_hash, frontier) VALUES ('forged', 7, sha256('x'), '')",
+            "a new ledger's tree starts empty",
+        ),
+        ("UPDATE ledger_head SET ledger_id = 'other'", "may only move forward"),
+        ("DELETE FROM ledgers", "the ledger is append-only"),
+    ] {
+        let error = sqlx::query(statement).execute(pool).await.expect_err(statement).to_string();
+        assert!(error.contains(message), "{statement}: {error}");
+    }
     let forward_to_nowhere = sqlx::query("UPDATE ledger_head SET sequence_number = 3").execute(pool).await;
     assert!(forward_to_nowhere.unwrap_err().to_string().contains("must point at an existing entry"));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(pool).await.unwrap();

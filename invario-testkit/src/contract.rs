@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::strategies;
 use invario_core::{
-    AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerEntry, LedgerHead, LedgerStore,
-    MemoryLedger, ReceiptStatus, Scope, Sweep, Timestamp, Transaction, VerificationItem, VerificationRecord,
-    plan_append,
+    AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry, LedgerHead,
+    LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError, Sweep, Timestamp,
+    Transaction, VerificationItem, VerificationRecord, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
 use proptest::prelude::*;
@@ -383,22 +383,101 @@ pub async fn key_store_round_trip<K: KeyStore, G>(fresh: impl Future<Output = (K
     assert_eq!(mine.len(), 2);
     assert!(mine[0].created_at <= mine[1].created_at, "oldest first");
 
-    let used = admin.authenticate(Some(second.expose()), Scope::Read, at(4)).await.expect("authenticate");
+    let used =
+        admin.authenticate(Some(second.expose()), Scope::Read, None, at(4)).await.expect("authenticate");
     assert_eq!(used.owner.as_str(), "ClientName");
     let touched = admin.store().key_by_hash(&second.hash()).await.expect("find").expect("present");
     assert_eq!(touched.last_used_at, Some(at(4)));
 
     assert_eq!(admin.revoke_owner("ClientName", at(5)).await.expect("revoke"), 2);
     assert_eq!(admin.revoke_owner("ClientName", at(6)).await.expect("revoke"), 0, "already revoked");
-    assert!(admin.authenticate(Some(first.expose()), Scope::Write, at(7)).await.is_err());
+    assert!(admin.authenticate(Some(first.expose()), Scope::Write, None, at(7)).await.is_err());
     assert!(
-        admin.authenticate(Some(other.expose()), Scope::Read, at(7)).await.is_ok(),
+        admin.authenticate(Some(other.expose()), Scope::Read, None, at(7)).await.is_ok(),
         "other owners keep access"
     );
     assert_eq!(admin.revoke_prefix(&other_record.prefix, at(8)).await.expect("revoke"), 1);
-    assert!(admin.authenticate(Some(other.expose()), Scope::Read, at(9)).await.is_err());
+    assert!(admin.authenticate(Some(other.expose()), Scope::Read, None, at(9)).await.is_err());
     let revoked = admin.store().key_by_hash(&other.hash()).await.expect("find").expect("present");
     assert_eq!(revoked.revoked_at, Some(at(8)));
+}
+
+fn ledger_name(name: &str) -> LedgerName {
+    LedgerName::parse(name).expect("a valid test ledger name")
+}
+
+/// The catalog starts with `default`; creating a ledger is idempotent; a
+/// ledger not created answers `UnknownLedger` and writes nothing.
+pub async fn ledgers_are_created_once_and_listed<C: LedgerCatalog, G>(fresh: impl Future<Output = (C, G)>) {
+    let (catalog, _guard) = fresh.await;
+    let names =
+        |ledgers: Vec<LedgerInfo>| ledgers.into_iter().map(|info| info.name.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(catalog.list_ledgers().await.expect("list")), ["default"]);
+    let acme = ledger_name("acme");
+    assert_eq!(catalog.find_ledger(&acme).await.expect("find"), None);
+    let missing = Ledger::new(catalog.store(&acme));
+    assert!(matches!(missing.head().await, Err(StoreError::UnknownLedger(name)) if name == acme));
+    let refused = missing.ingest(vec![transaction(1, "1")], at(1)).await.expect_err("no such ledger");
+    assert!(matches!(refused, IngestError::Store(StoreError::UnknownLedger(_))), "{refused:?}");
+
+    assert!(catalog.create_ledger(&acme, at(2)).await.expect("create"));
+    assert!(
+        !catalog.create_ledger(&acme, at(3)).await.expect("create again"),
+        "a second create changes nothing"
+    );
+    assert!(catalog.create_ledger(&ledger_name("0-books_2"), at(4)).await.expect("create"));
+    assert_eq!(names(catalog.list_ledgers().await.expect("list")), ["0-books_2", "acme", "default"]);
+    let found = catalog.find_ledger(&acme).await.expect("find").expect("created");
+    assert_eq!(found.created_at, at(2), "the first create's time is kept");
+    // A store handed out before the ledger existed works once it does.
+    assert_eq!(missing.head().await.expect("head"), LedgerHead::EMPTY);
+    missing.ingest(vec![transaction(1, "1")], at(5)).await.expect("append to the new ledger");
+}
+
+/// Two ledgers share nothing: the same transaction id is two transactions,
+/// each chain starts at 1 with its own tree and checkpoints, and an append
+/// held open on one does not wait for the other.
+pub async fn ledgers_are_isolated<C: LedgerCatalog, G>(fresh: impl Future<Output = (C, G)>) {
+    let (catalog, _guard) = fresh.await;
+    let acme = ledger_name("acme");
+    catalog.create_ledger(&acme, at(0)).await.expect("create");
+    let default = Ledger::new(catalog.store(&LedgerName::default_ledger()));
+    let other = Ledger::new(catalog.store(&acme));
+    let first =
+        default.ingest(vec![transaction(1, "10.00"), transaction(2, "20.00")], at(1)).await.expect("ingest");
+    // Same ids, other amounts: in another ledger neither a replay nor a conflict.
+    let second =
+        other.ingest(vec![transaction(2, "99.00"), transaction(1, "-5")], at(2)).await.expect("ingest");
+    assert!(first.iter().chain(&second).all(|receipt| receipt.status == ReceiptStatus::Created));
+    assert_eq!(second[0].entry.sequence_number, 1, "each ledger's chain starts at 1");
+    assert_eq!(second[0].entry.prev_hash, LedgerHead::EMPTY.entry_hash);
+    let stored = other.entry(second[0].entry.transaction_id()).await.expect("read").expect("present");
+    assert_eq!(stored.transaction.amount.to_canonical_string(), "99.00");
+    assert_eq!(all_entries(&default).await.len(), 2);
+    assert_eq!(all_entries(&other).await.len(), 2);
+    assert_ne!(default.head().await.expect("head"), other.head().await.expect("head"));
+    assert_ne!(
+        default.store().tree_state().await.expect("tree").root,
+        other.store().tree_state().await.expect("tree").root
+    );
+    assert!(default.verify_full().await.expect("verify").is_intact());
+    assert!(other.verify_full().await.expect("verify").is_intact());
+
+    default.store().store_checkpoint(2, "default note").await.expect("store");
+    assert_eq!(other.store().latest_checkpoint().await.expect("read"), None);
+    other.store().store_checkpoint(2, "acme note").await.expect("store");
+    assert_eq!(default.store().latest_checkpoint().await.expect("read").as_deref(), Some("default note"));
+
+    // The head lock is per ledger.
+    let held = default.store().begin_append(&[]).await.expect("lock default");
+    let elsewhere = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        other.ingest(vec![transaction(3, "3")], at(3)),
+    )
+    .await
+    .expect("an append to another ledger does not wait for this one's lock");
+    elsewhere.expect("ingest");
+    drop(held);
 }
 
 /// Generates one `#[tokio::test]` per ledger-store contract check, plus the
@@ -442,6 +521,22 @@ macro_rules! ledger_store_contract_tests {
         #[test]
         fn contract_model_based_agreement_with_the_memory_model() {
             $crate::contract::model_based_agreement(|| $fresh, $cases);
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per catalog contract check. `$fresh` is an
+/// async expression evaluating to `(catalog, guard)`.
+#[macro_export]
+macro_rules! catalog_contract_tests {
+    ($fresh:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_ledgers_are_created_once_and_listed() {
+            $crate::contract::ledgers_are_created_once_and_listed($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_ledgers_are_isolated() {
+            $crate::contract::ledgers_are_isolated($fresh).await;
         }
     };
 }

@@ -23,11 +23,22 @@ pub mod harness;
 pub mod tamper;
 
 pub use invario_core::strategies;
-pub use invario_core::{MemoryKeyStore, MemoryLedger};
+pub use invario_core::{MemoryCatalog, MemoryKeyStore, MemoryLedger};
 
 /// A fresh memory ledger, in the `(store, guard)` shape the contract suite takes.
 pub async fn fresh_memory_ledger() -> (MemoryLedger, ()) {
     (MemoryLedger::new(), ())
+}
+
+/// A fresh memory catalog holding only `default`, in the catalog contract's shape.
+pub async fn fresh_memory_catalog() -> (MemoryCatalog, ()) {
+    (MemoryCatalog::new(contract::at(0)), ())
+}
+
+/// A PostgreSQL catalog on a fresh test database, in the catalog contract's shape.
+pub async fn fresh_pg_catalog() -> (invario_postgres::PgCatalog, harness::TestDatabase) {
+    let database = harness::fresh_database().await;
+    (invario_postgres::PgCatalog::new(database.pool().clone()), database)
 }
 
 /// A fresh memory key store, in the `(store, guard)` shape the contract suite takes.

@@ -2,6 +2,7 @@
 //! would, bypassing the append-only triggers with `session_replication_role = replica`
 //! (which needs a superuser, as the test harness's role is).
 
+use invario_core::LedgerName;
 use invario_postgres::PgPool;
 use uuid::Uuid;
 
@@ -35,12 +36,39 @@ pub enum EntryEdit {
     TransactionId(Uuid),
 }
 
+/// Which ledger a tamper helper edits: a pool alone means the default ledger.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The database.
+    pub pool: PgPool,
+    /// The ledger whose rows are edited.
+    pub ledger: LedgerName,
+}
+
+impl Target {
+    /// Ledger `ledger` of the database behind `pool`.
+    pub fn ledger(pool: &PgPool, ledger: &LedgerName) -> Self {
+        Target { pool: pool.clone(), ledger: ledger.clone() }
+    }
+}
+
+impl From<&PgPool> for Target {
+    fn from(pool: &PgPool) -> Self {
+        Target::ledger(pool, &LedgerName::default_ledger())
+    }
+}
+
 async fn bypassing_triggers(
-    pool: &PgPool,
+    target: &Target,
     statements: &[(&'static str, Vec<Bind>)],
 ) -> Result<u64, sqlx::Error> {
-    let mut transaction = pool.begin().await?;
+    let mut transaction = target.pool.begin().await?;
     sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *transaction).await?;
+    // Every statement below names its ledger through this setting.
+    sqlx::query("SELECT set_config('invario.tamper_ledger', $1, true)")
+        .bind(target.ledger.as_str())
+        .execute(&mut *transaction)
+        .await?;
     let mut affected = 0;
     for (sql, binds) in statements {
         let mut query = sqlx::query(*sql);
@@ -74,126 +102,149 @@ fn expect_one(affected: u64, what: &str) {
 
 /// Edits the transaction recorded at `sequence`.
 pub async fn edit_transaction(
-    pool: &PgPool,
+    target: impl Into<Target>,
     sequence: i64,
     edit: TransactionEdit,
 ) -> Result<(), sqlx::Error> {
+    let target = target.into();
     let at = Bind::Int(sequence);
     let (sql, binds): (&'static str, Vec<Bind>) = match edit {
         TransactionEdit::Amount(amount) => (
-            "UPDATE transactions SET amount = $2::numeric WHERE transaction_id = \
-             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            "UPDATE transactions SET amount = $2::numeric WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![at, Bind::Text(amount.into())],
         ),
         TransactionEdit::Currency(code) => (
-            "UPDATE transactions SET currency = $2 WHERE transaction_id = \
-             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            "UPDATE transactions SET currency = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![at, Bind::Text(code.into())],
         ),
         TransactionEdit::OccurredAt(micros) => (
             "UPDATE transactions SET occurred_at = $2::text::bigint * interval '1 microsecond' + 'epoch'::timestamptz \
-             WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+             WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![at, Bind::OptText(micros.map(|m| m.to_string()))],
         ),
         TransactionEdit::Metadata(key, value) => (
             "UPDATE transactions SET metadata = metadata || jsonb_build_object($2::text, $3::text) \
-             WHERE transaction_id = (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+             WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![at, Bind::Text(key.into()), Bind::Text(value.into())],
         ),
         TransactionEdit::TransactionId(id) => (
-            "UPDATE transactions SET transaction_id = $2 WHERE transaction_id = \
-             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            "UPDATE transactions SET transaction_id = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![at, Bind::Uuid(id)],
         ),
     };
-    expect_one(bypassing_triggers(pool, &[(sql, binds)]).await?, "edit_transaction");
+    expect_one(bypassing_triggers(&target, &[(sql, binds)]).await?, "edit_transaction");
     Ok(())
 }
 
 /// Edits the entry at `sequence`.
-pub async fn edit_entry(pool: &PgPool, sequence: i64, edit: EntryEdit) -> Result<(), sqlx::Error> {
+pub async fn edit_entry(
+    target: impl Into<Target>,
+    sequence: i64,
+    edit: EntryEdit,
+) -> Result<(), sqlx::Error> {
+    let target = target.into();
     let (sql, value): (&'static str, Bind) = match edit {
         EntryEdit::EntryHash(hash) => (
-            "UPDATE ledger_entries SET entry_hash = $2 WHERE sequence_number = $1",
+            "UPDATE ledger_entries SET entry_hash = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             Bind::Bytes(hash.to_vec()),
         ),
         EntryEdit::PrevHash(hash) => (
-            "UPDATE ledger_entries SET prev_hash = $2 WHERE sequence_number = $1",
+            "UPDATE ledger_entries SET prev_hash = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             Bind::Bytes(hash.to_vec()),
         ),
         EntryEdit::RecordedAt(micros) => (
             "UPDATE ledger_entries SET recorded_at = $2 * interval '1 microsecond' + 'epoch'::timestamptz \
-             WHERE sequence_number = $1",
+             WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             Bind::Int(micros),
         ),
-        EntryEdit::SequenceNumber(new) => {
-            ("UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1", Bind::Int(new))
-        }
-        EntryEdit::TransactionId(id) => {
-            ("UPDATE ledger_entries SET transaction_id = $2 WHERE sequence_number = $1", Bind::Uuid(id))
-        }
+        EntryEdit::SequenceNumber(new) => (
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
+            Bind::Int(new),
+        ),
+        EntryEdit::TransactionId(id) => (
+            "UPDATE ledger_entries SET transaction_id = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
+            Bind::Uuid(id),
+        ),
     };
-    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence), value])]).await?, "edit_entry");
+    expect_one(bypassing_triggers(&target, &[(sql, vec![Bind::Int(sequence), value])]).await?, "edit_entry");
     Ok(())
 }
 
 /// Deletes the entry row at `sequence` (its transaction row stays, orphaned).
-pub async fn delete_entry(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
-    let sql = "DELETE FROM ledger_entries WHERE sequence_number = $1";
-    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_entry");
+pub async fn delete_entry(target: impl Into<Target>, sequence: i64) -> Result<(), sqlx::Error> {
+    let target = target.into();
+    let sql = "DELETE FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1";
+    expect_one(bypassing_triggers(&target, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_entry");
     Ok(())
 }
 
 /// Deletes the transaction row recorded at `sequence` (its entry stays).
-pub async fn delete_transaction(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
-    let sql = "DELETE FROM transactions WHERE transaction_id = \
-               (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)";
-    expect_one(bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_transaction");
+pub async fn delete_transaction(target: impl Into<Target>, sequence: i64) -> Result<(), sqlx::Error> {
+    let target = target.into();
+    let sql = "DELETE FROM transactions WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = \
+               (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)";
+    expect_one(bypassing_triggers(&target, &[(sql, vec![Bind::Int(sequence)])]).await?, "delete_transaction");
     Ok(())
 }
 
 /// Deletes the entry at `sequence` *and* its transaction, as a careful attacker would.
-pub async fn delete_entry_and_transaction(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_entry_and_transaction(
+    target: impl Into<Target>,
+    sequence: i64,
+) -> Result<(), sqlx::Error> {
+    let target = target.into();
     let statements = [
         (
-            "DELETE FROM transactions WHERE transaction_id = \
-             (SELECT transaction_id FROM ledger_entries WHERE sequence_number = $1)",
+            "DELETE FROM transactions WHERE ledger_id = current_setting('invario.tamper_ledger') AND transaction_id = \
+             (SELECT transaction_id FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1)",
             vec![Bind::Int(sequence)],
         ),
-        ("DELETE FROM ledger_entries WHERE sequence_number = $1", vec![Bind::Int(sequence)]),
+        (
+            "DELETE FROM ledger_entries WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
+            vec![Bind::Int(sequence)],
+        ),
     ];
-    expect_one(bypassing_triggers(pool, &statements).await?, "delete_entry_and_transaction");
+    expect_one(bypassing_triggers(&target, &statements).await?, "delete_entry_and_transaction");
     Ok(())
 }
 
 /// Swaps the rows at sequences `a` and `b` (each takes the other's sequence number).
-pub async fn swap_entries(pool: &PgPool, a: i64, b: i64) -> Result<(), sqlx::Error> {
+pub async fn swap_entries(target: impl Into<Target>, a: i64, b: i64) -> Result<(), sqlx::Error> {
+    let target = target.into();
     // CHECK (sequence_number > 0) forbids a temporary negative number, so the
     // swap goes through the far end of the bigint range.
     let far = i64::MAX - a;
     let statements = [
         (
-            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             vec![Bind::Int(a), Bind::Int(far)],
         ),
         (
-            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             vec![Bind::Int(b), Bind::Int(a)],
         ),
         (
-            "UPDATE ledger_entries SET sequence_number = $2 WHERE sequence_number = $1",
+            "UPDATE ledger_entries SET sequence_number = $2 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
             vec![Bind::Int(far), Bind::Int(b)],
         ),
     ];
-    expect_one(bypassing_triggers(pool, &statements).await?, "swap_entries");
+    expect_one(bypassing_triggers(&target, &statements).await?, "swap_entries");
     Ok(())
 }
 
 /// Rewrites the head row.
-pub async fn rewrite_head(pool: &PgPool, sequence: i64, hash: [u8; 32]) -> Result<(), sqlx::Error> {
-    let sql = "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2";
+pub async fn rewrite_head(
+    target: impl Into<Target>,
+    sequence: i64,
+    hash: [u8; 32],
+) -> Result<(), sqlx::Error> {
+    let target = target.into();
+    let sql = "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2 WHERE ledger_id = current_setting('invario.tamper_ledger')";
     expect_one(
-        bypassing_triggers(pool, &[(sql, vec![Bind::Int(sequence), Bind::Bytes(hash.to_vec())])]).await?,
+        bypassing_triggers(&target, &[(sql, vec![Bind::Int(sequence), Bind::Bytes(hash.to_vec())])]).await?,
         "rewrite_head",
     );
     Ok(())
@@ -203,18 +254,20 @@ pub async fn rewrite_head(pool: &PgPool, sequence: i64, hash: [u8; 32]) -> Resul
 /// entry's amount, then recomputes every hash after it and the head, as an
 /// attacker who knows the format would. Only a saved digest catches this.
 pub async fn rewrite_chain_from(
-    pool: &PgPool,
+    target: impl Into<Target>,
     sequence: i64,
     new_amount: &'static str,
 ) -> Result<(), sqlx::Error> {
-    edit_transaction(pool, sequence, TransactionEdit::Amount(new_amount)).await?;
-    rehash_chain_from(pool, sequence).await
+    let target = target.into();
+    edit_transaction(target.clone(), sequence, TransactionEdit::Amount(new_amount)).await?;
+    rehash_chain_from(target, sequence).await
 }
 
 /// Recomputes every hash from `sequence` on, the head, and the whole Merkle
 /// tree, from the rows as they are now: after an edit this makes the chain and
 /// its tree consistent again, as an attacker who knows the formats would.
-pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx::Error> {
+pub async fn rehash_chain_from(target: impl Into<Target>, sequence: i64) -> Result<(), sqlx::Error> {
+    let target = target.into();
     use futures_util::TryStreamExt;
     use invario_core::{EntryContent, EntryHash, entry_hash_v1};
     use sqlx::Row;
@@ -224,9 +277,11 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
                 (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_micros, \
                 t.amount::text AS amount, t.currency, \
                 (extract(epoch FROM t.occurred_at) * 1000000)::bigint AS occurred_micros, t.metadata::text AS metadata \
-         FROM ledger_entries e JOIN transactions t USING (transaction_id) ORDER BY e.sequence_number",
+         FROM ledger_entries e JOIN transactions t USING (ledger_id, transaction_id) \
+         WHERE e.ledger_id = $1 ORDER BY e.sequence_number",
     )
-    .fetch(pool)
+    .bind(target.ledger.as_str())
+    .fetch(&target.pool)
     .try_collect()
     .await?;
     let mut statements = Vec::new();
@@ -252,7 +307,7 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
         let hash = entry_hash_v1(&prev, u64::try_from(current).expect("positive"), &content);
         if current >= sequence {
             statements.push((
-                "UPDATE ledger_entries SET prev_hash = $2, entry_hash = $3 WHERE sequence_number = $1",
+                "UPDATE ledger_entries SET prev_hash = $2, entry_hash = $3 WHERE ledger_id = current_setting('invario.tamper_ledger') AND sequence_number = $1",
                 vec![Bind::Int(current), Bind::Bytes(prev.0.to_vec()), Bind::Bytes(hash.0.to_vec())],
             ));
         }
@@ -261,11 +316,11 @@ pub async fn rehash_chain_from(pool: &PgPool, sequence: i64) -> Result<(), sqlx:
         all_hashes.push(hash);
     }
     if let Some(head) = previous {
-        statements.push(("UPDATE ledger_head SET entry_hash = $1", vec![Bind::Bytes(head.0.to_vec())]));
+        statements.push(("UPDATE ledger_head SET entry_hash = $1 WHERE ledger_id = current_setting('invario.tamper_ledger')", vec![Bind::Bytes(head.0.to_vec())]));
     }
     // One transaction, as a careful attacker would: no reader ever sees the chain and its tree disagree.
     statements.extend(tree_statements(&all_hashes));
-    bypassing_triggers(pool, &statements).await?;
+    bypassing_triggers(&target, &statements).await?;
     Ok(())
 }
 
@@ -277,10 +332,11 @@ fn tree_statements(entry_hashes: &[invario_core::EntryHash]) -> Vec<(&'static st
 
     let leaves = entry_hashes.iter().map(entry_leaf_hash);
     let tree = extend_tree(&TreeSnapshot::empty(), 0, leaves).expect("a tree from empty always extends");
-    let mut statements: Vec<(&'static str, Vec<Bind>)> = vec![("DELETE FROM tree_tiles", vec![])];
+    let mut statements: Vec<(&'static str, Vec<Bind>)> =
+        vec![("DELETE FROM tree_tiles WHERE ledger_id = current_setting('invario.tamper_ledger')", vec![])];
     for tile in &tree.tiles {
         statements.push((
-            "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3)",
+            "INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES (current_setting('invario.tamper_ledger'), $1, $2, $3)",
             vec![
                 Bind::Int(i64::from(tile.coord.level)),
                 Bind::Int(i64::try_from(tile.coord.index).expect("small index")),
@@ -289,7 +345,7 @@ fn tree_statements(entry_hashes: &[invario_core::EntryHash]) -> Vec<(&'static st
         ));
     }
     statements.push((
-        "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3",
+        "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = current_setting('invario.tamper_ledger')",
         vec![
             Bind::Int(i64::try_from(tree.state.size).expect("small tree")),
             Bind::Bytes(tree.state.root.0.to_vec()),
@@ -301,13 +357,14 @@ fn tree_statements(entry_hashes: &[invario_core::EntryHash]) -> Vec<(&'static st
 
 /// Removes the Merkle tree (tiles and state back to empty), as a ledger from
 /// before the tree existed looks once the migration added its tables.
-pub async fn forget_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn forget_tree(target: impl Into<Target>) -> Result<(), sqlx::Error> {
     bypassing_triggers(
-        pool,
+        &target.into(),
         &[
-            ("DELETE FROM tree_tiles", vec![]),
+            ("DELETE FROM tree_tiles WHERE ledger_id = current_setting('invario.tamper_ledger')", vec![]),
             (
-                "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea",
+                "UPDATE tree_state SET tree_size = 0, root_hash = sha256(''::bytea), frontier = ''::bytea \
+                 WHERE ledger_id = current_setting('invario.tamper_ledger')",
                 vec![],
             ),
         ],
@@ -318,13 +375,16 @@ pub async fn forget_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Replaces the stored Merkle tree with the tree of the entries as they are
 /// now (tiles and state), bypassing the triggers that keep tiles append-only.
-pub async fn rebuild_tree(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let hashes: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT entry_hash FROM ledger_entries ORDER BY sequence_number")
-            .fetch_all(pool)
-            .await?;
+pub async fn rebuild_tree(target: impl Into<Target>) -> Result<(), sqlx::Error> {
+    let target = target.into();
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT entry_hash FROM ledger_entries WHERE ledger_id = $1 ORDER BY sequence_number",
+    )
+    .bind(target.ledger.as_str())
+    .fetch_all(&target.pool)
+    .await?;
     let hashes: Vec<invario_core::EntryHash> =
         hashes.iter().map(|hash| invario_core::EntryHash::from_slice(hash).expect("32-byte hash")).collect();
-    bypassing_triggers(pool, &tree_statements(&hashes)).await?;
+    bypassing_triggers(&target, &tree_statements(&hashes)).await?;
     Ok(())
 }
