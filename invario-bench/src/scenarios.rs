@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
 use invario_core::{
-    Checkpoint, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp, encode_entry_v1,
-    entry_hash_v1,
+    Checkpoint, DEFAULT_LEDGER, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp,
+    encode_entry_v1, entry_hash_v1,
 };
 use invario_postgres::PgLedger;
 use sha2::{Digest as _, Sha256};
@@ -330,7 +330,7 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         let mut transaction = raw_pool.begin().await?;
         // The fastest plain way: one multi-row INSERT per table per 1,000 rows.
         let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) ",
+            "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
         );
         let metadata: Vec<String> = entries
             .iter()
@@ -338,7 +338,8 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
             .collect::<Result<_, _>>()?;
         rows.push_values(entries.iter().zip(&metadata), |mut row, (entry, metadata)| {
             let transaction = &entry.transaction;
-            row.push_bind(transaction.transaction_id.to_string())
+            row.push_bind(DEFAULT_LEDGER)
+                .push_bind(transaction.transaction_id.to_string())
                 .push_bind(transaction.amount.to_canonical_string())
                 .push_bind(transaction.currency.code())
                 .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
@@ -346,12 +347,13 @@ async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         });
         rows.build().execute(&mut *transaction).await?;
         let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+            "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
         );
         let sequences: Vec<i64> =
             entries.iter().map(|entry| i64::try_from(entry.sequence_number)).collect::<Result<_, _>>()?;
         rows.push_values(entries.iter().zip(&sequences), |mut row, (entry, sequence)| {
-            row.push_bind(*sequence)
+            row.push_bind(DEFAULT_LEDGER)
+                .push_bind(*sequence)
                 .push_bind(entry.transaction.transaction_id.to_string())
                 .push_bind(entry.prev_hash.as_bytes().as_slice())
                 .push_bind(entry.entry_hash.as_bytes().as_slice())

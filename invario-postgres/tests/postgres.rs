@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 ledger_store_contract_tests!(fresh_pg_ledger(), cases = 24);
-catalog_contract_tests!(fresh_pg_catalog());
+catalog_contract_tests!(fresh_pg_catalog(), parallel_ledgers);
 key_store_contract_tests!(fresh_pg_key_store());
 
 async fn ledger_with(count: u128) -> (Ledger<PgLedger>, TestDatabase) {

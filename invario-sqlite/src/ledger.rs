@@ -8,9 +8,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::{hashes_from_bytes, hashes_to_bytes};
 use invario_core::tiles::edge_tiles;
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerStore, StoreError, StoredEntry,
-    StoredTransaction, Sweep, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot, TreeState,
-    VerificationItem, VerificationRecord,
+    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
+    StoredEntry, StoredTransaction, Sweep, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot,
+    TreeState, VerificationItem, VerificationRecord,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteRow;
@@ -18,17 +18,30 @@ use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::{hash, sequence, store_error, to_sequence, uuid};
 
-/// The ledger store on a SQLite pool.
+/// The store of one ledger on a SQLite pool: every statement is about that
+/// ledger's rows only.
 #[derive(Debug, Clone)]
 pub struct SqliteLedger {
     pool: SqlitePool,
+    ledger: LedgerName,
+    /// The database's one writer: shared by the stores of all its ledgers.
     writer: Arc<AsyncMutex<()>>,
 }
 
 impl SqliteLedger {
-    /// A store on `pool` (migrated: see [`crate::migrate`]).
+    /// The store of the default ledger on `pool` (migrated: see [`crate::migrate`]).
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteLedger { pool, writer: Arc::default() }
+        SqliteLedger::sharing_writer(pool, LedgerName::default_ledger(), Arc::default())
+    }
+
+    /// The store of ledger `ledger`, taking the database's write lock `writer`.
+    pub(crate) fn sharing_writer(pool: SqlitePool, ledger: LedgerName, writer: Arc<AsyncMutex<()>>) -> Self {
+        SqliteLedger { pool, ledger, writer }
+    }
+
+    /// The ledger this store writes and reads.
+    pub fn ledger(&self) -> &LedgerName {
+        &self.ledger
     }
 
     /// The pool.
@@ -50,6 +63,7 @@ impl SqliteLedger {
 #[derive(Debug)]
 pub struct SqliteAppend {
     connection: PoolConnection<Sqlite>,
+    ledger: LedgerName,
     snapshot: AppendSnapshot,
     committed: bool,
     _writer: OwnedMutexGuard<()>,
@@ -66,15 +80,34 @@ impl Drop for SqliteAppend {
 /// Rows per multi-row INSERT: 5 parameters each, far below SQLite's 32,766.
 const ROWS_PER_INSERT: usize = 1_000;
 
-const SELECT_HEAD: &str = "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head";
+const SELECT_HEAD: &str =
+    "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head WHERE ledger_id = $1";
 const ENTRY_COLUMNS: &str = "e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
      t.transaction_id AS joined_id, t.amount, t.currency, t.occurred_at, t.metadata";
 
-async fn read_tree<'c, E: sqlx::SqliteExecutor<'c>>(executor: E) -> Result<TreeState, StoreError> {
-    let row = sqlx::query("SELECT tree_size, root_hash, frontier FROM tree_state")
-        .fetch_one(executor)
+async fn read_head<'c, E: sqlx::SqliteExecutor<'c>>(
+    executor: E,
+    ledger: &LedgerName,
+) -> Result<LedgerHead, StoreError> {
+    let row = sqlx::query(SELECT_HEAD)
+        .bind(ledger.as_str())
+        .fetch_optional(executor)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
+    head_from_row(&row)
+}
+
+async fn read_tree<'c, E: sqlx::SqliteExecutor<'c>>(
+    executor: E,
+    ledger: &LedgerName,
+) -> Result<TreeState, StoreError> {
+    let row = sqlx::query("SELECT tree_size, root_hash, frontier FROM tree_state WHERE ledger_id = $1")
+        .bind(ledger.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
     let corrupt = |what: &str, error: String| StoreError::Corrupt(format!("{what}: {error}"));
     let size = sequence(row.try_get("tree_size").map_err(store_error)?)?;
     let root = TreeHash::from_slice(&row.try_get::<Vec<u8>, _>("root_hash").map_err(store_error)?)
@@ -86,6 +119,7 @@ async fn read_tree<'c, E: sqlx::SqliteExecutor<'c>>(executor: E) -> Result<TreeS
 
 async fn read_tiles<'c, E: sqlx::SqliteExecutor<'c>>(
     executor: E,
+    ledger: &LedgerName,
     coords: &[TileCoord],
 ) -> Result<Vec<Tile>, StoreError> {
     if coords.is_empty() {
@@ -96,9 +130,11 @@ async fn read_tiles<'c, E: sqlx::SqliteExecutor<'c>>(
             .map_err(|error| StoreError::Contract(error.to_string()))?;
     let rows = sqlx::query(
         "SELECT t.level, t.tile_index, t.hashes FROM json_each($1) AS w \
-         JOIN tree_tiles t ON t.level = json_extract(w.value, '$[0]') AND t.tile_index = json_extract(w.value, '$[1]')",
+         JOIN tree_tiles t ON t.ledger_id = $2 AND t.level = json_extract(w.value, '$[0]') \
+                          AND t.tile_index = json_extract(w.value, '$[1]')",
     )
     .bind(wanted)
+    .bind(ledger.as_str())
     .fetch_all(executor)
     .await
     .map_err(store_error)?;
@@ -169,25 +205,27 @@ fn entry_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
 /// what the core plans from.
 async fn begin_and_read(
     connection: &mut PoolConnection<Sqlite>,
+    ledger: &LedgerName,
     ids: &[TransactionId],
 ) -> Result<AppendSnapshot, StoreError> {
     let transaction = &mut **connection;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *transaction).await.map_err(store_error)?;
-    let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
-    let head = head_from_row(&head_row)?;
+    let head = read_head(&mut *transaction, ledger).await?;
     let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
         .map_err(|error| StoreError::Contract(error.to_string()))?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t ON t.transaction_id = e.transaction_id \
-         WHERE e.transaction_id IN (SELECT value FROM json_each($1))"
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
+         JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+         WHERE e.ledger_id = $2 AND e.transaction_id IN (SELECT value FROM json_each($1))"
     )))
     .bind(ids_json)
+    .bind(ledger.as_str())
     .fetch_all(&mut *transaction)
     .await
     .map_err(store_error)?;
     let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-    let tree = read_tree(&mut *transaction).await?;
-    let edge = read_tiles(&mut *transaction, &edge_tiles(tree.size)).await?;
+    let tree = read_tree(&mut *transaction, ledger).await?;
+    let edge = read_tiles(&mut *transaction, ledger, &edge_tiles(tree.size)).await?;
     Ok(AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } })
 }
 
@@ -198,8 +236,14 @@ impl LedgerStore for SqliteLedger {
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<SqliteAppend, StoreError> {
         let writer = Arc::clone(&self.writer).lock_owned().await;
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        match begin_and_read(&mut connection, ids).await {
-            Ok(snapshot) => Ok(SqliteAppend { connection, snapshot, committed: false, _writer: writer }),
+        match begin_and_read(&mut connection, &self.ledger, ids).await {
+            Ok(snapshot) => Ok(SqliteAppend {
+                connection,
+                ledger: self.ledger.clone(),
+                snapshot,
+                committed: false,
+                _writer: writer,
+            }),
             Err(error) => {
                 // The transaction may be open: the connection does not go back to the pool.
                 connection.close_on_drop();
@@ -210,10 +254,12 @@ impl LedgerStore for SqliteLedger {
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t ON t.transaction_id = e.transaction_id \
-             WHERE e.transaction_id = $1"
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
+             JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+             WHERE e.ledger_id = $2 AND e.transaction_id = $1"
         )))
         .bind(id.to_string())
+        .bind(self.ledger.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?
@@ -223,17 +269,18 @@ impl LedgerStore for SqliteLedger {
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {
-        let row = sqlx::query(SELECT_HEAD).fetch_one(&self.pool).await.map_err(store_error)?;
-        head_from_row(&row)
+        read_head(&self.pool, &self.ledger).await
     }
 
     async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e JOIN transactions t ON t.transaction_id = e.transaction_id \
-             WHERE e.sequence_number > $1 ORDER BY e.sequence_number LIMIT $2"
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
+             JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+             WHERE e.ledger_id = $3 AND e.sequence_number > $1 ORDER BY e.sequence_number LIMIT $2"
         )))
         .bind(to_sequence(after)?)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(self.ledger.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
@@ -241,19 +288,21 @@ impl LedgerStore for SqliteLedger {
     }
 
     async fn tree_state(&self) -> Result<TreeState, StoreError> {
-        read_tree(&self.pool).await
+        read_tree(&self.pool, &self.ledger).await
     }
 
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
-        read_tiles(&self.pool, coords).await
+        read_tiles(&self.pool, &self.ledger, coords).await
     }
 
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO checkpoints (tree_size, note) VALUES ($1, $2) ON CONFLICT (tree_size) DO NOTHING",
+            "INSERT INTO checkpoints (ledger_id, tree_size, note) VALUES ($3, $1, $2) \
+             ON CONFLICT (ledger_id, tree_size) DO NOTHING",
         )
         .bind(to_sequence(tree_size)?)
         .bind(note)
+        .bind(self.ledger.as_str())
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -261,20 +310,23 @@ impl LedgerStore for SqliteLedger {
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)
+        sqlx::query_scalar(
+            "SELECT note FROM checkpoints WHERE ledger_id = $1 ORDER BY tree_size DESC LIMIT 1",
+        )
+        .bind(self.ledger.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
         let pool = self.pool.clone();
+        let ledger = self.ledger.clone();
         async_stream::try_stream! {
             // A read transaction sees one snapshot (WAL) for the head and every row.
             let mut transaction = pool.begin().await.map_err(store_error)?;
-            let head_row = sqlx::query(SELECT_HEAD).fetch_one(&mut *transaction).await.map_err(store_error)?;
-            yield VerificationItem::Head(head_from_row(&head_row)?);
-            yield VerificationItem::Tree(read_tree(&mut *transaction).await?);
+            yield VerificationItem::Head(read_head(&mut *transaction, &ledger).await?);
+            yield VerificationItem::Tree(read_tree(&mut *transaction, &ledger).await?);
             let after = match sweep {
                 Sweep::Full => 0,
                 Sweep::After(sequence) => to_sequence(sequence)?,
@@ -282,10 +334,11 @@ impl LedgerStore for SqliteLedger {
             {
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
-                     LEFT JOIN transactions t ON t.transaction_id = e.transaction_id \
-                     WHERE e.sequence_number > $1 ORDER BY e.sequence_number"
+                     LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+                     WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number"
                 )))
                 .bind(after)
+                .bind(ledger.as_str())
                 .fetch(&mut *transaction);
                 while let Some(row) = rows.next().await {
                     let row = row.map_err(store_error)?;
@@ -295,8 +348,10 @@ impl LedgerStore for SqliteLedger {
             if sweep == Sweep::Full {
                 let mut orphans = sqlx::query(
                     "SELECT t.transaction_id, t.amount, t.currency, t.occurred_at, t.metadata FROM transactions t \
-                     WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.transaction_id)",
+                     WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
+                         WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
                 )
+                .bind(ledger.as_str())
                 .fetch(&mut *transaction);
                 while let Some(row) = orphans.next().await {
                     let row = row.map_err(store_error)?;
@@ -317,11 +372,12 @@ impl AppendSession for SqliteAppend {
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         let connection = &mut *self.connection;
+        let ledger = self.ledger.as_str();
         // One multi-row INSERT per table per chunk: every statement is a round
         // trip to sqlx's SQLite worker thread, so statements, not rows, cost.
         for chunk in plan.new_entries().chunks(ROWS_PER_INSERT) {
             let mut transactions = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) ",
+                "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
             );
             let mut encoded = Vec::with_capacity(chunk.len());
             for entry in chunk {
@@ -331,7 +387,8 @@ impl AppendSession for SqliteAppend {
             }
             transactions.push_values(&encoded, |mut row, (entry, metadata, _)| {
                 let transaction = &entry.transaction;
-                row.push_bind(transaction.transaction_id.to_string())
+                row.push_bind(ledger)
+                    .push_bind(transaction.transaction_id.to_string())
                     .push_bind(transaction.amount.to_canonical_string())
                     .push_bind(transaction.currency.code())
                     .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
@@ -339,10 +396,11 @@ impl AppendSession for SqliteAppend {
             });
             transactions.build().execute(&mut *connection).await.map_err(store_error)?;
             let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+                "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
             );
             entries.push_values(&encoded, |mut row, (entry, _, sequence)| {
-                row.push_bind(*sequence)
+                row.push_bind(ledger)
+                    .push_bind(*sequence)
                     .push_bind(entry.transaction.transaction_id.to_string())
                     .push_bind(entry.prev_hash.as_bytes().as_slice())
                     .push_bind(entry.entry_hash.as_bytes().as_slice())
@@ -352,10 +410,13 @@ impl AppendSession for SqliteAppend {
         }
         if !plan.new_entries().is_empty() {
             let head = plan.new_head();
-            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
-                .bind(to_sequence(head.sequence_number)?)
-                .bind(head.entry_hash.as_bytes().as_slice())
-                .bind(head.recorded_at.map(|time| time.unix_micros()))
+            sqlx::query(
+                "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
+            )
+            .bind(to_sequence(head.sequence_number)?)
+            .bind(head.entry_hash.as_bytes().as_slice())
+            .bind(head.recorded_at.map(|time| time.unix_micros()))
+            .bind(ledger)
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
@@ -363,23 +424,27 @@ impl AppendSession for SqliteAppend {
         if let Some(tree) = plan.tree_update() {
             for tile in &tree.tiles {
                 sqlx::query(
-                    "INSERT INTO tree_tiles (level, tile_index, hashes) VALUES ($1, $2, $3) \
-                     ON CONFLICT (level, tile_index) DO UPDATE SET hashes = excluded.hashes",
+                    "INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES ($4, $1, $2, $3) \
+                     ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = excluded.hashes",
                 )
                 .bind(i64::from(tile.coord.level))
                 .bind(to_sequence(tile.coord.index)?)
                 .bind(hashes_to_bytes(&tile.hashes))
+                .bind(ledger)
                 .execute(&mut *connection)
                 .await
                 .map_err(store_error)?;
             }
-            sqlx::query("UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3")
-                .bind(to_sequence(tree.state.size)?)
-                .bind(tree.state.root.0.as_slice())
-                .bind(hashes_to_bytes(tree.state.frontier.hashes()))
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
+            sqlx::query(
+                "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = $4",
+            )
+            .bind(to_sequence(tree.state.size)?)
+            .bind(tree.state.root.0.as_slice())
+            .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+            .bind(ledger)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
         }
         sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
         self.committed = true;

@@ -5,6 +5,7 @@
 //! survives a crash). Same rules as PostgreSQL — the hashes are the core's —
 //! with appends serialized by a single writer lock.
 
+mod catalog;
 mod keys;
 mod ledger;
 
@@ -15,6 +16,7 @@ use invario_core::{EntryHash, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use catalog::SqliteCatalog;
 pub use keys::SqliteKeyStore;
 pub use ledger::{SqliteAppend, SqliteLedger};
 pub use sqlx::SqlitePool;

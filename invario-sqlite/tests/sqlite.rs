@@ -7,11 +7,12 @@ use invario_sqlite::SqliteLedger;
 use invario_testkit::contract::{at, transaction};
 use invario_testkit::harness::fresh_database;
 use invario_testkit::{
-    TempSqliteFile, fresh_sqlite_key_store, fresh_sqlite_ledger, key_store_contract_tests,
-    ledger_store_contract_tests,
+    TempSqliteFile, catalog_contract_tests, fresh_sqlite_catalog, fresh_sqlite_key_store,
+    fresh_sqlite_ledger, key_store_contract_tests, ledger_store_contract_tests,
 };
 
 ledger_store_contract_tests!(fresh_sqlite_ledger(), cases = 32);
+catalog_contract_tests!(fresh_sqlite_catalog());
 key_store_contract_tests!(fresh_sqlite_key_store());
 
 async fn all_entries<S: invario_core::LedgerStore>(ledger: &Ledger<S>) -> Vec<LedgerEntry> {

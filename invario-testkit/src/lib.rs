@@ -41,6 +41,12 @@ pub async fn fresh_pg_catalog() -> (invario_postgres::PgCatalog, harness::TestDa
     (invario_postgres::PgCatalog::new(database.pool().clone()), database)
 }
 
+/// A SQLite catalog on a fresh temporary file, in the catalog contract's shape.
+pub async fn fresh_sqlite_catalog() -> (invario_sqlite::SqliteCatalog, TempSqliteFile) {
+    let file = TempSqliteFile::new().await;
+    (invario_sqlite::SqliteCatalog::new(file.pool().clone()), file)
+}
+
 /// A fresh memory key store, in the `(store, guard)` shape the contract suite takes.
 pub async fn fresh_memory_key_store() -> (MemoryKeyStore, ()) {
     (MemoryKeyStore::new(), ())

@@ -5,7 +5,7 @@ use invario_testkit::{
     key_store_contract_tests, ledger_store_contract_tests,
 };
 
-catalog_contract_tests!(fresh_memory_catalog());
+catalog_contract_tests!(fresh_memory_catalog(), parallel_ledgers);
 
 ledger_store_contract_tests!(fresh_memory_ledger(), cases = 64);
 key_store_contract_tests!(fresh_memory_key_store());
