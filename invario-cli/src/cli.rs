@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use invario_core::{DEFAULT_LEDGER, LedgerName};
 use invario_http::{
     ConfigError, GroupCommit, HttpLimits, KeyCacheSettings, MonitorSchedule, ServiceConfig, Setting,
 };
@@ -54,8 +55,17 @@ pub(crate) enum Command {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Create or list ledgers (each has its own chain, tree and checkpoints).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Verify the whole ledger; exit 1 naming the first break.
     Verify {
+        /// The ledger to verify.
+        #[arg(long, default_value = DEFAULT_LEDGER, conflicts_with = "all_ledgers")]
+        ledger: LedgerName,
+        /// Verify every ledger, each on its own line; exit 1 if any is broken.
+        #[arg(long, conflicts_with_all = ["digest", "checkpoints", "json"])]
+        all_ledgers: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -71,7 +81,11 @@ pub(crate) enum Command {
         vkey: Option<String>,
     },
     /// Print the current head as JSON, to keep outside the database.
-    Digest,
+    Digest {
+        /// The ledger whose head to print.
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerName,
+    },
     /// Prove with the Merkle tree, checking every hash yourself: exit 0
     /// proven, 1 refuted, 2 could not run.
     #[command(subcommand)]
@@ -108,6 +122,18 @@ pub(crate) enum Command {
     /// Manage the key that signs checkpoints (C2SP signed notes, Ed25519).
     #[command(subcommand)]
     CheckpointKey(CheckpointKeyCommand),
+}
+
+/// The ledger commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Create a ledger with an empty chain (doing nothing if it exists).
+    Create {
+        /// Its name: 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit.
+        name: LedgerName,
+    },
+    /// List the ledgers, with their head and when they were created.
+    List,
 }
 
 /// The witness's commands.

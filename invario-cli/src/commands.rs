@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use invario_core::{Checkpoint, EntryHash, KeyAdmin, Ledger, Timestamp};
-use invario_core::{KeyStore, LedgerStore};
+use invario_core::{KeyStore, LedgerCatalog, LedgerName, LedgerStore};
 use invario_http::{LogFormat, ServiceConfig};
 use rand::TryRngCore;
 
 use crate::cli::{Cli, Command, LogFormatArg, ServeArgs};
-use crate::database::{Backend, Schema, open, with_stores};
+use crate::database::{Backend, Schema, open, with_catalog, with_stores};
 use crate::output;
 
 /// Connections for one-shot commands.
@@ -44,10 +44,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::RevokeKey { owner, prefix } => revoke_key(url, owner.as_deref(), prefix.as_deref()).await,
         Command::ListKeys { owner } => list_keys(url, owner.as_deref()).await,
-        Command::Verify { json, digest, checkpoints, vkey } => {
-            verify(url, json, digest.as_deref(), checkpoints.as_deref().zip(vkey.as_deref())).await
+        Command::Ledger(command) => ledger_command(url, command).await,
+        Command::Verify { all_ledgers: true, .. } => verify_all_ledgers(url).await,
+        Command::Verify { ledger, json, digest, checkpoints, vkey, all_ledgers: false } => {
+            let checkpoints = checkpoints.as_deref().zip(vkey.as_deref());
+            verify(url, &ledger, json, digest.as_deref(), checkpoints).await
         }
-        Command::Digest => digest(url).await,
+        Command::Digest { ledger } => digest(url, &ledger).await,
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
         Command::Witness(command) => witness(command).await,
@@ -200,8 +203,56 @@ fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint { sequence_number, entry_hash })
 }
 
+async fn ledger_command(url: Option<&str>, command: crate::cli::LedgerCommand) -> anyhow::Result<ExitCode> {
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    match command {
+        crate::cli::LedgerCommand::Create { name } => {
+            let created = with_catalog!(backend, |catalog| catalog.create_ledger(&name, now()).await?);
+            if created {
+                println!("Created ledger {name}");
+            } else {
+                println!("Ledger {name} exists already: nothing changed");
+            }
+        }
+        crate::cli::LedgerCommand::List => {
+            let rows = with_catalog!(backend, |catalog| {
+                let mut rows = Vec::new();
+                for info in catalog.list_ledgers().await? {
+                    let head = Ledger::new(catalog.store(&info.name)).head().await?;
+                    rows.push((info, head));
+                }
+                rows
+            });
+            print!("{}", output::ledger_table(&rows));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies each ledger in turn, one line each; exit 1 if any is broken.
+async fn verify_all_ledgers(url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
+    let mut broken = 0usize;
+    let ledgers = with_catalog!(backend, |catalog| {
+        let ledgers = catalog.list_ledgers().await?;
+        for info in &ledgers {
+            let report = Ledger::new(catalog.store(&info.name)).verify_full().await?;
+            broken += usize::from(!report.is_intact());
+            println!("ledger {}: {}", info.name, output::report_text(&report));
+        }
+        ledgers.len()
+    });
+    if broken > 0 {
+        println!("❌ {broken} of {ledgers} ledger(s) broken");
+        return Ok(ExitCode::from(1));
+    }
+    println!("✅ All {ledgers} ledger(s) intact");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn verify(
     url: Option<&str>,
+    ledger: &LedgerName,
     json: bool,
     digest: Option<&std::path::Path>,
     checkpoints: Option<(&std::path::Path, &str)>,
@@ -217,8 +268,9 @@ async fn verify(
             .collect(),
     };
     let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
-    with_stores!(backend, |ledger, _keys| verify_with(Ledger::new(ledger), json, &expect, signed.as_deref())
-        .await)
+    with_catalog!(backend, |catalog| {
+        verify_with(Ledger::new(catalog.store(ledger)), json, &expect, signed.as_deref()).await
+    })
 }
 
 /// Every checkpoint in a checkpoint directory, each verified with `vkey`; a
@@ -291,9 +343,9 @@ async fn verify_with<S: LedgerStore>(
     Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn digest(url: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn digest(url: Option<&str>, ledger: &LedgerName) -> anyhow::Result<ExitCode> {
     let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
-    let head = with_stores!(backend, |ledger, _keys| Ledger::new(ledger).head().await?);
+    let head = with_catalog!(backend, |catalog| Ledger::new(catalog.store(ledger)).head().await?);
     println!("{}", serde_json::to_string_pretty(&output::digest(&head))?);
     Ok(ExitCode::SUCCESS)
 }

@@ -145,3 +145,20 @@ macro_rules! with_stores {
     };
 }
 pub(crate) use with_stores;
+
+/// Runs `$body` with `$catalog` bound to the backend's ledger catalog.
+macro_rules! with_catalog {
+    ($backend:expr, |$catalog:ident| $body:expr) => {
+        match $backend {
+            $crate::database::Backend::Postgres(pool) => {
+                let $catalog = invario_postgres::PgCatalog::new(pool);
+                $body
+            }
+            $crate::database::Backend::Sqlite(pool) => {
+                let $catalog = invario_sqlite::SqliteCatalog::new(pool);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_catalog;

@@ -39,13 +39,35 @@ pub(crate) fn key_table(keys: &[ApiKeyRecord], now: Timestamp) -> String {
             ]
         })
         .collect();
+    table(header, &rows)
+}
+
+/// The ledgers with their head, one row each, and a trailing newline.
+pub(crate) fn ledger_table(ledgers: &[(invario_core::LedgerInfo, LedgerHead)]) -> String {
+    let header = ["LEDGER", "ENTRIES", "HEAD", "CREATED"].map(str::to_owned);
+    let rows: Vec<[String; 4]> = ledgers
+        .iter()
+        .map(|(info, head)| {
+            [
+                info.name.to_string(),
+                head.sequence_number.to_string(),
+                head.entry_hash.to_hex(),
+                short_time(Some(info.created_at)),
+            ]
+        })
+        .collect();
+    table(header, &rows) + "\n"
+}
+
+/// Left-aligned columns as wide as their widest cell, two spaces apart.
+fn table<const N: usize>(header: [String; N], rows: &[[String; N]]) -> String {
     let mut widths = header.clone().map(|cell| cell.chars().count());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6]| {
+    let line = |cells: &[String; N]| {
         cells
             .iter()
             .zip(widths)

@@ -70,6 +70,58 @@ async fn a_ledger_from_before_the_tree_is_refused_by_serve_until_migrate_builds_
 }
 
 #[tokio::test]
+async fn ledgers_are_created_listed_and_verified_each_on_its_own() {
+    use invario_core::{LedgerCatalog, LedgerName};
+    let database = fresh_database().await;
+    let created = invario(&database, &["ledger", "create", "acme"]);
+    assert_eq!(text(&created.stdout), "Created ledger acme\n", "{}", text(&created.stderr));
+    let again = invario(&database, &["ledger", "create", "acme"]);
+    assert_eq!(text(&again.stdout), "Ledger acme exists already: nothing changed\n");
+    let refused = invario(&database, &["ledger", "create", "Acme"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("ledger name \"Acme\" is not allowed"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // The same ids in both ledgers: two chains of their own.
+    let catalog = invario_postgres::PgCatalog::new(database.pool().clone());
+    let acme = LedgerName::parse("acme").unwrap();
+    ledger_of(&database, 3).await;
+    let other = Ledger::new(catalog.store(&acme));
+    other.ingest((1..=5).map(|n| transaction(n, "1.00")).collect(), at(1)).await.unwrap();
+    let listing = text(&invario(&database, &["ledger", "list"]).stdout);
+    let rows: Vec<Vec<&str>> = listing.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..3], ["LEDGER", "ENTRIES", "HEAD"], "{listing}");
+    assert_eq!((rows[1][0], rows[1][1]), ("acme", "5"), "{listing}");
+    assert_eq!((rows[2][0], rows[2][1]), ("default", "3"), "{listing}");
+    let digest: Value =
+        serde_json::from_slice(&invario(&database, &["digest", "--ledger", "acme"]).stdout).unwrap();
+    assert_eq!(digest["sequence_number"], 5);
+
+    // A tamper in one ledger breaks that ledger only.
+    tamper::edit_transaction(
+        tamper::Target::ledger(database.pool(), &acme),
+        2,
+        TransactionEdit::Amount("9.00"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(invario(&database, &["verify"]).status.code(), Some(0), "default is intact");
+    assert_eq!(invario(&database, &["verify", "--ledger", "acme"]).status.code(), Some(1));
+    let all = invario(&database, &["verify", "--all-ledgers"]);
+    assert_eq!(all.status.code(), Some(1));
+    let report = text(&all.stdout);
+    assert!(report.contains("ledger acme: ❌"), "{report}");
+    assert!(report.contains("ledger default: ✅"), "{report}");
+    assert!(report.ends_with("❌ 1 of 2 ledger(s) broken\n"), "{report}");
+    let unknown = invario(&database, &["verify", "--ledger", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no ledger named \"nope\" exists"), "{}", text(&unknown.stderr));
+}
+
+#[tokio::test]
 async fn serve_refuses_a_schema_with_pending_migrations() {
     let database = fresh_empty_database().await;
     let output = invario(&database, &["serve", "--listen", "127.0.0.1:0"]);
