@@ -90,10 +90,90 @@ pub async fn connect_with(url: &str, max_connections: u32) -> Result<PgPool, PgS
 }
 
 /// Applies every pending migration; returns the ones applied now (empty when up to date).
+///
+/// On Citus (the `citus` extension is installed in the database) it then
+/// distributes the ledger tables by `ledger_id`, colocated, and makes the
+/// ledger list and the API keys reference tables: see [`distribute_on_citus`].
 pub async fn migrate(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgSetupError> {
     let pending = pending_migrations(pool).await?;
     MIGRATOR.run(pool).await.map_err(|error| PgSetupError::Migrate(error.to_string()))?;
+    distribute_on_citus(pool).await?;
     Ok(pending)
+}
+
+/// The ledger tables, colocated by `ledger_id` (the first is the one the others colocate with).
+const DISTRIBUTED_TABLES: [&str; 6] =
+    ["ledger_head", "tree_state", "ledger_entries", "transactions", "tree_tiles", "checkpoints"];
+/// Small tables every node reads.
+const REFERENCE_TABLES: [&str; 2] = ["ledgers", "api_keys"];
+
+/// Whether the database runs Citus (its extension is installed).
+pub async fn is_citus(pool: &PgPool) -> Result<bool, PgSetupError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+        .fetch_one(pool)
+        .await
+        .map_err(|error| PgSetupError::Query(error.to_string()))
+}
+
+/// On Citus, distributes each ledger table by `ledger_id` (colocated: every
+/// append is a single-shard transaction on one worker) and makes `ledgers`
+/// and `api_keys` reference tables; tables already distributed are left as
+/// they are, so it is safe to repeat. On plain PostgreSQL it does nothing.
+///
+/// Two schema guards change on Citus: the statement trigger that checks
+/// appended sequence numbers are contiguous is dropped (Citus cannot hand a
+/// statement's transition table to the shards; verification still finds any
+/// gap, and the row triggers — append-only, head moves forward onto an
+/// existing entry, tiles only grow — stay), and the key-change notification
+/// is sent by the coordinator's copy of `api_keys` only, since a worker
+/// cannot `NOTIFY` inside a two-phase commit and the server listens on the
+/// coordinator.
+pub async fn distribute_on_citus(pool: &PgPool) -> Result<(), PgSetupError> {
+    if !is_citus(pool).await? {
+        return Ok(());
+    }
+    let failed =
+        |error: sqlx::Error| PgSetupError::Migrate(format!("distributing the tables on Citus: {error}"));
+    let mut connection = pool.acquire().await.map_err(failed)?;
+    let distributed: Vec<String> =
+        sqlx::query_scalar("SELECT logicalrelid::regclass::text FROM pg_dist_partition")
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(failed)?;
+    if DISTRIBUTED_TABLES
+        .iter()
+        .chain(&REFERENCE_TABLES)
+        .all(|table| distributed.iter().any(|done| done == table))
+    {
+        return Ok(());
+    }
+    for statement in [
+        // Triggers on distributed tables are Citus's "unsafe" kind: ours only read
+        // rows of the same ledger, which live on the same worker.
+        "SET citus.enable_unsafe_triggers = on",
+        "DROP TRIGGER IF EXISTS ledger_entries_contiguous ON ledger_entries",
+        "CREATE OR REPLACE FUNCTION invario_notify_key_change() RETURNS trigger LANGUAGE plpgsql AS $$          BEGIN              IF citus_is_coordinator() THEN PERFORM pg_notify('invario_api_keys', TG_OP); END IF;              RETURN NULL;          END $$",
+    ] {
+        sqlx::query(statement).execute(&mut *connection).await.map_err(failed)?;
+    }
+    for table in REFERENCE_TABLES.iter().filter(|table| !distributed.iter().any(|done| done == *table)) {
+        sqlx::query("SELECT create_reference_table($1)")
+            .bind(table)
+            .execute(&mut *connection)
+            .await
+            .map_err(failed)?;
+    }
+    let [first, ..] = DISTRIBUTED_TABLES;
+    for table in DISTRIBUTED_TABLES.iter().filter(|table| !distributed.iter().any(|done| done == *table)) {
+        sqlx::query("SELECT create_distributed_table($1, 'ledger_id', colocate_with => $2)")
+            .bind(table)
+            .bind(if *table == first { "default" } else { first })
+            .execute(&mut *connection)
+            .await
+            .map_err(failed)?;
+    }
+    sqlx::query("RESET citus.enable_unsafe_triggers").execute(&mut *connection).await.map_err(failed)?;
+    Ok(())
 }
 
 /// Migrations embedded in this build that the database has not applied yet.

@@ -58,6 +58,10 @@ impl Drop for TestDatabase {
             };
             runtime.block_on(async {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    // On Citus the workers' copies go too (ignored elsewhere: the setting is unknown).
+                    let _ = sqlx::query("SET citus.enable_create_database_propagation = on")
+                        .execute(&mut admin)
+                        .await;
                     let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
                 }
@@ -83,16 +87,89 @@ pub async fn fresh_empty_database() -> TestDatabase {
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test server {admin_url}: {error}"));
+    let workers = citus_workers(&mut admin).await;
+    if !workers.is_empty() {
+        sqlx::query("SET citus.enable_create_database_propagation = on")
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("cannot create a database on the Citus cluster {admin_url}: {error}")
+            });
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|error| panic!("cannot create a test database on {admin_url}: {error}"));
     let _ = admin.close().await;
     let url = with_database(&admin_url, &name);
+    if !workers.is_empty() {
+        join_citus_cluster(&url, &workers).await;
+    }
     let pool = invario_postgres::connect_with(&url, 40)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test database {url}: {error}"));
     TestDatabase { pool, url, name, admin_url }
+}
+
+/// The workers (host, port) of the Citus cluster whose coordinator `admin` is
+/// connected to; empty on plain PostgreSQL.
+async fn citus_workers(admin: &mut PgConnection) -> Vec<(String, i32)> {
+    let has_citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap_or_else(|error| panic!("cannot read the test server's extensions: {error}"));
+    if !has_citus {
+        return Vec::new();
+    }
+    sqlx::query_as("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeport")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot list the Citus workers: {error}"))
+}
+
+/// Makes the new database `url` (already created on every node) a Citus
+/// database: the extension on each worker and on the coordinator, the
+/// coordinator and `workers` registered, as `../shared/citus/cluster.sh` does
+/// for the cluster's first database.
+async fn join_citus_cluster(url: &str, workers: &[(String, i32)]) {
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+    let options =
+        PgConnectOptions::from_str(url).unwrap_or_else(|error| panic!("test database URL {url}: {error}"));
+    for (host, port) in workers {
+        let port = u16::try_from(*port).unwrap_or_else(|_| panic!("Citus worker port {port}"));
+        let mut worker = PgConnection::connect_with(&options.clone().host(host).port(port))
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to the Citus worker {host}:{port}: {error}"));
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS citus")
+            .execute(&mut worker)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create the citus extension on {host}:{port}: {error}"));
+        let _ = worker.close().await;
+    }
+    let mut coordinator = PgConnection::connect_with(&options)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test database {url}: {error}"));
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS citus")
+        .execute(&mut coordinator)
+        .await
+        .unwrap_or_else(|error| panic!("citus extension: {error}"));
+    sqlx::query("SELECT citus_set_coordinator_host($1, $2)")
+        .bind(options.get_host())
+        .bind(i32::from(options.get_port()))
+        .execute(&mut coordinator)
+        .await
+        .unwrap_or_else(|error| panic!("cannot register the Citus coordinator: {error}"));
+    for (host, port) in workers {
+        sqlx::query("SELECT citus_add_node($1, $2)")
+            .bind(host)
+            .bind(port)
+            .execute(&mut coordinator)
+            .await
+            .unwrap_or_else(|error| panic!("cannot add the Citus worker {host}:{port}: {error}"));
+    }
+    let _ = coordinator.close().await;
 }
 
 /// `url` with its database name replaced by `database`.

@@ -63,10 +63,14 @@ async fn bypassing_triggers(
     statements: &[(&'static str, Vec<Bind>)],
 ) -> Result<u64, sqlx::Error> {
     let mut transaction = target.pool.begin().await?;
+    // On Citus the triggers fire on the workers: SET LOCAL must reach them too
+    // (on plain PostgreSQL this only sets an unused placeholder).
+    sqlx::query("SET LOCAL citus.propagate_set_commands = 'local'").execute(&mut *transaction).await?;
     sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *transaction).await?;
-    // Every statement below names its ledger through this setting.
-    sqlx::query("SELECT set_config('invario.tamper_ledger', $1, true)")
-        .bind(target.ledger.as_str())
+    // Every statement below names its ledger through this setting; a SET
+    // (not set_config) so that Citus hands it to the workers as well. A
+    // ledger name needs no quoting: it is [a-z0-9_-] only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL invario.tamper_ledger = '{}'", target.ledger)))
         .execute(&mut *transaction)
         .await?;
     let mut affected = 0;
