@@ -78,9 +78,19 @@ async fn serve(url: Option<&str>, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    with_stores!(backend, |ledger, keys| {
-        invario_http::serve(listener, ledger, keys, config, invario_http::shutdown_signal()).await?
-    });
+    let shutdown = invario_http::shutdown_signal();
+    match backend {
+        Backend::Postgres(pool) => {
+            let keys = invario_postgres::PgKeyStore::new(pool.clone());
+            invario_http::serve(listener, invario_postgres::PgCatalog::new(pool), keys, config, shutdown)
+                .await?;
+        }
+        Backend::Sqlite(pool) => {
+            let keys = invario_sqlite::SqliteKeyStore::new(pool.clone());
+            invario_http::serve(listener, invario_sqlite::SqliteCatalog::new(pool), keys, config, shutdown)
+                .await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

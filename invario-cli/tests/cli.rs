@@ -1254,7 +1254,7 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     assert!(accepted.contains("the checkpoint at tree size 20"), "{accepted}");
     let accepted = exited(&python_audit_with_quorum(&server, "python-quorum-auditor"), 0);
     assert!(accepted.contains("cosigned by 1 of the 1 trusted witnesses"), "{accepted}");
-    assert_eq!(metric(&server, "invario_checkpoint_cosignatures").await, Some(1.0));
+    assert_eq!(metric(&server, "invario_checkpoint_cosignatures{ledger=\"default\"}").await, Some(1.0));
     assert_eq!(metric(&server, "invario_witness_quorum").await, Some(1.0));
     let age = metric(&server, "invario_witness_cosignature_age_seconds{witness=\"witness.test/w1\"}").await;
     assert!(age.is_some_and(|seconds| (0.0..60.0).contains(&seconds)), "{age:?}");
@@ -1309,7 +1309,7 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
         })
     })
     .await;
-    assert_eq!(metric(&forger, "invario_checkpoint_cosignatures").await, Some(0.0));
+    assert_eq!(metric(&forger, "invario_checkpoint_cosignatures{ledger=\"default\"}").await, Some(0.0));
     let forged_25 = served(&forger).await.unwrap();
     assert!(!forged_25.contains("witness.test/w1"), "{forged_25}");
     // An auditor who never saw the honest log, but asks for one witness, refuses it.

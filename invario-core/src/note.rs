@@ -228,6 +228,14 @@ impl SignerKey {
         &self.name
     }
 
+    /// The same private key under ledger `ledger`'s checkpoint origin
+    /// ([`LedgerName::checkpoint_origin`](crate::LedgerName::checkpoint_origin)
+    /// of this key's name): another name, so another key ID and verifier
+    /// key, and a checkpoint of one ledger never verifies as another's.
+    pub fn for_ledger(&self, ledger: &crate::LedgerName) -> Result<SignerKey, NoteError> {
+        SignerKey::from_seed(&ledger.checkpoint_origin(&self.name), self.algorithm, self.key.to_bytes())
+    }
+
     /// The private key text, to be written where only the signer can read it.
     pub fn to_private_text(&self) -> String {
         let mut bytes = vec![self.algorithm];

@@ -11,17 +11,17 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use invario_core::{
-    AuthError, AuthenticationError, KeyAdmin, KeyStore, Ledger, LedgerName, LedgerStore, Scope,
+    AuthError, AuthenticationError, KeyAdmin, KeyStore, LedgerCatalog, LedgerName, Scope, Scopes,
 };
 use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
-use crate::appender::Appender;
 use crate::clock::now;
 use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::ledgers::{LedgerRuntime, Ledgers};
 use crate::metrics::{DATABASE_ERRORS_TOTAL, HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
-use crate::routes::{Resolution, Route, resolve};
+use crate::routes::{LedgerParam, Resolution, Route, resolve};
 
 /// Longest correlation id accepted from a client.
 const MAX_CORRELATION_ID_CHARS: usize = 128;
@@ -29,15 +29,23 @@ const MAX_CORRELATION_ID_CHARS: usize = 128;
 const UNROUTED_LABEL: &str = "other";
 
 /// What every request handler shares.
-pub(crate) struct App<S, K> {
-    pub(crate) ledger: Arc<Ledger<S>>,
+pub(crate) struct App<C: LedgerCatalog, K> {
+    /// The ledgers, each with its own appender, monitor and checkpoints.
+    pub(crate) ledgers: Ledgers<C>,
     pub(crate) keys: KeyAdmin<K>,
-    pub(crate) appender: Appender,
-    pub(crate) routes: Vec<Route<S, K>>,
-    /// The latest signed checkpoint, when the service signs them.
-    pub(crate) checkpoints: Option<crate::checkpointer::LatestCheckpoint>,
+    pub(crate) routes: Vec<Route<C, K>>,
     /// Longest a request may take before it is answered 503.
     pub(crate) request_timeout: std::time::Duration,
+}
+
+impl<C: LedgerCatalog, K> App<C, K> {
+    /// The runtime of the ledger the call is about (404 naming an unknown one).
+    pub(crate) async fn runtime(&self, call: &Call) -> Result<Arc<LedgerRuntime<C::Store>>, ApiError> {
+        let name = call.ledger.as_ref().ok_or_else(|| ApiError::Internal {
+            detail: "a ledger handler was routed without a ledger (a route table bug)".into(),
+        })?;
+        self.ledgers.runtime(name).await
+    }
 }
 
 /// A request body as it arrives.
@@ -55,6 +63,10 @@ pub(crate) struct Request {
 /// A routed, authenticated request with its body read: what a handler gets.
 #[derive(Debug)]
 pub(crate) struct Call {
+    /// The ledger the route is about (`None` for routes about no ledger).
+    pub(crate) ledger: Option<LedgerName>,
+    /// The scopes of the key that authenticated the call, when the route needs one.
+    pub(crate) scopes: Option<Scopes>,
     pub(crate) params: Vec<(&'static str, String)>,
     pub(crate) query: HashMap<String, String>,
     pub(crate) headers: HeaderMap,
@@ -102,8 +114,8 @@ impl Call {
 }
 
 /// Routes, authenticates and answers one request inside its own span.
-pub(crate) async fn dispatch<S: LedgerStore + 'static, K: KeyStore + 'static>(
-    app: &App<S, K>,
+pub(crate) async fn dispatch<C: LedgerCatalog + 'static, K: KeyStore + 'static>(
+    app: &App<C, K>,
     request: Request,
 ) -> Response {
     let started = Instant::now();
@@ -140,10 +152,10 @@ pub(crate) async fn dispatch<S: LedgerStore + 'static, K: KeyStore + 'static>(
     response
 }
 
-async fn handle<S: LedgerStore + 'static, K: KeyStore + 'static>(
-    app: &App<S, K>,
+async fn handle<C: LedgerCatalog + 'static, K: KeyStore + 'static>(
+    app: &App<C, K>,
     request: Request,
-    resolution: Resolution<'_, S, K>,
+    resolution: Resolution<'_, C, K>,
 ) -> Result<Response, ApiError> {
     let (route, params) = match resolution {
         Resolution::Found(route, params) => (route, params),
@@ -152,11 +164,25 @@ async fn handle<S: LedgerStore + 'static, K: KeyStore + 'static>(
             return Err(ApiError::NotFound(format!("no route for {} {}", request.method, request.path)));
         }
     };
-    if let Some(scope) = route.scope {
-        authenticate(app, &request.headers, scope).await?;
-    }
+    let ledger = match route.ledger {
+        LedgerParam::None => None,
+        LedgerParam::Default => Some(LedgerName::default_ledger()),
+        LedgerParam::FromPath => {
+            let text =
+                params.iter().find(|(name, _)| *name == "ledger").map_or("", |(_, value)| value.as_str());
+            // A name that breaks the rule cannot exist: the same 404 as an unknown one.
+            Some(
+                LedgerName::parse(text)
+                    .map_err(|_| ApiError::NotFound(format!("no ledger named {text:?}")))?,
+            )
+        }
+    };
+    let scopes = match route.scope {
+        Some(scope) => Some(authenticate(app, &request.headers, scope, ledger.as_ref()).await?),
+        None => None,
+    };
     let body = read_body(route.body_limit, &request.headers, request.body).await?;
-    let call = Call { params, query: request.query, headers: request.headers, body };
+    let call = Call { ledger, scopes, params, query: request.query, headers: request.headers, body };
     (route.handler)(app, call).await
 }
 
@@ -224,21 +250,20 @@ pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) ->
     response
 }
 
-async fn authenticate<S, K: KeyStore>(
-    app: &App<S, K>,
+async fn authenticate<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     headers: &HeaderMap,
     scope: Scope,
-) -> Result<(), ApiError> {
+    ledger: Option<&LedgerName>,
+) -> Result<Scopes, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
-    // Every route with a scope is, for now, about the default ledger.
-    let ledger = LedgerName::default_ledger();
-    match app.keys.authenticate(presented, scope, Some(&ledger), now()).await {
-        Ok(_) => Ok(()),
+    match app.keys.authenticate(presented, scope, ledger, now()).await {
+        Ok(record) => Ok(record.scopes),
         Err(AuthenticationError::Refused(refusal)) => {
             let prefix = match &refusal {
                 AuthError::Revoked { prefix }

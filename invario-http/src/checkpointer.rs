@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use invario_core::note::SignerKey;
 use invario_core::signer::{SignError, SignOutcome};
-use invario_core::{Ledger, LedgerStore};
+use invario_core::{Ledger, LedgerName, LedgerStore};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Setting, check_range};
@@ -227,6 +227,7 @@ impl LatestCheckpoint {
 
 /// One round: read the sink's latest, let the core check and sign, write the new note.
 pub(crate) async fn sign_once<S: LedgerStore>(
+    name: &LedgerName,
     ledger: &Ledger<S>,
     settings: &CheckpointSettings,
     latest: &LatestCheckpoint,
@@ -235,8 +236,8 @@ pub(crate) async fn sign_once<S: LedgerStore>(
     let sink = settings.sink.clone();
     let stored = match tokio::task::spawn_blocking(move || sink.read_latest()).await {
         Ok(Ok(stored)) => stored,
-        Ok(Err(error)) => return refuse("checkpoint_sink_unreadable", &error.to_string()),
-        Err(error) => return refuse("checkpoint_sink_unreadable", &error.to_string()),
+        Ok(Err(error)) => return refuse(name, "checkpoint_sink_unreadable", &error.to_string()),
+        Err(error) => return refuse(name, "checkpoint_sink_unreadable", &error.to_string()),
     };
     match ledger.sign_checkpoint(&settings.signer, stored.as_deref()).await {
         Ok(SignOutcome::Signed { checkpoint, note }) => {
@@ -246,10 +247,15 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
                     let lines = gather_cosignatures(ledger, settings, witness_sizes, size, &note).await;
-                    metrics::gauge!(CHECKPOINT_COSIGNATURES).set(lines.len() as f64);
+                    // Only the default ledger is witnessed (witnesses trust the service's own key):
+                    // another ledger's 0 would trip the quorum alert.
+                    if name.is_default() {
+                        metrics::gauge!(CHECKPOINT_COSIGNATURES, "ledger" => name.to_string())
+                            .set(lines.len() as f64);
+                    }
                     if lines.len() < settings.quorum {
                         tracing::error!(
-                            event = "witness_quorum_missed",
+                            event = "witness_quorum_missed", ledger = %name,
                             tree_size = size,
                             cosigned = lines.len(),
                             quorum = settings.quorum,
@@ -259,20 +265,20 @@ pub(crate) async fn sign_once<S: LedgerStore>(
                     let served: String =
                         std::iter::once(note.as_str()).chain(lines.iter().map(String::as_str)).collect();
                     if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &served).await {
-                        tracing::warn!(event = "checkpoint_copy_failed", tree_size = size, error = %error);
+                        tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = size, error = %error);
                     }
                     latest.set(size, note);
-                    metrics::counter!(CHECKPOINTS_SIGNED_TOTAL).increment(1);
-                    metrics::gauge!(CHECKPOINT_TREE_SIZE).set(size as f64);
+                    metrics::counter!(CHECKPOINTS_SIGNED_TOTAL, "ledger" => name.to_string()).increment(1);
+                    metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string()).set(size as f64);
                     tracing::info!(
-                        event = "checkpoint_signed",
+                        event = "checkpoint_signed", ledger = %name,
                         tree_size = size,
                         root_hash = %checkpoint.root_hash,
                         origin = %checkpoint.origin,
                     );
                 }
-                Ok(Err(error)) => refuse("checkpoint_sink_unwritable", &error.to_string()),
-                Err(error) => refuse("checkpoint_sink_unwritable", &error.to_string()),
+                Ok(Err(error)) => refuse(name, "checkpoint_sink_unwritable", &error.to_string()),
+                Err(error) => refuse(name, "checkpoint_sink_unwritable", &error.to_string()),
             }
         }
         Ok(SignOutcome::Unchanged(checkpoint)) => {
@@ -281,15 +287,16 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             {
                 // A copy lost with a restored database is put back from the sink.
                 if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &note).await {
-                    tracing::warn!(event = "checkpoint_copy_failed", tree_size = checkpoint.tree_size, error = %error);
+                    tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = checkpoint.tree_size, error = %error);
                 }
                 latest.set(checkpoint.tree_size, note);
-                metrics::gauge!(CHECKPOINT_TREE_SIZE).set(checkpoint.tree_size as f64);
+                metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string())
+                    .set(checkpoint.tree_size as f64);
             }
         }
         Err(SignError::Inconsistent(found)) => {
-            metrics::counter!(CHECKPOINT_REFUSALS_TOTAL).increment(1);
-            metrics::gauge!(INTEGRITY_STATUS).set(0.0);
+            metrics::counter!(CHECKPOINT_REFUSALS_TOTAL, "ledger" => name.to_string()).increment(1);
+            metrics::gauge!(INTEGRITY_STATUS, "ledger" => name.to_string()).set(0.0);
             if let invario_core::IntegrityBreak::CheckpointInconsistent {
                 checkpoint_size,
                 checkpoint_root,
@@ -298,7 +305,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             } = &found
             {
                 tracing::error!(
-                    event = "checkpoint_inconsistent",
+                    event = "checkpoint_inconsistent", ledger = %name,
                     checkpoint_size,
                     checkpoint_root = %checkpoint_root,
                     tree_size,
@@ -308,25 +315,28 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             }
         }
         // Quarantined already: the break was logged where it was found; signing stays off.
-        Err(SignError::Quarantined(_)) => metrics::counter!(CHECKPOINT_REFUSALS_TOTAL).increment(1),
-        Err(SignError::Sink(error)) => refuse("checkpoint_sink_untrusted", &error.to_string()),
+        Err(SignError::Quarantined(_)) => {
+            metrics::counter!(CHECKPOINT_REFUSALS_TOTAL, "ledger" => name.to_string()).increment(1)
+        }
+        Err(SignError::Sink(error)) => refuse(name, "checkpoint_sink_untrusted", &error.to_string()),
         Err(SignError::Store(error)) => {
-            tracing::warn!(event = "checkpoint_skipped", error = %error, "the ledger could not be read");
+            tracing::warn!(event = "checkpoint_skipped", ledger = %name, error = %error, "the ledger could not be read");
         }
     }
     if let Some(age) = latest.age() {
-        metrics::gauge!(CHECKPOINT_AGE).set(age.as_secs_f64());
+        metrics::gauge!(CHECKPOINT_AGE, "ledger" => name.to_string()).set(age.as_secs_f64());
     }
     witness_sizes.publish_ages(&settings.witnesses);
 }
 
-fn refuse(event: &'static str, error: &str) {
-    metrics::counter!(CHECKPOINT_REFUSALS_TOTAL).increment(1);
-    tracing::error!(event, error, "no checkpoint was signed");
+fn refuse(name: &LedgerName, event: &'static str, error: &str) {
+    metrics::counter!(CHECKPOINT_REFUSALS_TOTAL, "ledger" => name.to_string()).increment(1);
+    tracing::error!(event, ledger = %name, error, "no checkpoint was signed");
 }
 
 /// Signs on `settings.interval` until `stop` changes.
 pub(crate) async fn run<S: LedgerStore>(
+    name: LedgerName,
     ledger: Arc<Ledger<S>>,
     settings: CheckpointSettings,
     latest: LatestCheckpoint,
@@ -345,7 +355,7 @@ pub(crate) async fn run<S: LedgerStore>(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = ticks.tick() => sign_once(&ledger, &settings, &latest, &witness_sizes).await,
+            _ = ticks.tick() => sign_once(&name, &ledger, &settings, &latest, &witness_sizes).await,
         }
     }
 }

@@ -14,6 +14,7 @@ mod clock;
 mod config;
 mod error;
 mod key_feed;
+mod ledgers;
 mod listener;
 mod metrics;
 mod monitor;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use futures_util::StreamExt;
-use invario_core::{KeyAdmin, KeyCache, KeyStore, Ledger, LedgerStore};
+use invario_core::{KeyAdmin, KeyCache, KeyStore, LedgerCatalog};
 use warp::Filter;
 use warp::http::{HeaderMap, Method};
 
@@ -91,17 +92,19 @@ pub enum ServeError {
 /// Serves the API on `listener` until `shutdown` completes, then stops
 /// accepting, finishes in-flight requests and appends, and returns.
 ///
-/// Before accepting requests it runs a full integrity sweep, so a ledger that
-/// is already broken starts quarantined.
-pub async fn serve<S, K>(
+/// It serves every ledger of `catalog`. Before accepting requests it runs a
+/// full integrity sweep of each, so a ledger that is already broken starts
+/// quarantined (alone: the others serve on); a ledger created later starts
+/// on its first request.
+pub async fn serve<C, K>(
     listener: tokio::net::TcpListener,
-    ledger_store: S,
+    catalog: C,
     key_store: K,
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
 where
-    S: LedgerStore + 'static,
+    C: LedgerCatalog + 'static,
     K: KeyStore + 'static,
 {
     config.validate()?;
@@ -111,28 +114,15 @@ where
     for kind in ["unavailable", "full"] {
         ::metrics::counter!(DATABASE_ERRORS_TOTAL, "kind" => kind).increment(0);
     }
-    let ledger = Arc::new(Ledger::new(ledger_store));
-    monitor::check(&ledger, monitor::Check::Full).await;
-    // The signer's guard also runs before the first request: a history
-    // rewritten while the service was down is caught at start-up.
-    let latest_checkpoint = checkpointer::LatestCheckpoint::default();
-    let witness_sizes = checkpointer::WitnessSizes::default();
-    if let Some(settings) = &config.checkpoints {
-        checkpointer::sign_once(&ledger, settings, &latest_checkpoint, &witness_sizes).await;
-    }
-    let (appender, appender_task) = appender::Appender::start(Arc::clone(&ledger), config.group_commit);
     let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
-    let monitor_task =
-        tokio::spawn(monitor::run(Arc::clone(&ledger), config.monitor, monitor_stopped.clone()));
-    let checkpoint_task = config.checkpoints.clone().map(|settings| {
-        tokio::spawn(checkpointer::run(
-            Arc::clone(&ledger),
-            settings,
-            latest_checkpoint.clone(),
-            witness_sizes.clone(),
-            monitor_stopped,
-        ))
-    });
+    // Each ledger's sweep and signer's guard run before the first request: a
+    // history rewritten while the service was down is caught at start-up.
+    let ledgers = ledgers::Ledgers::new(catalog, config.clone(), monitor_stopped);
+    if let Err(error) = ledgers.start_all().await {
+        // The default ledger still starts (or answers 503) on its first request.
+        tracing::warn!(event = "ledgers_unlisted", error = %error, "the ledgers could not be listed at start-up");
+    }
+    let ledger_tasks = ledgers.tasks();
     let (keys, key_feed_task) = match key_store.change_feed().filter(|_| config.key_cache.capacity > 0) {
         Some(feed) => {
             let cache = Arc::new(KeyCache::new(config.key_cache.capacity));
@@ -142,11 +132,9 @@ where
         None => (KeyAdmin::new(key_store), None),
     };
     let app = Arc::new(api::App {
-        ledger,
+        ledgers,
         keys,
-        appender,
         routes: routes::table(),
-        checkpoints: config.checkpoints.as_ref().map(|_| latest_checkpoint),
         request_timeout: config.http.request_timeout,
     });
 
@@ -170,12 +158,14 @@ where
 
     tracing::info!(event = "server_started", address = %address);
     listener::serve_connections(listener, warp::service(routes), config.http, shutdown).await;
-    // Requests are done; let the appender drain what they queued, then stop.
+    // Requests are done; let the appenders drain what they queued, then stop.
     drop(app);
-    let _ = appender_task.await;
+    let tasks = std::mem::take(&mut *ledger_tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    for task in tasks.appenders {
+        let _ = task.await;
+    }
     let _ = stop_monitor.send(true);
-    let _ = monitor_task.await;
-    if let Some(task) = checkpoint_task {
+    for task in tasks.background {
         let _ = task.await;
     }
     if let Some(task) = key_feed_task {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use invario_core::{Ledger, LedgerStore, VerificationReport};
+use invario_core::{Ledger, LedgerName, LedgerStore, VerificationReport};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Setting, check_not_shorter, check_range};
@@ -62,7 +62,7 @@ pub(crate) enum Check {
 }
 
 /// Runs one check and publishes its outcome (gauges, log).
-pub(crate) async fn check<S: LedgerStore>(ledger: &Ledger<S>, kind: Check) {
+pub(crate) async fn check<S: LedgerStore>(name: &LedgerName, ledger: &Ledger<S>, kind: Check) {
     let started = std::time::Instant::now();
     let result = match kind {
         Check::Full => ledger.verify_full().await,
@@ -73,9 +73,10 @@ pub(crate) async fn check<S: LedgerStore>(ledger: &Ledger<S>, kind: Check) {
         Check::Incremental => "incremental",
     };
     match result {
-        Ok(report) => publish(ledger, &report, sweep, started.elapsed()),
+        Ok(report) => publish(name, ledger, &report, sweep, started.elapsed()),
         Err(error) => tracing::warn!(
             event = "integrity_check_skipped",
+            ledger = %name,
             sweep,
             error = %error,
             "the integrity check could not read the ledger"
@@ -83,16 +84,28 @@ pub(crate) async fn check<S: LedgerStore>(ledger: &Ledger<S>, kind: Check) {
     }
 }
 
-fn publish<S: LedgerStore>(ledger: &Ledger<S>, report: &VerificationReport, sweep: &str, took: Duration) {
+fn publish<S: LedgerStore>(
+    name: &LedgerName,
+    ledger: &Ledger<S>,
+    report: &VerificationReport,
+    sweep: &str,
+    took: Duration,
+) {
     let status = ledger.integrity();
-    metrics::gauge!(INTEGRITY_STATUS).set(if status.is_healthy() { 1.0 } else { 0.0 });
-    metrics::gauge!(HEAD_SEQUENCE).set(report.head.sequence_number as f64);
+    let label = name.to_string();
+    metrics::gauge!(INTEGRITY_STATUS, "ledger" => label.clone()).set(if status.is_healthy() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!(HEAD_SEQUENCE, "ledger" => label.clone()).set(report.head.sequence_number as f64);
     if let Some(verified) = status.verified {
-        metrics::gauge!(LAST_VERIFIED_SEQUENCE).set(verified.sequence_number as f64);
+        metrics::gauge!(LAST_VERIFIED_SEQUENCE, "ledger" => label).set(verified.sequence_number as f64);
     }
     match &report.first_break {
         Some(found) => tracing::error!(
             event = "integrity_check_failed",
+            ledger = %name,
             sweep,
             kind = found.kind(),
             sequence = found.sequence(),
@@ -101,6 +114,7 @@ fn publish<S: LedgerStore>(ledger: &Ledger<S>, report: &VerificationReport, swee
         ),
         None => tracing::debug!(
             event = "integrity_check_passed",
+            ledger = %name,
             sweep,
             entries_checked = report.entries_checked,
             head_sequence = report.head.sequence_number,
@@ -111,6 +125,7 @@ fn publish<S: LedgerStore>(ledger: &Ledger<S>, report: &VerificationReport, swee
 
 /// Runs checks on `schedule` until `stop` changes.
 pub(crate) async fn run<S: LedgerStore>(
+    name: LedgerName,
     ledger: Arc<Ledger<S>>,
     schedule: MonitorSchedule,
     mut stop: watch::Receiver<bool>,
@@ -124,8 +139,8 @@ pub(crate) async fn run<S: LedgerStore>(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = full.tick() => check(&ledger, Check::Full).await,
-            _ = incremental.tick() => check(&ledger, Check::Incremental).await,
+            _ = full.tick() => check(&name, &ledger, Check::Full).await,
+            _ = incremental.tick() => check(&name, &ledger, Check::Incremental).await,
         }
     }
 }

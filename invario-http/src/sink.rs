@@ -53,6 +53,12 @@ impl Sink {
         Ok(Sink { dir: dir.to_path_buf() })
     }
 
+    /// The sink of ledger `ledger` (not `default`, whose sink is this one):
+    /// `ledgers/<name>/` inside this folder, created if missing.
+    pub fn for_ledger(&self, ledger: &invario_core::LedgerName) -> Result<Sink, SinkError> {
+        Sink::open(&self.dir.join("ledgers").join(ledger.as_str()))
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -34,7 +34,10 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
     assert!(error.starts_with("hash mismatch at sequence 2: stored "), "{error}");
 
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.lines().any(|line| line == "invario_ledger_integrity_status 0"), "{metrics}");
+    assert!(
+        metrics.lines().any(|line| line == "invario_ledger_integrity_status{ledger=\"default\"} 0"),
+        "{metrics}"
+    );
     // Not ready (take it out of rotation), but alive (do not restart it: the evidence is in the database).
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);

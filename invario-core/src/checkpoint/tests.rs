@@ -230,3 +230,25 @@ fn checkpoint_texts_are_parsed_strictly() {
     let other_origin = TreeCheckpoint { origin: "elsewhere.example/log".into(), ..golden_checkpoint() };
     assert!(matches!(other_origin.sign(&log_key()), Err(CheckpointError::WrongOrigin { .. })));
 }
+
+#[test]
+fn a_ledgers_checkpoint_verifies_only_under_its_own_key() {
+    let acme = crate::LedgerName::parse("acme").unwrap();
+    let books = crate::LedgerName::parse("books").unwrap();
+    let acme_key = log_key().for_ledger(&acme).unwrap();
+    let books_key = log_key().for_ledger(&books).unwrap();
+    assert_eq!(acme_key.name(), format!("{ORIGIN}/acme"));
+    assert_eq!(
+        log_key().for_ledger(&crate::LedgerName::default_ledger()).unwrap().verifier(),
+        log_key().verifier()
+    );
+    let checkpoint = TreeCheckpoint { origin: acme_key.name().to_owned(), ..golden_checkpoint() };
+    let note = checkpoint.sign(&acme_key).unwrap().to_text();
+    assert!(TreeCheckpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
+    // Same private key, same tree: another ledger's key, or the service's own, refuses it.
+    for other in [books_key.verifier(), log_key().verifier()] {
+        assert!(TreeCheckpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
+    }
+    // Signing one ledger's tree under another ledger's origin is refused before any signature.
+    assert!(checkpoint.sign(&books_key).is_err());
+}

@@ -4,6 +4,7 @@
 //! authentication are all derived from it by the dispatcher.
 
 mod ledger;
+mod ledgers;
 mod operations;
 mod proofs;
 mod transactions;
@@ -13,7 +14,7 @@ pub use ledger::DEFAULT_PAGE_SIZE;
 use std::future::Future;
 use std::pin::Pin;
 
-use invario_core::{KeyStore, LedgerStore, Scope};
+use invario_core::{KeyStore, LedgerCatalog, Scope};
 use warp::http::Method;
 use warp::reply::Response;
 
@@ -34,10 +35,10 @@ const _: () = assert!(MAX_BATCH_BODY_BYTES >= invario_core::MAX_BATCH_SIZE * 102
 pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
 
 /// A handler: the request already routed, authenticated and its body read.
-pub(crate) type Handler<S, K> = for<'a> fn(&'a App<S, K>, Call) -> HandlerFuture<'a>;
+pub(crate) type Handler<C, K> = for<'a> fn(&'a App<C, K>, Call) -> HandlerFuture<'a>;
 
 /// One row of the table.
-pub(crate) struct Route<S, K> {
+pub(crate) struct Route<C: LedgerCatalog, K> {
     /// The method it answers.
     pub(crate) method: Method,
     /// The path, `{name}` standing for one segment; also the metric label, so
@@ -45,13 +46,15 @@ pub(crate) struct Route<S, K> {
     pub(crate) pattern: &'static str,
     /// The scope a key needs, or `None` for an open route.
     pub(crate) scope: Option<Scope>,
+    /// The ledger it is about: what the key must be allowed to use.
+    pub(crate) ledger: LedgerParam,
     /// The largest body read, in bytes.
     pub(crate) body_limit: usize,
     /// What serves it.
-    pub(crate) handler: Handler<S, K>,
+    pub(crate) handler: Handler<C, K>,
 }
 
-impl<S, K> std::fmt::Debug for Route<S, K> {
+impl<C: LedgerCatalog, K> std::fmt::Debug for Route<C, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("method", &self.method)
@@ -62,83 +65,149 @@ impl<S, K> std::fmt::Debug for Route<S, K> {
     }
 }
 
+/// Which ledger a route is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LedgerParam {
+    /// None: the service's own routes and the list of ledgers.
+    None,
+    /// The `default` ledger: the routes from before ledgers existed.
+    Default,
+    /// The one named by the path's `{ledger}` segment.
+    FromPath,
+}
+
+/// One route about a ledger, served at its path from before ledgers
+/// (meaning `default`) and under `/v1/ledgers/{ledger}/…`.
+struct LedgerRoute<C: LedgerCatalog, K> {
+    method: Method,
+    default_path: &'static str,
+    ledger_path: &'static str,
+    scope: Scope,
+    body_limit: usize,
+    handler: Handler<C, K>,
+}
+
 /// Every route the service answers.
-pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Route<S, K>> {
-    vec![
-        Route {
+pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<Route<C, K>> {
+    let ledger_routes: [LedgerRoute<C, K>; 10] = [
+        LedgerRoute {
             method: Method::POST,
-            pattern: "/v1/transactions",
-            scope: Some(Scope::Write),
+            default_path: "/v1/transactions",
+            ledger_path: "/v1/ledgers/{ledger}/transactions",
+            scope: Scope::Write,
             body_limit: MAX_SINGLE_BODY_BYTES,
             handler: |app, call| Box::pin(transactions::create(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::POST,
-            pattern: "/v1/transactions/batch",
-            scope: Some(Scope::Write),
+            default_path: "/v1/transactions/batch",
+            ledger_path: "/v1/ledgers/{ledger}/transactions/batch",
+            scope: Scope::Write,
             body_limit: MAX_BATCH_BODY_BYTES,
             handler: |app, call| Box::pin(transactions::create_batch(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/transactions/{id}",
-            scope: Some(Scope::Read),
+            default_path: "/v1/transactions/{id}",
+            ledger_path: "/v1/ledgers/{ledger}/transactions/{id}",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(transactions::get(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/transactions/{id}/proof",
-            scope: Some(Scope::Read),
+            default_path: "/v1/transactions/{id}/proof",
+            ledger_path: "/v1/ledgers/{ledger}/transactions/{id}/proof",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::for_transaction(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/tree",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/tree",
+            ledger_path: "/v1/ledgers/{ledger}/tree",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::tree(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/checkpoint",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/checkpoint",
+            ledger_path: "/v1/ledgers/{ledger}/checkpoint",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::checkpoint(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/proof/inclusion",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/proof/inclusion",
+            ledger_path: "/v1/ledgers/{ledger}/proof/inclusion",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::inclusion(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/proof/consistency",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/proof/consistency",
+            ledger_path: "/v1/ledgers/{ledger}/proof/consistency",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::consistency(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/head",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/head",
+            ledger_path: "/v1/ledgers/{ledger}/head",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledger::head(app, call)),
         },
-        Route {
+        LedgerRoute {
             method: Method::GET,
-            pattern: "/v1/ledger/entries",
-            scope: Some(Scope::Read),
+            default_path: "/v1/ledger/entries",
+            ledger_path: "/v1/ledgers/{ledger}/entries",
+            scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledger::entries(app, call)),
+        },
+    ];
+    let mut routes = Vec::new();
+    for route in ledger_routes {
+        for (pattern, ledger) in
+            [(route.default_path, LedgerParam::Default), (route.ledger_path, LedgerParam::FromPath)]
+        {
+            routes.push(Route {
+                method: route.method.clone(),
+                pattern,
+                scope: Some(route.scope),
+                ledger,
+                body_limit: route.body_limit,
+                handler: route.handler,
+            });
+        }
+    }
+    routes.extend([
+        Route {
+            method: Method::POST,
+            pattern: "/v1/ledgers",
+            scope: Some(Scope::Admin),
+            ledger: LedgerParam::None,
+            body_limit: MAX_SINGLE_BODY_BYTES,
+            handler: |app, call| Box::pin(ledgers::create(app, call)),
+        },
+        Route {
+            method: Method::GET,
+            pattern: "/v1/ledgers",
+            scope: Some(Scope::Admin),
+            ledger: LedgerParam::None,
+            body_limit: NO_BODY,
+            handler: |app, call| Box::pin(ledgers::list(app, call)),
         },
         Route {
             method: Method::GET,
             pattern: "/health",
             scope: None,
+            ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::health(app, call)),
         },
@@ -146,6 +215,7 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
             method: Method::GET,
             pattern: "/livez",
             scope: None,
+            ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::livez(app, call)),
         },
@@ -153,6 +223,7 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
             method: Method::GET,
             pattern: "/readyz",
             scope: None,
+            ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::readyz(app, call)),
         },
@@ -160,6 +231,7 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
             method: Method::GET,
             pattern: "/openapi.json",
             scope: None,
+            ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::openapi(app, call)),
         },
@@ -167,10 +239,12 @@ pub(crate) fn table<S: LedgerStore + 'static, K: KeyStore + 'static>() -> Vec<Ro
             method: Method::GET,
             pattern: "/metrics",
             scope: None,
+            ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::metrics(app, call)),
         },
-    ]
+    ]);
+    routes
 }
 
 /// The path's `{name}` segments and their values.
@@ -178,9 +252,9 @@ type Params = Vec<(&'static str, String)>;
 
 /// Where a request lands in the table.
 #[derive(Debug)]
-pub(crate) enum Resolution<'t, S, K> {
+pub(crate) enum Resolution<'t, C: LedgerCatalog, K> {
     /// A route, with the path's `{name}` segments.
-    Found(&'t Route<S, K>, Vec<(&'static str, String)>),
+    Found(&'t Route<C, K>, Vec<(&'static str, String)>),
     /// The path exists, not with this method.
     MethodNotAllowed(Vec<Method>),
     /// No route has this path.
@@ -188,13 +262,13 @@ pub(crate) enum Resolution<'t, S, K> {
 }
 
 /// Finds the route for `method` and `path` (surrounding slashes ignored).
-pub(crate) fn resolve<'t, S, K>(
-    table: &'t [Route<S, K>],
+pub(crate) fn resolve<'t, C: LedgerCatalog, K>(
+    table: &'t [Route<C, K>],
     method: &Method,
     path: &str,
-) -> Resolution<'t, S, K> {
+) -> Resolution<'t, C, K> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let matching: Vec<(&Route<S, K>, Params)> = table
+    let matching: Vec<(&Route<C, K>, Params)> = table
         .iter()
         .filter_map(|route| match_pattern(route.pattern, &segments).map(|params| (route, params)))
         .collect();
@@ -232,11 +306,11 @@ fn match_pattern(pattern: &'static str, segments: &[&str]) -> Option<Vec<(&'stat
 
 #[cfg(test)]
 mod tests {
-    use invario_core::{MemoryKeyStore, MemoryLedger};
+    use invario_core::{MemoryCatalog, MemoryKeyStore};
 
     use super::*;
 
-    type Table = Vec<Route<MemoryLedger, MemoryKeyStore>>;
+    type Table = Vec<Route<MemoryCatalog, MemoryKeyStore>>;
 
     #[test]
     fn every_v1_route_requires_a_scope() {

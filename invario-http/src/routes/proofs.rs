@@ -1,7 +1,7 @@
 //! The Merkle tree: its head, and inclusion and consistency proofs any client
 //! can check without trusting the server (RFC 9162; hashes in lower-case hex).
 
-use invario_core::{KeyStore, LedgerStore, TransactionId};
+use invario_core::{KeyStore, LedgerCatalog, TransactionId};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -16,21 +16,23 @@ fn required(call: &Call, name: &'static str) -> Result<u64, ApiError> {
 }
 
 /// `GET /v1/ledger/tree`: the current tree size and root.
-pub(super) async fn tree<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
-    _call: Call,
+pub(super) async fn tree<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
+    call: Call,
 ) -> Result<Response, ApiError> {
-    let head = app.ledger.tree_head().await?;
+    let head = app.runtime(&call).await?.ledger.tree_head().await?;
     Ok(json_response(StatusCode::OK, &json!({ "tree_size": head.tree_size, "root_hash": head.root_hash })))
 }
 
 /// `GET /v1/ledger/checkpoint`: the latest signed checkpoint, byte-exact C2SP.
-pub(super) async fn checkpoint<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
-    _call: Call,
+pub(super) async fn checkpoint<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
+    call: Call,
 ) -> Result<Response, ApiError> {
     // The database's copy, so every API process serves it; the sink is the reference.
     let note = app
+        .runtime(&call)
+        .await?
         .ledger
         .latest_checkpoint_copy()
         .await?
@@ -44,35 +46,35 @@ pub(super) async fn checkpoint<S: LedgerStore, K: KeyStore>(
 }
 
 /// `GET /v1/transactions/{id}/proof?tree_size=N`.
-pub(super) async fn for_transaction<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn for_transaction<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let id = TransactionId::parse(call.param("id"))
         .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
     let tree_size = call.optional_number::<u64>("tree_size")?;
-    let proof = app.ledger.inclusion_proof_for(id, tree_size).await?;
+    let proof = app.runtime(&call).await?.ledger.inclusion_proof_for(id, tree_size).await?;
     Ok(json_response(StatusCode::OK, &proof.to_json()))
 }
 
 /// `GET /v1/ledger/proof/inclusion?sequence_number=S&tree_size=N`.
-pub(super) async fn inclusion<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn inclusion<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let sequence_number = required(&call, "sequence_number")?;
     let tree_size = call.optional_number::<u64>("tree_size")?;
-    let proof = app.ledger.inclusion_proof_at(sequence_number, tree_size).await?;
+    let proof = app.runtime(&call).await?.ledger.inclusion_proof_at(sequence_number, tree_size).await?;
     Ok(json_response(StatusCode::OK, &proof.to_json()))
 }
 
 /// `GET /v1/ledger/proof/consistency?first=M&second=N`.
-pub(super) async fn consistency<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn consistency<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let first = required(&call, "first")?;
     let second = call.optional_number::<u64>("second")?;
-    let proof = app.ledger.consistency_proof(first, second).await?;
+    let proof = app.runtime(&call).await?.ledger.consistency_proof(first, second).await?;
     Ok(json_response(StatusCode::OK, &proof.to_json()))
 }

@@ -1,7 +1,7 @@
 //! `/v1/transactions`: record one, record a batch, read one.
 
 use invario_core::{
-    IngestError, KeyStore, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, SubmittedTransaction,
+    IngestError, KeyStore, LedgerCatalog, LedgerEntry, MAX_BATCH_SIZE, ReceiptStatus, SubmittedTransaction,
     TransactionId,
 };
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
@@ -26,20 +26,23 @@ fn log_processed(entry: &LedgerEntry, status: ReceiptStatus) {
 }
 
 /// `POST /v1/transactions`: one transaction, group-committed with others.
-pub(super) async fn create<S: LedgerStore + 'static, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn create<C: LedgerCatalog + 'static, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let SubmittedTransaction(transaction) = call.json_body()?;
     let transaction = transaction?;
-    let receipt = app.appender.append(transaction).await??;
+    let receipt = app.runtime(&call).await?.appender.append(transaction).await??;
     log_processed(&receipt.entry, receipt.status);
     let status = match receipt.status {
         ReceiptStatus::Created => StatusCode::CREATED,
         ReceiptStatus::Replayed => StatusCode::OK,
     };
     let mut response = json_response(status, &receipt.entry.receipt());
-    let location = format!("/v1/transactions/{}", receipt.entry.transaction_id());
+    let location = match call.ledger.as_ref().filter(|ledger| !ledger.is_default()) {
+        Some(ledger) => format!("/v1/ledgers/{ledger}/transactions/{}", receipt.entry.transaction_id()),
+        None => format!("/v1/transactions/{}", receipt.entry.transaction_id()),
+    };
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -47,8 +50,8 @@ pub(super) async fn create<S: LedgerStore + 'static, K: KeyStore>(
 }
 
 /// `POST /v1/transactions/batch`: all items appended, or none.
-pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let BatchBody { transactions } = call.json_body()?;
@@ -59,8 +62,13 @@ pub(super) async fn create_batch<S: LedgerStore, K: KeyStore>(
         )
     })?;
     let count = items.len();
-    let receipts =
-        app.ledger.ingest_submitted(items, now()).await.inspect_err(|error| log_rejection(error, count))?;
+    let receipts = app
+        .runtime(&call)
+        .await?
+        .ledger
+        .ingest_submitted(items, now())
+        .await
+        .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     crate::metrics::record_append(created);
     for receipt in &receipts {
@@ -198,13 +206,13 @@ fn log_rejection(error: &IngestError, items: usize) {
 }
 
 /// `GET /v1/transactions/{id}`: the receipt of a recorded transaction.
-pub(super) async fn get<S: LedgerStore, K: KeyStore>(
-    app: &App<S, K>,
+pub(super) async fn get<C: LedgerCatalog, K: KeyStore>(
+    app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let id = TransactionId::parse(call.param("id"))
         .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
-    match app.ledger.entry(id).await? {
+    match app.runtime(&call).await?.ledger.entry(id).await? {
         Some(entry) => Ok(json_response(StatusCode::OK, &entry.receipt_json())),
         None => Err(ApiError::NotFound(format!("transaction {id} is not in the ledger"))),
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use invario_core::{KeyAdmin, Timestamp};
 use invario_http::{GroupCommit, LogFormat, MonitorSchedule, ServiceConfig};
-use invario_postgres::{PgKeyStore, PgLedger};
+use invario_postgres::{PgCatalog, PgKeyStore};
 use invario_testkit::harness::{TestDatabase, fresh_database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -91,7 +91,7 @@ pub(crate) async fn spawn_app_with(config: ServiceConfig) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();
-    let ledger = PgLedger::new(database.pool().clone());
+    let ledger = PgCatalog::new(database.pool().clone());
     let key_store = PgKeyStore::new(database.pool().clone());
     let server = tokio::spawn(async move {
         invario_http::serve(listener, ledger, key_store, config, async {

@@ -6,5 +6,6 @@ mod helpers;
 mod hostile;
 mod ingest;
 mod integrity;
+mod ledgers;
 mod proofs;
 mod reads_and_auth;
