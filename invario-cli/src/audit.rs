@@ -12,10 +12,10 @@ use invario_core::audit::{TrustedTree, check_consistency, entry_from_receipt};
 use invario_core::checkpoint::TreeCheckpoint;
 use invario_core::merkle::{Frontier, entry_leaf_hash};
 use invario_core::note::VerifierKey;
-use invario_core::{Checkpoint, MAX_PAGE_SIZE};
+use invario_core::{Checkpoint, LedgerName, MAX_PAGE_SIZE};
 use invario_http::{Sink, SinkError};
 
-use crate::remote::{fetch_bytes, fetch_json};
+use crate::remote::{fetch_bytes, fetch_json, ledger_path};
 
 /// The witnesses whose cosignatures a checkpoint must carry, and how many.
 #[derive(Debug)]
@@ -40,6 +40,7 @@ impl Witnesses {
 
 pub(crate) async fn run(
     url: &str,
+    ledger: &LedgerName,
     key: &str,
     vkey: &str,
     state: &Path,
@@ -54,7 +55,7 @@ pub(crate) async fn run(
         })?),
         None => None,
     };
-    let served = fetch_bytes(url, Some(key), "/v1/ledger/checkpoint").await?;
+    let served = fetch_bytes(url, Some(key), &ledger_path(ledger, "/v1/ledger/checkpoint")).await?;
     let (checkpoint, note) = match TreeCheckpoint::verify(&served, &log_key) {
         Ok(verified) => verified,
         Err(error) => {
@@ -78,14 +79,16 @@ pub(crate) async fn run(
             let reason = format!("the log shrank from {} to {} entries", old.tree_size, checkpoint.tree_size);
             return Ok(inconsistent(&reason, &served, Some(&old_note.to_text())));
         }
-        let path =
-            format!("/v1/ledger/proof/consistency?first={}&second={}", old.tree_size, checkpoint.tree_size);
+        let path = ledger_path(
+            ledger,
+            &format!("/v1/ledger/proof/consistency?first={}&second={}", old.tree_size, checkpoint.tree_size),
+        );
         let response = fetch_json(url, Some(key), &path).await?;
         if let Err(error) = check_consistency(&response, Some(old_tree), Some(new)) {
             return Ok(inconsistent(&error.to_string(), &served, Some(&old_note.to_text())));
         }
     }
-    if full && let Err(reason) = rebuild(url, key, &checkpoint).await? {
+    if full && let Err(reason) = rebuild(url, ledger, key, &checkpoint).await? {
         return Ok(inconsistent(
             &reason,
             &served,
@@ -126,11 +129,19 @@ pub(crate) async fn run(
 /// Pages through the entries up to the checkpoint's size, recomputing each
 /// hash from its fields and the tree from the hashes. `Err(reason)` when they
 /// do not give the checkpoint's root.
-async fn rebuild(url: &str, key: &str, checkpoint: &TreeCheckpoint) -> anyhow::Result<Result<(), String>> {
+async fn rebuild(
+    url: &str,
+    ledger: &LedgerName,
+    key: &str,
+    checkpoint: &TreeCheckpoint,
+) -> anyhow::Result<Result<(), String>> {
     let mut position = Checkpoint::GENESIS;
     let mut tree = Frontier::EMPTY;
     while tree.size() < checkpoint.tree_size {
-        let path = format!("/v1/ledger/entries?after={}&limit={MAX_PAGE_SIZE}", position.sequence_number);
+        let path = ledger_path(
+            ledger,
+            &format!("/v1/ledger/entries?after={}&limit={MAX_PAGE_SIZE}", position.sequence_number),
+        );
         let page = fetch_json(url, Some(key), &path).await?;
         let receipts = page["entries"].as_array().context("the entries page has no entries list")?;
         if receipts.is_empty() {

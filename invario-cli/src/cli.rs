@@ -115,6 +115,10 @@ pub(crate) enum Command {
         /// Refuse the checkpoint unless at least this many of the --witness-vkey witnesses cosigned it.
         #[arg(long, default_value_t = 0)]
         quorum: usize,
+        /// The ledger to audit (its checkpoints are signed under <origin>/<ledger>:
+        /// `invario checkpoint-key show --ledger NAME` prints its verifier key).
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerName,
     },
     /// Run a witness for someone else's log (C2SP tlog-witness), or make its key.
     #[command(subcommand)]
@@ -183,6 +187,9 @@ pub(crate) enum CheckpointKeyCommand {
         /// The private key file.
         #[arg(long)]
         key: PathBuf,
+        /// The verifier key of this ledger's checkpoints (signed under <origin>/<ledger>).
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerName,
     },
 }
 
@@ -227,6 +234,9 @@ pub(crate) enum ProofCommand {
 /// Where proofs come from: a running server, or the database when no URL is given.
 #[derive(Debug, Args)]
 pub(crate) struct ProofSource {
+    /// The ledger the proof is about.
+    #[arg(long, default_value = DEFAULT_LEDGER)]
+    pub(crate) ledger: LedgerName,
     /// Base URL of a running server, e.g. http://localhost:8000.
     #[arg(long, env = "INVARIO_URL")]
     pub(crate) url: Option<String>,

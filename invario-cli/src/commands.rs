@@ -54,9 +54,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
         Command::Witness(command) => witness(command).await,
-        Command::Audit { url, key, vkey, state, full, witness_vkeys, quorum } => {
+        Command::Audit { url, key, vkey, state, full, witness_vkeys, quorum, ledger } => {
             let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum)?;
-            crate::audit::run(&url, &key, &vkey, &state, full, &witnesses).await
+            crate::audit::run(&url, &ledger, &key, &vkey, &state, full, &witnesses).await
         }
     }
 }
@@ -378,8 +378,8 @@ fn checkpoint_key(command: crate::cli::CheckpointKeyCommand) -> anyhow::Result<E
             eprintln!("The verifier key below is public: give it to auditors and witnesses.");
             println!("{}", key.verifier());
         }
-        crate::cli::CheckpointKeyCommand::Show { key } => {
-            println!("{}", crate::keyfile::read_private(&key)?.verifier());
+        crate::cli::CheckpointKeyCommand::Show { key, ledger } => {
+            println!("{}", crate::keyfile::read_private(&key)?.for_ledger(&ledger)?.verifier());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use invario_core::audit::{self, AuditError, TrustedTree};
-use invario_core::{Ledger, LedgerStore, TransactionId, TreeHash};
+use invario_core::{Ledger, LedgerCatalog, LedgerStore, TransactionId, TreeHash};
 use serde_json::Value;
 
 use crate::cli::ProofCommand;
-use crate::database::{Schema, open, with_stores};
+use crate::database::{Schema, open, with_catalog};
 
 pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -23,14 +23,17 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
                     crate::remote::fetch_json(
                         base,
                         source.key.as_deref(),
-                        &format!("/v1/transactions/{id}/proof{query}"),
+                        &crate::remote::ledger_path(
+                            &source.ledger,
+                            &format!("/v1/transactions/{id}/proof{query}"),
+                        ),
                     )
                     .await?
                 }
                 None => {
                     let backend = open(url, 2, Schema::Current).await?;
-                    with_stores!(backend, |ledger, _keys| inclusion_from_database(
-                        Ledger::new(ledger),
+                    with_catalog!(backend, |catalog| inclusion_from_database(
+                        Ledger::new(catalog.store(&source.ledger)),
                         id,
                         tree_size
                     )
@@ -61,13 +64,16 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
                     crate::remote::fetch_json(
                         base,
                         source.key.as_deref(),
-                        &format!("/v1/ledger/proof/consistency?first={first}{query}"),
+                        &crate::remote::ledger_path(
+                            &source.ledger,
+                            &format!("/v1/ledger/proof/consistency?first={first}{query}"),
+                        ),
                     )
                     .await?
                 }
                 None => {
                     let backend = open(url, 2, Schema::Current).await?;
-                    with_stores!(backend, |ledger, _keys| Ledger::new(ledger)
+                    with_catalog!(backend, |catalog| Ledger::new(catalog.store(&source.ledger))
                         .consistency_proof(first, second)
                         .await
                         .map_err(|error| anyhow!("{error}"))?

@@ -885,6 +885,85 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
 }
 
 #[tokio::test]
+async fn each_ledger_signs_its_own_checkpoints_that_its_auditor_alone_accepts() {
+    let setup = SigningSetup::new(3).await;
+    assert!(invario(&setup.database, &["ledger", "create", "acme"]).status.success());
+    let server = setup.serve().await;
+    let client = reqwest::Client::new();
+    for n in 1..=5u128 {
+        let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "2.00", "currency": "EUR"});
+        let response = client
+            .post(format!("{}/v1/ledgers/acme/transactions", server.address))
+            .bearer_auth(&setup.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let acme_sink = setup.folder.join("checkpoints/ledgers/acme");
+    eventually("acme's checkpoint is in its own folder", async || {
+        std::fs::read_to_string(acme_sink.join("checkpoint"))
+            .is_ok_and(|note| note.lines().nth(1) == Some("5"))
+    })
+    .await;
+    assert_eq!(setup.latest_size(), Some(3), "the default ledger's sink holds its own tree");
+
+    let key_file = setup.folder.join("checkpoint.key");
+    let shown = invario_with_url(
+        None,
+        &["checkpoint-key", "show", "--key", key_file.to_str().unwrap(), "--ledger", "acme"],
+    );
+    let acme_vkey = exited(&shown, 0).trim().to_owned();
+    assert!(acme_vkey.starts_with("test.invario.local/ledger/acme+"), "{acme_vkey}");
+    assert_ne!(acme_vkey, setup.vkey());
+    let served = client
+        .get(format!("{}/v1/ledgers/acme/checkpoint", server.address))
+        .bearer_auth(&setup.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(served.starts_with("test.invario.local/ledger/acme\n5\n"), "{served}");
+
+    let audit = |vkey: &str, state: &str| {
+        let state = setup.folder.join(state);
+        invario_with_url(
+            None,
+            &[
+                "audit",
+                "--url",
+                &server.address,
+                "--key",
+                &setup.key,
+                "--vkey",
+                vkey,
+                "--state",
+                state.to_str().unwrap(),
+                "--ledger",
+                "acme",
+                "--full",
+            ],
+        )
+    };
+    let accepted = exited(&audit(&acme_vkey, "acme-auditor"), 0);
+    assert!(accepted.contains("the checkpoint at tree size 5"), "{accepted}");
+    // The service's own key (the default ledger's) does not verify acme's checkpoint.
+    let refused = audit(&setup.vkey(), "confused-auditor");
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused.stdout));
+
+    let id = uuid::Uuid::from_u128(4).to_string();
+    for source in [vec!["--url", server.address.as_str(), "--key", setup.key.as_str()], vec![]] {
+        let mut args = vec!["proof", "inclusion", "--id", id.as_str(), "--ledger", "acme"];
+        args.extend(source);
+        let proven = exited(&invario(&setup.database, &args), 0);
+        assert!(proven.contains("is entry 4 (leaf 3) of the tree of size 5"), "{proven}");
+    }
+}
+
+#[tokio::test]
 async fn a_truncated_history_is_caught_at_start_up() {
     let setup = SigningSetup::new(12).await;
     let server = setup.serve().await;
