@@ -34,9 +34,13 @@ struct Args {
     /// Concurrency levels of scenario 4.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
     clients: Vec<usize>,
-    /// Which scenarios to run (1–9; baselines they need run with them).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8, 9])]
+    /// Which scenarios to run (1–10; baselines they need run with them).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])]
     scenarios: Vec<u8>,
+    /// A database on a Citus coordinator (e.g. from ../shared/citus/cluster.sh) that scenario 10
+    /// (many ledgers) also runs on; it is migrated, and its ledgers are kept.
+    #[arg(long)]
+    citus_url: Option<String>,
     /// The ledger sizes scenario 9 (growth) measures at.
     #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000, 10_000_000])]
     growth_sizes: Vec<u64>,
@@ -75,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine}");
 
     anyhow::ensure!(
-        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=9).contains(scenario)),
-        "--scenarios takes numbers from 1 to 9"
+        !args.scenarios.is_empty() && args.scenarios.iter().all(|scenario| (1..=10).contains(scenario)),
+        "--scenarios takes numbers from 1 to 10"
     );
     anyhow::ensure!(
         !args.growth_sizes.is_empty()
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let plan = scenarios::Plan {
         scenarios: args.scenarios.clone(),
+        citus_url: args.citus_url.clone(),
         entries: args.entries,
         duration: args.duration,
         clients: args.clients.clone(),

@@ -61,6 +61,20 @@ pub(crate) async fn create_key(invario: &Path, database_url: &str) -> anyhow::Re
         .with_context(|| format!("invario create-key printed no key: {stdout}"))
 }
 
+/// Runs `invario ledger create NAME` (nothing changes when it exists).
+pub(crate) async fn create_ledger(invario: &Path, database_url: &str, name: &str) -> anyhow::Result<()> {
+    let output = Command::new(invario)
+        .args(["ledger", "create", name])
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await
+        .context("cannot run invario ledger create")?;
+    if !output.status.success() {
+        bail!("invario ledger create {name} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
 /// Runs `invario migrate` to the end and returns how long it took.
 pub(crate) async fn migrate(invario: &Path, database_url: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();

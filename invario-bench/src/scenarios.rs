@@ -50,8 +50,10 @@ const EMBEDDED_CLIENTS: usize = 16;
 /// What a run is asked to do.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    /// Which of scenarios 1–6 to run.
+    /// Which scenarios to run.
     pub(crate) scenarios: Vec<u8>,
+    /// A Citus coordinator's database scenario 10 also runs on (migrated by it).
+    pub(crate) citus_url: Option<String>,
     pub(crate) entries: u64,
     pub(crate) duration: Duration,
     pub(crate) clients: Vec<usize>,
@@ -161,7 +163,75 @@ pub(crate) async fn run_all(
     if wants(9) {
         results.extend(growth(plan, server, progress).await?);
     }
+    if wants(10) {
+        progress("10/10 many ledgers: 64 clients spread over 1, 4 and 16 ledgers");
+        let url = server.ledger_database("many_ledgers").await?;
+        results.extend(many_ledgers(plan, &url, "PostgreSQL").await?);
+        server.discard(&url).await?;
+        if let Some(citus) = &plan.citus_url {
+            progress("10/10 many ledgers on Citus");
+            processes::migrate(&plan.invario, citus).await?;
+            results.extend(many_ledgers(plan, citus, "Citus").await?);
+        }
+    }
     Ok(results)
+}
+
+/// The ledger counts scenario 10 spreads its clients over.
+const LEDGER_COUNTS: [usize; 3] = [1, 4, 16];
+const STREAM_MANY_LEDGERS: u64 = 9;
+
+/// Scenario 10: `TARGET_CLIENTS` clients posting single transactions, client
+/// `i` to ledger `i mod N`, for each N of [`LEDGER_COUNTS`], against one
+/// `invario serve` on the database at `url` (`engine` names it): one chain is
+/// one commit stream, so the aggregate should grow with ledgers that append
+/// in parallel. Compared with one ledger in the same run.
+async fn many_ledgers(plan: &Plan, url: &str, engine: &str) -> anyhow::Result<Vec<Measurement>> {
+    let names: Vec<String> =
+        (0..LEDGER_COUNTS[LEDGER_COUNTS.len() - 1]).map(|n| format!("bench-{n}")).collect();
+    for name in &names {
+        processes::create_ledger(&plan.invario, url, name).await?;
+    }
+    let key = processes::create_key(&plan.invario, url).await?;
+    let api = Server::start(&plan.invario, url, ServeOptions::DEFAULT).await?;
+    let client = http_client()?;
+    let mut rows = Vec::new();
+    let mut one_ledger = None;
+    // Ids differ per engine and per level: a Citus database keeps its ledgers between runs.
+    let mut next_index =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64;
+    for count in LEDGER_COUNTS {
+        let endpoints: Vec<String> = names[..count]
+            .iter()
+            .map(|name| format!("{}/v1/ledgers/{name}/transactions", api.base_url))
+            .collect();
+        let (client, key) = (client.clone(), key.clone());
+        let result = drive(TARGET_CLIENTS, plan.duration, next_index, move |index| {
+            let endpoint = endpoints[(index as usize) % endpoints.len()].clone();
+            let (client, key) = (client.clone(), key.clone());
+            async move {
+                let body = workload::transaction_json(STREAM_MANY_LEDGERS, index).to_string().into_bytes();
+                post_created(&client, &endpoint, &key, body).await
+            }
+        })
+        .await?;
+        next_index = result.next_index;
+        let mut row = Measurement::new(
+            "10 many ledgers",
+            format!("{engine}: {TARGET_CLIENTS} clients over {count} ledger(s)"),
+            result.rate(),
+            "tx/s",
+        )
+        .over(result.completed)
+        .latencies(&result.latencies);
+        match one_ledger {
+            None => one_ledger = Some(result.rate()),
+            Some(baseline) => row = row.against("1 ledger", baseline),
+        }
+        rows.push(row);
+    }
+    api.stop().await?;
+    Ok(rows)
 }
 
 /// Entries appended (batch 1,000) to time the append rate at each size of scenario 9.
@@ -827,6 +897,7 @@ async fn key_cache_off_levels(plan: &Plan, server: &BenchServer) -> anyhow::Resu
             .filter(|&clients| clients == 1 || clients == TARGET_CLIENTS)
             .collect(),
         scenarios: plan.scenarios.clone(),
+        citus_url: None,
         growth_sizes: Vec::new(),
         invario: plan.invario.clone(),
         ..*plan

@@ -122,7 +122,10 @@ async fn a_full_append_queue_pushes_back_with_503_and_retry_after_then_drains() 
     let app = spawn_app_with(config).await;
     // Hold the head lock: the appender's first append waits on it.
     let mut blocker = app.database.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *blocker).await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'default' FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let post = |n: u128| {
         let request = app
             .client
@@ -159,7 +162,10 @@ async fn a_full_append_queue_pushes_back_with_503_and_retry_after_then_drains() 
 /// Holds the append lock (the head row) in another session until dropped or rolled back.
 async fn hold_the_append_lock(app: &crate::helpers::TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut blocker = app.database.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *blocker).await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'default' FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     blocker
 }
 
