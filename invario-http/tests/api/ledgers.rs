@@ -216,3 +216,40 @@ async fn a_tampered_ledger_is_quarantined_alone() {
     assert!(metrics.lines().any(|line| line == broken), "{metrics}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn ledgers_written_concurrently_each_keep_an_intact_chain() {
+    use invario_core::{Ledger, LedgerCatalog};
+    let app = spawn_app().await;
+    let admin = key(&app, "ops", r#"{"admin": true}"#).await;
+    let names = ["north", "south", "east", "west"];
+    for name in names {
+        send(&app, &admin, Method::POST, "/v1/ledgers", Some(&json!({"name": name}))).await;
+    }
+    // 4 ledgers × 30 single requests, all in flight together, plus a batch each.
+    let singles = names.iter().flat_map(|name| (1..=30u128).map(move |n| (*name, n))).map(|(name, n)| {
+        let app = &app;
+        async move {
+            app.post(&format!("/v1/ledgers/{name}/transactions"), &transaction(n, "1.00")).await.status()
+        }
+    });
+    let batches = names.iter().map(|name| {
+        let app = &app;
+        let batch =
+            json!({"transactions": (31..=40u128).map(|n| transaction(n, "2.00")).collect::<Vec<_>>()});
+        async move { app.post(&format!("/v1/ledgers/{name}/transactions/batch"), &batch).await.status() }
+    });
+    let (singles, batches) = futures_util::future::join(
+        futures_util::future::join_all(singles),
+        futures_util::future::join_all(batches),
+    )
+    .await;
+    assert!(singles.iter().chain(&batches).all(|status| status.as_u16() == 201), "{singles:?} {batches:?}");
+    let catalog = invario_postgres::PgCatalog::new(app.database.pool().clone());
+    for name in names {
+        let head: Value = app.get(&format!("/v1/ledgers/{name}/head")).await.json().await.unwrap();
+        assert_eq!(head["sequence_number"], 40, "{name}");
+        let ledger = Ledger::new(catalog.store(&LedgerName::parse(name).unwrap()));
+        assert!(ledger.verify_full().await.unwrap().is_intact(), "{name}");
+    }
+}
