@@ -115,7 +115,8 @@ impl<C: LedgerCatalog> Ledgers<C> {
         if let Some(settings) = &checkpoints {
             checkpointer::sign_once(name, &ledger, settings, &latest, &witness_sizes).await;
         }
-        let (appender, appender_task) = Appender::start(Arc::clone(&ledger), self.config.group_commit);
+        let (appender, appender_task) =
+            Appender::start(name.clone(), Arc::clone(&ledger), self.config.group_commit);
         let monitor_task = tokio::spawn(monitor::run(
             name.clone(),
             Arc::clone(&ledger),

@@ -51,11 +51,11 @@ const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1000.0, 4000.0, 10000.0];
 
 /// Records one database append that created `created` entries (nothing when all were replays).
-pub(crate) fn record_append(created: usize) {
+pub(crate) fn record_append(ledger: &invario_core::LedgerName, created: usize) {
     if created > 0 {
         metrics::counter!(APPEND_COMMITS_TOTAL).increment(1);
         metrics::histogram!(APPEND_BATCH_SIZE).record(created as f64);
-        metrics::counter!(TRANSACTIONS_TOTAL).increment(created as u64);
+        metrics::counter!(TRANSACTIONS_TOTAL, "ledger" => ledger.to_string()).increment(created as u64);
     }
 }
 

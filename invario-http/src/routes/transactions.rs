@@ -62,15 +62,14 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
         )
     })?;
     let count = items.len();
-    let receipts = app
-        .runtime(&call)
-        .await?
+    let runtime = app.runtime(&call).await?;
+    let receipts = runtime
         .ledger
         .ingest_submitted(items, now())
         .await
         .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
-    crate::metrics::record_append(created);
+    crate::metrics::record_append(&runtime.name, created);
     for receipt in &receipts {
         log_processed(&receipt.entry, receipt.status);
     }
