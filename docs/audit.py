@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import os
 import json
+import re
 import string
 import sys
 import urllib.error
@@ -469,6 +470,26 @@ def check_vector_file(path):
     print(f"vectors intact: {checks} checks passed, every damaged proof refused")
 
 
+LEDGER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def ledger_path(ledger, path):
+    """`path`, a route of the default ledger, in ledger `ledger` (its /v1/ledgers/<name>/… twin)."""
+    if ledger == "default":
+        return path
+    if path.startswith("/v1/ledger/"):
+        return f"/v1/ledgers/{ledger}/" + path[len("/v1/ledger/"):]
+    if path.startswith("/v1/transactions"):
+        return f"/v1/ledgers/{ledger}/transactions" + path[len("/v1/transactions"):]
+    return path
+
+
+def ledger_name(text):
+    if not LEDGER_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"ledger name {text!r} is not allowed: 1 to 63 of a-z, 0-9, '_' and '-'")
+    return text
+
+
 def fetch(url, key, path, raw=False):
     request = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": f"Bearer {key}"})
     try:
@@ -503,7 +524,7 @@ def remember(state, size, note):
 
 def audit_checkpoint(args):
     vkey = parse_vkey(args.vkey)
-    served = fetch(args.url, args.key, "/v1/ledger/checkpoint", raw=True)
+    served = fetch(args.url, args.key, ledger_path(args.ledger, "/v1/ledger/checkpoint"), raw=True)
     latest_path = os.path.join(args.state, "checkpoint")
     old = None
     if os.path.exists(latest_path):
@@ -523,12 +544,13 @@ def audit_checkpoint(args):
             _, old_size, old_root = old
             if old_size > size:
                 raise Refuted(f"the log shrank from {old_size} to {size} entries")
-            proof = fetch(args.url, args.key, f"/v1/ledger/proof/consistency?first={old_size}&second={size}")
+            proof = fetch(args.url, args.key,
+                          ledger_path(args.ledger, f"/v1/ledger/proof/consistency?first={old_size}&second={size}"))
             check_consistency_response(proof, old_root, root)
         if args.full:
             prev, leaves, after = bytes(32), [], 0
             while len(leaves) < size:
-                page = fetch(args.url, args.key, f"/v1/ledger/entries?after={after}&limit=1000")
+                page = fetch(args.url, args.key, ledger_path(args.ledger, f"/v1/ledger/entries?after={after}&limit=1000"))
                 if not page["entries"]:
                     raise Refuted(f"the server has {len(leaves)} entries, the checkpoint says {size}")
                 for receipt in page["entries"][: size - len(leaves)]:
@@ -581,6 +603,9 @@ def main():
     for command in (inclusion, consistency):
         command.add_argument("--url", required=True)
         command.add_argument("--key", required=True)
+    for command in (checkpoint, inclusion, consistency):
+        command.add_argument("--ledger", type=ledger_name, default="default",
+                             help="the ledger (its checkpoints are signed under <origin>/<ledger>)")
     inclusion.add_argument("--id", required=True)
     inclusion.add_argument("--tree-size", type=int)
     inclusion.add_argument("--root")
@@ -608,13 +633,13 @@ def main():
             if args.root is not None and args.tree_size is None:
                 raise SystemExit("error: --root needs --tree-size")
             query = "" if args.tree_size is None else f"?tree_size={args.tree_size}"
-            response = fetch(args.url, args.key, f"/v1/transactions/{args.id}/proof{query}")
+            response = fetch(args.url, args.key, ledger_path(args.ledger, f"/v1/transactions/{args.id}/proof{query}"))
             index, size, root = check_inclusion_response(response, args.tree_size, pinned(args.root, "--root"))
             print(f"proven: transaction {args.id} is leaf {index} of the tree of size {size} with root {root.hex()}")
             unpinned = args.root is None
         else:
             query = f"?first={args.first}" + ("" if args.second is None else f"&second={args.second}")
-            response = fetch(args.url, args.key, f"/v1/ledger/proof/consistency{query}")
+            response = fetch(args.url, args.key, ledger_path(args.ledger, f"/v1/ledger/proof/consistency{query}"))
             first, second, first_root, second_root = check_consistency_response(
                 response, pinned(args.first_root, "--first-root"), pinned(args.second_root, "--second-root"))
             print(f"proven: the tree of size {first} (root {first_root.hex()}) is a prefix of "

@@ -741,6 +741,18 @@ impl SigningSetup {
             .expect("python3 runs docs/audit.py")
     }
 
+    /// `docs/audit.py checkpoint --full --ledger LEDGER` with verifier key `vkey`, remembering in `state`.
+    fn python_audit_ledger(&self, server: &Server, vkey: &str, state: &str, ledger: &str) -> Output {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit.py");
+        Command::new("python3")
+            .arg(script)
+            .args(["checkpoint", "--url", &server.address, "--key", &self.key, "--vkey", vkey])
+            .args(["--full", "--ledger", ledger, "--state"])
+            .arg(self.folder.join(state))
+            .output()
+            .expect("python3 runs docs/audit.py")
+    }
+
     /// `invario audit` against `server`, remembering in the auditor's own folder.
     fn audit(&self, server: &Server, full: bool) -> Output {
         let state = self.folder.join("auditor");
@@ -952,6 +964,11 @@ async fn each_ledger_signs_its_own_checkpoints_that_its_auditor_alone_accepts() 
     assert!(accepted.contains("the checkpoint at tree size 5"), "{accepted}");
     // The service's own key (the default ledger's) does not verify acme's checkpoint.
     let refused = audit(&setup.vkey(), "confused-auditor");
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused.stdout));
+    // The independent Python auditor agrees, both ways.
+    let accepted = setup.python_audit_ledger(&server, &acme_vkey, "python-acme", "acme");
+    assert_eq!(accepted.status.code(), Some(0), "{}{}", text(&accepted.stdout), text(&accepted.stderr));
+    let refused = setup.python_audit_ledger(&server, &setup.vkey(), "python-confused", "acme");
     assert_ne!(refused.status.code(), Some(0), "{}", text(&refused.stdout));
 
     let id = uuid::Uuid::from_u128(4).to_string();
