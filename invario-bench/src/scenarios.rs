@@ -165,13 +165,18 @@ pub(crate) async fn run_all(
     }
     if wants(10) {
         progress("10/10 many ledgers: 64 clients spread over 1, 4 and 16 ledgers");
-        let url = server.ledger_database("many_ledgers").await?;
-        results.extend(many_ledgers(plan, &url, "PostgreSQL").await?);
-        server.discard(&url).await?;
+        for (options, engine) in [
+            (ServeOptions::DEFAULT, "PostgreSQL"),
+            (ServeOptions::NO_GROUP_COMMIT, "PostgreSQL, group commit off"),
+        ] {
+            let url = server.ledger_database("many_ledgers").await?;
+            results.extend(many_ledgers(plan, &url, engine, options).await?);
+            server.discard(&url).await?;
+        }
         if let Some(citus) = &plan.citus_url {
             progress("10/10 many ledgers on Citus");
             processes::migrate(&plan.invario, citus).await?;
-            results.extend(many_ledgers(plan, citus, "Citus").await?);
+            results.extend(many_ledgers(plan, citus, "Citus", ServeOptions::DEFAULT).await?);
         }
     }
     Ok(results)
@@ -186,14 +191,19 @@ const STREAM_MANY_LEDGERS: u64 = 9;
 /// `invario serve` on the database at `url` (`engine` names it): one chain is
 /// one commit stream, so the aggregate should grow with ledgers that append
 /// in parallel. Compared with one ledger in the same run.
-async fn many_ledgers(plan: &Plan, url: &str, engine: &str) -> anyhow::Result<Vec<Measurement>> {
+async fn many_ledgers(
+    plan: &Plan,
+    url: &str,
+    engine: &str,
+    options: ServeOptions,
+) -> anyhow::Result<Vec<Measurement>> {
     let names: Vec<String> =
         (0..LEDGER_COUNTS[LEDGER_COUNTS.len() - 1]).map(|n| format!("bench-{n}")).collect();
     for name in &names {
         processes::create_ledger(&plan.invario, url, name).await?;
     }
     let key = processes::create_key(&plan.invario, url).await?;
-    let api = Server::start(&plan.invario, url, ServeOptions::DEFAULT).await?;
+    let api = Server::start(&plan.invario, url, options).await?;
     let client = http_client()?;
     let mut rows = Vec::new();
     let mut one_ledger = None;
