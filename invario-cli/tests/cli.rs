@@ -121,6 +121,42 @@ async fn ledgers_are_created_listed_and_verified_each_on_its_own() {
     assert!(text(&unknown.stderr).contains("no ledger named \"nope\" exists"), "{}", text(&unknown.stderr));
 }
 
+/// The embedded default (SQLite) serves several ledgers written concurrently:
+/// each its own intact chain, created with the CLI while the server runs.
+#[tokio::test]
+async fn the_embedded_default_serves_ledgers_written_concurrently() {
+    let folder = std::env::temp_dir().join(format!("invario-embedded-ledgers-{}", rand_id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let key = created_key(&invario_in(
+        &folder,
+        None,
+        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
+    ));
+    let server = serve_in(&folder, None).await;
+    let names = ["shop-a", "shop-b", "shop-c"];
+    for name in names {
+        exited(&invario_in(&folder, None, &["ledger", "create", name]), 0);
+    }
+    let client = reqwest::Client::new();
+    let posts = names.iter().chain(&["default"]).flat_map(|name| (1..=15u128).map(move |n| (*name, n))).map(|(name, n)| {
+        let (client, address, key) = (client.clone(), server.address.clone(), key.clone());
+        async move {
+            let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1.00", "currency": "BRL"});
+            let path = format!("{address}/v1/ledgers/{name}/transactions");
+            client.post(path).bearer_auth(&key).json(&body).send().await.unwrap().status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(statuses.iter().all(|status| *status == 201), "{statuses:?}");
+    let all = exited(&invario_in(&folder, None, &["verify", "--all-ledgers"]), 0);
+    assert!(all.ends_with("✅ All 4 ledger(s) intact\n"), "{all}");
+    let listing = text(&invario_in(&folder, None, &["ledger", "list"]).stdout);
+    for name in ["default", "shop-a", "shop-b", "shop-c"] {
+        let row = listing.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{listing}"));
+        assert_eq!(row.split_whitespace().nth(1), Some("15"), "{listing}");
+    }
+}
+
 #[tokio::test]
 async fn serve_refuses_a_schema_with_pending_migrations() {
     let database = fresh_empty_database().await;

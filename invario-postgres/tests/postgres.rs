@@ -457,3 +457,73 @@ async fn each_ledgers_rows_live_on_one_worker_on_citus() {
     }
     assert!(!nodes_used.is_empty());
 }
+
+/// A database from before ledgers (every migration up to the key change
+/// notifications) holding a chain migrates with all its rows in `default`:
+/// the same head, every entry readable and verified, ids still idempotent.
+#[tokio::test]
+async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() {
+    use invario_core::{Checkpoint, LedgerCatalog, LedgerEntry, LedgerName};
+    let database = fresh_empty_database().await;
+    let pool = database.pool();
+    let before_ledgers = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            invario_postgres::MIGRATOR.iter().filter(|m| m.version < 20261128000002).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before_ledgers.run(pool).await.unwrap();
+    // Rows as the adapter of that schema wrote them (no ledger_id anywhere).
+    let mut position = Checkpoint::GENESIS;
+    for n in 1..=6u128 {
+        let entry =
+            LedgerEntry::next(position, transaction(n, "12.30"), at(i64::try_from(n).unwrap())).unwrap();
+        position = entry.checkpoint();
+        let t = &entry.transaction;
+        sqlx::query(
+            "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
+             VALUES ($1, $2::numeric, $3, $4, $5::jsonb)",
+        )
+        .bind(t.transaction_id.as_uuid())
+        .bind(t.amount.to_canonical_string())
+        .bind(t.currency.code())
+        .bind(t.occurred_at.map(|time| time.to_datetime()))
+        .bind(serde_json::to_string(t.metadata.as_map()).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(i64::try_from(entry.sequence_number).unwrap())
+        .bind(t.transaction_id.as_uuid())
+        .bind(entry.prev_hash.as_bytes().as_slice())
+        .bind(entry.entry_hash.as_bytes().as_slice())
+        .bind(entry.recorded_at.to_datetime())
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+            .bind(i64::try_from(entry.sequence_number).unwrap())
+            .bind(entry.entry_hash.as_bytes().as_slice())
+            .bind(entry.recorded_at.to_datetime())
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    let applied = invario_postgres::migrate(pool).await.unwrap();
+    assert_eq!(applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(), ["ledgers"]);
+    let ledger = Ledger::new(PgLedger::new(pool.clone()));
+    assert_eq!(ledger.head().await.unwrap().checkpoint(), position, "the head moved into default unchanged");
+    ledger.build_tree(&mut |_, _| {}).await.unwrap();
+    let report = ledger.verify_full().await.unwrap();
+    assert!(report.is_intact() && report.entries_checked == 6, "{report:?}");
+    let replay = ledger.ingest(vec![transaction(3, "12.30")], at(9)).await.unwrap();
+    assert_eq!(replay[0].entry.sequence_number, 3, "an old id is still a replay in default");
+    let catalog = invario_postgres::PgCatalog::new(pool.clone());
+    let names: Vec<LedgerName> =
+        catalog.list_ledgers().await.unwrap().into_iter().map(|info| info.name).collect();
+    assert_eq!(names, [LedgerName::default_ledger()]);
+}

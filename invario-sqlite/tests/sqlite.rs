@@ -89,3 +89,83 @@ async fn plain_edits_are_refused_and_edits_behind_the_triggers_are_caught() {
     let found = ledger.verify_full().await.unwrap().first_break.unwrap();
     assert_eq!((found.kind(), found.sequence()), ("hash_mismatch", Some(3)));
 }
+
+/// A SQLite file from before ledgers holding a chain (and a checkpoint copy
+/// and tiles) migrates — every ledger table rebuilt — with all its rows in
+/// `default`: the same head and tree, every entry verified, ids still idempotent.
+#[tokio::test]
+async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
+    use invario_core::{LedgerCatalog, LedgerStore};
+    let path = std::env::temp_dir().join(format!("invario-old-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    let pool = invario_sqlite::connect(&url).await.unwrap();
+    let before_ledgers = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            invario_sqlite::MIGRATOR.iter().filter(|m| m.version < 20261128000002).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before_ledgers.run(&pool).await.unwrap();
+    // The previous schema's own writer: the same statements with no ledger_id.
+    let old_append = |n: u128, entry: &LedgerEntry| {
+        let t = entry.transaction.clone();
+        let entry = entry.clone();
+        let pool = pool.clone();
+        async move {
+            let metadata = serde_json::to_string(t.metadata.as_map()).unwrap();
+            sqlx::query("INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) VALUES ($1, $2, $3, $4, $5)")
+                .bind(t.transaction_id.to_string())
+                .bind(t.amount.to_canonical_string())
+                .bind(t.currency.code())
+                .bind(t.occurred_at.map(|time| time.unix_micros()))
+                .bind(metadata)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO ledger_entries (sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(i64::try_from(n).unwrap())
+                .bind(t.transaction_id.to_string())
+                .bind(entry.prev_hash.as_bytes().as_slice())
+                .bind(entry.entry_hash.as_bytes().as_slice())
+                .bind(entry.recorded_at.unix_micros())
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3")
+                .bind(i64::try_from(n).unwrap())
+                .bind(entry.entry_hash.as_bytes().as_slice())
+                .bind(entry.recorded_at.unix_micros())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let mut position = invario_core::Checkpoint::GENESIS;
+    for n in 1..=5u128 {
+        let entry =
+            LedgerEntry::next(position, transaction(n, "3.25"), at(i64::try_from(n).unwrap())).unwrap();
+        position = entry.checkpoint();
+        old_append(n, &entry).await;
+    }
+    sqlx::query("INSERT INTO checkpoints (tree_size, note) VALUES (5, 'an old note')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let applied = invario_sqlite::migrate(&pool).await.unwrap();
+    assert_eq!(applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(), ["ledgers"]);
+    let ledger = Ledger::new(SqliteLedger::new(pool.clone()));
+    assert_eq!(ledger.head().await.unwrap().checkpoint(), position);
+    assert_eq!(ledger.store().latest_checkpoint().await.unwrap().as_deref(), Some("an old note"));
+    ledger.build_tree(&mut |_, _| {}).await.unwrap();
+    let report = ledger.verify_full().await.unwrap();
+    assert!(report.is_intact() && report.entries_checked == 5, "{report:?}");
+    let replay = ledger.ingest(vec![transaction(2, "3.25"), transaction(6, "1")], at(9)).await.unwrap();
+    assert_eq!((replay[0].entry.sequence_number, replay[1].entry.sequence_number), (2, 6));
+    let catalog = invario_sqlite::SqliteCatalog::new(pool.clone());
+    assert_eq!(catalog.list_ledgers().await.unwrap().len(), 1);
+    pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
