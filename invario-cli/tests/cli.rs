@@ -1184,10 +1184,17 @@ async fn serve_on_postgres_refuses_to_start_without_a_checkpoint_key_or_with_ano
 
 /// `invario witness serve` on a free port; killed when dropped.
 async fn witness_serve(folder: &std::path::Path, log_vkey: &str) -> Server {
+    witness_serve_for(folder, &[log_vkey]).await
+}
+
+/// A witness trusting every log key of `log_vkeys`.
+async fn witness_serve_for(folder: &std::path::Path, log_vkeys: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
+    let logs = log_vkeys.iter().flat_map(|vkey| ["--log", vkey]);
     let child = Command::new(env!("CARGO_BIN_EXE_invario"))
-        .args(["witness", "serve", "--listen", &listen, "--log", log_vkey])
+        .args(["witness", "serve", "--listen", &listen])
+        .args(logs)
         .arg("--key")
         .arg(folder.join("witness.key"))
         .arg("--state")
@@ -1204,6 +1211,78 @@ async fn witness_serve(folder: &std::path::Path, log_vkey: &str) -> Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("invario witness serve did not come up on {listen}");
+}
+
+/// A ledger's checkpoints go to the same witnesses; one that trusts the
+/// ledger's key cosigns them, and the ledger's auditor requires it.
+#[tokio::test]
+async fn a_ledgers_checkpoints_are_cosigned_by_a_witness_that_trusts_its_key() {
+    use invario_core::note::{Note, SignerKey, VerifierKey};
+    use invario_core::witness::check_quorum;
+    let setup = SigningSetup::new(2).await;
+    assert!(invario(&setup.database, &["ledger", "create", "acme"]).status.success());
+    let signer =
+        SignerKey::parse(&std::fs::read_to_string(setup.folder.join("checkpoint.key")).unwrap()).unwrap();
+    let acme_vkey =
+        signer.for_ledger(&invario_core::LedgerName::parse("acme").unwrap()).unwrap().verifier().to_string();
+    let witness_vkey =
+        VerifierKey::parse(&exited(&generate_witness_key(&setup.folder.join("witness.key")), 0)).unwrap();
+    let witness = witness_serve_for(&setup.folder, &[&setup.vkey(), &acme_vkey]).await;
+    let flags: Vec<std::ffi::OsString> = vec![
+        "--checkpoint-key".into(),
+        setup.folder.join("checkpoint.key").into(),
+        "--checkpoint-dir".into(),
+        setup.folder.join("checkpoints").into(),
+        "--checkpoint-interval".into(),
+        "50ms".into(),
+        "--witness".into(),
+        format!("{}={witness_vkey}", witness.address).into(),
+        "--witness-quorum".into(),
+        "1".into(),
+    ];
+    let server = serve_with(&std::env::temp_dir(), Some(setup.database.url()), &flags).await;
+    let client = reqwest::Client::new();
+    for n in 1..=3u128 {
+        let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "9.00", "currency": "EUR"});
+        let url = format!("{}/v1/ledgers/acme/transactions", server.address);
+        assert_eq!(client.post(url).bearer_auth(&setup.key).json(&body).send().await.unwrap().status(), 201);
+    }
+    let cosigned = async || {
+        let url = format!("{}/v1/ledgers/acme/checkpoint", server.address);
+        let response = client.get(url).bearer_auth(&setup.key).send().await.unwrap();
+        let note = response.text().await.unwrap();
+        let parsed = Note::parse(note.as_bytes()).ok()?;
+        (note.lines().nth(1) == Some("3")
+            && check_quorum(&parsed, std::slice::from_ref(&witness_vkey), 1) == Ok(1))
+        .then_some(note)
+    };
+    eventually("acme's checkpoint of 3 entries is cosigned", async || cosigned().await.is_some()).await;
+    let state = setup.folder.join("acme-quorum-auditor");
+    let witness_text = witness_vkey.to_string();
+    let args = [
+        "audit",
+        "--url",
+        &server.address,
+        "--key",
+        &setup.key,
+        "--vkey",
+        &acme_vkey,
+        "--state",
+        state.to_str().unwrap(),
+        "--ledger",
+        "acme",
+        "--witness-vkey",
+        &witness_text,
+        "--quorum",
+        "1",
+    ];
+    let accepted = exited(&invario_with_url(None, &args), 0);
+    assert!(accepted.starts_with("✅ Verified the checkpoint at tree size 3"), "{accepted}");
+    let metrics = reqwest::get(format!("{}/metrics", server.address)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|line| line == "invario_checkpoint_cosignatures{ledger=\"acme\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -1387,8 +1466,12 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     let accepted = exited(&python_audit_with_quorum(&server, "python-quorum-auditor"), 0);
     assert!(accepted.contains("cosigned by 1 of the 1 trusted witnesses"), "{accepted}");
     assert_eq!(metric(&server, "invario_checkpoint_cosignatures{ledger=\"default\"}").await, Some(1.0));
-    assert_eq!(metric(&server, "invario_witness_quorum").await, Some(1.0));
-    let age = metric(&server, "invario_witness_cosignature_age_seconds{witness=\"witness.test/w1\"}").await;
+    assert_eq!(metric(&server, "invario_witness_quorum{ledger=\"default\"}").await, Some(1.0));
+    let age = metric(
+        &server,
+        "invario_witness_cosignature_age_seconds{ledger=\"default\",witness=\"witness.test/w1\"}",
+    )
+    .await;
     assert!(age.is_some_and(|seconds| (0.0..60.0).contains(&seconds)), "{age:?}");
     every_monitored_metric_is_exported(&server).await;
     drop(server);

@@ -89,12 +89,13 @@ impl WitnessSizes {
             WitnessProgress { size, cosigned_at: Some(Instant::now()) };
     }
 
-    /// Seconds since each witness last cosigned, for those that have.
-    fn publish_ages(&self, witnesses: &[WitnessTarget]) {
+    /// Seconds since each witness last cosigned a checkpoint of ledger `name`, for those that have.
+    fn publish_ages(&self, name: &LedgerName, witnesses: &[WitnessTarget]) {
         let progress = self.0.read().unwrap_or_else(PoisonError::into_inner);
         for witness in witnesses {
             if let Some(at) = progress.get(&witness.url).and_then(|progress| progress.cosigned_at) {
-                metrics::gauge!(WITNESS_COSIGNATURE_AGE, "witness" => witness.vkey.name().to_owned())
+                let (ledger, witness) = (name.to_string(), witness.vkey.name().to_owned());
+                metrics::gauge!(WITNESS_COSIGNATURE_AGE, "ledger" => ledger, "witness" => witness)
                     .set(at.elapsed().as_secs_f64());
             }
         }
@@ -104,6 +105,7 @@ impl WitnessSizes {
 /// Submits a new checkpoint to every witness and returns the cosignature lines
 /// that verified. A witness that is down or refuses is a warning and a metric.
 async fn gather_cosignatures<S: LedgerStore>(
+    name: &LedgerName,
     ledger: &Ledger<S>,
     settings: &CheckpointSettings,
     sizes: &WitnessSizes,
@@ -117,11 +119,12 @@ async fn gather_cosignatures<S: LedgerStore>(
             Ok(_) => "cosigned",
             Err(_) => "failed",
         };
-        submissions(witness, label).increment(1);
+        submissions(name, witness, label).increment(1);
         match outcome {
             Ok(line) => lines.push(line),
             Err(reason) => tracing::warn!(
                 event = "witness_submission_failed",
+                ledger = %name,
                 witness = witness.vkey.name(),
                 url = %witness.url,
                 tree_size,
@@ -132,9 +135,10 @@ async fn gather_cosignatures<S: LedgerStore>(
     lines
 }
 
-/// The counter of submissions to `witness` with `outcome` (`cosigned` or `failed`).
-fn submissions(witness: &WitnessTarget, outcome: &'static str) -> metrics::Counter {
-    metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "witness" => witness.vkey.name().to_owned(), "outcome" => outcome)
+/// The counter of submissions of ledger `name`'s checkpoints to `witness` with `outcome` (`cosigned` or `failed`).
+fn submissions(name: &LedgerName, witness: &WitnessTarget, outcome: &'static str) -> metrics::Counter {
+    let (ledger, witness) = (name.to_string(), witness.vkey.name().to_owned());
+    metrics::counter!(WITNESS_SUBMISSIONS_TOTAL, "ledger" => ledger, "witness" => witness, "outcome" => outcome)
 }
 
 /// One HTTP client for every submission (its connection pool and TLS setup are built once).
@@ -246,13 +250,9 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             let size = checkpoint.tree_size;
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
-                    let lines = gather_cosignatures(ledger, settings, witness_sizes, size, &note).await;
-                    // Only the default ledger is witnessed (witnesses trust the service's own key):
-                    // another ledger's 0 would trip the quorum alert.
-                    if name.is_default() {
-                        metrics::gauge!(CHECKPOINT_COSIGNATURES, "ledger" => name.to_string())
-                            .set(lines.len() as f64);
-                    }
+                    let lines = gather_cosignatures(name, ledger, settings, witness_sizes, size, &note).await;
+                    metrics::gauge!(CHECKPOINT_COSIGNATURES, "ledger" => name.to_string())
+                        .set(lines.len() as f64);
                     if lines.len() < settings.quorum {
                         tracing::error!(
                             event = "witness_quorum_missed", ledger = %name,
@@ -326,7 +326,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
     if let Some(age) = latest.age() {
         metrics::gauge!(CHECKPOINT_AGE, "ledger" => name.to_string()).set(age.as_secs_f64());
     }
-    witness_sizes.publish_ages(&settings.witnesses);
+    witness_sizes.publish_ages(name, &settings.witnesses);
 }
 
 fn refuse(name: &LedgerName, event: &'static str, error: &str) {
@@ -343,10 +343,10 @@ pub(crate) async fn run<S: LedgerStore>(
     witness_sizes: WitnessSizes,
     mut stop: watch::Receiver<bool>,
 ) {
-    metrics::gauge!(WITNESS_QUORUM).set(settings.quorum as f64);
+    metrics::gauge!(WITNESS_QUORUM, "ledger" => name.to_string()).set(settings.quorum as f64);
     for witness in &settings.witnesses {
         for outcome in ["cosigned", "failed"] {
-            submissions(witness, outcome).increment(0);
+            submissions(&name, witness, outcome).increment(0);
         }
     }
     // validate() keeps the interval above zero, which `interval` requires.

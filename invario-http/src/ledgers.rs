@@ -155,8 +155,9 @@ impl<C: LedgerCatalog> Ledgers<C> {
 
     /// The checkpoint settings of ledger `name`: the service's key under the
     /// ledger's origin, its own folder of the sink (the service's folder for
-    /// `default`, `ledgers/<name>/` inside it for the others) and, for
-    /// `default` only, the witnesses (they trust the service's own key).
+    /// `default`, `ledgers/<name>/` inside it for the others), the same
+    /// witnesses and quorum (each witness must trust the ledger's verifier
+    /// key, `invario checkpoint-key show --ledger NAME`, or it refuses).
     fn checkpoint_settings(
         &self,
         name: &LedgerName,
@@ -178,6 +179,6 @@ impl<C: LedgerCatalog> Ledgers<C> {
             .for_ledger(name)
             .map_err(|error| refused("no checkpoint folder for this ledger", error.to_string()))
             .ok()?;
-        Some(CheckpointSettings { signer, sink, witnesses: Vec::new(), quorum: 0, ..settings.clone() })
+        Some(CheckpointSettings { signer, sink, ..settings.clone() })
     }
 }
