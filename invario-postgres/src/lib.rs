@@ -106,6 +106,12 @@ const DISTRIBUTED_TABLES: [&str; 6] =
     ["ledger_head", "tree_state", "ledger_entries", "transactions", "tree_tiles", "checkpoints"];
 /// Small tables every node reads.
 const REFERENCE_TABLES: [&str; 2] = ["ledgers", "api_keys"];
+/// The insert guards of the migrations (table, trigger, function): a new
+/// ledger's head and tree start empty.
+const INSERT_GUARDS: [(&str, &str, &str); 2] = [
+    ("ledger_head", "ledger_head_starts_empty", "invario_check_genesis_head"),
+    ("tree_state", "tree_state_starts_empty", "invario_check_empty_tree"),
+];
 
 /// Whether the database runs Citus (its extension is installed).
 pub async fn is_citus(pool: &PgPool) -> Result<bool, PgSetupError> {
@@ -165,12 +171,26 @@ pub async fn distribute_on_citus(pool: &PgPool) -> Result<(), PgSetupError> {
     }
     let [first, ..] = DISTRIBUTED_TABLES;
     for table in DISTRIBUTED_TABLES.iter().filter(|table| !distributed.iter().any(|done| done == *table)) {
+        // Distributing copies the rows already there into the shards, as
+        // inserts: a head or tree row past genesis would trip its insert guard,
+        // so the guard is set aside for the copy and put back on the shards.
+        let guard = INSERT_GUARDS.iter().find(|(guarded, ..)| guarded == table);
+        if let Some((table, trigger, _)) = guard {
+            let drop = format!("DROP TRIGGER IF EXISTS {trigger} ON {table}");
+            sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *connection).await.map_err(failed)?;
+        }
         sqlx::query("SELECT create_distributed_table($1, 'ledger_id', colocate_with => $2)")
             .bind(table)
             .bind(if *table == first { "default" } else { first })
             .execute(&mut *connection)
             .await
             .map_err(failed)?;
+        if let Some((table, trigger, function)) = guard {
+            let create = format!(
+                "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *connection).await.map_err(failed)?;
+        }
     }
     sqlx::query("RESET citus.enable_unsafe_triggers").execute(&mut *connection).await.map_err(failed)?;
     Ok(())
