@@ -154,8 +154,8 @@ impl<C: LedgerCatalog> Ledgers<C> {
     }
 
     /// The checkpoint settings of ledger `name`: the service's key under the
-    /// ledger's origin, its own folder of the sink (the service's folder for
-    /// `default`, `ledgers/<name>/` inside it for the others), the same
+    /// ledger's origin and its own folder of the sink (both the service's own
+    /// for `default`: see `SignerKey::for_ledger` and `Sink::for_ledger`), the same
     /// witnesses and quorum (each witness must trust the ledger's verifier
     /// key, `invario checkpoint-key show --ledger NAME`, or it refuses).
     fn checkpoint_settings(
@@ -163,9 +163,6 @@ impl<C: LedgerCatalog> Ledgers<C> {
         name: &LedgerName,
         settings: &CheckpointSettings,
     ) -> Option<CheckpointSettings> {
-        if name.is_default() {
-            return Some(settings.clone());
-        }
         let refused = |what: &str, error: String| {
             tracing::error!(event = "checkpoint_setup_failed", ledger = %name, error = %error, "{what}");
         };

@@ -53,9 +53,13 @@ impl Sink {
         Ok(Sink { dir: dir.to_path_buf() })
     }
 
-    /// The sink of ledger `ledger` (not `default`, whose sink is this one):
-    /// `ledgers/<name>/` inside this folder, created if missing.
+    /// The sink of ledger `ledger`: this one for `default` (so a sink from
+    /// before ledgers goes on as that ledger's), else `ledgers/<name>/` inside
+    /// this folder, created if missing.
     pub fn for_ledger(&self, ledger: &invario_core::LedgerName) -> Result<Sink, SinkError> {
+        if ledger.is_default() {
+            return Ok(self.clone());
+        }
         Sink::open(&self.dir.join("ledgers").join(ledger.as_str()))
     }
 
