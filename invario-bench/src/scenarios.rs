@@ -79,20 +79,20 @@ pub(crate) async fn run_all(
     let wants = |scenario: u8| plan.scenarios.contains(&scenario);
 
     if wants(1) {
-        progress("1/9 hash chain in the core");
+        progress("1/10 hash chain in the core");
         results.extend(core_hashing(plan.entries)?);
     }
 
     // Scenarios 2 and 3 compare with the same COPY, measured once.
     let copy_rate = if wants(2) || wants(3) {
-        progress("2/9 raw COPY baseline");
+        progress("2/10 raw COPY baseline");
         Some(raw_copy(server, plan.entries).await?)
     } else {
         None
     };
     let mut full_ledger = None;
     if let (true, Some(copy_rate)) = (wants(2), copy_rate) {
-        progress("2/9 adapter append vs raw COPY");
+        progress("2/10 adapter append vs raw COPY");
         for batch in APPEND_BATCH_SIZES {
             let count = plan.append_count(batch);
             let (rate, url) = adapter_append(server, batch, count).await?;
@@ -119,7 +119,7 @@ pub(crate) async fn run_all(
     }
 
     if let (true, Some(copy_rate)) = (wants(3), copy_rate) {
-        progress("3/9 HTTP batch ingest");
+        progress("3/10 HTTP batch ingest");
         let batch_rate = http_batch_ingest(plan, server).await?;
         results.push(
             Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
@@ -131,7 +131,7 @@ pub(crate) async fn run_all(
 
     let mut server_peak = None;
     if wants(4) {
-        progress("4/9 HTTP single ingest: group commit on, off, DIY trigger chain");
+        progress("4/10 HTTP single ingest: group commit on, off, DIY trigger chain");
         let (single, peak) = http_single_ingest(plan, server).await?;
         results.extend(single);
         server_peak = Some(peak);
@@ -144,20 +144,20 @@ pub(crate) async fn run_all(
             None => adapter_append(server, 8_000, plan.entries).await?.1,
         };
         if wants(5) {
-            progress("5/9 full verification");
+            progress("5/10 full verification");
             results.extend(full_verification(plan, server, &full_ledger).await?);
         }
         if wants(6) {
-            progress("6/9 memory");
+            progress("6/10 memory");
             results.extend(memory(plan, server, &full_ledger, server_peak).await?);
         }
         if wants(7) {
-            progress("7/9 Merkle tree: proof latency and backfill");
+            progress("7/10 Merkle tree: proof latency and backfill");
             results.extend(merkle_tree(plan, server, &full_ledger).await?);
         }
     }
     if wants(8) {
-        progress("8/9 the embedded default (SQLite): adapter vs raw inserts, HTTP single");
+        progress("8/10 the embedded default (SQLite): adapter vs raw inserts, HTTP single");
         results.extend(embedded_default(plan).await?);
     }
     if wants(9) {
@@ -287,7 +287,7 @@ async fn growth(
     let mut points: Vec<GrowthPoint> = Vec::new();
     let mut size = 0;
     for &target in &plan.growth_sizes {
-        progress(&format!("9/9 growth: filling to {target} entries"));
+        progress(&format!("9/10 growth: filling to {target} entries"));
         let sample = GROWTH_APPEND_SAMPLE.min(target / 2).max(1);
         let fill = target.saturating_sub(sample).saturating_sub(size);
         timed_ingest(&ledger, STREAM_GROWTH, size, 8_000, fill).await?;
@@ -297,7 +297,7 @@ async fn growth(
         let elapsed = timed_ingest(&ledger, STREAM_GROWTH, size, 1_000, sample).await?;
         size += sample;
 
-        progress(&format!("9/9 growth: verify, proofs and memory at {size} entries"));
+        progress(&format!("9/10 growth: verify, proofs and memory at {size} entries"));
         // The maintenance an operator's autovacuum would do anyway, done
         // before the clock instead of during it: vacuuming millions of fresh
         // rows while proofs are timed measures the vacuum, not the ledger.
