@@ -121,27 +121,36 @@ async fn ledgers_are_created_listed_and_verified_each_on_its_own() {
     assert!(text(&unknown.stderr).contains("no ledger named \"nope\" exists"), "{}", text(&unknown.stderr));
 }
 
-/// The embedded default (SQLite) serves several ledgers written concurrently:
-/// each its own intact chain, created with the CLI while the server runs.
-#[tokio::test]
-async fn the_embedded_default_serves_ledgers_written_concurrently() {
-    let folder = std::env::temp_dir().join(format!("invario-embedded-ledgers-{}", rand_id()));
+/// A fresh folder for the embedded default (SQLite) and a read-write key
+/// created in it (the ledger file appears in the folder).
+fn embedded_folder_with_key(prefix: &str) -> (std::path::PathBuf, String) {
+    let folder = std::env::temp_dir().join(format!("{prefix}-{}", rand_id()));
     std::fs::create_dir_all(&folder).unwrap();
     let key = created_key(&invario_in(
         &folder,
         None,
         &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
     ));
+    (folder, key)
+}
+
+/// The embedded default (SQLite) serves several ledgers written concurrently:
+/// each its own intact chain, created with the CLI while the server runs.
+#[tokio::test]
+async fn the_embedded_default_serves_ledgers_written_concurrently() {
+    let (folder, key) = embedded_folder_with_key("invario-embedded-ledgers");
     let server = serve_in(&folder, None).await;
     let names = ["shop-a", "shop-b", "shop-c"];
     for name in names {
         exited(&invario_in(&folder, None, &["ledger", "create", name]), 0);
     }
     let client = reqwest::Client::new();
-    let posts = names.iter().chain(&["default"]).flat_map(|name| (1..=15u128).map(move |n| (*name, n))).map(|(name, n)| {
+    let every_post = names.iter().chain(&["default"]).flat_map(|name| (1..=15u128).map(move |n| (*name, n)));
+    let posts = every_post.map(|(name, n)| {
         let (client, address, key) = (client.clone(), server.address.clone(), key.clone());
         async move {
-            let body = json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1.00", "currency": "BRL"});
+            let id = uuid::Uuid::from_u128(n).to_string();
+            let body = json!({"transaction_id": id, "amount": "1.00", "currency": "BRL"});
             let path = format!("{address}/v1/ledgers/{name}/transactions");
             client.post(path).bearer_auth(&key).json(&body).send().await.unwrap().status().as_u16()
         }
@@ -633,13 +642,7 @@ async fn proofs_from_a_postgres_ledger_check_out_and_an_edited_row_is_refuted() 
 
 #[tokio::test]
 async fn proofs_from_the_embedded_ledger_check_out() {
-    let folder = std::env::temp_dir().join(format!("invario-proofs-{}", rand_id()));
-    std::fs::create_dir_all(&folder).unwrap();
-    let key = created_key(&invario_in(
-        &folder,
-        None,
-        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
-    ));
+    let (folder, key) = embedded_folder_with_key("invario-proofs");
     let server = serve_in(&folder, None).await;
     proofs_check_out(&server, &key, None, &folder).await;
     drop(server);
@@ -1067,14 +1070,7 @@ async fn post_all(server: &Server, key: &str, ids: std::ops::RangeInclusive<u128
 #[tokio::test]
 async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_and_by_the_auditor() {
     for forged_entries in [5u128, 3] {
-        let folder = std::env::temp_dir().join(format!("invario-embedded-forgery-{}", rand_id()));
-        std::fs::create_dir_all(&folder).unwrap();
-        let scopes = r#"{"write": true, "read": true}"#;
-        let honest_key = created_key(&invario_in(
-            &folder,
-            None,
-            &["create-key", "--owner", "ClientName", "--scopes", scopes],
-        ));
+        let (folder, honest_key) = embedded_folder_with_key("invario-embedded-forgery");
         let sink = folder.join("invario-checkpoints");
         let latest = || {
             std::fs::read_to_string(sink.join("checkpoint"))
@@ -1122,7 +1118,7 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
         let forger_key = created_key(&invario_in(
             &folder,
             None,
-            &["create-key", "--owner", "ClientName", "--scopes", scopes],
+            &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
         ));
         let forged_sink: std::ffi::OsString = folder.join("forged-checkpoints").into();
         let forger = serve_with(&folder, None, &["--checkpoint-dir".into(), forged_sink]).await;
