@@ -466,12 +466,8 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
     use invario_core::{Checkpoint, LedgerCatalog, LedgerEntry, LedgerName};
     let database = fresh_empty_database().await;
     let pool = database.pool();
-    let before_ledgers = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(
-            invario_postgres::MIGRATOR.iter().filter(|m| m.version < 20261128000002).cloned().collect(),
-        ),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
+    let before_ledgers =
+        invario_testkit::harness::migrations_before(&invario_postgres::MIGRATOR, 20261128000002);
     before_ledgers.run(pool).await.unwrap();
     // Rows as the adapter of that schema wrote them (no ledger_id anywhere).
     let mut position = Checkpoint::GENESIS;

@@ -99,12 +99,8 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     let path = std::env::temp_dir().join(format!("invario-old-{}.db", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}", path.display());
     let pool = invario_sqlite::connect(&url).await.unwrap();
-    let before_ledgers = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(
-            invario_sqlite::MIGRATOR.iter().filter(|m| m.version < 20261128000002).cloned().collect(),
-        ),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
+    let before_ledgers =
+        invario_testkit::harness::migrations_before(&invario_sqlite::MIGRATOR, 20261128000002);
     before_ledgers.run(&pool).await.unwrap();
     // The previous schema's own writer: the same statements with no ledger_id.
     let old_append = |n: u128, entry: &LedgerEntry| {

@@ -18,6 +18,17 @@ use invario_postgres::PgPool;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+/// The migrations of `migrator` older than `version`: a schema as an earlier
+/// release left it, to test the migration that follows on rows it wrote.
+pub fn migrations_before(migrator: &sqlx::migrate::Migrator, version: i64) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            migrator.iter().filter(|migration| migration.version < version).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
 /// The environment variable naming a server for tests.
 pub const TEST_DATABASE_URL_VAR: &str = "INVARIO_TEST_DATABASE_URL";
 
