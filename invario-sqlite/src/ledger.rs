@@ -1,6 +1,6 @@
 //! The ledger port on SQLite.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -99,14 +99,14 @@ const SELECT_TILES: &str = "SELECT t.level, t.tile_index, t.hashes FROM json_eac
 /// id, the list driving (CROSS JOIN fixes SQLite's join order). With `IN
 /// (SELECT … FROM json_each)` SQLite walked every entry of the ledger by its
 /// primary key's first column — O(ledger) per append: 0.10 × the raw inserts
-/// at 400,000 entries (scenario 8).
-fn select_existing() -> String {
+/// at 400,000 entries (scenario 8). Built once: every append runs it.
+static SELECT_EXISTING: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {ENTRY_COLUMNS} FROM json_each($1) AS wanted \
          CROSS JOIN ledger_entries e ON e.ledger_id = $2 AND e.transaction_id = wanted.value \
          CROSS JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id"
     )
-}
+});
 
 async fn read_head<'c, E: sqlx::SqliteExecutor<'c>>(
     executor: E,
@@ -232,7 +232,7 @@ async fn begin_and_read(
     let head = read_head(&mut *transaction, ledger).await?;
     let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
         .map_err(|error| StoreError::Contract(error.to_string()))?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(select_existing()))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(SELECT_EXISTING.as_str()))
         .bind(ids_json)
         .bind(ledger.as_str())
         .fetch_all(&mut *transaction)
@@ -471,7 +471,7 @@ impl AppendSession for SqliteAppend {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-    use super::{SELECT_TILES, select_existing};
+    use super::{SELECT_EXISTING, SELECT_TILES};
 
     /// What SQLite plans for `sql`, one line per step.
     async fn plan(pool: &sqlx::SqlitePool, sql: &str) -> Vec<String> {
@@ -496,8 +496,8 @@ mod tests {
         std::fs::create_dir_all(&folder).unwrap();
         let pool = crate::connect(&format!("sqlite://{}", folder.join("plans.db").display())).await.unwrap();
         crate::migrate(&pool).await.unwrap();
-        for sql in [SELECT_TILES.to_owned(), select_existing()] {
-            let steps = plan(&pool, &sql).await;
+        for sql in [SELECT_TILES, SELECT_EXISTING.as_str()] {
+            let steps = plan(&pool, sql).await;
             assert!(!steps.is_empty(), "no plan for {sql}");
             for step in &steps {
                 let probes_a_key = step.starts_with("SEARCH") && !step.ends_with("(ledger_id=?)");
