@@ -819,7 +819,11 @@ impl SigningSetup {
 async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_history() {
     let setup = SigningSetup::new(10).await;
     let server = setup.serve().await;
-    eventually("the first checkpoint is in the sink", async || setup.latest_size() == Some(10)).await;
+    eventually("the first checkpoint is published", async || {
+        published_checkpoint_size(&server).await == Some(10)
+    })
+    .await;
+    assert_eq!(setup.latest_size(), Some(10), "the sink holds what is published");
     let first_audit_out = exited(&setup.audit(&server, false), 0);
     assert!(first_audit_out.starts_with("✅ Verified the checkpoint at tree size 10"), "{}", first_audit_out);
     let client = reqwest::Client::new();
@@ -834,7 +838,9 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    eventually("the grown tree is signed", async || setup.latest_size() == Some(14)).await;
+    eventually("the grown tree is published", async || published_checkpoint_size(&server).await == Some(14))
+        .await;
+    assert_eq!(setup.latest_size(), Some(14), "the sink holds what is published");
     assert!(
         setup.folder.join("checkpoints/10.checkpoint").exists()
             && setup.folder.join("checkpoints/14.checkpoint").exists()
@@ -917,10 +923,11 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     // The attacker also owns the server and wipes its checkpoint directory: it
     // now signs the rewritten history. The auditor remembers.
     let forger = setup.serve_into(&setup.folder.join("wiped-checkpoints")).await;
-    eventually("the forged history is signed", async || {
-        setup.folder.join("wiped-checkpoints/checkpoint").exists()
+    eventually("the forged history is published", async || {
+        published_checkpoint_size(&forger).await.is_some()
     })
     .await;
+    assert!(setup.folder.join("wiped-checkpoints/checkpoint").exists());
     let caught_out = exited(&setup.audit(&forger, false), 1);
     let evidence = caught_out;
     assert!(evidence.starts_with("❌ INCONSISTENT:"), "{evidence}");
@@ -953,9 +960,16 @@ async fn each_ledger_signs_its_own_checkpoints_that_its_auditor_alone_accepts() 
         assert_eq!(response.status(), 201);
     }
     let acme_sink = setup.folder.join("checkpoints/ledgers/acme");
-    eventually("acme's checkpoint is in its own folder", async || {
+    // The sink is written first, the database's served copy after: wait for both.
+    let served_acme = async || {
+        let url = format!("{}/v1/ledgers/acme/checkpoint", server.address);
+        let response = client.get(url).bearer_auth(&setup.key).send().await.unwrap();
+        response.text().await.unwrap()
+    };
+    eventually("acme's checkpoint is in its own folder and served", async || {
         std::fs::read_to_string(acme_sink.join("checkpoint"))
             .is_ok_and(|note| note.lines().nth(1) == Some("5"))
+            && served_acme().await.lines().nth(1) == Some("5")
     })
     .await;
     assert_eq!(setup.latest_size(), Some(3), "the default ledger's sink holds its own tree");
@@ -968,15 +982,7 @@ async fn each_ledger_signs_its_own_checkpoints_that_its_auditor_alone_accepts() 
     let acme_vkey = exited(&shown, 0).trim().to_owned();
     assert!(acme_vkey.starts_with("test.invario.local/ledger/acme+"), "{acme_vkey}");
     assert_ne!(acme_vkey, setup.vkey());
-    let served = client
-        .get(format!("{}/v1/ledgers/acme/checkpoint", server.address))
-        .bearer_auth(&setup.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = served_acme().await;
     assert!(served.starts_with("test.invario.local/ledger/acme\n5\n"), "{served}");
 
     let audit = |vkey: &str, state: &str| {
@@ -1052,6 +1058,14 @@ async fn a_truncated_history_is_caught_at_start_up() {
 }
 
 /// Posts `ids` with `amount` through `server`, each answered 201.
+/// The tree size of the checkpoint the server has published, from `/health`. The sink is
+/// written first, then the database's copy that is served, then this: waiting on the sink
+/// alone races the served copy.
+async fn published_checkpoint_size(server: &Server) -> Option<u64> {
+    let health: Value = reqwest::get(format!("{}/health", server.address)).await.ok()?.json().await.ok()?;
+    health["checkpoint_tree_size"].as_u64()
+}
+
 async fn post_all(server: &Server, key: &str, ids: std::ops::RangeInclusive<u128>, amount: &str) {
     let client = reqwest::Client::new();
     for n in ids {
@@ -1079,8 +1093,11 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
         };
         let server = serve_in(&folder, None).await;
         post_all(&server, &honest_key, 1..=5, "100.50").await;
-        eventually("the honest checkpoint at 5 is in the sink", async || latest().as_deref() == Some("5"))
-            .await;
+        eventually("the honest checkpoint at 5 is published", async || {
+            published_checkpoint_size(&server).await == Some(5)
+        })
+        .await;
+        assert_eq!(latest().as_deref(), Some("5"), "the sink holds what is published");
         let vkey = text(
             &invario_with_url(
                 None,
@@ -1123,7 +1140,7 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
         let forged_sink: std::ffi::OsString = folder.join("forged-checkpoints").into();
         let forger = serve_with(&folder, None, &["--checkpoint-dir".into(), forged_sink]).await;
         post_all(&forger, &forger_key, 1..=forged_entries, "999.00").await;
-        eventually("the forgery is signed", async || folder.join("forged-checkpoints/checkpoint").exists())
+        eventually("the forgery is published", async || published_checkpoint_size(&forger).await.is_some())
             .await;
         drop(forger);
 
