@@ -808,11 +808,6 @@ impl SigningSetup {
         let note = std::fs::read_to_string(self.folder.join("checkpoints/checkpoint")).ok()?;
         note.lines().nth(1)?.parse().ok()
     }
-
-    async fn health(&self, server: &Server) -> (u16, Value) {
-        let response = reqwest::get(format!("{}/health", server.address)).await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
 }
 
 #[tokio::test]
@@ -861,7 +856,7 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     let (checkpoint, _) =
         invario_core::checkpoint::TreeCheckpoint::verify(served.as_bytes(), &signer.verifier()).unwrap();
     assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
-    let (status, health) = setup.health(&server).await;
+    let (status, health) = health_of(&server).await;
     assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
     for _ in 0..2 {
         let python = setup.python_audit(&server);
@@ -890,7 +885,7 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
         "the rewrite fools the chain check alone"
     );
     eventually("the running server catches it at its next checkpoint", async || {
-        let (status, health) = setup.health(&server).await;
+        let (status, health) = health_of(&server).await;
         status == 503 && health["kind"] == "checkpoint_inconsistent"
     })
     .await;
@@ -912,7 +907,7 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     drop(server);
 
     let restarted = setup.serve().await;
-    let (status, health) = setup.health(&restarted).await;
+    let (status, health) = health_of(&restarted).await;
     assert_eq!(
         (status, health["kind"].as_str()),
         (503, Some("checkpoint_inconsistent")),
@@ -961,11 +956,7 @@ async fn each_ledger_signs_its_own_checkpoints_that_its_auditor_alone_accepts() 
     }
     let acme_sink = setup.folder.join("checkpoints/ledgers/acme");
     // The sink is written first, the database's served copy after: wait for both.
-    let served_acme = async || {
-        let url = format!("{}/v1/ledgers/acme/checkpoint", server.address);
-        let response = client.get(url).bearer_auth(&setup.key).send().await.unwrap();
-        response.text().await.unwrap()
-    };
+    let served_acme = async || served_checkpoint(&server, &setup.key, Some("acme")).await.unwrap_or_default();
     eventually("acme's checkpoint is in its own folder and served", async || {
         std::fs::read_to_string(acme_sink.join("checkpoint"))
             .is_ok_and(|note| note.lines().nth(1) == Some("5"))
@@ -1051,21 +1042,37 @@ async fn a_truncated_history_is_caught_at_start_up() {
     assert!(text(&caught.stdout).contains("signed checkpoint at size 12"), "{}", text(&caught.stdout));
 
     let restarted = setup.serve().await;
-    let (status, health) = setup.health(&restarted).await;
+    let (status, health) = health_of(&restarted).await;
     assert_eq!((status, health["kind"].as_str()), (503, Some("checkpoint_inconsistent")), "{health}");
     assert!(health["error"].as_str().unwrap().contains("signed checkpoint at size 12"), "{health}");
     let _ = std::fs::remove_dir_all(&setup.folder);
 }
 
-/// Posts `ids` with `amount` through `server`, each answered 201.
-/// The tree size of the checkpoint the server has published, from `/health`. The sink is
-/// written first, then the database's copy that is served, then this: waiting on the sink
-/// alone races the served copy.
-async fn published_checkpoint_size(server: &Server) -> Option<u64> {
-    let health: Value = reqwest::get(format!("{}/health", server.address)).await.ok()?.json().await.ok()?;
-    health["checkpoint_tree_size"].as_u64()
+/// `/health`'s status and body.
+async fn health_of(server: &Server) -> (u16, Value) {
+    let response = reqwest::get(format!("{}/health", server.address)).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }
 
+/// The tree size of the default ledger's checkpoint the server has published, from
+/// `/health`. The sink is written first, then the database's copy that is served,
+/// then this: waiting on the sink alone races the served copy.
+async fn published_checkpoint_size(server: &Server) -> Option<u64> {
+    health_of(server).await.1["checkpoint_tree_size"].as_u64()
+}
+
+/// The checkpoint `server` serves for `ledger` (the default ledger's route when
+/// `None`), or `None` while none is signed.
+async fn served_checkpoint(server: &Server, key: &str, ledger: Option<&str>) -> Option<String> {
+    let url = match ledger {
+        Some(name) => format!("{}/v1/ledgers/{name}/checkpoint", server.address),
+        None => format!("{}/v1/ledger/checkpoint", server.address),
+    };
+    let response = reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap();
+    if response.status() == 200 { Some(response.text().await.unwrap()) } else { None }
+}
+
+/// Posts `ids` with `amount` through `server`, each answered 201.
 async fn post_all(server: &Server, key: &str, ids: std::ops::RangeInclusive<u128>, amount: &str) {
     let client = reqwest::Client::new();
     for n in ids {
@@ -1145,8 +1152,7 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
         drop(forger);
 
         let restarted = serve_in(&folder, None).await;
-        let health: Value =
-            reqwest::get(format!("{}/health", restarted.address)).await.unwrap().json().await.unwrap();
+        let (_, health) = health_of(&restarted).await;
         assert_eq!(health["kind"], "checkpoint_inconsistent", "{forged_entries} forged entries: {health}");
         let verify = exited(
             &invario_in(&folder, None, &["verify", "--checkpoints", sink.to_str().unwrap(), "--vkey", &vkey]),
@@ -1261,9 +1267,7 @@ async fn a_ledgers_checkpoints_are_cosigned_by_a_witness_that_trusts_its_key() {
         assert_eq!(client.post(url).bearer_auth(&setup.key).json(&body).send().await.unwrap().status(), 201);
     }
     let cosigned = async || {
-        let url = format!("{}/v1/ledgers/acme/checkpoint", server.address);
-        let response = client.get(url).bearer_auth(&setup.key).send().await.unwrap();
-        let note = response.text().await.unwrap();
+        let note = served_checkpoint(&server, &setup.key, Some("acme")).await?;
         let parsed = Note::parse(note.as_bytes()).ok()?;
         (note.lines().nth(1) == Some("3")
             && check_quorum(&parsed, std::slice::from_ref(&witness_vkey), 1) == Ok(1))
@@ -1404,14 +1408,7 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
             "1".into(),
         ]
     };
-    let served = |server: &Server| {
-        let url = format!("{}/v1/ledger/checkpoint", server.address);
-        let key = setup.key.clone();
-        async move {
-            let response = reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap();
-            if response.status() == 200 { Some(response.text().await.unwrap()) } else { None }
-        }
-    };
+    let served = async |server: &Server| served_checkpoint(server, &setup.key, None).await;
     let audit_with_quorum = |server: &Server, state: &str| {
         let state = setup.folder.join(state);
         let witness_vkey = witness_vkey.to_string();
