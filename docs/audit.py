@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An auditor's independent check of Invario's Merkle tree proofs (RFC 9162).
 
-Python's standard library only, written from the RFC and VERIFIABILITY.md, not
+Python's standard library only, written from the RFC and docs/verifiability.md, not
 from the Rust code, for auditors who will not run our binary. It recomputes
 every entry hash from the receipt's fields (docs/recompute_hashes.py holds the
 chain format v1), derives the leaf from it, and checks the audit path.
@@ -331,7 +331,7 @@ def verify_inclusion(leaf_index, tree_size, leaf, path, root):
 
 
 def verify_consistency(first, second, first_root, second_root, path):
-    """RFC 9162 section 2.1.4.2, with the edge cases of VERIFIABILITY.md section 1."""
+    """RFC 9162 section 2.1.4.2, with the edge cases of docs/verifiability.md section 1."""
     if len(path) > MAX_PROOF_HASHES:
         raise Refuted("the proof is too long")
     if first > second:

@@ -379,7 +379,7 @@ fn checkpoint_key(command: crate::cli::CheckpointKeyCommand) -> anyhow::Result<E
             println!("{}", key.verifier());
         }
         crate::cli::CheckpointKeyCommand::Show { key, ledger } => {
-            println!("{}", crate::keyfile::read_private(&key)?.for_ledger(&ledger)?.verifier());
+            println!("{}", ledger.signer_key(&crate::keyfile::read_private(&key)?)?.verifier());
         }
     }
     Ok(ExitCode::SUCCESS)

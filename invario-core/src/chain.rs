@@ -22,6 +22,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::merkle::{TreeHash, leaf_hash};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionId};
 
@@ -324,4 +325,10 @@ impl LedgerEntry {
     pub fn transaction_id(&self) -> TransactionId {
         self.transaction.transaction_id
     }
+}
+
+/// The Merkle leaf hash of a ledger entry: its 32-byte `entry_hash` is the
+/// leaf input (leaf `i` is the entry with sequence number `i + 1`).
+pub fn entry_leaf_hash(entry_hash: &EntryHash) -> TreeHash {
+    leaf_hash(entry_hash.as_bytes())
 }

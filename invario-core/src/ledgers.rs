@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::note::{NoteError, SignerKey};
 use crate::timestamp::Timestamp;
 
 /// Longest ledger name, in characters.
@@ -63,6 +64,14 @@ impl LedgerName {
     /// existed go on verifying it.
     pub fn checkpoint_origin(&self, service_origin: &str) -> String {
         if self.is_default() { service_origin.to_owned() } else { format!("{service_origin}/{}", self.0) }
+    }
+
+    /// The service's checkpoint key under this ledger's
+    /// [`checkpoint_origin`](Self::checkpoint_origin): the same private key
+    /// under another name, so another key ID and verifier key. The default
+    /// ledger's is the service's key itself.
+    pub fn signer_key(&self, service_key: &SignerKey) -> Result<SignerKey, NoteError> {
+        service_key.renamed(&self.checkpoint_origin(service_key.name()))
     }
 }
 
@@ -133,5 +142,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<LedgerName>("\"acme\"").ok(), LedgerName::parse("acme").ok());
         let error = serde_json::from_str::<LedgerName>("\"ACME\"").unwrap_err().to_string();
         assert!(error.contains("\"ACME\" is not allowed"), "{error}");
+    }
+
+    #[test]
+    fn a_ledgers_checkpoint_verifies_only_under_its_own_key() {
+        use crate::checkpoint::TreeCheckpoint;
+        use crate::merkle::empty_root;
+        use crate::note::ALGORITHM_ED25519;
+        const ORIGIN: &str = "ledger.example.com/invario/prod";
+        let service_key = SignerKey::from_seed(ORIGIN, ALGORITHM_ED25519, [7; 32]).unwrap();
+        let acme_key = LedgerName::parse("acme").unwrap().signer_key(&service_key).unwrap();
+        let books_key = LedgerName::parse("books").unwrap().signer_key(&service_key).unwrap();
+        assert_eq!(acme_key.name(), format!("{ORIGIN}/acme"));
+        assert_eq!(
+            LedgerName::default_ledger().signer_key(&service_key).unwrap().verifier(),
+            service_key.verifier()
+        );
+        let checkpoint =
+            TreeCheckpoint { origin: acme_key.name().to_owned(), tree_size: 0, root_hash: empty_root() };
+        let note = checkpoint.sign(&acme_key).unwrap().to_text();
+        assert!(TreeCheckpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
+        // Same private key, same tree: another ledger's key, or the service's own, refuses it.
+        for other in [books_key.verifier(), service_key.verifier()] {
+            assert!(TreeCheckpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
+        }
+        assert!(checkpoint.sign(&books_key).is_err());
     }
 }

@@ -3,7 +3,10 @@
 //! The domain of Invario, a tamper-evident ledger: validated transaction types,
 //! the hash-chain format v1, the streaming integrity verifier, API keys, the
 //! storage **ports** adapters implement, the application services shells call,
-//! and in-memory adapters.
+//! and in-memory adapters. The verifiable log's standards (RFC 9162 tree, C2SP
+//! tiles, notes, checkpoints, witnesses) come from [`invario_tlog`] and are
+//! re-exported under their old paths ([`merkle`], [`tiles`], [`note`],
+//! [`checkpoint`], [`witness`]); this crate adds what ties them to a ledger.
 //!
 //! This crate performs no I/O: no sockets, no files, no clock and no randomness
 //! it was not handed. Times come in as [`Timestamp`] arguments and randomness as
@@ -36,27 +39,31 @@ struct ReadmeExamples;
 pub mod amount;
 pub mod append;
 pub mod audit;
+// The verifiable log's standards live in `invario-tlog`, which knows nothing of
+// ledgers; they stay reachable under their old paths here.
+pub use invario_tlog::{checkpoint, note, tiles, witness};
 pub mod chain;
-pub mod checkpoint;
 pub mod currency;
 pub mod integrity;
 pub mod key_cache;
 pub mod keys;
 pub mod ledgers;
 pub mod memory;
-pub mod merkle;
+/// The RFC 9162 Merkle tree ([`invario_tlog::merkle`]), plus the one line that
+/// ties it to the ledger: an entry's leaf is its `entry_hash`.
+pub mod merkle {
+    pub use crate::chain::entry_leaf_hash;
+    pub use invario_tlog::merkle::*;
+}
 pub mod metadata;
-pub mod note;
 pub mod ports;
 pub mod proofs;
 pub mod service;
 pub mod signer;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
-pub mod tiles;
 pub mod timestamp;
 pub mod transaction;
-pub mod witness;
 
 #[cfg(test)]
 mod properties;

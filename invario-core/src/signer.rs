@@ -1,4 +1,4 @@
-//! The checkpoint signer and its guard (VERIFIABILITY.md §4): before signing,
+//! The checkpoint signer and its guard (docs/verifiability.md, "Why the signer checks before it signs"): before signing,
 //! the tree must be proven consistent with the latest checkpoint kept
 //! **outside** the database (handed in by the shell, which reads it from its
 //! sink). If it is not — the chain was rewritten, truncated or forked behind

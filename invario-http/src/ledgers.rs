@@ -166,9 +166,8 @@ impl<C: LedgerCatalog> Ledgers<C> {
         let refused = |what: &str, error: String| {
             tracing::error!(event = "checkpoint_setup_failed", ledger = %name, error = %error, "{what}");
         };
-        let signer = settings
-            .signer
-            .for_ledger(name)
+        let signer = name
+            .signer_key(&settings.signer)
             .map_err(|error| refused("no checkpoint key for this ledger", error.to_string()))
             .ok()?;
         let sink = settings

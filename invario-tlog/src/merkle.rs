@@ -1,10 +1,10 @@
-//! The Merkle tree over the ledger, exactly as RFC 9162 §2.1 (identical to RFC
+//! The Merkle tree of a transparency log, exactly as RFC 9162 §2.1 (identical to RFC
 //! 6962 §2.1) defines it: tree hashes, inclusion and consistency proofs, their
 //! verification as the RFC writes it, and the compact range ("frontier") that
 //! folds new leaves in.
 //!
-//! Leaf `i` (from 0) is the entry with sequence number `i + 1`; its leaf input
-//! is that entry's 32-byte `entry_hash`. The chain format does not change.
+//! What a leaf holds is the log's business: this module hashes leaf inputs
+//! as bytes and knows nothing of what they encode.
 //!
 //! Proof generation reads complete subtree hashes from a [`SubtreeSource`] (the
 //! stored tiles, or the leaves themselves in tests), so the same code serves
@@ -96,11 +96,6 @@ pub fn node_hash(left: &TreeHash, right: &TreeHash) -> TreeHash {
     hasher.update(left.0);
     hasher.update(right.0);
     TreeHash(hasher.finalize().into())
-}
-
-/// The leaf hash of a ledger entry: its `entry_hash` is the leaf input.
-pub fn entry_leaf_hash(entry_hash: &crate::EntryHash) -> TreeHash {
-    leaf_hash(entry_hash.as_bytes())
 }
 
 /// The largest power of two strictly below `n` (`n` ≥ 2).
@@ -331,7 +326,7 @@ pub fn verify_inclusion(
 }
 
 /// Verifies a consistency proof exactly as RFC 9162 §2.1.4.2 describes, with
-/// the edge cases VERIFIABILITY.md names: from size 0 only an empty proof is
+/// the edge cases docs/verifiability.md names: from size 0 only an empty proof is
 /// valid; between equal sizes only an empty proof with equal roots.
 pub fn verify_consistency(
     first: u64,

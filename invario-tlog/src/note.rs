@@ -228,12 +228,12 @@ impl SignerKey {
         &self.name
     }
 
-    /// The same private key under ledger `ledger`'s checkpoint origin
-    /// ([`LedgerName::checkpoint_origin`](crate::LedgerName::checkpoint_origin)
-    /// of this key's name): another name, so another key ID and verifier
-    /// key, and a checkpoint of one ledger never verifies as another's.
-    pub fn for_ledger(&self, ledger: &crate::LedgerName) -> Result<SignerKey, NoteError> {
-        SignerKey::from_seed(&ledger.checkpoint_origin(&self.name), self.algorithm, self.key.to_bytes())
+    /// The same private key under another key name: another key ID and
+    /// verifier key, so a note signed under one name never verifies under
+    /// the other. A log serving several origins from one seed signs each
+    /// under its own name this way.
+    pub fn renamed(&self, name: &str) -> Result<SignerKey, NoteError> {
+        SignerKey::from_seed(name, self.algorithm, self.key.to_bytes())
     }
 
     /// The private key text, to be written where only the signer can read it.

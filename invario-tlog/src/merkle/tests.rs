@@ -1,4 +1,4 @@
-//! The RFC 6962 reference vectors, every edge case of VERIFIABILITY.md §1, and
+//! The RFC 6962 reference vectors, every edge case of docs/verifiability.md §1, and
 //! adversarial checks: a verifier must refuse every altered proof.
 
 use std::collections::HashMap;
