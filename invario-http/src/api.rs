@@ -18,7 +18,7 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 use crate::clock::now;
-use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::error::ApiError;
 use crate::ledgers::{LedgerRuntime, Ledgers};
 use crate::metrics::{DATABASE_ERRORS_TOTAL, HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 use crate::routes::{LedgerParam, Resolution, Route, resolve};
@@ -234,9 +234,7 @@ fn error_response(error: &ApiError, correlation_id: &str) -> Response {
             headers.insert(header::ALLOW, value);
         }
     }
-    if error.is_retryable() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-    }
+    error.set_retry_after(headers);
     response
 }
 

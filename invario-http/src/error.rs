@@ -154,10 +154,28 @@ impl ApiError {
         }
     }
 
-    /// Whether a client should retry after [`RETRY_AFTER_SECONDS`] (every 503
-    /// `unavailable`, and 507 `storage_full`: space can be freed).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.code(), "unavailable" | "storage_full")
+    /// The one retry policy, used by every answer (the API's errors,
+    /// `/health`, `/readyz`): seconds a client should wait before retrying, or
+    /// `None` when retrying cannot help until someone acts. Transient
+    /// conditions — the database unreachable or full (space can be freed), the
+    /// queue full, a timeout — say when; a quarantined ledger does not: it
+    /// stays refused until an operator restores it (docs/design.md,
+    /// "Quarantine").
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable { .. }
+            | ApiError::Busy
+            | ApiError::TimedOut(_)
+            | ApiError::StorageFull { .. } => Some(RETRY_AFTER_SECONDS),
+            _ => None,
+        }
+    }
+
+    /// Sets `Retry-After` on `headers` as [`retry_after`](Self::retry_after) says.
+    pub(crate) fn set_retry_after(&self, headers: &mut warp::http::HeaderMap) {
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from(seconds));
+        }
     }
 
     /// A validation error about one field of a single request.
@@ -311,6 +329,33 @@ impl From<ProofRequestError> for ApiError {
             ProofRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
             ProofRequestError::SelfCheck(detail) => ApiError::ProofSelfCheck { detail },
             ProofRequestError::Store(store) => store.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_conditions_say_when_to_retry() {
+        let transient = [
+            ApiError::Unavailable { detail: String::new() },
+            ApiError::StorageFull { detail: String::new() },
+            ApiError::Busy,
+            ApiError::TimedOut(std::time::Duration::from_secs(1)),
+        ];
+        for error in transient {
+            assert_eq!(error.retry_after(), Some(RETRY_AFTER_SECONDS), "{error:?}");
+        }
+        let lasting = [
+            ApiError::Quarantined("broken".into()),
+            ApiError::LedgerFull("full".into()),
+            ApiError::Conflict("other content".into()),
+            ApiError::Internal { detail: String::new() },
+        ];
+        for error in lasting {
+            assert_eq!(error.retry_after(), None, "{error:?}");
         }
     }
 }

@@ -28,6 +28,9 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
 
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 503);
+    // One Retry-After policy: a quarantine lasts until an operator acts, so no
+    // answer about it — /health, /readyz or a refused write — says when to retry.
+    assert_eq!(health.headers().get("retry-after"), None);
     let health: Value = health.json().await.unwrap();
     assert_eq!(health["status"], "corrupted");
     let error = health["error"].as_str().unwrap();
@@ -41,6 +44,7 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
     // Not ready (take it out of rotation), but alive (do not restart it: the evidence is in the database).
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers().get("retry-after"), None);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
         (ready["status"].as_str(), ready["check"].as_str()),
@@ -50,7 +54,9 @@ async fn tampering_is_caught_within_one_monitor_interval_and_quarantines_writes(
     assert!(ready["reason"].as_str().unwrap().contains("quarantined"), "{ready}");
     assert_eq!(app.client.get(app.url("/livez")).send().await.unwrap().status(), 200);
 
-    let (status, code, _) = error_code(app.post("/v1/transactions", &transaction(9, "1")).await).await;
+    let refused = app.post("/v1/transactions", &transaction(9, "1")).await;
+    assert_eq!(refused.headers().get("retry-after"), None);
+    let (status, code, _) = error_code(refused).await;
     assert_eq!((status, code.as_str()), (503, "ledger_quarantined"));
     let (status, code, _) = error_code(
         app.post("/v1/transactions/batch", &serde_json::json!({"transactions": [transaction(10, "1")]}))

@@ -7,7 +7,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::api::{App, Call, json_response};
-use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::error::ApiError;
 use crate::receipt::head_json;
 
 /// `GET /health`: 200 only while the chain verified intact and the database answers.
@@ -18,8 +18,8 @@ pub(super) async fn health<C: LedgerCatalog, K: KeyStore>(
     let default = app.ledgers.runtime(&LedgerName::default_ledger()).await?;
     let status = default.ledger.integrity();
     if let Some(found) = &status.broken {
-        return Ok(json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Ok(unavailable(
+            &ApiError::Quarantined(found.to_string()),
             &json!({
                 "status": "corrupted",
                 "error": found.to_string(),
@@ -31,12 +31,11 @@ pub(super) async fn health<C: LedgerCatalog, K: KeyStore>(
     let head = match default.ledger.head().await {
         Ok(head) => head,
         Err(error) => {
-            let mut response = json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
+            let error = ApiError::from(error);
+            return Ok(unavailable(
+                &error,
                 &json!({"status": "unavailable", "error": format!("cannot read the ledger: {error}")}),
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-            return Ok(response);
+            ));
         }
     };
     Ok(match status.verified {
@@ -50,11 +49,24 @@ pub(super) async fn health<C: LedgerCatalog, K: KeyStore>(
                 "ledgers": ledger_statuses(app),
             }),
         ),
-        None => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        None => unavailable(
+            &not_verified_yet(),
             &json!({"status": "unverified", "error": "no integrity check has completed yet", "head": head_json(&head)}),
         ),
     })
+}
+
+/// A 503 whose `Retry-After` follows the one policy ([`ApiError::retry_after`])
+/// for the condition it reports.
+fn unavailable(condition: &ApiError, body: &serde_json::Value) -> Response {
+    let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, body);
+    condition.set_retry_after(response.headers_mut());
+    response
+}
+
+/// Before the start-up sweep completes: transient, so retryable.
+fn not_verified_yet() -> ApiError {
+    ApiError::Unavailable { detail: "no integrity check has completed yet".into() }
 }
 
 /// The integrity of every ledger this server has started, by name: one
@@ -89,24 +101,21 @@ pub(super) async fn readyz<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     _call: Call,
 ) -> Result<Response, ApiError> {
-    let not_ready = |check: &str, reason: String| {
-        let mut response = json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "not_ready", "check": check, "reason": reason}),
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        response
+    let not_ready = |check: &str, reason: String, condition: ApiError| {
+        unavailable(&condition, &json!({"status": "not_ready", "check": check, "reason": reason}))
     };
     let default = app.ledgers.runtime(&LedgerName::default_ledger()).await?;
     let status = default.ledger.integrity();
     if let Some(found) = &status.broken {
-        return Ok(not_ready("integrity", format!("the ledger is quarantined: {found}")));
+        let reason = format!("the ledger is quarantined: {found}");
+        return Ok(not_ready("integrity", reason.clone(), ApiError::Quarantined(reason)));
     }
     if status.verified.is_none() {
-        return Ok(not_ready("integrity", "no integrity check has completed yet".into()));
+        return Ok(not_ready("integrity", "no integrity check has completed yet".into(), not_verified_yet()));
     }
     if let Err(error) = default.ledger.head().await {
-        return Ok(not_ready("database", format!("cannot read the ledger: {error}")));
+        let reason = format!("cannot read the ledger: {error}");
+        return Ok(not_ready("database", reason, ApiError::from(error)));
     }
     Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
 }
