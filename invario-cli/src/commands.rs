@@ -414,7 +414,12 @@ async fn witness(command: crate::cli::WitnessCommand) -> anyhow::Result<ExitCode
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            let config = invario_http::WitnessConfig { key, logs, state_dir: state };
+            let config = invario_http::WitnessConfig {
+                key,
+                logs,
+                state_dir: state,
+                http: invario_http::HttpLimits::default(),
+            };
             invario_http::serve_witness(listener, config, invario_http::shutdown_signal()).await?;
         }
     }

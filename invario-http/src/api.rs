@@ -26,7 +26,7 @@ use crate::routes::{LedgerParam, Resolution, Route, resolve};
 /// Longest correlation id accepted from a client.
 const MAX_CORRELATION_ID_CHARS: usize = 128;
 /// The metric label of requests that matched no route (bounded cardinality).
-const UNROUTED_LABEL: &str = "other";
+pub(crate) const UNROUTED_LABEL: &str = "other";
 
 /// What every request handler shares.
 pub(crate) struct App<C: LedgerCatalog, K> {
@@ -209,7 +209,7 @@ fn log_failure(error: &ApiError) {
 }
 
 /// The client's id when sane (`[A-Za-z0-9._:-]`, bounded), else a new `req_…`.
-fn correlation_id(headers: &HeaderMap) -> String {
+pub(crate) fn correlation_id(headers: &HeaderMap) -> String {
     ["x-correlation-id", "x-request-id"]
         .iter()
         .filter_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))

@@ -176,7 +176,7 @@ where
 }
 
 /// The body as chunks of bytes, whatever buffer type warp reads them into.
-fn boxed_body<B: Buf + Send + 'static>(
+pub(crate) fn boxed_body<B: Buf + Send + 'static>(
     body: impl futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
 ) -> api::BodyStream {
     Box::pin(body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining()))))

@@ -1,21 +1,28 @@
 //! A witness anyone can run (C2SP tlog-witness): `POST /add-checkpoint` cosigns
 //! a checkpoint only when the core's rule accepts it, after persisting the new
 //! state atomically; one lock serialises submissions so two concurrent ones can
-//! never roll the witness back.
+//! never roll the witness back. It runs under the API's house rules: the same
+//! listener and limits, a route table, a span per request with its
+//! correlation id, file I/O off the async threads, time from the one clock.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use invario_core::merkle::TreeHash;
 use invario_core::note::{SignerKey, VerifierKey};
 use invario_core::witness::{AddCheckpoint, WitnessRefusal, WitnessedTree, add_checkpoint};
 use sha2::Digest;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use warp::Filter;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
+
+use crate::config::ConfigError;
+use crate::listener::HttpLimits;
 
 /// Largest `add-checkpoint` body accepted.
 pub const MAX_ADD_CHECKPOINT_BYTES: u64 = 128 * 1024;
@@ -29,6 +36,8 @@ pub struct WitnessConfig {
     pub logs: Vec<VerifierKey>,
     /// Where it keeps, per origin, the largest checkpoint it cosigned.
     pub state_dir: PathBuf,
+    /// Connection limits, as the API's.
+    pub http: HttpLimits,
 }
 
 /// Why the witness could not run.
@@ -43,6 +52,9 @@ pub enum WitnessError {
         #[source]
         source: std::io::Error,
     },
+    /// A limit is out of its range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> WitnessError + '_ {
@@ -90,20 +102,43 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     response
 }
 
-async fn handle(config: &WitnessConfig, lock: &Mutex<()>, body: Bytes) -> Response {
-    let request = match AddCheckpoint::parse(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refused(&refusal),
-    };
-    // Check and persist under one lock: a concurrent submission sees the new state or waits.
-    let _guard = lock.lock().await;
-    let dir = config.state_dir.clone();
+fn plain(status: StatusCode, body: impl Into<String>) -> Response {
+    text(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// One route of the witness: the same shape as the API's route table, so
+/// 404, 405 + `Allow`, the body limit and the metric label come from one row.
+struct WitnessRoute {
+    method: Method,
+    path: &'static str,
+    label: &'static str,
+    body_limit: u64,
+}
+
+/// Every route the witness answers (C2SP tlog-witness).
+const ROUTES: [WitnessRoute; 1] = [WitnessRoute {
+    method: Method::POST,
+    path: "/add-checkpoint",
+    label: "add-checkpoint",
+    body_limit: MAX_ADD_CHECKPOINT_BYTES,
+}];
+
+/// What the witness decided about one submission.
+enum Answer {
+    Cosigned(String),
+    Refused(WitnessRefusal),
+    StateFailed { event: &'static str, error: String },
+}
+
+/// The core's rule between reading and writing the state file: blocking
+/// file I/O, so it runs on the blocking pool, under the submission lock.
+fn decide(config: &WitnessConfig, request: &AddCheckpoint, now_seconds: u64) -> Answer {
+    let dir = &config.state_dir;
     let mut state_failure = None;
-    let now = chrono::Utc::now().timestamp().max(0).unsigned_abs();
     let decision = add_checkpoint(
-        &request,
+        request,
         &config.logs,
-        |origin| match read_state(&dir, origin) {
+        |origin| match read_state(dir, origin) {
             Ok(state) => state,
             Err(error) => {
                 state_failure = Some(error.to_string());
@@ -111,30 +146,47 @@ async fn handle(config: &WitnessConfig, lock: &Mutex<()>, body: Bytes) -> Respon
             }
         },
         &config.key,
-        now,
+        now_seconds,
     );
     if let Some(error) = state_failure {
-        tracing::error!(event = "witness_state_unreadable", error);
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain; charset=utf-8",
-            "witness state unreadable\n".into(),
-        );
+        return Answer::StateFailed { event: "witness_state_unreadable", error };
     }
     match decision {
-        Ok(cosigned) => {
-            if let Err(error) = write_state(&config.state_dir, &cosigned.origin, &cosigned.state) {
-                tracing::error!(event = "witness_state_unwritable", error = %error);
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    "witness state unwritable\n".into(),
-                );
+        Ok(cosigned) => match write_state(dir, &cosigned.origin, &cosigned.state) {
+            Ok(()) => {
+                tracing::info!(event = "checkpoint_cosigned", origin = %cosigned.origin, tree_size = cosigned.state.tree_size);
+                Answer::Cosigned(cosigned.line)
             }
-            tracing::info!(event = "checkpoint_cosigned", origin = %cosigned.origin, tree_size = cosigned.state.tree_size);
-            text(StatusCode::OK, "text/plain; charset=utf-8", cosigned.line)
+            Err(error) => Answer::StateFailed { event: "witness_state_unwritable", error: error.to_string() },
+        },
+        Err(refusal) => Answer::Refused(refusal),
+    }
+}
+
+async fn add(shared: &Arc<Shared>, body: Bytes) -> Response {
+    let request = match AddCheckpoint::parse(&body) {
+        Ok(request) => request,
+        Err(refusal) => return refused(&refusal),
+    };
+    // Check and persist under one lock: a concurrent submission sees the new state or waits.
+    let _guard = shared.lock.lock().await;
+    let now_seconds = crate::clock::now().unix_micros().max(0).unsigned_abs() / 1_000_000;
+    let config = Arc::clone(shared);
+    let span = tracing::Span::current();
+    let answer =
+        tokio::task::spawn_blocking(move || span.in_scope(|| decide(&config.config, &request, now_seconds)))
+            .await;
+    match answer {
+        Ok(Answer::Cosigned(line)) => plain(StatusCode::OK, line),
+        Ok(Answer::Refused(refusal)) => refused(&refusal),
+        Ok(Answer::StateFailed { event, error }) => {
+            tracing::error!(event, error);
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "witness state unavailable\n")
         }
-        Err(refusal) => refused(&refusal),
+        Err(error) => {
+            tracing::error!(event = "witness_state_unwritable", error = %error);
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "witness state unavailable\n")
+        }
     }
 }
 
@@ -143,32 +195,104 @@ fn refused(refusal: &WitnessRefusal) -> Response {
     let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
     match refusal {
         WitnessRefusal::Conflict(size) => text(status, "text/x.tlog.size", format!("{size}\n")),
-        other => text(status, "text/plain; charset=utf-8", format!("{other}\n")),
+        other => plain(status, format!("{other}\n")),
     }
 }
 
-/// Runs the witness on `listener` until `shutdown` completes.
+/// Reads the body up to `limit` bytes; `None` when it is larger.
+async fn body_within(mut body: crate::api::BodyStream, limit: u64) -> Result<Option<Bytes>, warp::Error> {
+    let mut read = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if (read.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(Some(read.freeze()))
+}
+
+/// Routes one request through [`ROUTES`] inside its own span.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: crate::api::BodyStream,
+) -> Response {
+    let correlation_id = crate::api::correlation_id(headers);
+    let route = ROUTES.iter().find(|route| route.path == path);
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %correlation_id,
+        route = route.map_or(crate::api::UNROUTED_LABEL, |route| route.label),
+        method = %method,
+    );
+    let mut response = async {
+        let Some(route) = route else {
+            return plain(StatusCode::NOT_FOUND, "no such path: this witness answers POST /add-checkpoint\n");
+        };
+        if route.method != method {
+            let mut response =
+                plain(StatusCode::METHOD_NOT_ALLOWED, format!("this path answers only {}\n", route.method));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(route.method.as_str()));
+            return response;
+        }
+        match body_within(body, route.body_limit).await {
+            Ok(Some(body)) => add(shared, body).await,
+            Ok(None) => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {} bytes\n", route.body_limit),
+            ),
+            Err(error) => {
+                plain(StatusCode::BAD_REQUEST, format!("the request body could not be read: {error}\n"))
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response.headers_mut().insert("x-correlation-id", value);
+    }
+    response
+}
+
+/// The configuration and the lock that serialises submissions.
+#[derive(Debug)]
+struct Shared {
+    config: WitnessConfig,
+    lock: Mutex<()>,
+}
+
+/// Runs the witness on `listener` until `shutdown` completes, under the same
+/// connection limits as the API (`config.http`: connection cap, header read
+/// timeout, bounded graceful stop).
 pub async fn serve_witness(
     listener: tokio::net::TcpListener,
     config: WitnessConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), WitnessError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(state_error(&config.state_dir))?;
+    config.http.validate()?;
+    let state_dir = config.state_dir.clone();
+    tokio::task::spawn_blocking(move || std::fs::create_dir_all(&state_dir).map_err(state_error(&state_dir)))
+        .await
+        .map_err(|error| WitnessError::State {
+            path: config.state_dir.clone(),
+            source: std::io::Error::other(error),
+        })??;
     let address: Option<SocketAddr> = listener.local_addr().ok();
-    let shared = Arc::new((config, Mutex::new(())));
-    let add = warp::post()
-        .and(warp::path("add-checkpoint"))
-        .and(warp::path::end())
-        .and(warp::body::content_length_limit(MAX_ADD_CHECKPOINT_BYTES))
-        .and(warp::body::bytes())
-        .then({
+    let limits = config.http;
+    tracing::info!(event = "witness_started", address = ?address, vkey = %config.key.verifier());
+    let shared = Arc::new(Shared { config, lock: Mutex::new(()) });
+    let routes = warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
             let shared = Arc::clone(&shared);
-            move |body: Bytes| {
-                let shared = Arc::clone(&shared);
-                async move { handle(&shared.0, &shared.1, body).await }
-            }
+            let body = crate::boxed_body(body);
+            async move { dispatch(&shared, method, path.as_str(), &headers, body).await }
         });
-    tracing::info!(event = "witness_started", address = ?address, vkey = %shared.0.key.verifier());
-    warp::serve(add).incoming(listener).graceful(shutdown).run().await;
+    crate::listener::serve_connections(listener, warp::service(routes), limits, shutdown).await;
     Ok(())
 }

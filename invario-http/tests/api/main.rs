@@ -9,3 +9,4 @@ mod integrity;
 mod ledgers;
 mod proofs;
 mod reads_and_auth;
+mod witness;
