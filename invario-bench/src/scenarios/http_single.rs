@@ -1,0 +1,219 @@
+//! Scenario 4 (`http-single`): single-transaction POSTs at each concurrency level, group commit on and off, vs a DIY trigger chain.
+
+use super::*;
+
+/// The concurrency level the latency target is set at (scenario 4).
+pub(super) const P99_TARGET_CLIENTS: usize = 256;
+/// Connections the DIY chain leaves to everything else on the server.
+pub(super) const RESERVED_CONNECTIONS: u32 = 10;
+/// Every concurrency level against one `invario serve`; returns the results
+/// and the server's peak RSS at the end.
+pub(super) async fn http_single_levels(
+    plan: &Plan,
+    server: &BenchServer,
+    options: ServeOptions,
+    stream: u64,
+) -> anyhow::Result<(Vec<LoadResult>, u64)> {
+    let cache = if options.key_cache { "" } else { "_uncached" };
+    let url = server.ledger_database(&format!("http_single_{}{cache}", options.group_commit_max)).await?;
+    let key = processes::create_key(&plan.invario, &url).await?;
+    let api = Server::start(&plan.invario, &url, options).await?;
+    let mut next_index = 0;
+    let mut levels = Vec::new();
+    for &clients in &plan.clients {
+        server.settle().await?;
+        let result = drive_singles(&api, &key, clients, plan.duration, stream, next_index).await?;
+        next_index = result.next_index;
+        levels.push(result);
+    }
+    let peak = api.peak_rss_kib()?;
+    api.stop().await?;
+    server.discard(&url).await?;
+    Ok((levels, peak))
+}
+
+/// The DIY chain a DBA would write instead: a BEFORE INSERT trigger that locks
+/// the head row and hashes with PostgreSQL's own `sha256()`.
+pub(super) const DIY_TRIGGER_CHAIN: &str = r"
+CREATE TABLE diy_head (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    sequence_number bigint NOT NULL,
+    entry_hash bytea NOT NULL
+);
+INSERT INTO diy_head (sequence_number, entry_hash) VALUES (0, decode(repeat('00', 32), 'hex'));
+CREATE TABLE diy_ledger (
+    sequence_number bigint PRIMARY KEY,
+    transaction_id uuid NOT NULL UNIQUE,
+    amount numeric NOT NULL,
+    currency text NOT NULL,
+    occurred_at timestamptz,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    prev_hash bytea NOT NULL,
+    entry_hash bytea NOT NULL
+);
+CREATE FUNCTION diy_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    head diy_head%ROWTYPE;
+BEGIN
+    SELECT * INTO head FROM diy_head FOR UPDATE;
+    NEW.sequence_number := head.sequence_number + 1;
+    NEW.prev_hash := head.entry_hash;
+    NEW.entry_hash := sha256(head.entry_hash || convert_to(concat_ws('|', NEW.sequence_number,
+        NEW.transaction_id, NEW.amount, NEW.currency, NEW.occurred_at, NEW.metadata::text, NEW.recorded_at), 'UTF8'));
+    UPDATE diy_head SET sequence_number = NEW.sequence_number, entry_hash = NEW.entry_hash;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER diy_chain BEFORE INSERT ON diy_ledger FOR EACH ROW EXECUTE FUNCTION diy_chain();
+";
+
+/// Every concurrency level of direct inserts into the DIY chain; the pool is
+/// capped below the server's `max_connections`, as any application's is.
+pub(super) async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<LoadResult>, u32)> {
+    let url = server.empty_database("diy_chain").await?;
+    let mut setup = PgConnection::connect(&url).await?;
+    sqlx::raw_sql(DIY_TRIGGER_CHAIN).execute(&mut setup).await.context("cannot create the DIY chain")?;
+    let _ = setup.close().await;
+    let cap = server.max_connections.saturating_sub(RESERVED_CONNECTIONS).max(1);
+    let mut next_index = 0;
+    let mut levels = Vec::new();
+    for &clients in &plan.clients {
+        let pool = connect(&url, u32::try_from(clients).unwrap_or(u32::MAX).min(cap)).await?;
+        server.settle().await?;
+        let insert_pool = pool.clone();
+        let result = drive(clients, plan.duration, next_index, move |index| {
+            let pool = insert_pool.clone();
+            async move {
+                let item = workload::transaction_json(STREAM_DIY, index);
+                sqlx::query(
+                    "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
+                     VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
+                )
+                .bind(item["transaction_id"].as_str())
+                .bind(item["amount"].as_str())
+                .bind(item["currency"].as_str())
+                .bind(item["occurred_at"].as_str())
+                .bind(item["metadata"].to_string())
+                .execute(&pool)
+                .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        pool.close().await;
+        next_index = result.next_index;
+        levels.push(result);
+    }
+    server.discard(&url).await?;
+    Ok((levels, cap))
+}
+
+/// The levels the key cache lever is shown at: a lone client (round trips)
+/// and the group-commit target (database load).
+pub(super) async fn key_cache_off_levels(
+    plan: &Plan,
+    server: &BenchServer,
+) -> anyhow::Result<Vec<LoadResult>> {
+    let lever_plan = Plan {
+        clients: plan
+            .clients
+            .iter()
+            .copied()
+            .filter(|&clients| clients == 1 || clients == TARGET_CLIENTS)
+            .collect(),
+        scenarios: plan.scenarios.clone(),
+        citus_url: None,
+        growth_sizes: Vec::new(),
+        invario: plan.invario.clone(),
+        ..*plan
+    };
+    if lever_plan.clients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let options = ServeOptions { key_cache: false, ..ServeOptions::DEFAULT };
+    Ok(http_single_levels(&lever_plan, server, options, STREAM_KEY_CACHE_OFF).await?.0)
+}
+
+/// Scenario 4; also returns the group-commit server's peak RSS (for scenario 6).
+pub(super) async fn http_single_ingest(
+    plan: &Plan,
+    server: &BenchServer,
+) -> anyhow::Result<(Vec<Measurement>, u64)> {
+    let (grouped, grouped_peak) =
+        http_single_levels(plan, server, ServeOptions::DEFAULT, STREAM_GROUP_COMMIT).await?;
+    let (ungrouped, _) =
+        http_single_levels(plan, server, ServeOptions::NO_GROUP_COMMIT, STREAM_NO_GROUP_COMMIT).await?;
+    let (diy, diy_pool) = diy_levels(plan, server).await?;
+    let uncached = key_cache_off_levels(plan, server).await?;
+    let mut rows = Vec::new();
+    for ((grouped, ungrouped), diy) in grouped.iter().zip(&ungrouped).zip(&diy) {
+        let clients = grouped.clients;
+        let mut row = Measurement::new(
+            "4 HTTP single",
+            format!("{clients} client(s), group commit"),
+            grouped.rate(),
+            "tx/s",
+        )
+        .over(grouped.completed)
+        .latencies(&grouped.latencies);
+        let uncached = uncached.iter().find(|level| level.clients == clients);
+        if let Some(uncached) = uncached {
+            row = row.against("key cache off", uncached.rate());
+        }
+        row = row.against("group commit off", ungrouped.rate());
+        if clients == TARGET_CLIENTS {
+            row = row.target_ratio(20.0);
+        }
+        row = row.against("DIY trigger chain", diy.rate());
+        let p50 = grouped.latencies.percentile_ms(50.0);
+        let p99 = grouped.latencies.percentile_ms(99.0);
+        match clients {
+            1 => {
+                let chain_p50 = diy.latencies.percentile_ms(50.0);
+                row = row.target_ratio(1.0).target(
+                    format!("p50 ≤ the chain's + 0.2 ms ({chain_p50:.1} + 0.2)"),
+                    p50 <= chain_p50 + 0.2,
+                );
+            }
+            TARGET_CLIENTS => row = row.target_ratio(5.0),
+            P99_TARGET_CLIENTS => row = row.target("p99 ≤ 50 ms", p99 <= 50.0),
+            _ => {}
+        }
+        rows.push(row);
+        if let Some(uncached) = uncached {
+            rows.push(
+                Measurement::new(
+                    "4 HTTP single",
+                    format!("{clients} client(s), group commit, key cache off (lever)"),
+                    uncached.rate(),
+                    "tx/s",
+                )
+                .over(uncached.completed)
+                .latencies(&uncached.latencies),
+            );
+        }
+        rows.push(
+            Measurement::new(
+                "4 HTTP single",
+                format!("{clients} client(s), group commit off"),
+                ungrouped.rate(),
+                "tx/s",
+            )
+            .over(ungrouped.completed)
+            .latencies(&ungrouped.latencies),
+        );
+        let pool = diy_pool.min(u32::try_from(clients).unwrap_or(u32::MAX));
+        rows.push(
+            Measurement::new(
+                "4 HTTP single",
+                format!("{clients} client(s), DIY trigger chain (SQL, pool {pool})"),
+                diy.rate(),
+                "tx/s",
+            )
+            .over(diy.completed)
+            .latencies(&diy.latencies),
+        );
+    }
+    Ok((rows, grouped_peak))
+}
