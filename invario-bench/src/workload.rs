@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use invario_core::{Checkpoint, LedgerEntry, Timestamp, Transaction};
+use invario_core::{ChainPosition, LedgerEntry, Timestamp, Transaction};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -55,11 +55,11 @@ pub(crate) struct CopyRows {
 /// Chains `transactions` after `previous` exactly as the core would and renders
 /// the rows as COPY text; returns the new checkpoint.
 pub(crate) fn copy_rows(
-    previous: Checkpoint,
+    previous: ChainPosition,
     transactions: Vec<Transaction>,
     recorded_at: Timestamp,
     rows: &mut CopyRows,
-) -> anyhow::Result<Checkpoint> {
+) -> anyhow::Result<ChainPosition> {
     rows.transactions.clear();
     rows.entries.clear();
     let mut checkpoint = previous;

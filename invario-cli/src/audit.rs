@@ -12,7 +12,7 @@ use invario_core::audit::{TrustedTree, check_consistency, entry_from_receipt};
 use invario_core::checkpoint::TreeCheckpoint;
 use invario_core::merkle::{Frontier, entry_leaf_hash};
 use invario_core::note::VerifierKey;
-use invario_core::{Checkpoint, LedgerName, MAX_PAGE_SIZE};
+use invario_core::{ChainPosition, LedgerName, MAX_PAGE_SIZE};
 use invario_http::{Sink, SinkError};
 
 use crate::remote::{fetch_bytes, fetch_json, ledger_path};
@@ -135,7 +135,7 @@ async fn rebuild(
     key: &str,
     checkpoint: &TreeCheckpoint,
 ) -> anyhow::Result<Result<(), String>> {
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     let mut tree = Frontier::EMPTY;
     while tree.size() < checkpoint.tree_size {
         let path = ledger_path(

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use invario_core::{Checkpoint, EntryHash, KeyAdmin, Ledger, Timestamp};
+use invario_core::{ChainPosition, EntryHash, KeyAdmin, Ledger, Timestamp};
 use invario_core::{KeyStore, LedgerCatalog, LedgerName, LedgerStore};
 use invario_http::{LogFormat, ServiceConfig};
 use rand::TryRngCore;
@@ -193,7 +193,7 @@ async fn list_keys(url: Option<&str>, owner: Option<&str>) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
+fn read_digest(path: &std::path::Path) -> anyhow::Result<ChainPosition> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the digest file {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
@@ -210,7 +210,7 @@ fn read_digest(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
         .ok_or_else(|| anyhow!("{}: sequence_number must be a whole number", path.display()))?;
     let entry_hash = EntryHash::from_hex(value["entry_hash"].as_str().unwrap_or_default())
         .with_context(|| format!("{}: entry_hash", path.display()))?;
-    Ok(Checkpoint { sequence_number, entry_hash })
+    Ok(ChainPosition { sequence_number, entry_hash })
 }
 
 async fn ledger_command(url: Option<&str>, command: crate::cli::LedgerCommand) -> anyhow::Result<ExitCode> {

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::chain::{Checkpoint, EntryHash, LedgerEntry};
+use crate::chain::{ChainPosition, EntryHash, LedgerEntry};
 use crate::merkle::{
     MAX_PROOF_HASHES, ProofError, TreeHash, entry_leaf_hash, verify_consistency, verify_inclusion,
 };
@@ -110,7 +110,7 @@ pub fn entry_from_receipt(receipt: &Value) -> Result<LedgerEntry, AuditError> {
         .and_then(|text| {
             Timestamp::parse_rfc3339(text).map_err(|error| malformed("recorded_at", error.to_string()))
         })?;
-    let previous = Checkpoint {
+    let previous = ChainPosition {
         sequence_number: sequence_number
             .checked_sub(1)
             .ok_or_else(|| malformed("sequence_number", "must be 1 or more"))?,

@@ -172,16 +172,22 @@ pub fn entry_hash_v1(prev_hash: &EntryHash, sequence_number: u64, content: &Entr
 
 /// The last entry's position in the chain: what a new entry links to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct Checkpoint {
+pub struct ChainPosition {
     /// Sequence number of the entry (0 before the first).
     pub sequence_number: u64,
     /// That entry's hash ([`EntryHash::GENESIS`] before the first).
     pub entry_hash: EntryHash,
 }
 
-impl Checkpoint {
+/// The old name of [`ChainPosition`], kept so embedders' code compiles:
+/// "checkpoint" now means only the signed tree head
+/// ([`crate::checkpoint::TreeCheckpoint`]).
+#[deprecated(since = "0.1.0", note = "renamed `ChainPosition`; a checkpoint is the signed tree head")]
+pub type Checkpoint = ChainPosition;
+
+impl ChainPosition {
     /// The position before the first entry.
-    pub const GENESIS: Checkpoint = Checkpoint { sequence_number: 0, entry_hash: EntryHash::GENESIS };
+    pub const GENESIS: ChainPosition = ChainPosition { sequence_number: 0, entry_hash: EntryHash::GENESIS };
 }
 
 /// The ledger head as stored: last sequence number, its hash and when it was recorded.
@@ -201,8 +207,8 @@ impl LedgerHead {
         LedgerHead { sequence_number: 0, entry_hash: EntryHash::GENESIS, recorded_at: None };
 
     /// The head as a chain position.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
+    pub fn checkpoint(&self) -> ChainPosition {
+        ChainPosition { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
     }
 }
 
@@ -263,7 +269,7 @@ impl LedgerEntry {
     /// Builds the entry that follows `previous`, computing its hash; refuses
     /// when no sequence number is left (an overflow must never wrap or repeat).
     pub fn next(
-        previous: Checkpoint,
+        previous: ChainPosition,
         transaction: Transaction,
         recorded_at: Timestamp,
     ) -> Result<LedgerEntry, SequenceExhausted> {
@@ -317,8 +323,8 @@ impl LedgerEntry {
     }
 
     /// This entry as a chain position.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
+    pub fn checkpoint(&self) -> ChainPosition {
+        ChainPosition { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
     }
 
     /// The transaction's id.

@@ -8,7 +8,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::chain::{Checkpoint, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
+use crate::chain::{ChainPosition, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
 use crate::merkle::{Frontier, TreeHash, entry_leaf_hash};
 use crate::ports::StoreError;
 use crate::tiles::TreeState;
@@ -321,7 +321,7 @@ pub struct VerificationReport {
     /// Entries checked in this run.
     pub entries_checked: u64,
     /// The last position verified (the checkpoint to resume from).
-    pub verified: Checkpoint,
+    pub verified: ChainPosition,
     /// The head the run verified against.
     pub head: LedgerHead,
     /// The first break found, if any.
@@ -359,11 +359,11 @@ impl fmt::Display for VerificationReport {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     head: LedgerHead,
-    last: Checkpoint,
+    last: ChainPosition,
     /// The last entry's recording time; unknown at a resumed start, so the
     /// first entry after it is not compared (the full sweep covers that pair).
     last_recorded_at_micros: Option<i64>,
-    digest: Option<Checkpoint>,
+    digest: Option<ChainPosition>,
     entries_checked: u64,
     first_break: Option<IntegrityBreak>,
     broken_record: Option<VerificationRecord>,
@@ -379,13 +379,13 @@ pub struct Verifier {
 impl Verifier {
     /// Verifies the whole ledger against `head` (read in the same snapshot as the rows).
     pub fn full(head: LedgerHead) -> Self {
-        let mut verifier = Self::resume(head, Checkpoint::GENESIS);
+        let mut verifier = Self::resume(head, ChainPosition::GENESIS);
         verifier.rebuilt_tree = Some(Frontier::EMPTY);
         verifier
     }
 
     /// Verifies the entries after `checkpoint`, a position verified earlier.
-    pub fn resume(head: LedgerHead, checkpoint: Checkpoint) -> Self {
+    pub fn resume(head: LedgerHead, checkpoint: ChainPosition) -> Self {
         let mut verifier = Verifier {
             head,
             last: checkpoint,
@@ -448,7 +448,7 @@ impl Verifier {
 
     /// Also requires that the ledger still passes through `digest`, a head
     /// exported earlier. Only meaningful when the digest lies after the starting point.
-    pub fn expect_digest(mut self, digest: Checkpoint) -> Self {
+    pub fn expect_digest(mut self, digest: ChainPosition) -> Self {
         if digest.sequence_number == self.last.sequence_number && digest.entry_hash != self.last.entry_hash {
             self.record_break(IntegrityBreak::DigestMismatch {
                 sequence: digest.sequence_number,
@@ -622,7 +622,7 @@ impl Verifier {
             });
         }
         self.entries_checked += 1;
-        self.last = Checkpoint { sequence_number: sequence, entry_hash: entry.entry_hash };
+        self.last = ChainPosition { sequence_number: sequence, entry_hash: entry.entry_hash };
         self.last_recorded_at_micros = Some(entry.recorded_at_micros);
         if let Some(tree) = &mut self.rebuilt_tree {
             tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});

@@ -73,8 +73,10 @@ pub use append::{
     AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
     Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill,
 };
+#[allow(deprecated)]
+pub use chain::Checkpoint;
 pub use chain::{
-    Checkpoint, EntryContent, EntryHash, EntryReceipt, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER,
+    ChainPosition, EntryContent, EntryHash, EntryReceipt, LedgerEntry, LedgerHead, MAX_SEQUENCE_NUMBER,
     SequenceExhausted, encode_entry_v1, entry_hash_v1,
 };
 pub use currency::{Currency, CurrencyError};

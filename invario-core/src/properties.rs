@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use crate::amount::Amount;
 use crate::append::{AppendSnapshot, ItemProblem, ReceiptStatus, plan_append};
-use crate::chain::{Checkpoint, EntryHash, LedgerEntry, LedgerHead};
+use crate::chain::{ChainPosition, EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{IntegrityBreak, StoredTransaction, VerificationRecord, Verifier};
 use crate::memory::MemoryLedger;
 use crate::merkle::{entry_leaf_hash, root_of_leaves};
@@ -23,7 +23,7 @@ fn at(micros: i64) -> Timestamp {
 
 /// Chains `transactions` from genesis, one entry per second.
 fn chain(transactions: Vec<Transaction>) -> Vec<LedgerEntry> {
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     (0..)
         .zip(transactions)
         .map(|(second, transaction)| {
@@ -298,7 +298,7 @@ proptest! {
         // The attacker re-records entry `moved` earlier than the one before it
         // and recomputes every hash after it: links and hashes are all valid.
         let moved = 1 + pick.index(transactions.len() - 1);
-        let mut position = Checkpoint::GENESIS;
+        let mut position = ChainPosition::GENESIS;
         let forged: Vec<LedgerEntry> = (0..)
             .zip(transactions)
             .map(|(second, transaction)| {
@@ -327,7 +327,7 @@ proptest! {
     ) {
         let entries = chain(transactions);
         let split = pick.index(entries.len());
-        let checkpoint = if split == 0 { Checkpoint::GENESIS } else { entries[split - 1].checkpoint() };
+        let checkpoint = if split == 0 { ChainPosition::GENESIS } else { entries[split - 1].checkpoint() };
         let mut verifier = Verifier::resume(head_of(&entries), checkpoint);
         for record in &records(&entries)[split..] {
             verifier.feed(record);
@@ -504,7 +504,7 @@ fn an_orphan_transaction_is_reported() {
 
 #[test]
 fn a_decreasing_recorded_time_names_both_entries() {
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     let entries: Vec<LedgerEntry> = [(1, 5_000_000), (2, 4_000_000)]
         .into_iter()
         .map(|(n, micros)| {
@@ -558,7 +558,7 @@ fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
     assert!(plan_append_each(&near_the_end(MAX_SEQUENCE_NUMBER), vec![transaction(1)], at(1)).is_err());
     assert!(
         LedgerEntry::next(
-            Checkpoint { sequence_number: u64::MAX, entry_hash: EntryHash::GENESIS },
+            ChainPosition { sequence_number: u64::MAX, entry_hash: EntryHash::GENESIS },
             transaction(1),
             at(1)
         )
@@ -567,7 +567,7 @@ fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
     // The verifier, too, treats anything after u64::MAX as a repeat, not as sequence 0.
     let mut verifier = Verifier::resume(
         LedgerHead { sequence_number: u64::MAX, entry_hash: EntryHash([1; 32]), recorded_at: None },
-        Checkpoint { sequence_number: u64::MAX, entry_hash: EntryHash([1; 32]) },
+        ChainPosition { sequence_number: u64::MAX, entry_hash: EntryHash([1; 32]) },
     );
     let (mut stored, stored_transaction) = StoredTransaction::of(&last.new_entries()[0]);
     stored.sequence_number = 0;

@@ -8,7 +8,7 @@ use rand_core::CryptoRng;
 use crate::append::{
     AppendRefusal, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
 };
-use crate::chain::{Checkpoint, LedgerEntry, LedgerHead, SequenceExhausted};
+use crate::chain::{ChainPosition, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
 use crate::key_cache::{CacheLookup, KeyCache};
 use crate::keys::{
@@ -70,7 +70,7 @@ impl From<AppendRefusal> for IngestError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectations {
     /// A head exported earlier (`invario digest`): the chain must still pass through it.
-    pub digest: Option<Checkpoint>,
+    pub digest: Option<ChainPosition>,
     /// Signed tree heads (size, root) from checkpoints verified by the caller:
     /// the tree rebuilt from the entries must have each root at its size.
     pub signed_roots: Vec<(u64, crate::merkle::TreeHash)>,
@@ -103,7 +103,7 @@ pub struct EntriesPage {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IntegrityStatus {
     /// The last position verified intact (where incremental runs resume).
-    pub verified: Option<Checkpoint>,
+    pub verified: Option<ChainPosition>,
     /// The break found by the latest run, if it found one.
     pub broken: Option<IntegrityBreak>,
     /// The Merkle tree's compact range rebuilt up to `verified` (where
@@ -312,7 +312,7 @@ impl<S: LedgerStore> Ledger<S> {
     async fn run_verification(
         &self,
         sweep: Sweep,
-        resume_from: Option<Checkpoint>,
+        resume_from: Option<ChainPosition>,
         resume_tree: Option<Frontier>,
         expect: &Expectations,
         progress: &mut (dyn FnMut(u64) + Send),

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use invario_core::{
-    Checkpoint, EntryContent, EntryHash, LedgerEntry, Timestamp, Transaction, encode_entry_v1,
+    ChainPosition, EntryContent, EntryHash, LedgerEntry, Timestamp, Transaction, encode_entry_v1,
 };
 use serde_json::json;
 
@@ -53,7 +53,7 @@ fn vectors() -> Vec<(serde_json::Value, &'static str, &'static str)> {
 
 #[test]
 fn published_vectors_never_change() {
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     for (sequence, (transaction, recorded_at, expected)) in (1..).zip(vectors()) {
         let transaction = Transaction::from_json(&transaction).unwrap();
         let entry = LedgerEntry::next(position, transaction, time(recorded_at)).unwrap();

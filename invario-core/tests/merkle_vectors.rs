@@ -10,7 +10,7 @@ use invario_core::merkle::{
     LeafHashes, TreeHash, consistency_proof, entry_leaf_hash, inclusion_proof, leaf_hash, root_of_leaves,
     verify_consistency, verify_inclusion,
 };
-use invario_core::{Checkpoint, LedgerEntry, Timestamp, Transaction};
+use invario_core::{ChainPosition, LedgerEntry, Timestamp, Transaction};
 use serde_json::{Value, json};
 
 const REFERENCE_LEAVES: [&str; 8] =
@@ -46,7 +46,7 @@ fn proofs(leaves: &[TreeHash]) -> (Vec<Value>, Vec<Value>) {
 /// Ten receipts chained from genesis: the leaf inputs of an Invario tree.
 fn receipts() -> Vec<LedgerEntry> {
     let currencies = ["BRL", "USD", "EUR", "JPY", "GBP"];
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     (1..=10u32)
         .map(|n| {
             let mut request = json!({

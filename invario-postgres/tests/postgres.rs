@@ -463,14 +463,14 @@ async fn each_ledgers_rows_live_on_one_worker_on_citus() {
 /// the same head, every entry readable and verified, ids still idempotent.
 #[tokio::test]
 async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() {
-    use invario_core::{Checkpoint, LedgerCatalog, LedgerEntry, LedgerName};
+    use invario_core::{ChainPosition, LedgerCatalog, LedgerEntry, LedgerName};
     let database = fresh_empty_database().await;
     let pool = database.pool();
     let before_ledgers =
         invario_testkit::harness::migrations_before(&invario_postgres::MIGRATOR, 20261128000002);
     before_ledgers.run(pool).await.unwrap();
     // Rows as the adapter of that schema wrote them (no ledger_id anywhere).
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     for n in 1..=6u128 {
         let entry =
             LedgerEntry::next(position, transaction(n, "12.30"), at(i64::try_from(n).unwrap())).unwrap();

@@ -136,7 +136,7 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
                 .unwrap();
         }
     };
-    let mut position = invario_core::Checkpoint::GENESIS;
+    let mut position = invario_core::ChainPosition::GENESIS;
     for n in 1..=5u128 {
         let entry =
             LedgerEntry::next(position, transaction(n, "3.25"), at(i64::try_from(n).unwrap())).unwrap();

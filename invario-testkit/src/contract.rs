@@ -223,7 +223,7 @@ pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
-/// Checkpoint copies: kept once per size, the largest served.
+/// ChainPosition copies: kept once per size, the largest served.
 pub async fn checkpoint_copies_are_kept_once_per_size<S: LedgerStore, G>(
     fresh: impl Future<Output = (S, G)>,
 ) {

@@ -60,7 +60,7 @@ pub(super) async fn raw_copy(server: &BenchServer, count: u64) -> anyhow::Result
     .await?;
     server.settle().await?;
     let mut rows = CopyRows::default();
-    let mut checkpoint = Checkpoint::GENESIS;
+    let mut checkpoint = ChainPosition::GENESIS;
     let mut elapsed = Duration::ZERO;
     let mut first = 0;
     while first < count {

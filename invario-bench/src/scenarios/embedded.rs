@@ -26,7 +26,7 @@ pub(super) async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurem
     for trigger in triggers {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER \"{trigger}\""))).execute(&raw_pool).await?;
     }
-    let mut position = Checkpoint::GENESIS;
+    let mut position = ChainPosition::GENESIS;
     let mut raw_elapsed = Duration::ZERO;
     let mut first = 0;
     while first < count {

@@ -10,7 +10,11 @@ pub(super) fn core_hashing(entries: u64) -> anyhow::Result<Vec<Measurement>> {
         workload::transactions(0, 0, entries.clamp(1, 65_536))?
             .into_iter()
             .map(|transaction| {
-                Ok(StoredTransaction::of(&LedgerEntry::next(Checkpoint::GENESIS, transaction, recorded_at)?))
+                Ok(StoredTransaction::of(&LedgerEntry::next(
+                    ChainPosition::GENESIS,
+                    transaction,
+                    recorded_at,
+                )?))
             })
             .collect::<anyhow::Result<_>>()?;
     let encoded: Vec<Vec<u8>> = sample

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
 use invario_core::{
-    Checkpoint, DEFAULT_LEDGER, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp,
+    ChainPosition, DEFAULT_LEDGER, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp,
     encode_entry_v1, entry_hash_v1,
 };
 use invario_postgres::PgLedger;
