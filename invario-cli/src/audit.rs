@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use invario_core::audit::{TrustedTree, check_consistency, entry_from_receipt};
-use invario_core::checkpoint::TreeCheckpoint;
+use invario_core::checkpoint::Checkpoint;
 use invario_core::merkle::{Frontier, entry_leaf_hash};
 use invario_core::note::VerifierKey;
 use invario_core::{ChainPosition, LedgerName, MAX_PAGE_SIZE};
@@ -50,13 +50,13 @@ pub(crate) async fn run(
     let log_key = VerifierKey::parse(vkey).context("--vkey")?;
     let memory = Sink::open(state)?;
     let remembered = match memory.read_latest()? {
-        Some(note) => Some(TreeCheckpoint::verify(&note, &log_key).with_context(|| {
+        Some(note) => Some(Checkpoint::verify(&note, &log_key).with_context(|| {
             format!("the remembered checkpoint in {} does not verify with --vkey", state.display())
         })?),
         None => None,
     };
     let served = fetch_bytes(url, Some(key), &ledger_path(ledger, "/v1/ledger/checkpoint")).await?;
-    let (checkpoint, note) = match TreeCheckpoint::verify(&served, &log_key) {
+    let (checkpoint, note) = match Checkpoint::verify(&served, &log_key) {
         Ok(verified) => verified,
         Err(error) => {
             return Ok(inconsistent(
@@ -71,17 +71,17 @@ pub(crate) async fn run(
     {
         return Ok(inconsistent(&format!("witnesses: {error}"), &served, None));
     }
-    let new = TrustedTree { size: checkpoint.tree_size, root: checkpoint.root_hash };
+    let new = TrustedTree { size: checkpoint.head.size, root: checkpoint.head.root };
 
     if let Some((old, old_note)) = &remembered {
-        let old_tree = TrustedTree { size: old.tree_size, root: old.root_hash };
-        if old.tree_size > checkpoint.tree_size {
-            let reason = format!("the log shrank from {} to {} entries", old.tree_size, checkpoint.tree_size);
+        let old_tree = TrustedTree { size: old.head.size, root: old.head.root };
+        if old.head.size > checkpoint.head.size {
+            let reason = format!("the log shrank from {} to {} entries", old.head.size, checkpoint.head.size);
             return Ok(inconsistent(&reason, &served, Some(&old_note.to_text())));
         }
         let path = ledger_path(
             ledger,
-            &format!("/v1/ledger/proof/consistency?first={}&second={}", old.tree_size, checkpoint.tree_size),
+            &format!("/v1/ledger/proof/consistency?first={}&second={}", old.head.size, checkpoint.head.size),
         );
         let response = fetch_json(url, Some(key), &path).await?;
         if let Err(error) = check_consistency(&response, Some(old_tree), Some(new)) {
@@ -96,11 +96,11 @@ pub(crate) async fn run(
         ));
     }
     let note = String::from_utf8(served.clone()).context("the checkpoint is not UTF-8")?;
-    match memory.write(checkpoint.tree_size, &note) {
+    match memory.write(checkpoint.head.size, &note) {
         Ok(()) => {}
         Err(SinkError::Equivocation { path, .. }) => {
             let other = std::fs::read_to_string(&path).unwrap_or_default();
-            let reason = format!("two different checkpoints for tree size {}", checkpoint.tree_size);
+            let reason = format!("two different checkpoints for tree size {}", checkpoint.head.size);
             return Ok(inconsistent(&reason, &served, Some(&other)));
         }
         Err(error) => return Err(error.into()),
@@ -108,19 +108,19 @@ pub(crate) async fn run(
     match &remembered {
         Some((old, _)) => println!(
             "✅ Consistent: the checkpoint at tree size {} (root {}) extends the one remembered at size {}",
-            checkpoint.tree_size, checkpoint.root_hash, old.tree_size
+            checkpoint.head.size, checkpoint.head.root, old.head.size
         ),
         None => println!(
             "✅ Verified the checkpoint at tree size {} (root {}); remembered in {}",
-            checkpoint.tree_size,
-            checkpoint.root_hash,
+            checkpoint.head.size,
+            checkpoint.head.root,
             state.display()
         ),
     }
     if full {
         println!(
             "✅ Every entry up to {} recomputed: the chain and the tree match the checkpoint",
-            checkpoint.tree_size
+            checkpoint.head.size
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -133,11 +133,11 @@ async fn rebuild(
     url: &str,
     ledger: &LedgerName,
     key: &str,
-    checkpoint: &TreeCheckpoint,
+    checkpoint: &Checkpoint,
 ) -> anyhow::Result<Result<(), String>> {
     let mut position = ChainPosition::GENESIS;
     let mut tree = Frontier::EMPTY;
-    while tree.size() < checkpoint.tree_size {
+    while tree.size() < checkpoint.head.size {
         let path = ledger_path(
             ledger,
             &format!("/v1/ledger/entries?after={}&limit={MAX_PAGE_SIZE}", position.sequence_number),
@@ -148,7 +148,7 @@ async fn rebuild(
             return Ok(Err(format!(
                 "the server has {} entries, the checkpoint says {}",
                 tree.size(),
-                checkpoint.tree_size
+                checkpoint.head.size
             )));
         }
         for receipt in receipts {
@@ -163,19 +163,19 @@ async fn rebuild(
                     entry.sequence_number, position.sequence_number
                 )));
             }
-            if tree.size() == checkpoint.tree_size {
+            if tree.size() == checkpoint.head.size {
                 break;
             }
             tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
             position = entry.checkpoint();
         }
     }
-    if tree.root() != checkpoint.root_hash {
+    if tree.root() != checkpoint.head.root {
         return Ok(Err(format!(
             "the entries give root {} at size {}, the checkpoint signs {}",
             tree.root(),
             tree.size(),
-            checkpoint.root_hash
+            checkpoint.head.root
         )));
     }
     Ok(Ok(()))

@@ -271,11 +271,7 @@ async fn verify(
     let signed = checkpoints.map(|(dir, vkey)| read_checkpoints(dir, vkey)).transpose()?;
     let expect = invario_core::Expectations {
         digest,
-        signed_roots: signed
-            .iter()
-            .flatten()
-            .map(|checkpoint| (checkpoint.tree_size, checkpoint.root_hash))
-            .collect(),
+        signed_roots: signed.iter().flatten().map(|checkpoint| checkpoint.head).collect(),
     };
     let backend = open(url, COMMAND_CONNECTIONS, Schema::Current).await?;
     with_catalog!(backend, |catalog| {
@@ -288,7 +284,7 @@ async fn verify(
 fn read_checkpoints(
     dir: &std::path::Path,
     vkey: &str,
-) -> anyhow::Result<Vec<invario_core::checkpoint::TreeCheckpoint>> {
+) -> anyhow::Result<Vec<invario_core::checkpoint::Checkpoint>> {
     let key = invario_core::note::VerifierKey::parse(vkey).context("--vkey")?;
     let mut checkpoints = Vec::new();
     let entries = std::fs::read_dir(dir)
@@ -300,7 +296,7 @@ fn read_checkpoints(
             continue;
         }
         let note = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let (checkpoint, _) = invario_core::checkpoint::TreeCheckpoint::verify(&note, &key)
+        let (checkpoint, _) = invario_core::checkpoint::Checkpoint::verify(&note, &key)
             .with_context(|| format!("{} does not verify with the given key", path.display()))?;
         checkpoints.push(checkpoint);
     }
@@ -314,7 +310,7 @@ async fn verify_with<S: LedgerStore>(
     ledger: Ledger<S>,
     json: bool,
     expect: &invario_core::Expectations,
-    signed: Option<&[invario_core::checkpoint::TreeCheckpoint]>,
+    signed: Option<&[invario_core::checkpoint::Checkpoint]>,
 ) -> anyhow::Result<ExitCode> {
     let digest = expect.digest;
     let head = ledger.head().await?;
@@ -343,7 +339,7 @@ async fn verify_with<S: LedgerStore>(
             );
         }
         if let (Some(signed), true) = (signed, report.is_intact()) {
-            let latest = signed.iter().map(|checkpoint| checkpoint.tree_size).max().unwrap_or(0);
+            let latest = signed.iter().map(|checkpoint| checkpoint.head.size).max().unwrap_or(0);
             println!(
                 "✅ The ledger passes through every signed checkpoint given ({} file(s), the latest at tree size {latest})",
                 signed.len()

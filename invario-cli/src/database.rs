@@ -35,8 +35,7 @@ pub(crate) enum Schema {
 /// none is given), or `None` for PostgreSQL.
 pub(crate) fn embedded_folder(url: Option<&str>) -> Option<std::path::PathBuf> {
     let url = url.map(str::trim).filter(|url| !url.is_empty()).unwrap_or(EMBEDDED_DEFAULT_URL);
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    let path = std::path::Path::new(invario_sqlite::file_path(url)?);
     Some(
         path.parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -56,7 +55,7 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
             EMBEDDED_DEFAULT_URL
         }
     };
-    if url.starts_with("sqlite:") {
+    if invario_sqlite::handles_url(url) {
         let pool = invario_sqlite::connect(url).await?;
         if schema != Schema::AsIs {
             invario_sqlite::migrate(&pool).await?;
@@ -68,7 +67,7 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
         }
         return Ok(Backend::Sqlite(pool));
     }
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if !invario_postgres::handles_url(url) {
         bail!(
             "the database URL is malformed: use postgres://user:password@host:5432/invario or sqlite://path/to/invario.db"
         );
@@ -90,10 +89,10 @@ pub(crate) async fn open(url: Option<&str>, max_connections: u32, schema: Schema
     if schema == Schema::Serving {
         let ledger = Ledger::new(PgLedger::new(pool.clone()));
         let (tree, head) = (ledger.tree_head().await?, ledger.head().await?);
-        if tree.tree_size < head.sequence_number {
+        if tree.size < head.sequence_number {
             bail!(
                 "the Merkle tree covers {} of {} entries; run `invario migrate` to build it",
-                tree.tree_size,
+                tree.size,
                 head.sequence_number
             );
         }

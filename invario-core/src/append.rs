@@ -67,6 +67,13 @@ impl AppendPlan {
         self.new_head
     }
 
+    /// The head an adapter must write: `Some` only when the plan adds entries
+    /// (a plan of replays alone leaves the head as it is). The one place this
+    /// rule lives; adapters write what it says.
+    pub fn head_move(&self) -> Option<LedgerHead> {
+        (!self.new_entries.is_empty()).then_some(self.new_head)
+    }
+
     /// One receipt per submitted transaction, in submission order.
     pub fn receipts(&self) -> &[Receipt] {
         &self.receipts
@@ -98,7 +105,10 @@ impl AppendPlan {
         } else {
             let leaves = new_entries.iter().map(|entry| entry_leaf_hash(&entry.entry_hash));
             let update = extend_tree(&snapshot.tree, head.sequence_number, leaves)?;
-            debug_assert_eq!(update.state.size, new_entries.last().map_or(0, |last| last.sequence_number));
+            debug_assert_eq!(
+                update.state.head.size,
+                new_entries.last().map_or(0, |last| last.sequence_number)
+            );
             Some(update)
         };
         let new_head = match new_entries.last() {
@@ -120,7 +130,7 @@ pub fn plan_tree_backfill(
     snapshot: &AppendSnapshot,
     entries: &[LedgerEntry],
 ) -> Result<AppendPlan, TreeError> {
-    let tree_size = snapshot.tree.state.size;
+    let tree_size = snapshot.tree.state.head.size;
     let follows_the_tree =
         entries.iter().zip(tree_size + 1..).all(|(entry, expected)| entry.sequence_number == expected);
     let built = tree_size + entries.len() as u64;

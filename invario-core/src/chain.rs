@@ -181,7 +181,7 @@ pub struct ChainPosition {
 
 /// The old name of [`ChainPosition`], kept so embedders' code compiles:
 /// "checkpoint" now means only the signed tree head
-/// ([`crate::checkpoint::TreeCheckpoint`]).
+/// ([`crate::checkpoint::Checkpoint`]).
 #[deprecated(since = "0.1.0", note = "renamed `ChainPosition`; a checkpoint is the signed tree head")]
 pub type Checkpoint = ChainPosition;
 

@@ -9,7 +9,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::chain::{ChainPosition, EntryContent, EntryHash, LedgerEntry, LedgerHead, entry_hash_v1};
-use crate::merkle::{Frontier, TreeHash, entry_leaf_hash};
+use crate::merkle::{Frontier, TreeHash, TreeHead, entry_leaf_hash};
 use crate::ports::StoreError;
 use crate::tiles::TreeState;
 
@@ -373,7 +373,7 @@ pub struct Verifier {
     stored_tree: Option<TreeState>,
     /// Signed tree heads the rebuilt tree must pass through, largest size first
     /// (the next one to meet is last).
-    signed_roots: Vec<(u64, TreeHash)>,
+    signed_roots: Vec<TreeHead>,
 }
 
 impl Verifier {
@@ -428,10 +428,10 @@ impl Verifier {
     /// roots at its size (checkpoints signed earlier, verified by the caller):
     /// a rewritten or truncated history fails as `checkpoint_inconsistent`.
     /// Only meaningful for a run that rebuilds the tree from the start.
-    pub fn expect_signed_roots(mut self, mut roots: Vec<(u64, TreeHash)>) -> Self {
+    pub fn expect_signed_roots(mut self, mut roots: Vec<TreeHead>) -> Self {
         roots.sort_unstable_by(|a, b| b.cmp(a));
         roots.dedup();
-        if let Some(&(0, root)) = roots.last() {
+        if let Some(&TreeHead { size: 0, root }) = roots.last() {
             roots.pop();
             if root != crate::merkle::empty_root() {
                 self.record_break(IntegrityBreak::CheckpointInconsistent {
@@ -514,7 +514,7 @@ impl Verifier {
     /// Once every entry was seen: no signed tree head may lie beyond the ledger (a truncation).
     fn check_signed_roots_met(&self) -> Result<(), IntegrityBreak> {
         match (self.signed_roots.last(), &self.rebuilt_tree) {
-            (Some(&(size, root)), Some(rebuilt)) => Err(IntegrityBreak::CheckpointInconsistent {
+            (Some(&TreeHead { size, root }), Some(rebuilt)) => Err(IntegrityBreak::CheckpointInconsistent {
                 checkpoint_size: size,
                 checkpoint_root: root,
                 tree_size: rebuilt.size(),
@@ -527,10 +527,13 @@ impl Verifier {
     /// Once every entry was seen: the stored tree must be the rebuilt one.
     fn check_tree(&self) -> Result<(), IntegrityBreak> {
         let (Some(stored), Some(rebuilt)) = (&self.stored_tree, &self.rebuilt_tree) else { return Ok(()) };
-        if stored.size != rebuilt.size() || stored.root != rebuilt.root() || stored.frontier != *rebuilt {
+        if stored.head.size != rebuilt.size()
+            || stored.head.root != rebuilt.root()
+            || stored.frontier != *rebuilt
+        {
             return Err(IntegrityBreak::TreeMismatch {
-                stored_size: stored.size,
-                stored_root: stored.root,
+                stored_size: stored.head.size,
+                stored_root: stored.head.root,
                 rebuilt_size: rebuilt.size(),
                 rebuilt_root: rebuilt.root(),
             });
@@ -626,7 +629,7 @@ impl Verifier {
         self.last_recorded_at_micros = Some(entry.recorded_at_micros);
         if let Some(tree) = &mut self.rebuilt_tree {
             tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
-            while let Some(&(size, root)) = self.signed_roots.last()
+            while let Some(&TreeHead { size, root }) = self.signed_roots.last()
                 && size == tree.size()
             {
                 if root != tree.root() {

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_ledgers_checkpoint_verifies_only_under_its_own_key() {
-        use crate::checkpoint::TreeCheckpoint;
+        use crate::checkpoint::Checkpoint;
         use crate::merkle::empty_root;
         use crate::note::ALGORITHM_ED25519;
         const ORIGIN: &str = "ledger.example.com/invario/prod";
@@ -158,13 +158,15 @@ mod tests {
             LedgerName::default_ledger().signer_key(&service_key).unwrap().verifier(),
             service_key.verifier()
         );
-        let checkpoint =
-            TreeCheckpoint { origin: acme_key.name().to_owned(), tree_size: 0, root_hash: empty_root() };
+        let checkpoint = Checkpoint {
+            origin: acme_key.name().to_owned(),
+            head: crate::merkle::TreeHead { size: 0, root: empty_root() },
+        };
         let note = checkpoint.sign(&acme_key).unwrap().to_text();
-        assert!(TreeCheckpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
+        assert!(Checkpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
         // Same private key, same tree: another ledger's key, or the service's own, refuses it.
         for other in [books_key.verifier(), service_key.verifier()] {
-            assert!(TreeCheckpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
+            assert!(Checkpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
         }
         assert!(checkpoint.sign(&books_key).is_err());
     }

@@ -58,6 +58,7 @@ pub mod merkle {
 pub mod metadata;
 pub mod ports;
 pub mod proofs;
+pub mod schema;
 pub mod service;
 pub mod signer;
 #[cfg(any(test, feature = "proptest"))]
@@ -96,6 +97,7 @@ pub use ports::{
 pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
 };
+pub use schema::MigrationInfo;
 pub use service::{
     AuthenticationError, EntriesPage, Expectations, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError,
     Ledger, MAX_PAGE_SIZE, PageError,

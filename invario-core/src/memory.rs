@@ -195,7 +195,7 @@ impl LedgerStore for MemoryLedger {
                 .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
                 .collect();
             let tree = state.tree();
-            let edge = state.tiles(&edge_tiles(tree.size));
+            let edge = state.tiles(&edge_tiles(tree.head.size));
             AppendSnapshot { head: state.head(), existing, tree: TreeSnapshot { state: tree, edge } }
         };
         Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
@@ -307,7 +307,9 @@ impl AppendSession for MemoryAppend {
             state.position_of.insert(entry.transaction_id(), position);
             state.entries.push(entry.clone());
         }
-        state.head = Some(plan.new_head());
+        if let Some(head) = plan.head_move() {
+            state.head = Some(head);
+        }
         Ok(())
     }
 }

@@ -17,14 +17,7 @@ use crate::transaction::TransactionId;
 /// Entries the backfill adds to the tree per database transaction.
 pub const TREE_BACKFILL_CHUNK: usize = 10_000;
 
-/// The tree at one size: what a checkpoint signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TreeHead {
-    /// Leaves (= entries).
-    pub tree_size: u64,
-    /// The root at that size.
-    pub root_hash: TreeHash,
-}
+pub use crate::merkle::TreeHead;
 
 /// Proof that an entry is leaf `leaf_index` of the tree of `tree_size` leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +128,7 @@ impl<S: LedgerStore> Ledger<S> {
     /// The stored tree's size and root.
     pub async fn tree_head(&self) -> Result<TreeHead, StoreError> {
         let state = self.store().tree_state().await?;
-        Ok(TreeHead { tree_size: state.size, root_hash: state.root })
+        Ok(state.head)
     }
 
     /// The tree's size, or `requested` when it lies within `min..=` that size.
@@ -146,9 +139,9 @@ impl<S: LedgerStore> Ledger<S> {
         min: u64,
     ) -> Result<(TreeState, u64), ProofRequestError> {
         let state = self.store().tree_state().await?;
-        let size = requested.unwrap_or(state.size);
-        if size < min || size > state.size {
-            return Err(out_of_range(parameter, size, min, state.size));
+        let size = requested.unwrap_or(state.head.size);
+        if size < min || size > state.head.size {
+            return Err(out_of_range(parameter, size, min, state.head.size));
         }
         Ok((state, size))
     }
@@ -170,7 +163,7 @@ impl<S: LedgerStore> Ledger<S> {
     /// the stored root (tiles and state are written together).
     fn root_at(state: &TreeState, set: &dyn SubtreeSource, size: u64) -> Result<TreeHash, ProofError> {
         let root = tree_root(&set, size)?;
-        if size == state.size && root != state.root {
+        if size == state.head.size && root != state.head.root {
             return Err(ProofError::Mismatch);
         }
         Ok(root)
@@ -269,11 +262,11 @@ impl<S: LedgerStore> Ledger<S> {
         loop {
             let state = self.store().tree_state().await?;
             let head = self.store().head().await?;
-            progress(state.size, head.sequence_number);
-            if state.size >= head.sequence_number {
+            progress(state.head.size, head.sequence_number);
+            if state.head.size >= head.sequence_number {
                 return Ok(added);
             }
-            let entries = self.store().entries_after(state.size, TREE_BACKFILL_CHUNK).await?;
+            let entries = self.store().entries_after(state.head.size, TREE_BACKFILL_CHUNK).await?;
             let session = self.store().begin_append(&[]).await?;
             let plan = plan_tree_backfill(session.snapshot(), &entries)?;
             session.commit(&plan).await?;

@@ -46,7 +46,7 @@ fn head_of(entries: &[LedgerEntry]) -> LedgerHead {
 fn tree_of(entries: &[LedgerEntry]) -> TreeSnapshot {
     let leaves = entries.iter().map(|entry| entry_leaf_hash(&entry.entry_hash));
     let update = extend_tree(&TreeSnapshot::empty(), 0, leaves).unwrap();
-    let edge = edge_tiles(update.state.size);
+    let edge = edge_tiles(update.state.head.size);
     TreeSnapshot {
         edge: update.tiles.into_iter().filter(|tile| edge.contains(&tile.coord)).collect(),
         state: update.state,
@@ -61,7 +61,7 @@ fn fake_tree(size: u64) -> TreeSnapshot {
         .map(|coord| crate::tiles::Tile { coord, hashes: vec![hash; coord.width_at(size)] })
         .collect();
     let frontier = crate::merkle::Frontier::from_parts(size, vec![hash; size.count_ones() as usize]).unwrap();
-    TreeSnapshot { state: TreeState { size, root: hash, frontier }, edge }
+    TreeSnapshot { state: TreeState { head: crate::merkle::TreeHead { size, root: hash }, frontier }, edge }
 }
 
 fn records(entries: &[LedgerEntry]) -> Vec<VerificationRecord> {
@@ -464,8 +464,8 @@ proptest! {
         all.extend(plan.new_entries().iter().cloned());
         let leaves: Vec<_> = all.iter().map(|entry| entry_leaf_hash(&entry.entry_hash)).collect();
         let tree = plan.tree_update().expect("new entries grow the tree");
-        prop_assert_eq!(tree.state.size, all.len() as u64);
-        prop_assert_eq!(tree.state.root, root_of_leaves(&leaves));
+        prop_assert_eq!(tree.state.head.size, all.len() as u64);
+        prop_assert_eq!(tree.state.head.root, root_of_leaves(&leaves));
         prop_assert_eq!(verify(plan.new_head(), &records(&all)), None);
     }
 }

@@ -71,9 +71,9 @@ impl From<AppendRefusal> for IngestError {
 pub struct Expectations {
     /// A head exported earlier (`invario digest`): the chain must still pass through it.
     pub digest: Option<ChainPosition>,
-    /// Signed tree heads (size, root) from checkpoints verified by the caller:
-    /// the tree rebuilt from the entries must have each root at its size.
-    pub signed_roots: Vec<(u64, crate::merkle::TreeHash)>,
+    /// Signed tree heads from checkpoints verified by the caller: the tree
+    /// rebuilt from the entries must have each root at its size.
+    pub signed_roots: Vec<crate::merkle::TreeHead>,
 }
 
 /// Why a page request was refused.

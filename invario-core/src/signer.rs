@@ -4,9 +4,9 @@
 //! sink). If it is not — the chain was rewritten, truncated or forked behind
 //! the service's back — nothing is signed and the ledger is quarantined.
 
-use crate::checkpoint::{CheckpointError, TreeCheckpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::integrity::IntegrityBreak;
-use crate::merkle::verify_consistency;
+use crate::merkle::{TreeHead, verify_consistency};
 use crate::note::SignerKey;
 use crate::ports::{LedgerStore, StoreError};
 use crate::proofs::ProofRequestError;
@@ -18,12 +18,12 @@ pub enum SignOutcome {
     /// A new checkpoint of a grown tree: write `note` to the sink, then serve it.
     Signed {
         /// What it states.
-        checkpoint: TreeCheckpoint,
+        checkpoint: Checkpoint,
         /// The signed note, byte-exact C2SP.
         note: String,
     },
     /// The tree has not grown since the sink's latest checkpoint, and is still consistent with it.
-    Unchanged(TreeCheckpoint),
+    Unchanged(Checkpoint),
 }
 
 /// Why nothing was signed.
@@ -56,17 +56,15 @@ impl<S: LedgerStore> Ledger<S> {
         if let Some(found) = self.integrity().broken {
             return Err(SignError::Quarantined(found));
         }
-        let latest =
-            latest_in_sink.map(|note| TreeCheckpoint::verify(note, &signer.verifier())).transpose()?;
+        let latest = latest_in_sink.map(|note| Checkpoint::verify(note, &signer.verifier())).transpose()?;
         let tree = self.tree_head().await?;
-        let current = TreeCheckpoint {
+        let current = Checkpoint {
             origin: signer.name().to_owned(),
-            tree_size: tree.tree_size,
-            root_hash: tree.root_hash,
+            head: TreeHead { size: tree.size, root: tree.root },
         };
         if let Some((latest, _)) = &latest {
             self.check_consistent(latest, &current).await?;
-            if latest.tree_size == current.tree_size {
+            if latest.head.size == current.head.size {
                 return Ok(SignOutcome::Unchanged(current));
             }
         }
@@ -76,12 +74,8 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// Keeps a copy of a checkpoint in the database, for serving by any process
     /// (after it was written to the sink: the sink is the reference).
-    pub async fn keep_checkpoint_copy(
-        &self,
-        checkpoint: &TreeCheckpoint,
-        note: &str,
-    ) -> Result<(), StoreError> {
-        self.store().store_checkpoint(checkpoint.tree_size, note).await
+    pub async fn keep_checkpoint_copy(&self, checkpoint: &Checkpoint, note: &str) -> Result<(), StoreError> {
+        self.store().store_checkpoint(checkpoint.head.size, note).await
     }
 
     /// The copy of the latest signed checkpoint, as served.
@@ -91,26 +85,22 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// The tree now must extend `latest`: proven with a consistency proof from
     /// the stored tiles, verified against the root `latest` signed.
-    async fn check_consistent(
-        &self,
-        latest: &TreeCheckpoint,
-        current: &TreeCheckpoint,
-    ) -> Result<(), SignError> {
+    async fn check_consistent(&self, latest: &Checkpoint, current: &Checkpoint) -> Result<(), SignError> {
         let inconsistent = || IntegrityBreak::CheckpointInconsistent {
-            checkpoint_size: latest.tree_size,
-            checkpoint_root: latest.root_hash,
-            tree_size: current.tree_size,
-            tree_root: current.root_hash,
+            checkpoint_size: latest.head.size,
+            checkpoint_root: latest.head.root,
+            tree_size: current.head.size,
+            tree_root: current.head.root,
         };
-        let consistent = if latest.tree_size > current.tree_size {
+        let consistent = if latest.head.size > current.head.size {
             false
         } else {
-            match self.consistency_proof(latest.tree_size, Some(current.tree_size)).await {
+            match self.consistency_proof(latest.head.size, Some(current.head.size)).await {
                 Ok(proof) => verify_consistency(
-                    latest.tree_size,
-                    current.tree_size,
-                    &latest.root_hash,
-                    &current.root_hash,
+                    latest.head.size,
+                    current.head.size,
+                    &latest.head.root,
+                    &current.head.root,
                     &proof.hashes,
                 )
                 .is_ok(),

@@ -50,8 +50,8 @@ fn every_served_proof_verifies_against_the_reference_root_at_every_size() {
     let leaves = leaves(&ledger);
     block_on(async {
         let head = ledger.tree_head().await.unwrap();
-        assert_eq!(head.tree_size, 300);
-        assert_eq!(head.root_hash, root_of_leaves(&leaves));
+        assert_eq!(head.size, 300);
+        assert_eq!(head.root, root_of_leaves(&leaves));
         for size in [1u64, 2, 3, 37, 255, 256, 257, 299, 300] {
             let root = root_of_leaves(&leaves[..size as usize]);
             for sequence in [1, size / 2 + 1, size] {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use futures_executor::block_on;
-use invario_core::checkpoint::TreeCheckpoint;
+use invario_core::checkpoint::Checkpoint;
 use invario_core::note::{ALGORITHM_ED25519, SignerKey};
 use invario_core::signer::{SignError, SignOutcome};
 use invario_core::{IngestError, Ledger, MemoryLedger, Timestamp, Transaction};
@@ -31,11 +31,11 @@ fn append(ledger: &Ledger<MemoryLedger>, ids: std::ops::RangeInclusive<u128>, am
     block_on(ledger.ingest(batch, at(1))).unwrap();
 }
 
-fn signed(outcome: SignOutcome) -> (TreeCheckpoint, String) {
+fn signed(outcome: SignOutcome) -> (Checkpoint, String) {
     match outcome {
         SignOutcome::Signed { checkpoint, note } => (checkpoint, note),
         SignOutcome::Unchanged(checkpoint) => {
-            panic!("expected a new signature, the tree stayed at {}", checkpoint.tree_size)
+            panic!("expected a new signature, the tree stayed at {}", checkpoint.head.size)
         }
     }
 }
@@ -44,11 +44,11 @@ fn signed(outcome: SignOutcome) -> (TreeCheckpoint, String) {
 fn a_growing_ledger_is_signed_and_an_unchanged_one_is_not_signed_again() {
     let ledger = Ledger::new(MemoryLedger::new());
     let (empty, first_note) = signed(block_on(ledger.sign_checkpoint(&key(), None)).unwrap());
-    assert_eq!(empty.tree_size, 0);
+    assert_eq!(empty.head.size, 0);
     append(&ledger, 1..=5, "1.00");
     let (five, note) = signed(block_on(ledger.sign_checkpoint(&key(), Some(first_note.as_bytes()))).unwrap());
-    assert_eq!((five.tree_size, five.root_hash), (5, block_on(ledger.tree_head()).unwrap().root_hash));
-    let (verified, _) = TreeCheckpoint::verify(note.as_bytes(), &key().verifier()).unwrap();
+    assert_eq!((five.head.size, five.head.root), (5, block_on(ledger.tree_head()).unwrap().root));
+    let (verified, _) = Checkpoint::verify(note.as_bytes(), &key().verifier()).unwrap();
     assert_eq!(verified, five);
     assert_eq!(
         block_on(ledger.sign_checkpoint(&key(), Some(note.as_bytes()))).unwrap(),
@@ -56,7 +56,7 @@ fn a_growing_ledger_is_signed_and_an_unchanged_one_is_not_signed_again() {
     );
     append(&ledger, 6..=300, "2.00");
     let (grown, _) = signed(block_on(ledger.sign_checkpoint(&key(), Some(note.as_bytes()))).unwrap());
-    assert_eq!(grown.tree_size, 300);
+    assert_eq!(grown.head.size, 300);
 }
 
 #[test]
@@ -124,13 +124,12 @@ fn a_sink_checkpoint_from_another_key_or_origin_is_not_trusted() {
 
 #[test]
 fn a_full_verification_checks_the_ledger_against_signed_tree_heads() {
-    use invario_core::Expectations;
+    use invario_core::{Expectations, TreeHead};
     let ledger = Ledger::new(MemoryLedger::new());
-    let mut heads = vec![(0, block_on(ledger.tree_head()).unwrap().root_hash)];
+    let mut heads = vec![block_on(ledger.tree_head()).unwrap()];
     for (first, last) in [(1, 3), (4, 4), (5, 260), (261, 300)] {
         append(&ledger, first..=last, "1.00");
-        let head = block_on(ledger.tree_head()).unwrap();
-        heads.push((head.tree_size, head.root_hash));
+        heads.push(block_on(ledger.tree_head()).unwrap());
     }
     let expect = Expectations { digest: None, signed_roots: heads.clone() };
     assert!(block_on(ledger.verify_full_with(&expect, &mut |_| {})).unwrap().is_intact());
@@ -151,6 +150,6 @@ fn a_full_verification_checks_the_ledger_against_signed_tree_heads() {
     assert_eq!((found.kind(), found.sequence()), ("checkpoint_inconsistent", Some(260)));
 
     // A signed empty tree with another root is refused too.
-    let bogus = Expectations { digest: None, signed_roots: vec![(0, heads[1].1)] };
+    let bogus = Expectations { digest: None, signed_roots: vec![TreeHead { size: 0, root: heads[1].root }] };
     assert!(!block_on(ledger.verify_full_with(&bogus, &mut |_| {})).unwrap().is_intact());
 }

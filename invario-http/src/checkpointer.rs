@@ -247,7 +247,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
         Ok(SignOutcome::Signed { checkpoint, note }) => {
             let sink = settings.sink.clone();
             let written = note.clone();
-            let size = checkpoint.tree_size;
+            let size = checkpoint.head.size;
             match tokio::task::spawn_blocking(move || sink.write(size, &written)).await {
                 Ok(Ok(())) => {
                     let lines = gather_cosignatures(name, ledger, settings, witness_sizes, size, &note).await;
@@ -273,7 +273,7 @@ pub(crate) async fn sign_once<S: LedgerStore>(
                     tracing::info!(
                         event = "checkpoint_signed", ledger = %name,
                         tree_size = size,
-                        root_hash = %checkpoint.root_hash,
+                        root_hash = %checkpoint.head.root,
                         origin = %checkpoint.origin,
                     );
                 }
@@ -287,11 +287,11 @@ pub(crate) async fn sign_once<S: LedgerStore>(
             {
                 // A copy lost with a restored database is put back from the sink.
                 if let Err(error) = ledger.keep_checkpoint_copy(&checkpoint, &note).await {
-                    tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = checkpoint.tree_size, error = %error);
+                    tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = checkpoint.head.size, error = %error);
                 }
-                latest.set(checkpoint.tree_size, note);
+                latest.set(checkpoint.head.size, note);
                 metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string())
-                    .set(checkpoint.tree_size as f64);
+                    .set(checkpoint.head.size as f64);
             }
         }
         Err(SignError::Inconsistent(found)) => {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use invario_core::merkle::TreeHash;
+use invario_core::merkle::{TreeHash, TreeHead};
 use invario_core::note::{SignerKey, VerifierKey};
-use invario_core::witness::{AddCheckpoint, WitnessRefusal, WitnessedTree, add_checkpoint};
+use invario_core::witness::{AddCheckpoint, WitnessRefusal, add_checkpoint};
 use sha2::Digest;
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -66,7 +66,7 @@ fn state_path(dir: &Path, origin: &str) -> PathBuf {
     dir.join(format!("{}.state", hex::encode(sha2::Sha256::digest(origin.as_bytes()))))
 }
 
-fn read_state(dir: &Path, origin: &str) -> Result<Option<WitnessedTree>, WitnessError> {
+fn read_state(dir: &Path, origin: &str) -> Result<Option<TreeHead>, WitnessError> {
     let path = state_path(dir, origin);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -79,16 +79,16 @@ fn read_state(dir: &Path, origin: &str) -> Result<Option<WitnessedTree>, Witness
     let mut lines = text.lines();
     let tree_size = lines.next().and_then(|size| size.parse().ok()).ok_or_else(corrupt)?;
     let root_hash = lines.next().and_then(|root| TreeHash::from_hex(root).ok()).ok_or_else(corrupt)?;
-    Ok(Some(WitnessedTree { tree_size, root_hash }))
+    Ok(Some(TreeHead { size: tree_size, root: root_hash }))
 }
 
 /// Writes the state atomically: temporary file, fsync, rename, directory fsync.
-fn write_state(dir: &Path, origin: &str, state: &WitnessedTree) -> Result<(), WitnessError> {
+fn write_state(dir: &Path, origin: &str, state: &TreeHead) -> Result<(), WitnessError> {
     use std::io::Write;
     let path = state_path(dir, origin);
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary).map_err(state_error(&temporary))?;
-    file.write_all(format!("{}\n{}\n", state.tree_size, state.root_hash).as_bytes())
+    file.write_all(format!("{}\n{}\n", state.size, state.root).as_bytes())
         .map_err(state_error(&temporary))?;
     file.sync_all().map_err(state_error(&temporary))?;
     std::fs::rename(&temporary, &path).map_err(state_error(&path))?;
@@ -154,7 +154,7 @@ fn decide(config: &WitnessConfig, request: &AddCheckpoint, now_seconds: u64) -> 
     match decision {
         Ok(cosigned) => match write_state(dir, &cosigned.origin, &cosigned.state) {
             Ok(()) => {
-                tracing::info!(event = "checkpoint_cosigned", origin = %cosigned.origin, tree_size = cosigned.state.tree_size);
+                tracing::info!(event = "checkpoint_cosigned", origin = %cosigned.origin, tree_size = cosigned.state.size);
                 Answer::Cosigned(cosigned.line)
             }
             Err(error) => Answer::StateFailed { event: "witness_state_unwritable", error: error.to_string() },

@@ -70,7 +70,7 @@ impl LedgerCatalog for PgCatalog {
             "INSERT INTO tree_state (ledger_id, tree_size, root_hash, frontier) VALUES ($1, 0, $2, ''::bytea)",
         )
         .bind(name.as_str())
-        .bind(TreeState::empty().root.0.as_slice())
+        .bind(TreeState::empty().head.root.0.as_slice())
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;

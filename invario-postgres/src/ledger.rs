@@ -185,7 +185,7 @@ impl LedgerStore for PgLedger {
         .into_iter()
         .map(EntryRow::into_entry)
         .collect::<Result<Vec<_>, _>>()?;
-        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.size)).await?;
+        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.head.size)).await?;
         let tree = TreeSnapshot { state: tree, edge };
         Ok(PgAppend {
             transaction,
@@ -402,7 +402,7 @@ impl AppendSession for PgAppend {
             .await
             .map_err(store_error)?;
         }
-        let head = if entries.is_empty() { None } else { Some(plan.new_head()) };
+        let head = plan.head_move();
         if let Some(tree) = plan.tree_update() {
             let (levels, indexes, hashes) = tile_columns(tree)?;
             // One round trip for the tiles, the tree state and the head.
@@ -410,8 +410,8 @@ impl AppendSession for PgAppend {
                 .bind(levels)
                 .bind(indexes)
                 .bind(hashes)
-                .bind(to_sequence(tree.state.size)?)
-                .bind(tree.state.root.0.as_slice())
+                .bind(to_sequence(tree.state.head.size)?)
+                .bind(tree.state.head.root.0.as_slice())
                 .bind(hashes_to_bytes(tree.state.frontier.hashes()))
                 .bind(self.ledger.as_str());
             if let Some(head) = head {

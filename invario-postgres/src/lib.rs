@@ -57,12 +57,14 @@ fn connect_error(error: sqlx::Error) -> PgSetupError {
 }
 
 /// A migration, as reported to the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationInfo {
-    /// Version number (the file name's prefix).
-    pub version: i64,
-    /// What it does (the file name's rest).
-    pub description: String,
+pub use invario_core::MigrationInfo;
+
+/// The URL schemes this adapter opens.
+pub const URL_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
+
+/// Whether `url` names a PostgreSQL database (one of [`URL_SCHEMES`]).
+pub fn handles_url(url: &str) -> bool {
+    URL_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
 }
 
 /// Opens a pool on `url` (`postgres://…`), checking the server answers.
@@ -210,14 +212,9 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgS
     } else {
         Vec::new()
     };
-    Ok(MIGRATOR
+    let embedded = MIGRATOR
         .iter()
-        .filter(|migration| {
-            migration.migration_type.is_up_migration() && !applied.contains(&migration.version)
-        })
-        .map(|migration| MigrationInfo {
-            version: migration.version,
-            description: migration.description.to_string(),
-        })
-        .collect())
+        .filter(|migration| migration.migration_type.is_up_migration())
+        .map(|migration| (migration.version, &*migration.description));
+    Ok(invario_core::schema::pending_migrations(embedded, &applied))
 }

@@ -71,7 +71,7 @@ impl LedgerCatalog for SqliteCatalog {
             "INSERT INTO tree_state (ledger_id, tree_size, root_hash, frontier) VALUES ($1, 0, $2, X'')",
         )
         .bind(name.as_str())
-        .bind(TreeState::empty().root.0.as_slice())
+        .bind(TreeState::empty().head.root.0.as_slice())
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;

@@ -240,7 +240,7 @@ async fn begin_and_read(
         .map_err(store_error)?;
     let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
     let tree = read_tree(&mut *transaction, ledger).await?;
-    let edge = read_tiles(&mut *transaction, ledger, &edge_tiles(tree.size)).await?;
+    let edge = read_tiles(&mut *transaction, ledger, &edge_tiles(tree.head.size)).await?;
     Ok(AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } })
 }
 
@@ -423,8 +423,7 @@ impl AppendSession for SqliteAppend {
             });
             entries.build().execute(&mut *connection).await.map_err(store_error)?;
         }
-        if !plan.new_entries().is_empty() {
-            let head = plan.new_head();
+        if let Some(head) = plan.head_move() {
             sqlx::query(
                 "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
             )
@@ -453,8 +452,8 @@ impl AppendSession for SqliteAppend {
             sqlx::query(
                 "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = $4",
             )
-            .bind(to_sequence(tree.state.size)?)
-            .bind(tree.state.root.0.as_slice())
+            .bind(to_sequence(tree.state.head.size)?)
+            .bind(tree.state.head.root.0.as_slice())
             .bind(hashes_to_bytes(tree.state.frontier.hashes()))
             .bind(ledger)
             .execute(&mut *connection)

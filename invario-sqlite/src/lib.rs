@@ -44,17 +44,26 @@ pub enum SqliteSetupError {
 }
 
 /// A migration, as reported to the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationInfo {
-    /// Version number.
-    pub version: i64,
-    /// What it does.
-    pub description: String,
+pub use invario_core::MigrationInfo;
+
+/// The URL schemes this adapter opens (`sqlite://path`, or `sqlite:path`).
+pub const URL_SCHEMES: [&str; 2] = ["sqlite://", "sqlite:"];
+
+/// Whether `url` names a SQLite file (one of [`URL_SCHEMES`]).
+pub fn handles_url(url: &str) -> bool {
+    URL_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
+}
+
+/// The file path `url` names, without the scheme and query (`None` when it
+/// is not a SQLite URL).
+pub fn file_path(url: &str) -> Option<&str> {
+    let path = URL_SCHEMES.iter().find_map(|scheme| url.strip_prefix(scheme))?;
+    Some(path.split('?').next().unwrap_or(path))
 }
 
 /// Opens (creating if missing) the file named by `url` (`sqlite://path`).
 pub async fn connect(url: &str) -> Result<SqlitePool, SqliteSetupError> {
-    if !url.starts_with("sqlite:") {
+    if !handles_url(url) {
         return Err(SqliteSetupError::MalformedUrl("it must start with sqlite://".into()));
     }
     let options = SqliteConnectOptions::from_str(url)
@@ -93,16 +102,11 @@ pub async fn pending_migrations(pool: &SqlitePool) -> Result<Vec<MigrationInfo>,
             .map_err(query_error)?,
         None => Vec::new(),
     };
-    Ok(MIGRATOR
+    let embedded = MIGRATOR
         .iter()
-        .filter(|migration| {
-            migration.migration_type.is_up_migration() && !applied.contains(&migration.version)
-        })
-        .map(|migration| MigrationInfo {
-            version: migration.version,
-            description: migration.description.to_string(),
-        })
-        .collect())
+        .filter(|migration| migration.migration_type.is_up_migration())
+        .map(|migration| (migration.version, &*migration.description));
+    Ok(invario_core::schema::pending_migrations(embedded, &applied))
 }
 
 /// SQLite's result code for "database or disk is full".

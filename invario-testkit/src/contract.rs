@@ -147,7 +147,7 @@ pub async fn verification_stream_is_ordered<S: LedgerStore, G>(fresh: impl Futur
         assert!(matches!(items[0], VerificationItem::Head(head) if head.sequence_number == 6));
         let expected_tree = ledger.tree_head().await.expect("tree");
         assert!(
-            matches!(&items[1], VerificationItem::Tree(tree) if tree.size == 6 && tree.root == expected_tree.root_hash),
+            matches!(&items[1], VerificationItem::Tree(tree) if tree.head.size == 6 && tree.head.root == expected_tree.root),
             "the tree state follows the head: {:?}",
             items[1]
         );
@@ -207,7 +207,7 @@ pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future
         all_entries(&ledger).await.iter().map(|entry| entry_leaf_hash(&entry.entry_hash)).collect();
     assert_eq!(leaves.len(), 757);
     let head = ledger.tree_head().await.expect("tree head");
-    assert_eq!((head.tree_size, head.root_hash), (757, root_of_leaves(&leaves)));
+    assert_eq!((head.size, head.root), (757, root_of_leaves(&leaves)));
     for size in [1u64, 255, 256, 257, 512, 513, 757] {
         let root = root_of_leaves(&leaves[..size as usize]);
         for sequence in [1, size / 2 + 1, size] {
@@ -217,7 +217,7 @@ pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future
                 .expect("the adapter's inclusion proof verifies");
         }
         let proof = ledger.consistency_proof(size, None).await.expect("consistency proof");
-        verify_consistency(size, 757, &root, &head.root_hash, &proof.hashes)
+        verify_consistency(size, 757, &root, &head.root, &proof.hashes)
             .expect("the adapter's consistency proof verifies");
     }
     assert!(ledger.verify_full().await.expect("verify").is_intact());
@@ -340,7 +340,7 @@ where
             prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
             let tree = model.tree_head().await.expect("tree");
             prop_assert_eq!(adapter.tree_head().await.expect("tree"), tree);
-            for size in 1..=tree.tree_size {
+            for size in 1..=tree.size {
                 for sequence in [1, size / 2 + 1, size] {
                     prop_assert_eq!(
                         adapter.inclusion_proof_at(sequence, Some(size)).await.expect("proof"),
@@ -456,8 +456,8 @@ pub async fn ledgers_are_isolated<C: LedgerCatalog, G>(fresh: impl Future<Output
     assert_eq!(all_entries(&other).await.len(), 2);
     assert_ne!(default.head().await.expect("head"), other.head().await.expect("head"));
     assert_ne!(
-        default.store().tree_state().await.expect("tree").root,
-        other.store().tree_state().await.expect("tree").root
+        default.store().tree_state().await.expect("tree").head.root,
+        other.store().tree_state().await.expect("tree").head.root
     );
     assert!(default.verify_full().await.expect("verify").is_intact());
     assert!(other.verify_full().await.expect("verify").is_intact());

@@ -351,8 +351,8 @@ fn tree_statements(entry_hashes: &[invario_core::EntryHash]) -> Vec<(&'static st
     statements.push((
         "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = current_setting('invario.tamper_ledger')",
         vec![
-            Bind::Int(i64::try_from(tree.state.size).expect("small tree")),
-            Bind::Bytes(tree.state.root.0.to_vec()),
+            Bind::Int(i64::try_from(tree.state.head.size).expect("small tree")),
+            Bind::Bytes(tree.state.head.root.0.to_vec()),
             Bind::Bytes(hashes_to_bytes(tree.state.frontier.hashes())),
         ],
     ));

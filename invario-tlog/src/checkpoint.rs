@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::merkle::TreeHash;
+use crate::merkle::{TreeHash, TreeHead};
 use crate::note::{Note, NoteError, SignerKey, VerifierKey};
 
 /// Longest origin accepted, in bytes.
@@ -33,16 +33,19 @@ pub enum CheckpointError {
     },
 }
 
-/// What a checkpoint states: this log, at this size, has this root.
+/// The signed tree head (C2SP tlog-checkpoint): this log, at this size, has
+/// this root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeCheckpoint {
+pub struct Checkpoint {
     /// The log's unique name (a schema-less URL).
     pub origin: String,
-    /// Leaves in the tree.
-    pub tree_size: u64,
-    /// The tree's root at that size.
-    pub root_hash: TreeHash,
+    /// The tree it states.
+    pub head: TreeHead,
 }
+
+/// The old name of [`Checkpoint`], kept so callers compile.
+#[deprecated(since = "0.1.0", note = "renamed `Checkpoint`")]
+pub type TreeCheckpoint = Checkpoint;
 
 /// Checks an origin: non-empty, bounded, no white space, no `+` (it is also the key name).
 pub fn check_origin(origin: &str) -> Result<(), CheckpointError> {
@@ -56,10 +59,10 @@ pub fn check_origin(origin: &str) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-impl TreeCheckpoint {
+impl Checkpoint {
     /// The note text: `<origin>\n<size>\n<base64 root>\n`.
     pub fn to_text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.tree_size, BASE64.encode(self.root_hash.0))
+        format!("{}\n{}\n{}\n", self.origin, self.head.size, BASE64.encode(self.head.root.0))
     }
 
     /// Parses a note text strictly: three lines, a canonical decimal size, a
@@ -82,7 +85,7 @@ impl TreeCheckpoint {
             .ok_or_else(|| body("the size is not a canonical decimal"))?;
         let root = BASE64.decode(root).map_err(|_| body("the root is not standard base64"))?;
         let root_hash = TreeHash::from_slice(&root).map_err(|_| body("the root is not 32 bytes"))?;
-        Ok(TreeCheckpoint { origin: origin.to_owned(), tree_size, root_hash })
+        Ok(Checkpoint { origin: origin.to_owned(), head: TreeHead { size: tree_size, root: root_hash } })
     }
 
     /// Signs the checkpoint with the log's key, whose name must be the origin.
@@ -99,10 +102,10 @@ impl TreeCheckpoint {
 
     /// Parses a signed checkpoint and verifies the log's signature with
     /// `log_key` (whose name is the origin). Other signatures are ignored here.
-    pub fn verify(note: &[u8], log_key: &VerifierKey) -> Result<(TreeCheckpoint, Note), CheckpointError> {
+    pub fn verify(note: &[u8], log_key: &VerifierKey) -> Result<(Checkpoint, Note), CheckpointError> {
         let note = Note::parse(note)?;
         note.verify(std::slice::from_ref(log_key))?;
-        let checkpoint = TreeCheckpoint::parse_text(&note.text)?;
+        let checkpoint = Checkpoint::parse_text(&note.text)?;
         if checkpoint.origin != log_key.name() {
             return Err(CheckpointError::WrongOrigin {
                 expected: log_key.name().to_owned(),

@@ -37,7 +37,7 @@ pub mod note;
 pub mod tiles;
 pub mod witness;
 
-pub use checkpoint::{CheckpointError, TreeCheckpoint};
-pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use merkle::{Frontier, ProofError, TreeHash, TreeHead, verify_consistency, verify_inclusion};
 pub use note::{Note, NoteError, SignerKey, VerifierKey};
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};

@@ -21,6 +21,23 @@ pub const MAX_PROOF_HASHES: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TreeHash(pub [u8; 32]);
 
+/// A tree at one size: its size and its root. What a checkpoint states, what
+/// a witness remembers, what a stored tree is at, what a verifier expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TreeHead {
+    /// Leaves in the tree.
+    pub size: u64,
+    /// The root at that size.
+    pub root: TreeHash,
+}
+
+impl TreeHead {
+    /// The empty tree: size 0, root `SHA-256("")`.
+    pub fn empty() -> Self {
+        TreeHead { size: 0, root: empty_root() }
+    }
+}
+
 /// Why a text or byte string is not a tree hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a tree hash must be 32 bytes: 64 hexadecimal characters (got {0:?})")]

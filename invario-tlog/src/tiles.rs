@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::merkle::{Frontier, FrontierError, SubtreeSource, TreeHash, root_of_leaves};
+use crate::merkle::{Frontier, FrontierError, SubtreeSource, TreeHash, TreeHead, root_of_leaves};
 
 /// Tree levels per tile level.
 pub const TILE_HEIGHT: u8 = 8;
@@ -51,10 +51,8 @@ pub struct Tile {
 /// The tree as stored beside the chain: its size, root and compact range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeState {
-    /// Leaves in the tree (= entries in the chain).
-    pub size: u64,
-    /// The root at that size.
-    pub root: TreeHash,
+    /// The tree's size and root.
+    pub head: TreeHead,
     /// The compact range at that size.
     pub frontier: Frontier,
 }
@@ -62,12 +60,12 @@ pub struct TreeState {
 impl TreeState {
     /// The empty tree.
     pub fn empty() -> Self {
-        TreeState { size: 0, root: crate::merkle::empty_root(), frontier: Frontier::EMPTY }
+        TreeState { head: TreeHead::empty(), frontier: Frontier::EMPTY }
     }
 
     /// Rebuilds a stored state; its frontier must match its size.
     pub fn from_stored(size: u64, root: TreeHash, frontier: Vec<TreeHash>) -> Result<Self, FrontierError> {
-        Ok(TreeState { size, root, frontier: Frontier::from_parts(size, frontier)? })
+        Ok(TreeState { head: TreeHead { size, root }, frontier: Frontier::from_parts(size, frontier)? })
     }
 }
 
@@ -155,7 +153,7 @@ pub fn extend_tree(
     chain_size: u64,
     leaves: impl IntoIterator<Item = TreeHash>,
 ) -> Result<TreeUpdate, TreeError> {
-    let old_size = snapshot.state.size;
+    let old_size = snapshot.state.head.size;
     if old_size != chain_size {
         return Err(TreeError::Behind { tree_size: old_size, chain_size });
     }
@@ -189,7 +187,10 @@ pub fn extend_tree(
         .into_iter()
         .filter_map(|coord| tiles.remove(&coord).map(|hashes| Tile { coord, hashes }))
         .collect();
-    Ok(TreeUpdate { tiles, state: TreeState { size: new_size, root: frontier.root(), frontier } })
+    Ok(TreeUpdate {
+        tiles,
+        state: TreeState { head: TreeHead { size: new_size, root: frontier.root() }, frontier },
+    })
 }
 
 /// Tiles read for a tree size: answers complete subtree hashes of that size,
@@ -282,13 +283,16 @@ mod tests {
         let mut all = Vec::new();
         for &count in appends {
             let new = leaves(all.len() as u64 + count)[all.len()..].to_vec();
-            let edge = edge_tiles(state.size)
+            let edge = edge_tiles(state.head.size)
                 .into_iter()
                 .map(|coord| Tile { coord, hashes: stored[&coord].clone() })
                 .collect();
-            let update =
-                extend_tree(&TreeSnapshot { state: state.clone(), edge }, state.size, new.iter().copied())
-                    .unwrap();
+            let update = extend_tree(
+                &TreeSnapshot { state: state.clone(), edge },
+                state.head.size,
+                new.iter().copied(),
+            )
+            .unwrap();
             for tile in update.tiles {
                 if let Some(old) = stored.get(&tile.coord) {
                     assert!(tile.hashes.starts_with(old), "a tile only grows");
@@ -335,8 +339,8 @@ mod tests {
     #[test]
     fn appended_tiles_give_the_same_root_and_proofs_at_every_past_size() {
         let (stored, state, all) = store(&[1, 254, 1, 1, 300, 7, 65_536 - 564, 3, 1_000]);
-        assert_eq!(state.size, all.len() as u64);
-        assert_eq!(state.root, root_of_leaves(&all));
+        assert_eq!(state.head.size, all.len() as u64);
+        assert_eq!(state.head.root, root_of_leaves(&all));
         let tiles: Vec<Tile> = stored.into_iter().map(|(coord, hashes)| Tile { coord, hashes }).collect();
         for size in [1u64, 2, 255, 256, 257, 511, 512, 65_535, 65_536, 65_537, all.len() as u64] {
             let set = TileSet::new(size, tiles.clone());

@@ -7,8 +7,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::checkpoint::TreeCheckpoint;
-use crate::merkle::{MAX_PROOF_HASHES, TreeHash, verify_consistency};
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{MAX_PROOF_HASHES, TreeHash, TreeHead, verify_consistency};
 use crate::note::{ALGORITHM_COSIGNATURE, Note, NoteError, NoteSignature, SignerKey, VerifierKey};
 
 /// The message a witness signs: `cosignature/v1`, the time, then the checkpoint text.
@@ -155,13 +155,8 @@ impl AddCheckpoint {
 }
 
 /// What a witness remembers per log: the largest checkpoint it cosigned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WitnessedTree {
-    /// Its size.
-    pub tree_size: u64,
-    /// Its root.
-    pub root_hash: TreeHash,
-}
+#[deprecated(since = "0.1.0", note = "a witness remembers a `TreeHead`")]
+pub type WitnessedTree = TreeHead;
 
 /// Why a witness refused a checkpoint, with the HTTP status tlog-witness gives it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,7 +198,7 @@ pub struct Cosigned {
     /// The origin the checkpoint is for.
     pub origin: String,
     /// The state to persist for that origin.
-    pub state: WitnessedTree,
+    pub state: TreeHead,
     /// The cosignature line (`— <witness> <base64>`), newline included.
     pub line: String,
 }
@@ -214,7 +209,7 @@ pub struct Cosigned {
 pub fn add_checkpoint(
     request: &AddCheckpoint,
     logs: &[VerifierKey],
-    latest: impl FnOnce(&str) -> Option<WitnessedTree>,
+    latest: impl FnOnce(&str) -> Option<TreeHead>,
     witness: &SignerKey,
     time: u64,
 ) -> Result<Cosigned, WitnessRefusal> {
@@ -224,39 +219,28 @@ pub fn add_checkpoint(
         .iter()
         .find(|key| key.name() == origin)
         .ok_or_else(|| WitnessRefusal::UnknownOrigin(origin.clone()))?;
-    let (checkpoint, _) = TreeCheckpoint::verify(&request.note, log).map_err(|error| match error {
+    let (checkpoint, _) = Checkpoint::verify(&request.note, log).map_err(|error| match error {
         crate::checkpoint::CheckpointError::Note(
             NoteError::NoTrustedSignature | NoteError::BadSignature(_),
         ) => WitnessRefusal::Untrusted(error.to_string()),
         other => WitnessRefusal::BadRequest(other.to_string()),
     })?;
-    if request.old_size > checkpoint.tree_size {
+    if request.old_size > checkpoint.head.size {
         return Err(WitnessRefusal::BadRequest(format!(
             "old {} is larger than the checkpoint's size {}",
-            request.old_size, checkpoint.tree_size
+            request.old_size, checkpoint.head.size
         )));
     }
-    let known =
-        latest(&origin).unwrap_or(WitnessedTree { tree_size: 0, root_hash: crate::merkle::empty_root() });
-    if request.old_size != known.tree_size {
-        return Err(WitnessRefusal::Conflict(known.tree_size));
+    let known = latest(&origin).unwrap_or(TreeHead::empty());
+    if request.old_size != known.size {
+        return Err(WitnessRefusal::Conflict(known.size));
     }
-    verify_consistency(
-        known.tree_size,
-        checkpoint.tree_size,
-        &known.root_hash,
-        &checkpoint.root_hash,
-        &request.proof,
-    )
-    .map_err(|error| WitnessRefusal::BadProof(error.to_string()))?;
+    verify_consistency(known.size, checkpoint.head.size, &known.root, &checkpoint.head.root, &request.proof)
+        .map_err(|error| WitnessRefusal::BadProof(error.to_string()))?;
     let line = cosign(&note.text, witness, time)
         .map_err(|error| WitnessRefusal::BadRequest(error.to_string()))?
         .line();
-    Ok(Cosigned {
-        origin,
-        state: WitnessedTree { tree_size: checkpoint.tree_size, root_hash: checkpoint.root_hash },
-        line,
-    })
+    Ok(Cosigned { origin, state: TreeHead { size: checkpoint.head.size, root: checkpoint.head.root }, line })
 }
 
 #[cfg(test)]

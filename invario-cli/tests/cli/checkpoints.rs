@@ -111,8 +111,8 @@ async fn the_server_signs_checkpoints_into_its_sink_and_catches_a_rewritten_hist
     )
     .unwrap();
     let (checkpoint, _) =
-        invario_core::checkpoint::TreeCheckpoint::verify(served.as_bytes(), &signer.verifier()).unwrap();
-    assert_eq!((checkpoint.origin.as_str(), checkpoint.tree_size), ("test.invario.local/ledger", 14));
+        invario_core::checkpoint::Checkpoint::verify(served.as_bytes(), &signer.verifier()).unwrap();
+    assert_eq!((checkpoint.origin.as_str(), checkpoint.head.size), ("test.invario.local/ledger", 14));
     let (status, health) = health_of(&server).await;
     assert_eq!((status, health["checkpoint_tree_size"].as_u64()), (200, Some(14)));
     for _ in 0..2 {

@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn the_built_in_witness_speaks_tlog_witness_and_never_rolls_back() {
-    use invario_core::checkpoint::TreeCheckpoint;
+    use invario_core::checkpoint::Checkpoint;
     use invario_core::merkle::{LeafHashes, TreeHash, consistency_proof, leaf_hash, root_of_leaves};
     use invario_core::note::{Note, SignerKey, VerifierKey};
     use invario_core::witness::{AddCheckpoint, check_quorum};
@@ -20,10 +20,9 @@ async fn the_built_in_witness_speaks_tlog_witness_and_never_rolls_back() {
 
     let leaves: Vec<TreeHash> = (0..400u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     let note = |signer: &SignerKey, size: usize, leaves: &[TreeHash]| {
-        let checkpoint = TreeCheckpoint {
+        let checkpoint = Checkpoint {
             origin: signer.name().to_owned(),
-            tree_size: size as u64,
-            root_hash: root_of_leaves(&leaves[..size]),
+            head: invario_core::merkle::TreeHead { size: size as u64, root: root_of_leaves(&leaves[..size]) },
         };
         checkpoint.sign(signer).unwrap().to_text()
     };

@@ -21,7 +21,7 @@ pub(super) async fn tree<C: LedgerCatalog, K: KeyStore>(
     call: Call,
 ) -> Result<Response, ApiError> {
     let head = app.runtime(&call).await?.ledger.tree_head().await?;
-    Ok(json_response(StatusCode::OK, &json!({ "tree_size": head.tree_size, "root_hash": head.root_hash })))
+    Ok(json_response(StatusCode::OK, &json!({ "tree_size": head.size, "root_hash": head.root })))
 }
 
 /// `GET /v1/ledger/checkpoint`: the latest signed checkpoint, byte-exact C2SP.

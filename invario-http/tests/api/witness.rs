@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use invario_core::checkpoint::TreeCheckpoint;
+use invario_core::checkpoint::Checkpoint;
 use invario_core::merkle::empty_root;
 use invario_core::note::{ALGORITHM_COSIGNATURE, ALGORITHM_ED25519, SignerKey};
 use invario_http::{HttpLimits, MAX_ADD_CHECKPOINT_BYTES, WitnessConfig, serve_witness};
@@ -59,7 +59,10 @@ fn log_key() -> SignerKey {
 
 /// A first submission (`old 0`, no proof) of the log's signed empty tree.
 fn first_submission() -> String {
-    let checkpoint = TreeCheckpoint { origin: ORIGIN.into(), tree_size: 0, root_hash: empty_root() };
+    let checkpoint = Checkpoint {
+        origin: ORIGIN.into(),
+        head: invario_core::merkle::TreeHead { size: 0, root: empty_root() },
+    };
     format!("old 0\n\n{}", checkpoint.sign(&log_key()).unwrap().to_text())
 }
 

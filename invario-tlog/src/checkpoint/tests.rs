@@ -34,10 +34,10 @@ fn witness_key() -> SignerKey {
     .unwrap()
 }
 
-fn golden_checkpoint() -> TreeCheckpoint {
+fn golden_checkpoint() -> Checkpoint {
     let inputs = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657"];
     let leaves: Vec<_> = inputs.iter().map(|input| leaf_hash(&hex::decode(input).unwrap())).collect();
-    TreeCheckpoint { origin: ORIGIN.into(), tree_size: 7, root_hash: root_of_leaves(&leaves) }
+    Checkpoint { origin: ORIGIN.into(), head: TreeHead { size: 7, root: root_of_leaves(&leaves) } }
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn the_golden_example_byte_for_byte() {
     assert_eq!(note.to_text(), GOLDEN);
 
     let log = VerifierKey::parse(LOG_VKEY).unwrap();
-    let (parsed, _) = TreeCheckpoint::verify(GOLDEN.as_bytes(), &log).unwrap();
+    let (parsed, _) = Checkpoint::verify(GOLDEN.as_bytes(), &log).unwrap();
     assert_eq!(parsed, checkpoint);
     let witness = VerifierKey::parse(WITNESS_VKEY).unwrap();
     let cosigned = Note::parse(GOLDEN.as_bytes()).unwrap();
@@ -77,7 +77,7 @@ fn the_shared_vector_file_holds_the_golden_example() {
     assert_eq!(vectors["note"], GOLDEN);
     assert_eq!(vectors["log_vkey"], LOG_VKEY);
     assert_eq!(vectors["witness_vkey"], WITNESS_VKEY);
-    assert_eq!(vectors["root_hash"], golden_checkpoint().root_hash.to_hex());
+    assert_eq!(vectors["root_hash"], golden_checkpoint().head.root.to_hex());
     assert_eq!(vectors["cosignature_time"], COSIGNATURE_TIME);
 }
 
@@ -135,17 +135,17 @@ fn signed() -> (String, VerifierKey) {
 #[test]
 fn a_bit_flipped_anywhere_or_a_truncation_is_refused() {
     let (note, key) = signed();
-    assert!(TreeCheckpoint::verify(note.as_bytes(), &key).is_ok());
+    assert!(Checkpoint::verify(note.as_bytes(), &key).is_ok());
     let bytes = note.as_bytes();
     for position in 0..bytes.len() {
         for bit in 0..8 {
             let mut flipped = bytes.to_vec();
             flipped[position] ^= 1 << bit;
-            assert!(TreeCheckpoint::verify(&flipped, &key).is_err(), "bit {bit} of byte {position} flipped");
+            assert!(Checkpoint::verify(&flipped, &key).is_err(), "bit {bit} of byte {position} flipped");
         }
     }
     for length in 0..bytes.len() {
-        assert!(TreeCheckpoint::verify(&bytes[..length], &key).is_err(), "truncated to {length}");
+        assert!(Checkpoint::verify(&bytes[..length], &key).is_err(), "truncated to {length}");
     }
 }
 
@@ -155,7 +155,7 @@ fn unknown_and_wrong_keys_are_ignored_or_refused_as_the_spec_says() {
     let other = SignerKey::from_seed(ORIGIN, ALGORITHM_ED25519, [7; 32]).unwrap();
     // Same name, other key: its ID differs, so the log's line is unknown to it.
     assert_eq!(
-        TreeCheckpoint::verify(note.as_bytes(), &other.verifier()).unwrap_err(),
+        Checkpoint::verify(note.as_bytes(), &other.verifier()).unwrap_err(),
         CheckpointError::Note(NoteError::NoTrustedSignature)
     );
     // Extra signature lines from unknown keys are ignored, up to the limit.
@@ -167,14 +167,14 @@ fn unknown_and_wrong_keys_are_ignored_or_refused_as_the_spec_says() {
             payload: vec![n; 64],
         });
     }
-    assert!(TreeCheckpoint::verify(parsed.to_text().as_bytes(), &key).is_ok(), "unknown lines are ignored");
+    assert!(Checkpoint::verify(parsed.to_text().as_bytes(), &key).is_ok(), "unknown lines are ignored");
     // A known key whose signature fails rejects the note, whatever else verifies.
     let mut forged = Note::parse(note.as_bytes()).unwrap();
     let mut bad = forged.signatures[0].clone();
     bad.payload[0] ^= 1;
     forged.signatures.push(bad);
     assert_eq!(
-        TreeCheckpoint::verify(forged.to_text().as_bytes(), &key).unwrap_err(),
+        Checkpoint::verify(forged.to_text().as_bytes(), &key).unwrap_err(),
         CheckpointError::Note(NoteError::BadSignature(ORIGIN.into()))
     );
     // Absurd signature counts are refused before any verification.
@@ -197,13 +197,13 @@ fn malformed_notes_are_refused() {
     assert!(matches!(Note::parse(oversized.as_bytes()), Err(NoteError::TooLarge(_))));
     assert_eq!(Note::parse(note.trim_end().as_bytes()), Err(NoteError::Shape));
     assert!(Note::parse(note.replace("\u{2014} ", "- ").as_bytes()).is_err());
-    assert!(TreeCheckpoint::verify(b"", &key).is_err());
+    assert!(Checkpoint::verify(b"", &key).is_err());
 }
 
 #[test]
 fn checkpoint_texts_are_parsed_strictly() {
     let good = golden_checkpoint().to_text();
-    assert_eq!(TreeCheckpoint::parse_text(&good).unwrap(), golden_checkpoint());
+    assert_eq!(Checkpoint::parse_text(&good).unwrap(), golden_checkpoint());
     let root = "3bib5AOAnjJXUNPSY814kpwpQreUKjS3fhIslZSnTIw=";
     for bad in [
         format!("{ORIGIN}\n07\n{root}\n"),
@@ -216,18 +216,16 @@ fn checkpoint_texts_are_parsed_strictly() {
         format!("has space\n7\n{root}\n"),
         format!("{ORIGIN}\n18446744073709551616\n{root}\n"),
     ] {
-        assert!(TreeCheckpoint::parse_text(&bad).is_err(), "{bad:?}");
+        assert!(Checkpoint::parse_text(&bad).is_err(), "{bad:?}");
     }
     assert_eq!(
-        TreeCheckpoint::parse_text(&format!(
-            "{ORIGIN}\n0\n{}\n",
-            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-        ))
-        .unwrap()
-        .tree_size,
+        Checkpoint::parse_text(&format!("{ORIGIN}\n0\n{}\n", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="))
+            .unwrap()
+            .head
+            .size,
         0
     );
-    let other_origin = TreeCheckpoint { origin: "elsewhere.example/log".into(), ..golden_checkpoint() };
+    let other_origin = Checkpoint { origin: "elsewhere.example/log".into(), ..golden_checkpoint() };
     assert!(matches!(other_origin.sign(&log_key()), Err(CheckpointError::WrongOrigin { .. })));
 }
 
@@ -237,12 +235,12 @@ fn a_checkpoint_verifies_only_under_the_name_it_was_signed_with() {
     let books_key = log_key().renamed(&format!("{ORIGIN}/books")).unwrap();
     assert_eq!(acme_key.name(), format!("{ORIGIN}/acme"));
     assert_eq!(log_key().renamed(ORIGIN).unwrap().verifier(), log_key().verifier());
-    let checkpoint = TreeCheckpoint { origin: acme_key.name().to_owned(), ..golden_checkpoint() };
+    let checkpoint = Checkpoint { origin: acme_key.name().to_owned(), ..golden_checkpoint() };
     let note = checkpoint.sign(&acme_key).unwrap().to_text();
-    assert!(TreeCheckpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
+    assert!(Checkpoint::verify(note.as_bytes(), &acme_key.verifier()).is_ok());
     // Same private key, same tree: the key under another name refuses it.
     for other in [books_key.verifier(), log_key().verifier()] {
-        assert!(TreeCheckpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
+        assert!(Checkpoint::verify(note.as_bytes(), &other).is_err(), "{other}");
     }
     // Signing under an origin that is not the key's name is refused before any signature.
     assert!(checkpoint.sign(&books_key).is_err());

@@ -27,10 +27,9 @@ fn leaves(count: usize) -> Vec<TreeHash> {
 }
 
 fn signed(size: usize, leaves: &[TreeHash]) -> Vec<u8> {
-    let checkpoint = TreeCheckpoint {
+    let checkpoint = Checkpoint {
         origin: ORIGIN.into(),
-        tree_size: size as u64,
-        root_hash: root_of_leaves(&leaves[..size]),
+        head: TreeHead { size: size as u64, root: root_of_leaves(&leaves[..size]) },
     };
     checkpoint.sign(&log_key()).unwrap().to_text().into_bytes()
 }
@@ -86,7 +85,7 @@ fn a_quorum_counts_distinct_trusted_witnesses_and_a_bad_line_rejects() {
 fn add_checkpoint_follows_the_tlog_witness_protocol() {
     let all = leaves(300);
     let logs = [log_key().verifier()];
-    let stored = |state: Option<WitnessedTree>| move |_: &str| state.clone();
+    let stored = |state: Option<TreeHead>| move |_: &str| state;
     let request = |old: usize, new: usize| AddCheckpoint {
         old_size: old as u64,
         proof: consistency_proof(&LeafHashes(&all), old as u64, new as u64).unwrap(),
@@ -94,46 +93,41 @@ fn add_checkpoint_follows_the_tlog_witness_protocol() {
     };
     // First submission (old 0, no proof), then growth with a proof.
     let first = add_checkpoint(&request(0, 10), &logs, stored(None), &witness_key(), 100).unwrap();
-    assert_eq!(first.state, WitnessedTree { tree_size: 10, root_hash: root_of_leaves(&all[..10]) });
+    assert_eq!(first.state, TreeHead { size: 10, root: root_of_leaves(&all[..10]) });
     assert!(first.line.starts_with("\u{2014} witness.auditor.example/w1 "));
     let grown =
-        add_checkpoint(&request(10, 257), &logs, stored(Some(first.state.clone())), &witness_key(), 101)
-            .unwrap();
-    assert_eq!(grown.state.tree_size, 257);
+        add_checkpoint(&request(10, 257), &logs, stored(Some(first.state)), &witness_key(), 101).unwrap();
+    assert_eq!(grown.state.size, 257);
     // The body round-trips.
     assert_eq!(AddCheckpoint::parse(&request(10, 257).to_body()).unwrap(), request(10, 257));
     // A stale old: 409 with the size the witness knows.
-    let stale =
-        add_checkpoint(&request(0, 257), &logs, stored(Some(first.state.clone())), &witness_key(), 102);
+    let stale = add_checkpoint(&request(0, 257), &logs, stored(Some(first.state)), &witness_key(), 102);
     assert_eq!(stale.unwrap_err(), WitnessRefusal::Conflict(10));
     // A bad proof: 422.
     let mut bad = request(10, 257);
     bad.proof[0].0[0] ^= 1;
     assert_eq!(
-        add_checkpoint(&bad, &logs, stored(Some(first.state.clone())), &witness_key(), 103)
-            .unwrap_err()
-            .status(),
+        add_checkpoint(&bad, &logs, stored(Some(first.state)), &witness_key(), 103).unwrap_err().status(),
         422
     );
     // The same size with another root: refused (the evidence is the note itself).
     let forged_leaves: Vec<TreeHash> = all.iter().rev().copied().collect();
     let fork = AddCheckpoint { old_size: 10, proof: vec![], note: signed(10, &forged_leaves) };
     assert_eq!(
-        add_checkpoint(&fork, &logs, stored(Some(first.state.clone())), &witness_key(), 104)
-            .unwrap_err()
-            .status(),
+        add_checkpoint(&fork, &logs, stored(Some(first.state)), &witness_key(), 104).unwrap_err().status(),
         422
     );
     // Unknown origin: 404; not signed by the trusted key: 403; old beyond the size: 400.
     let elsewhere = SignerKey::from_seed("elsewhere.example/log", ALGORITHM_ED25519, [3; 32]).unwrap();
-    let foreign = TreeCheckpoint { origin: "elsewhere.example/log".into(), tree_size: 1, root_hash: all[0] }
-        .sign(&elsewhere)
-        .unwrap();
+    let foreign =
+        Checkpoint { origin: "elsewhere.example/log".into(), head: TreeHead { size: 1, root: all[0] } }
+            .sign(&elsewhere)
+            .unwrap();
     let unknown = AddCheckpoint { old_size: 0, proof: vec![], note: foreign.to_text().into_bytes() };
     assert_eq!(add_checkpoint(&unknown, &logs, stored(None), &witness_key(), 105).unwrap_err().status(), 404);
     let impostor = SignerKey::from_seed(ORIGIN, ALGORITHM_ED25519, [4; 32]).unwrap();
     let forged =
-        TreeCheckpoint { origin: ORIGIN.into(), tree_size: 10, root_hash: root_of_leaves(&all[..10]) }
+        Checkpoint { origin: ORIGIN.into(), head: TreeHead { size: 10, root: root_of_leaves(&all[..10]) } }
             .sign(&impostor)
             .unwrap();
     let untrusted = AddCheckpoint { old_size: 0, proof: vec![], note: forged.to_text().into_bytes() };
