@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use crate::clock::now;
 use crate::config::{ConfigError, Setting, check_range};
-use crate::error::source_chain;
 
 /// Default most transactions per group commit.
 pub const DEFAULT_GROUP_COMMIT_MAX: usize = 1_000;
@@ -28,40 +27,28 @@ pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
 // A group commit is one batch append, so it obeys the batch limit.
 const _: () = assert!(DEFAULT_GROUP_COMMIT_MAX <= MAX_BATCH_SIZE);
 
-/// Why a request's append did not happen (shared by every caller in the group,
-/// hence text rather than the unclonable source errors).
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a request's append did not happen: the core's own error, shared by
+/// every caller of the group (it is not `Clone`), or the appender's. Only
+/// `error.rs` maps it to an answer.
+#[derive(Debug, Clone)]
 pub(crate) enum AppendFailure {
-    /// The ledger is quarantined.
-    #[error("{0}")]
-    Quarantined(String),
-    /// No sequence number is left.
-    #[error("{0}")]
-    LedgerFull(String),
-    /// The database is unreachable.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The database has no space left to write.
-    #[error("{0}")]
-    OutOfSpace(String),
-    /// Anything else; the message is for the log only.
-    #[error("{0}")]
-    Internal(String),
+    /// The core refused or the store failed; the same error for every caller of the group.
+    Ingest(Arc<IngestError>),
     /// The queue stayed full for the whole allowed wait.
-    #[error("the append queue stayed full")]
     Busy,
+    /// The appender is gone (the server is stopping); nothing was written.
+    Stopped(&'static str),
 }
 
-impl From<IngestError> for AppendFailure {
-    fn from(error: IngestError) -> Self {
-        let text = source_chain(&error);
-        match error {
-            IngestError::Quarantined(_) => AppendFailure::Quarantined(text),
-            IngestError::Exhausted(_) => AppendFailure::LedgerFull(text),
-            IngestError::Store(StoreError::Unavailable(_)) => AppendFailure::Unavailable(text),
-            IngestError::Store(StoreError::OutOfSpace(_)) => AppendFailure::OutOfSpace(text),
-            _ => AppendFailure::Internal(text),
-        }
+impl AppendFailure {
+    /// The database is unreachable or full: requests queued behind this one
+    /// would fail the same way.
+    fn database_down(&self) -> bool {
+        matches!(
+            self,
+            AppendFailure::Ingest(error)
+                if matches!(**error, IngestError::Store(StoreError::Unavailable(_) | StoreError::OutOfSpace(_)))
+        )
     }
 }
 
@@ -139,11 +126,11 @@ impl Appender {
             |error| match error {
                 mpsc::error::SendTimeoutError::Timeout(_) => AppendFailure::Busy,
                 mpsc::error::SendTimeoutError::Closed(_) => {
-                    AppendFailure::Internal("the appender has stopped".into())
+                    AppendFailure::Stopped("the appender has stopped")
                 }
             },
         )?;
-        answer.await.map_err(|_| AppendFailure::Internal("the appender dropped the request".into()))?
+        answer.await.map_err(|_| AppendFailure::Stopped("the appender dropped the request"))?
     }
 }
 
@@ -192,7 +179,7 @@ async fn run<S: LedgerStore>(
                 }
             }
             Err(error) => {
-                let failure = AppendFailure::from(error);
+                let failure = AppendFailure::Ingest(Arc::new(error));
                 for reply in replies {
                     let _ = reply.send(Err(failure.clone()));
                 }
@@ -200,7 +187,7 @@ async fn run<S: LedgerStore>(
                 // full would each wait out another connection timeout behind
                 // this one (measured: 10 s answers during a crash); they get
                 // the same retryable answer now. Nothing of theirs was written.
-                if matches!(failure, AppendFailure::Unavailable(_) | AppendFailure::OutOfSpace(_)) {
+                if failure.database_down() {
                     while let Ok(job) = queue.try_recv() {
                         let _ = job.reply.send(Err(failure.clone()));
                     }

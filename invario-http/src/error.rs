@@ -216,9 +216,9 @@ pub(crate) fn source_chain(error: &(dyn std::error::Error + 'static)) -> String 
     text
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let detail = source_chain(&error);
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> Self {
+        let detail = source_chain(error);
         match error {
             StoreError::Unavailable(_) => ApiError::Unavailable { detail },
             StoreError::OutOfSpace(_) => ApiError::StorageFull { detail },
@@ -227,6 +227,12 @@ impl From<StoreError> for ApiError {
                 ApiError::Internal { detail }
             }
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(&error)
     }
 }
 
@@ -251,8 +257,8 @@ impl From<ItemProblem> for ApiError {
     }
 }
 
-impl From<IngestError> for ApiError {
-    fn from(error: IngestError) -> Self {
+impl From<&IngestError> for ApiError {
+    fn from(error: &IngestError) -> Self {
         match error {
             IngestError::Rejected(rejection) => {
                 let details = rejection
@@ -275,6 +281,12 @@ impl From<IngestError> for ApiError {
             IngestError::Tree(_) => ApiError::Internal { detail: error.to_string() },
             IngestError::Store(store) => store.into(),
         }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        ApiError::from(&error)
     }
 }
 
@@ -310,12 +322,9 @@ impl From<AuthenticationError> for ApiError {
 impl From<AppendFailure> for ApiError {
     fn from(failure: AppendFailure) -> Self {
         match failure {
-            AppendFailure::Quarantined(message) => ApiError::Quarantined(message),
-            AppendFailure::LedgerFull(message) => ApiError::LedgerFull(message),
-            AppendFailure::Unavailable(detail) => ApiError::Unavailable { detail },
-            AppendFailure::OutOfSpace(detail) => ApiError::StorageFull { detail },
-            AppendFailure::Internal(detail) => ApiError::Internal { detail },
+            AppendFailure::Ingest(error) => ApiError::from(&*error),
             AppendFailure::Busy => ApiError::Busy,
+            AppendFailure::Stopped(detail) => ApiError::Internal { detail: detail.to_owned() },
         }
     }
 }
