@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::appender::Appender;
-use crate::checkpointer::{CheckpointSettings, LatestCheckpoint, WitnessSizes};
+use crate::checkpointer::{CheckpointSettings, LatestCheckpoint};
 use crate::error::ApiError;
+use crate::witness_client::WitnessSizes;
 use crate::{ServiceConfig, checkpointer, monitor};
 
 /// One ledger as the server runs it.

@@ -22,6 +22,7 @@ mod receipt;
 mod routes;
 mod sink;
 mod telemetry;
+mod witness_client;
 mod witness_server;
 
 use std::collections::HashMap;
