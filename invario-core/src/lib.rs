@@ -87,12 +87,12 @@ pub use integrity::{
 pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
-pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger};
+pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
 pub use metadata::{Metadata, MetadataError};
 pub use ports::{
     AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerCatalog, LedgerStore, StoreError,
-    Sweep, VerificationItem,
+    Sweep, VerificationSource,
 };
 pub use proofs::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,

@@ -16,9 +16,7 @@ use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::merkle::TreeHash;
-use crate::ports::{
-    AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, Sweep, VerificationItem,
-};
+use crate::ports::{AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, VerificationSource};
 use crate::tiles::{Tile, TileCoord, TreeSnapshot, TreeState, edge_tiles};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
@@ -184,6 +182,7 @@ pub struct MemoryAppend {
 #[async_trait]
 impl LedgerStore for MemoryLedger {
     type Append = MemoryAppend;
+    type Source = MemorySnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
         self.exists()?;
@@ -240,23 +239,44 @@ impl LedgerStore for MemoryLedger {
         Ok(self.state().checkpoints.values().next_back().cloned())
     }
 
-    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
-        if let Err(unknown) = self.exists() {
-            return stream::iter([Err(unknown)]).boxed();
-        }
-        // The model copies its snapshot; real adapters stream from the database.
+    async fn verification_source(&self) -> Result<MemorySnapshot, StoreError> {
+        self.exists()?;
+        // The model copies its snapshot; real adapters read one from the database.
         let state = self.state();
-        let after = match sweep {
-            Sweep::Full => 0,
-            Sweep::After(sequence) => usize::try_from(sequence).unwrap_or(usize::MAX),
-        };
-        let mut items =
-            vec![Ok(VerificationItem::Head(state.head())), Ok(VerificationItem::Tree(state.tree()))];
-        items.extend(state.entries.iter().skip(after).map(|entry| {
+        Ok(MemorySnapshot { head: state.head(), tree: state.tree(), entries: state.entries.clone() })
+    }
+}
+
+/// A copy of a [`MemoryLedger`] taken for verification.
+#[derive(Debug)]
+pub struct MemorySnapshot {
+    head: LedgerHead,
+    tree: TreeState,
+    entries: Vec<LedgerEntry>,
+}
+
+#[async_trait]
+impl VerificationSource for MemorySnapshot {
+    async fn head(&mut self) -> Result<LedgerHead, StoreError> {
+        Ok(self.head)
+    }
+
+    async fn tree(&mut self) -> Result<TreeState, StoreError> {
+        Ok(self.tree.clone())
+    }
+
+    fn entries_after(&mut self, after: u64) -> BoxStream<'_, Result<VerificationRecord, StoreError>> {
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        stream::iter(self.entries.iter().skip(skip).map(|entry| {
             let (stored_entry, stored_transaction) = StoredTransaction::of(entry);
-            Ok(VerificationItem::Record(VerificationRecord::Entry(stored_entry, Some(stored_transaction))))
-        }));
-        stream::iter(items).boxed()
+            Ok(VerificationRecord::Entry(stored_entry, Some(stored_transaction)))
+        }))
+        .boxed()
+    }
+
+    fn orphan_transactions(&mut self) -> BoxStream<'_, Result<StoredTransaction, StoreError>> {
+        // The model stores a transaction only with its entry.
+        stream::empty().boxed()
     }
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
-use crate::integrity::VerificationRecord;
+use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::tiles::{Tile, TileCoord, TreeState};
@@ -49,15 +49,26 @@ pub enum Sweep {
     After(u64),
 }
 
-/// One item of a verification stream: the head first, then the records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerificationItem {
-    /// The head, read in the same snapshot as the records that follow.
-    Head(LedgerHead),
-    /// The stored Merkle tree state, right after the head, same snapshot.
-    Tree(TreeState),
-    /// A row to check.
-    Record(VerificationRecord),
+/// One consistent snapshot of a ledger, read for verification: plain reads
+/// that the core's verifier drives in its own order (head, tree, the entries
+/// after a position, then — on full sweeps — the transactions without an
+/// entry). The adapter keeps them on one snapshot, so concurrent appends
+/// cannot make a consistent ledger look broken, and streams rows without
+/// loading the ledger into memory; the order and the rules live in the core.
+#[async_trait]
+pub trait VerificationSource: Send {
+    /// The head, as of the snapshot.
+    async fn head(&mut self) -> Result<LedgerHead, StoreError>;
+
+    /// The stored Merkle tree state, as of the snapshot.
+    async fn tree(&mut self) -> Result<TreeState, StoreError>;
+
+    /// The entries with sequence numbers above `after`, ascending, each with
+    /// the transaction stored for its id ([`VerificationRecord::Entry`]).
+    fn entries_after(&mut self, after: u64) -> BoxStream<'_, Result<VerificationRecord, StoreError>>;
+
+    /// The stored transactions that no entry records, in any order.
+    fn orphan_transactions(&mut self) -> BoxStream<'_, Result<StoredTransaction, StoreError>>;
 }
 
 /// Storage for the ledger.
@@ -71,6 +82,9 @@ pub enum VerificationItem {
 pub trait LedgerStore: Send + Sync {
     /// An open, exclusive append.
     type Append: AppendSession;
+
+    /// A snapshot read for verification.
+    type Source: VerificationSource;
 
     /// Locks the head (other appends wait) and reads what the plan needs: the
     /// head, the entries stored for `ids`, the tree state and the tiles
@@ -100,10 +114,8 @@ pub trait LedgerStore: Send + Sync {
     /// The copy of the largest checkpoint kept, if any.
     async fn latest_checkpoint(&self) -> Result<Option<String>, StoreError>;
 
-    /// Streams the head, the tree state, then the rows of `sweep` (see [`VerificationRecord`]
-    /// for the order), all from one consistent snapshot, without loading the
-    /// ledger into memory.
-    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>>;
+    /// Opens one consistent snapshot of the ledger for verification.
+    async fn verification_source(&self) -> Result<Self::Source, StoreError>;
 }
 
 /// The ledgers one database holds, and the store of each.

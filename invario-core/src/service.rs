@@ -9,14 +9,14 @@ use crate::append::{
     AppendRefusal, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
 };
 use crate::chain::{ChainPosition, LedgerEntry, LedgerHead, SequenceExhausted};
-use crate::integrity::{IntegrityBreak, VerificationReport, Verifier};
+use crate::integrity::{IntegrityBreak, VerificationRecord, VerificationReport, Verifier};
 use crate::key_cache::{CacheLookup, KeyCache};
 use crate::keys::{
     ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, OwnerError, Scope, Scopes, ScopesError,
 };
 use crate::ledgers::LedgerName;
 use crate::merkle::Frontier;
-use crate::ports::{AppendSession, CacheFence, KeyStore, LedgerStore, StoreError, Sweep, VerificationItem};
+use crate::ports::{AppendSession, CacheFence, KeyStore, LedgerStore, StoreError, Sweep, VerificationSource};
 use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
 use crate::transaction::{SubmittedTransaction, Transaction, TransactionId};
@@ -318,47 +318,43 @@ impl<S: LedgerStore> Ledger<S> {
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<VerificationReport, StoreError> {
         const PROGRESS_EVERY: u64 = 10_000;
-        let mut stream = self.store.verification_stream(sweep);
-        let head = match stream.next().await {
-            Some(Ok(VerificationItem::Head(head))) => head,
-            Some(Err(error)) => return Err(error),
-            _ => return Err(StoreError::Contract("a verification stream must begin with the head".into())),
-        };
-        let stored_tree = match stream.next().await {
-            Some(Ok(VerificationItem::Tree(tree))) => tree,
-            Some(Err(error)) => return Err(error),
-            _ => {
-                return Err(StoreError::Contract(
-                    "a verification stream yields the tree state after the head".into(),
-                ));
-            }
-        };
+        let mut source = self.store.verification_source().await?;
+        let head = source.head().await?;
+        let stored_tree = source.tree().await?;
         let mut verifier = match (resume_from, resume_tree) {
             (None, _) => Verifier::full(head),
-            (Some(checkpoint), None) => Verifier::resume(head, checkpoint),
-            (Some(checkpoint), Some(tree)) => Verifier::resume(head, checkpoint).resume_tree(tree),
+            (Some(position), None) => Verifier::resume(head, position),
+            (Some(position), Some(tree)) => Verifier::resume(head, position).resume_tree(tree),
         }
         .expect_tree(stored_tree)
         .expect_signed_roots(expect.signed_roots.clone());
         if let Some(digest) = expect.digest {
             verifier = verifier.expect_digest(digest);
         }
+        let after = match sweep {
+            Sweep::Full => 0,
+            Sweep::After(sequence) => sequence,
+        };
         let mut seen: u64 = 0;
-        while let Some(item) = stream.next().await {
-            match item? {
-                VerificationItem::Record(record) => {
-                    seen += 1;
-                    if seen % PROGRESS_EVERY == 0 {
-                        progress(seen);
-                    }
-                    if !verifier.feed(&record) {
-                        break;
-                    }
+        let mut intact = true;
+        {
+            let mut entries = source.entries_after(after);
+            while let Some(record) = entries.next().await {
+                seen += 1;
+                if seen % PROGRESS_EVERY == 0 {
+                    progress(seen);
                 }
-                VerificationItem::Head(_) | VerificationItem::Tree(_) => {
-                    return Err(StoreError::Contract(
-                        "a verification stream yields the head and the tree once, first".into(),
-                    ));
+                if !verifier.feed(&record?) {
+                    intact = false;
+                    break;
+                }
+            }
+        }
+        if intact && sweep == Sweep::Full {
+            let mut orphans = source.orphan_transactions();
+            while let Some(orphan) = orphans.next().await {
+                if !verifier.feed(&VerificationRecord::OrphanTransaction(orphan?)) {
+                    break;
                 }
             }
         }

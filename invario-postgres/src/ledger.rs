@@ -7,8 +7,8 @@ use invario_core::merkle::hashes_to_bytes;
 use invario_core::tiles::edge_tiles;
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
-    StoredEntry, StoredTransaction, Sweep, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
-    VerificationItem, VerificationRecord,
+    StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
+    VerificationRecord, VerificationSource,
 };
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -141,6 +141,7 @@ fn head_from_row(row: &sqlx::postgres::PgRow) -> Result<LedgerHead, StoreError> 
 #[async_trait]
 impl LedgerStore for PgLedger {
     type Append = PgAppend;
+    type Source = PgSnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
@@ -261,56 +262,73 @@ impl LedgerStore for PgLedger {
         .map_err(store_error)
     }
 
-    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
-        let pool = self.pool.clone();
-        let ledger = self.ledger.clone();
-        async_stream::try_stream! {
-            let mut transaction = pool.begin().await.map_err(store_error)?;
-            // One snapshot for the head and every row, so concurrent appends
-            // cannot make a consistent ledger look broken.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-            yield VerificationItem::Head(read_head(&mut *transaction, &ledger).await?);
-            yield VerificationItem::Tree(read_tree(&mut *transaction, &ledger).await?);
+    async fn verification_source(&self) -> Result<PgSnapshot, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // One snapshot for the head and every row, so concurrent appends
+        // cannot make a consistent ledger look broken.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        Ok(PgSnapshot { transaction, ledger: self.ledger.clone() })
+    }
+}
 
-            let after = match sweep {
-                Sweep::Full => 0,
-                Sweep::After(sequence) => to_sequence(sequence)?,
-            };
-            {
-                let mut rows = sqlx::query(
-                    "SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
-                            t.transaction_id AS joined_id, t.amount::text AS amount, t.currency, t.occurred_at, \
-                            t.metadata::text AS metadata \
-                     FROM ledger_entries e \
-                     LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
-                     WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number",
-                )
-                .bind(after)
-                .bind(ledger.as_str())
-                .fetch(&mut *transaction);
-                while let Some(row) = rows.next().await {
-                    let row = row.map_err(store_error)?;
-                    yield VerificationItem::Record(verification_record(&row)?);
-                }
+/// One read snapshot of a ledger, for verification: the reads the core drives.
+#[derive(Debug)]
+pub struct PgSnapshot {
+    transaction: sqlx::Transaction<'static, Postgres>,
+    ledger: LedgerName,
+}
+
+#[async_trait]
+impl VerificationSource for PgSnapshot {
+    async fn head(&mut self) -> Result<LedgerHead, StoreError> {
+        read_head(&mut *self.transaction, &self.ledger).await
+    }
+
+    async fn tree(&mut self) -> Result<TreeState, StoreError> {
+        read_tree(&mut *self.transaction, &self.ledger).await
+    }
+
+    fn entries_after(&mut self, after: u64) -> BoxStream<'_, Result<VerificationRecord, StoreError>> {
+        let transaction = &mut *self.transaction;
+        let ledger = &self.ledger;
+        async_stream::try_stream! {
+            let after = to_sequence(after)?;
+            let mut rows = sqlx::query(
+                "SELECT e.sequence_number, e.transaction_id, e.prev_hash, e.entry_hash, e.recorded_at, \
+                        t.transaction_id AS joined_id, t.amount::text AS amount, t.currency, t.occurred_at, \
+                        t.metadata::text AS metadata \
+                 FROM ledger_entries e \
+                 LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+                 WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number",
+            )
+            .bind(after)
+            .bind(ledger.as_str())
+            .fetch(&mut *transaction);
+            while let Some(row) = rows.next().await {
+                yield verification_record(&row.map_err(store_error)?)?;
             }
-            if sweep == Sweep::Full {
-                let mut orphans = sqlx::query(
-                    "SELECT t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, \
-                            t.metadata::text AS metadata \
-                     FROM transactions t \
-                     WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
-                         WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
-                )
-                .bind(ledger.as_str())
-                .fetch(&mut *transaction);
-                while let Some(row) = orphans.next().await {
-                    let row = row.map_err(store_error)?;
-                    let orphan = stored_transaction(&row, "transaction_id")?;
-                    yield VerificationItem::Record(VerificationRecord::OrphanTransaction(orphan));
-                }
+        }
+        .boxed()
+    }
+
+    fn orphan_transactions(&mut self) -> BoxStream<'_, Result<StoredTransaction, StoreError>> {
+        let transaction = &mut *self.transaction;
+        let ledger = &self.ledger;
+        async_stream::try_stream! {
+            let mut orphans = sqlx::query(
+                "SELECT t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, \
+                        t.metadata::text AS metadata \
+                 FROM transactions t \
+                 WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
+                     WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
+            )
+            .bind(ledger.as_str())
+            .fetch(&mut *transaction);
+            while let Some(row) = orphans.next().await {
+                yield stored_transaction(&row.map_err(store_error)?, "transaction_id")?;
             }
         }
         .boxed()

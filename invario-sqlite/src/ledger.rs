@@ -9,8 +9,8 @@ use invario_core::merkle::{hashes_from_bytes, hashes_to_bytes};
 use invario_core::tiles::edge_tiles;
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
-    StoredEntry, StoredTransaction, Sweep, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot,
-    TreeState, VerificationItem, VerificationRecord,
+    StoredEntry, StoredTransaction, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot,
+    TreeState, VerificationRecord, VerificationSource,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteRow;
@@ -247,6 +247,7 @@ async fn begin_and_read(
 #[async_trait]
 impl LedgerStore for SqliteLedger {
     type Append = SqliteAppend;
+    type Source = SqliteSnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<SqliteAppend, StoreError> {
         let writer = Arc::clone(&self.writer).lock_owned().await;
@@ -334,45 +335,63 @@ impl LedgerStore for SqliteLedger {
         .map_err(store_error)
     }
 
-    fn verification_stream(&self, sweep: Sweep) -> BoxStream<'_, Result<VerificationItem, StoreError>> {
-        let pool = self.pool.clone();
-        let ledger = self.ledger.clone();
+    async fn verification_source(&self) -> Result<SqliteSnapshot, StoreError> {
+        // A read transaction sees one snapshot (WAL) for the head and every row.
+        let transaction = self.pool.begin().await.map_err(store_error)?;
+        Ok(SqliteSnapshot { transaction, ledger: self.ledger.clone() })
+    }
+}
+
+/// One read snapshot of a ledger, for verification: the reads the core drives.
+#[derive(Debug)]
+pub struct SqliteSnapshot {
+    transaction: sqlx::Transaction<'static, Sqlite>,
+    ledger: LedgerName,
+}
+
+#[async_trait]
+impl VerificationSource for SqliteSnapshot {
+    async fn head(&mut self) -> Result<LedgerHead, StoreError> {
+        read_head(&mut *self.transaction, &self.ledger).await
+    }
+
+    async fn tree(&mut self) -> Result<TreeState, StoreError> {
+        read_tree(&mut *self.transaction, &self.ledger).await
+    }
+
+    fn entries_after(&mut self, after: u64) -> BoxStream<'_, Result<VerificationRecord, StoreError>> {
+        let transaction = &mut *self.transaction;
+        let ledger = &self.ledger;
         async_stream::try_stream! {
-            // A read transaction sees one snapshot (WAL) for the head and every row.
-            let mut transaction = pool.begin().await.map_err(store_error)?;
-            yield VerificationItem::Head(read_head(&mut *transaction, &ledger).await?);
-            yield VerificationItem::Tree(read_tree(&mut *transaction, &ledger).await?);
-            let after = match sweep {
-                Sweep::Full => 0,
-                Sweep::After(sequence) => to_sequence(sequence)?,
-            };
-            {
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
-                     LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
-                     WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number"
-                )))
-                .bind(after)
-                .bind(ledger.as_str())
-                .fetch(&mut *transaction);
-                while let Some(row) = rows.next().await {
-                    let row = row.map_err(store_error)?;
-                    yield VerificationItem::Record(verification_record(&row)?);
-                }
+            let after = to_sequence(after)?;
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
+                 LEFT JOIN transactions t ON t.ledger_id = e.ledger_id AND t.transaction_id = e.transaction_id \
+                 WHERE e.ledger_id = $2 AND e.sequence_number > $1 ORDER BY e.sequence_number"
+            )))
+            .bind(after)
+            .bind(ledger.as_str())
+            .fetch(&mut *transaction);
+            while let Some(row) = rows.next().await {
+                yield verification_record(&row.map_err(store_error)?)?;
             }
-            if sweep == Sweep::Full {
-                let mut orphans = sqlx::query(
-                    "SELECT t.transaction_id, t.amount, t.currency, t.occurred_at, t.metadata FROM transactions t \
-                     WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
-                         WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
-                )
-                .bind(ledger.as_str())
-                .fetch(&mut *transaction);
-                while let Some(row) = orphans.next().await {
-                    let row = row.map_err(store_error)?;
-                    let orphan = stored_transaction(&row, "transaction_id")?;
-                    yield VerificationItem::Record(VerificationRecord::OrphanTransaction(orphan));
-                }
+        }
+        .boxed()
+    }
+
+    fn orphan_transactions(&mut self) -> BoxStream<'_, Result<StoredTransaction, StoreError>> {
+        let transaction = &mut *self.transaction;
+        let ledger = &self.ledger;
+        async_stream::try_stream! {
+            let mut orphans = sqlx::query(
+                "SELECT t.transaction_id, t.amount, t.currency, t.occurred_at, t.metadata FROM transactions t \
+                 WHERE t.ledger_id = $1 AND NOT EXISTS (SELECT 1 FROM ledger_entries e \
+                     WHERE e.ledger_id = t.ledger_id AND e.transaction_id = t.transaction_id)",
+            )
+            .bind(ledger.as_str())
+            .fetch(&mut *transaction);
+            while let Some(row) = orphans.next().await {
+                yield stored_transaction(&row.map_err(store_error)?, "transaction_id")?;
             }
         }
         .boxed()

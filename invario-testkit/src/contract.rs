@@ -13,8 +13,8 @@ use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::strategies;
 use invario_core::{
     AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry, LedgerHead,
-    LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError, Sweep, Timestamp,
-    Transaction, VerificationItem, VerificationRecord, plan_append,
+    LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError, Timestamp,
+    Transaction, VerificationRecord, VerificationSource, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
 use proptest::prelude::*;
@@ -136,29 +136,31 @@ pub async fn a_dropped_append_rolls_back<S: LedgerStore, G>(fresh: impl Future<O
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
-/// The verification stream yields the head first, then entries in order with their transactions.
-pub async fn verification_stream_is_ordered<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
+/// A verification source reads one snapshot: the head, the tree, the entries
+/// after a position in order with their transactions, no orphans — and
+/// nothing appended after its first read.
+pub async fn verification_source_reads_one_snapshot<S: LedgerStore, G>(fresh: impl Future<Output = (S, G)>) {
     let (store, _guard) = fresh.await;
     let ledger = Ledger::new(store);
     ledger.ingest((1..=6).map(|n| transaction(n, "1.5")).collect(), at(1)).await.expect("ingest");
-    for (sweep, first) in [(Sweep::Full, 1), (Sweep::After(4), 5)] {
-        let items: Vec<_> = ledger.store().verification_stream(sweep).collect().await;
-        let items: Vec<VerificationItem> = items.into_iter().map(|item| item.expect("item")).collect();
-        assert!(matches!(items[0], VerificationItem::Head(head) if head.sequence_number == 6));
+    for (after, late_id) in [(0, 100), (4, 101)] {
         let expected_tree = ledger.tree_head().await.expect("tree");
-        assert!(
-            matches!(&items[1], VerificationItem::Tree(tree) if tree.head.size == 6 && tree.head.root == expected_tree.root),
-            "the tree state follows the head: {:?}",
-            items[1]
-        );
-        let sequences: Vec<u64> = items[2..]
-            .iter()
-            .map(|item| match item {
-                VerificationItem::Record(VerificationRecord::Entry(entry, Some(_))) => entry.sequence_number,
-                other => panic!("unexpected item {other:?}"),
+        let mut source = ledger.store().verification_source().await.expect("source");
+        let head = source.head().await.expect("head");
+        assert_eq!(head.sequence_number, expected_tree.size);
+        assert_eq!(source.tree().await.expect("tree").head, expected_tree);
+        // Appended once the snapshot was taken: the source does not see it.
+        ledger.ingest(vec![transaction(late_id, "2")], at(2)).await.expect("late ingest");
+        let sequences: Vec<u64> = source
+            .entries_after(after)
+            .map(|record| match record.expect("record") {
+                VerificationRecord::Entry(entry, Some(_)) => entry.sequence_number,
+                other => panic!("unexpected record {other:?}"),
             })
-            .collect();
-        assert_eq!(sequences, (first..=6).collect::<Vec<_>>());
+            .collect()
+            .await;
+        assert_eq!(sequences, (after + 1..=head.sequence_number).collect::<Vec<_>>());
+        assert_eq!(source.orphan_transactions().count().await, 0);
     }
 }
 
@@ -510,8 +512,8 @@ macro_rules! ledger_store_contract_tests {
             $crate::contract::a_dropped_append_rolls_back($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn contract_verification_stream_is_ordered() {
-            $crate::contract::verification_stream_is_ordered($fresh).await;
+        async fn contract_verification_source_reads_one_snapshot() {
+            $crate::contract::verification_source_reads_one_snapshot($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_the_tree_grows_with_the_chain() {
