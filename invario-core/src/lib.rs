@@ -47,6 +47,7 @@ pub mod currency;
 pub mod integrity;
 pub mod key_cache;
 pub mod keys;
+pub mod ledger;
 pub mod ledgers;
 pub mod memory;
 /// The RFC 9162 Merkle tree ([`invario_tlog::merkle`]), plus the one line that
@@ -56,11 +57,20 @@ pub mod merkle {
     pub use invario_tlog::merkle::*;
 }
 pub mod metadata;
+/// The old path of the proofs and the tree backfill ([`ledger::tree`]).
+pub mod proofs {
+    pub use crate::ledger::tree::*;
+}
+/// The old path of the ledger and key services ([`ledger`], [`Ledger`], [`KeyAdmin`]).
+pub mod service {
+    pub use crate::ledger::*;
+}
+/// The old path of the checkpoint signer and its guard ([`ledger::checkpoints`]).
+pub mod signer {
+    pub use crate::ledger::checkpoints::*;
+}
 pub mod ports;
-pub mod proofs;
 pub mod schema;
-pub mod service;
-pub mod signer;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
 pub mod timestamp;
@@ -86,6 +96,13 @@ pub use integrity::{
 };
 pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
+pub use ledger::tree::{
+    BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
+};
+pub use ledger::{
+    AuthenticationError, EntriesPage, Expectations, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError,
+    Ledger, MAX_PAGE_SIZE, PageError,
+};
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
 pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
@@ -94,14 +111,7 @@ pub use ports::{
     AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerCatalog, LedgerStore, StoreError,
     Sweep, VerificationSource,
 };
-pub use proofs::{
-    BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
-};
 pub use schema::MigrationInfo;
-pub use service::{
-    AuthenticationError, EntriesPage, Expectations, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError,
-    Ledger, MAX_PAGE_SIZE, PageError,
-};
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};
 pub use timestamp::{Timestamp, TimestampError};
 pub use transaction::{

@@ -5,8 +5,8 @@
 
 use futures_executor::block_on;
 use invario_core::checkpoint::Checkpoint;
+use invario_core::ledger::checkpoints::{SignError, SignOutcome};
 use invario_core::note::{ALGORITHM_ED25519, SignerKey};
-use invario_core::signer::{SignError, SignOutcome};
 use invario_core::{IngestError, Ledger, MemoryLedger, Timestamp, Transaction};
 
 const ORIGIN: &str = "ledger.example.com/payments";

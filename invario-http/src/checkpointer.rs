@@ -7,8 +7,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use invario_core::checkpoint::Checkpoint;
+use invario_core::ledger::checkpoints::{SignError, SignOutcome};
 use invario_core::note::SignerKey;
-use invario_core::signer::{SignError, SignOutcome};
 use invario_core::{Ledger, LedgerName, LedgerStore};
 use tokio::sync::watch;
 

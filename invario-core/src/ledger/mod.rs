@@ -1,5 +1,8 @@
 //! Application services generic over the ports: what the HTTP and CLI shells call.
 
+pub mod checkpoints;
+pub mod tree;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;

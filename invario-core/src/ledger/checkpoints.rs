@@ -6,11 +6,11 @@
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::integrity::IntegrityBreak;
+use crate::ledger::Ledger;
+use crate::ledger::tree::ProofRequestError;
 use crate::merkle::{TreeHead, verify_consistency};
 use crate::note::SignerKey;
 use crate::ports::{LedgerStore, StoreError};
-use crate::proofs::ProofRequestError;
-use crate::service::Ledger;
 
 /// What the signer did.
 #[derive(Debug, Clone, PartialEq, Eq)]

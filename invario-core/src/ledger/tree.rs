@@ -5,12 +5,12 @@
 use crate::append::plan_tree_backfill;
 use crate::chain::LedgerEntry;
 use crate::integrity::{StoredTransaction, recompute_hash};
+use crate::ledger::Ledger;
 use crate::merkle::{
     ProofError, SubtreeSource, TreeHash, consistency_proof, entry_leaf_hash, inclusion_proof, tree_root,
     verify_consistency, verify_inclusion,
 };
 use crate::ports::{AppendSession, LedgerStore, StoreError};
-use crate::service::Ledger;
 use crate::tiles::{TileSet, TreeError, TreeState, tiles_for_proof};
 use crate::transaction::TransactionId;
 
