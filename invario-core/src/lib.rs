@@ -45,6 +45,7 @@ pub use invario_tlog::{checkpoint, note, tiles, witness};
 pub mod chain;
 pub mod currency;
 pub mod integrity;
+pub mod key_admin;
 pub mod key_cache;
 pub mod keys;
 pub mod ledger;
@@ -63,6 +64,7 @@ pub mod proofs {
 }
 /// The old path of the ledger and key services ([`ledger`], [`Ledger`], [`KeyAdmin`]).
 pub mod service {
+    pub use crate::key_admin::*;
     pub use crate::ledger::*;
 }
 /// The old path of the checkpoint signer and its guard ([`ledger::checkpoints`]).
@@ -94,15 +96,13 @@ pub use currency::{Currency, CurrencyError};
 pub use integrity::{
     IntegrityBreak, StoredEntry, StoredTransaction, VerificationRecord, VerificationReport, Verifier,
 };
+pub use key_admin::{AuthenticationError, KeyAdmin, KeyAdminError};
 pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
 pub use ledger::tree::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
 };
-pub use ledger::{
-    AuthenticationError, EntriesPage, Expectations, IngestError, IntegrityStatus, KeyAdmin, KeyAdminError,
-    Ledger, MAX_PAGE_SIZE, PageError,
-};
+pub use ledger::{EntriesPage, Expectations, IngestError, IntegrityStatus, Ledger, MAX_PAGE_SIZE, PageError};
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
 pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};
