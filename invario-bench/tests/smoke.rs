@@ -54,6 +54,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "`invario verify`",
         "raw multi-row inserts",
         "key cache off",
+        "ids looked up first",
         "at 200 entries",
         "1 ledger",
     ] {
@@ -62,9 +63,9 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let measurements = json["measurements"].as_array().unwrap();
-    // 1 + 5 + 1 + (3 per level × 2 levels + the key cache lever at 1 client)
+    // 1 + 5 + 3 (lookup-first and replay-heavy lever rows) + 1 + (3 per level × 2 levels + the key cache lever at 1 client)
     // + 3 + 2 + 4 + 4 + 6 measures × 2 growth sizes + 3 ledger counts × group commit on and off
-    assert_eq!(measurements.len(), 45, "{json:#}");
+    assert_eq!(measurements.len(), 48, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");

@@ -326,6 +326,16 @@ impl IndependentPlan {
     pub fn write(&self) -> &AppendPlan {
         &self.write
     }
+
+    /// The submitted transactions back, in order, when every item was
+    /// created or replayed (each receipt holds its item's content); `None`
+    /// when an item failed (its content is not kept).
+    pub fn into_transactions(self) -> Option<Vec<Transaction>> {
+        self.outcomes
+            .into_iter()
+            .map(|outcome| outcome.ok().map(|receipt| receipt.entry.transaction))
+            .collect()
+    }
 }
 
 /// Plans unrelated single-item requests together: a conflict fails only its own

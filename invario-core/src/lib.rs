@@ -44,6 +44,7 @@ pub mod audit;
 pub use invario_tlog::{checkpoint, note, tiles, witness};
 pub mod chain;
 pub mod currency;
+pub mod idempotency;
 pub mod integrity;
 pub mod key_admin;
 pub mod key_cache;
@@ -93,6 +94,7 @@ pub use chain::{
     SequenceExhausted, encode_entry_v1, entry_hash_v1,
 };
 pub use currency::{Currency, CurrencyError};
+pub use idempotency::IdempotencyStrategy;
 pub use integrity::{
     IntegrityBreak, StoredEntry, StoredTransaction, VerificationRecord, VerificationReport, Verifier,
 };

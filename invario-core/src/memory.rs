@@ -61,6 +61,25 @@ pub struct MemoryLedger {
 }
 
 impl MemoryLedger {
+    /// Takes the append lock and reads the snapshot; the entries stored for
+    /// `ids` when given (an append that presumes its ids new reads none).
+    async fn begin(&self, ids: Option<&[TransactionId]>) -> Result<MemoryAppend, StoreError> {
+        self.exists()?;
+        let lock = Arc::clone(&self.append_lock).lock_owned().await;
+        let snapshot = {
+            let state = self.state();
+            let existing = ids
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
+                .collect();
+            let tree = state.tree();
+            let edge = state.tiles(&edge_tiles(tree.head.size));
+            AppendSnapshot { head: state.head(), existing, tree: TreeSnapshot { state: tree, edge } }
+        };
+        Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
+    }
+
     /// An empty ledger.
     pub fn new() -> Self {
         MemoryLedger::default()
@@ -185,19 +204,11 @@ impl LedgerStore for MemoryLedger {
     type Source = MemorySnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
-        self.exists()?;
-        let lock = Arc::clone(&self.append_lock).lock_owned().await;
-        let snapshot = {
-            let state = self.state();
-            let existing = ids
-                .iter()
-                .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
-                .collect();
-            let tree = state.tree();
-            let edge = state.tiles(&edge_tiles(tree.head.size));
-            AppendSnapshot { head: state.head(), existing, tree: TreeSnapshot { state: tree, edge } }
-        };
-        Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
+        self.begin(Some(ids)).await
+    }
+
+    async fn begin_append_presuming_new(&self, _ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
+        self.begin(None).await
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -298,10 +309,8 @@ impl AppendSession for MemoryAppend {
                 )));
             }
             if state.position_of.contains_key(&entry.transaction_id()) {
-                return Err(StoreError::Contract(format!(
-                    "transaction {} is stored already",
-                    entry.transaction_id()
-                )));
+                // What a database's unique key answers: the append presumed the id new.
+                return Err(StoreError::AlreadyStored);
             }
             position = entry.checkpoint();
         }

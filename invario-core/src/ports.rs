@@ -35,6 +35,11 @@ pub enum StoreError {
     /// No ledger of that name exists.
     #[error("no ledger named \"{0}\" exists (create it with `invario ledger create {0}`)")]
     UnknownLedger(LedgerName),
+    /// A write that presumed its transaction ids new met one stored already
+    /// (a unique key fired): nothing was written. The core then looks the ids
+    /// up and plans again ([`LedgerStore::begin_append_presuming_new`]).
+    #[error("a transaction id presumed new is stored already; nothing was written")]
+    AlreadyStored,
     /// The adapter was handed something the port forbids (a bug, not bad input).
     #[error("storage contract violated: {0}")]
     Contract(String),
@@ -90,6 +95,15 @@ pub trait LedgerStore: Send + Sync {
     /// head, the entries stored for `ids`, the tree state and the tiles
     /// [`edge_tiles`](crate::tiles::edge_tiles) names for its size.
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<Self::Append, StoreError>;
+
+    /// Like [`begin_append`](Self::begin_append), but the core presumes the
+    /// ids new, so the adapter may skip reading the stored entries for them
+    /// (the snapshot's `existing` is then empty). Its commit must then answer
+    /// [`StoreError::AlreadyStored`], writing nothing, when a unique key on a
+    /// transaction id fires. The default reads them anyway.
+    async fn begin_append_presuming_new(&self, ids: &[TransactionId]) -> Result<Self::Append, StoreError> {
+        self.begin_append(ids).await
+    }
 
     /// The entry recording transaction `id`, if any.
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError>;

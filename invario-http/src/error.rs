@@ -223,9 +223,10 @@ impl From<&StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::Unavailable { detail },
             StoreError::OutOfSpace(_) => ApiError::StorageFull { detail },
             StoreError::UnknownLedger(name) => ApiError::NotFound(format!("no ledger named \"{name}\"")),
-            StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Contract(_) => {
-                ApiError::Internal { detail }
-            }
+            StoreError::Backend(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Contract(_)
+            | StoreError::AlreadyStored => ApiError::Internal { detail },
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The ledger port on PostgreSQL.
 
+use std::sync::{Arc, OnceLock};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
@@ -24,9 +26,81 @@ use crate::rows::{
 pub struct PgLedger {
     pool: PgPool,
     ledger: LedgerName,
+    /// Whether the database is Citus, asked once: there a unique key firing
+    /// inside a distributed INSERT … SELECT comes back as an internal error
+    /// (SQLSTATE XX000, from its COPY into the shards), not as 23505, so an
+    /// append cannot presume its ids new and always looks them up.
+    citus: Arc<OnceLock<bool>>,
 }
 
 impl PgLedger {
+    /// Takes the head lock and reads the snapshot: the entries stored for
+    /// `ids` when given (an append presuming its ids new reads none: the
+    /// unique keys answer for them at commit).
+    async fn begin(&self, ids: Option<&[TransactionId]>) -> Result<PgAppend, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // The head and the tree state in one round trip. Both rows are locked:
+        // a row read beside a locked one without its own lock would be the
+        // version from before the wait for the lock (the tree state of the
+        // append that held it), not the one that append committed.
+        let locked = sqlx::query(
+            "SELECT h.sequence_number, h.entry_hash, h.recorded_at, s.tree_size, s.root_hash, s.frontier \
+             FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1 FOR UPDATE",
+        )
+        .bind(self.ledger.as_str())
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| self.unknown())?;
+        let head = head_from_row(&locked)?;
+        let tree = tree_state_from_row(&locked)?;
+        let existing = match ids {
+            Some(ids) => self.stored_entries(&mut transaction, ids).await?,
+            None => Vec::new(),
+        };
+        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.head.size)).await?;
+        let tree = TreeSnapshot { state: tree, edge };
+        Ok(PgAppend {
+            transaction,
+            ledger: self.ledger.clone(),
+            snapshot: AppendSnapshot { head, existing, tree },
+        })
+    }
+
+    /// The entries stored for `ids`, read inside the append's transaction.
+    async fn stored_entries(
+        &self,
+        transaction: &mut Transaction<'static, Postgres>,
+        ids: &[TransactionId],
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        // One index probe per id, whatever the planner believes: for thousands
+        // of ids `transaction_id = ANY($1)` costs out as a sequential scan of
+        // the whole ledger (random_page_cost makes probes look dear), which made
+        // every append O(ledger). OFFSET 0 keeps each lateral lookup a probe.
+        // Prepared only for small appends (group commits of single requests),
+        // where parsing and planning were a third of the statement time. A
+        // cached plan does not outlive the ledger's growth: each ANALYZE
+        // (autovacuum's, every 10 % of growth) invalidates it, and the growth
+        // benchmark (scenario 9) watches for a cost that grows with the ledger.
+        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
+             JOIN LATERAL (SELECT * FROM ledger_entries \
+                           WHERE ledger_id = $2 AND transaction_id = wanted.id OFFSET 0) e ON true \
+             JOIN LATERAL (SELECT * FROM transactions \
+                           WHERE ledger_id = $2 AND transaction_id = e.transaction_id OFFSET 0) t ON true"
+        )))
+        .persistent(uuids.len() <= PREPARED_LOOKUP_MAX_IDS)
+        .bind(&uuids)
+        .bind(self.ledger.as_str())
+        .fetch_all(&mut **transaction)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(EntryRow::into_entry)
+        .collect()
+    }
+
     /// The store of the default ledger on `pool` (migrated: see [`crate::migrate`]).
     pub fn new(pool: PgPool) -> Self {
         PgLedger::for_ledger(pool, LedgerName::default_ledger())
@@ -35,7 +109,20 @@ impl PgLedger {
     /// The store of ledger `ledger` on `pool` (whether it exists is checked
     /// by each statement: see [`StoreError::UnknownLedger`]).
     pub fn for_ledger(pool: PgPool, ledger: LedgerName) -> Self {
-        PgLedger { pool, ledger }
+        PgLedger { pool, ledger, citus: Arc::default() }
+    }
+
+    /// Whether the database has the Citus extension (asked once per store).
+    async fn is_citus(&self) -> Result<bool, StoreError> {
+        if let Some(&citus) = self.citus.get() {
+            return Ok(citus);
+        }
+        let citus: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(*self.citus.get_or_init(|| citus))
     }
 
     /// The pool.
@@ -144,55 +231,11 @@ impl LedgerStore for PgLedger {
     type Source = PgSnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        // The head and the tree state in one round trip. Both rows are locked:
-        // a row read beside a locked one without its own lock would be the
-        // version from before the wait for the lock (the tree state of the
-        // append that held it), not the one that append committed.
-        let locked = sqlx::query(
-            "SELECT h.sequence_number, h.entry_hash, h.recorded_at, s.tree_size, s.root_hash, s.frontier \
-             FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1 FOR UPDATE",
-        )
-        .bind(self.ledger.as_str())
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| self.unknown())?;
-        let head = head_from_row(&locked)?;
-        let tree = tree_state_from_row(&locked)?;
-        let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-        // One index probe per id, whatever the planner believes: for thousands
-        // of ids `transaction_id = ANY($1)` costs out as a sequential scan of
-        // the whole ledger (random_page_cost makes probes look dear), which made
-        // every append O(ledger). OFFSET 0 keeps each lateral lookup a probe.
-        // Prepared only for small appends (group commits of single requests),
-        // where parsing and planning were a third of the statement time. A
-        // cached plan does not outlive the ledger's growth: each ANALYZE
-        // (autovacuum's, every 10 % of growth) invalidates it, and the growth
-        // benchmark (scenario 9) watches for a cost that grows with the ledger.
-        let existing = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM unnest($1::uuid[]) AS wanted(id) \
-             JOIN LATERAL (SELECT * FROM ledger_entries \
-                           WHERE ledger_id = $2 AND transaction_id = wanted.id OFFSET 0) e ON true \
-             JOIN LATERAL (SELECT * FROM transactions \
-                           WHERE ledger_id = $2 AND transaction_id = e.transaction_id OFFSET 0) t ON true"
-        )))
-        .persistent(uuids.len() <= PREPARED_LOOKUP_MAX_IDS)
-        .bind(&uuids)
-        .bind(self.ledger.as_str())
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .map(EntryRow::into_entry)
-        .collect::<Result<Vec<_>, _>>()?;
-        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.head.size)).await?;
-        let tree = TreeSnapshot { state: tree, edge };
-        Ok(PgAppend {
-            transaction,
-            ledger: self.ledger.clone(),
-            snapshot: AppendSnapshot { head, existing, tree },
-        })
+        self.begin(Some(ids)).await
+    }
+
+    async fn begin_append_presuming_new(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
+        if self.is_citus().await? { self.begin(Some(ids)).await } else { self.begin(None).await }
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -418,7 +461,7 @@ impl AppendSession for PgAppend {
             .bind(self.ledger.as_str())
             .execute(&mut *connection)
             .await
-            .map_err(store_error)?;
+            .map_err(write_error)?;
         }
         let head = plan.head_move();
         if let Some(tree) = plan.tree_update() {
@@ -438,7 +481,7 @@ impl AppendSession for PgAppend {
                     .bind(head.entry_hash.as_bytes().as_slice())
                     .bind(head.recorded_at.map(to_datetime));
             }
-            query.execute(&mut *connection).await.map_err(store_error)?;
+            query.execute(&mut *connection).await.map_err(write_error)?;
         } else if let Some(head) = head {
             sqlx::query(
                 "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
@@ -449,9 +492,9 @@ impl AppendSession for PgAppend {
             .bind(self.ledger.as_str())
                 .execute(&mut *connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(write_error)?;
         }
-        self.transaction.commit().await.map_err(store_error)
+        self.transaction.commit().await.map_err(write_error)
     }
 }
 
@@ -485,4 +528,17 @@ fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreErr
     let indexes = tree.tiles.iter().map(|tile| to_sequence(tile.coord.index)).collect::<Result<_, _>>()?;
     let hashes = tree.tiles.iter().map(|tile| hashes_to_bytes(&tile.hashes)).collect();
     Ok((levels, indexes, hashes))
+}
+
+/// A write's error: a unique key on a transaction id firing (SQLSTATE 23505,
+/// matched by code: Citus suffixes constraint names with the shard) means an
+/// id presumed new was stored already, and the transaction rolled back.
+/// Under the head lock no other unique key can fire.
+fn write_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
+            StoreError::AlreadyStored
+        }
+        _ => store_error(error),
+    }
 }

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::strategies;
 use invario_core::{
-    AppendSession, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry, LedgerHead,
-    LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError, Timestamp,
-    Transaction, VerificationRecord, VerificationSource, plan_append,
+    AppendSession, IdempotencyStrategy, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry,
+    LedgerHead, LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError,
+    Timestamp, Transaction, VerificationRecord, VerificationSource, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
 use proptest::prelude::*;
@@ -136,6 +136,36 @@ pub async fn a_dropped_append_rolls_back<S: LedgerStore, G>(fresh: impl Future<O
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
+/// An append that presumed its ids new and meets a stored one writes nothing
+/// and says so ([`StoreError::AlreadyStored`]) — unless the adapter read the
+/// stored entries anyway (the port's default); through the service the
+/// fallback then answers as a lookup would.
+pub async fn a_presumed_new_write_meeting_a_stored_id_writes_nothing<S: LedgerStore, G>(
+    fresh: impl Future<Output = (S, G)>,
+) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store).with_idempotency(IdempotencyStrategy::Optimistic);
+    ledger.ingest(vec![transaction(1, "1"), transaction(2, "2")], at(1)).await.expect("ingest");
+    let head = ledger.head().await.expect("head");
+    let batch = vec![transaction(3, "3"), transaction(2, "2")];
+    let ids: Vec<_> = batch.iter().map(|transaction| transaction.transaction_id).collect();
+    let session = ledger.store().begin_append_presuming_new(&ids).await.expect("begin");
+    if session.snapshot().existing.is_empty() {
+        let plan = plan_append(session.snapshot(), batch.clone(), at(2)).expect("planned as new");
+        let error = session.commit(&plan).await.expect_err("a unique key fires");
+        assert!(matches!(error, StoreError::AlreadyStored), "{error}");
+    } else {
+        drop(session); // releases the append lock, writing nothing
+    }
+    assert_eq!(ledger.head().await.expect("head"), head, "nothing was written");
+    assert!(ledger.entry(batch[0].transaction_id).await.expect("read").is_none());
+    let receipts = ledger.ingest(batch, at(2)).await.expect("the fallback appends");
+    let statuses: Vec<_> = receipts.iter().map(|receipt| receipt.status).collect();
+    assert_eq!(statuses, [ReceiptStatus::Created, ReceiptStatus::Replayed]);
+    assert_eq!(receipts[0].entry.sequence_number, 3);
+    assert_eq!(receipts[1].entry.sequence_number, 2);
+}
+
 /// A verification source reads one snapshot: the head, the tree, the entries
 /// after a position in order with their transactions, no orphans — and
 /// nothing appended after its first read.
@@ -251,6 +281,9 @@ pub enum Operation {
     DuplicateInBatch(Vec<Transaction>),
     /// A batch with one invalid item.
     Invalid(Vec<Transaction>, serde_json::Value),
+    /// Independent single requests committed together (group commit): new
+    /// transactions, re-sent recorded ones, and a recorded id with other content.
+    GroupCommit(Vec<prop::sample::Index>, Vec<Transaction>),
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -262,10 +295,37 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => strategies::distinct_transactions(1..4).prop_map(Operation::DuplicateInBatch),
         1 => (strategies::distinct_transactions(0..3), strategies::invalid_transaction_json())
             .prop_map(|(valid, (invalid, _))| Operation::Invalid(valid, invalid)),
+        2 => (prop::collection::vec(any::<prop::sample::Index>(), 0..3), strategies::distinct_transactions(0..4))
+            .prop_map(|(picks, fresh)| Operation::GroupCommit(picks, fresh)),
     ]
 }
 
-type Outcome = Result<Vec<(LedgerEntry, ReceiptStatus)>, String>;
+/// What one step answered, compared byte for byte between the two ledgers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// A batch's receipts.
+    Receipts(Vec<(LedgerEntry, ReceiptStatus)>),
+    /// A batch refused as a whole.
+    Refused(String),
+    /// A group commit's answer per request.
+    Items(Vec<Result<(LedgerEntry, ReceiptStatus), String>>),
+}
+
+impl Outcome {
+    /// The transactions this step created.
+    fn created(self) -> Vec<Transaction> {
+        let receipts = match self {
+            Outcome::Receipts(receipts) => receipts,
+            Outcome::Items(items) => items.into_iter().filter_map(Result::ok).collect(),
+            Outcome::Refused(_) => Vec::new(),
+        };
+        receipts
+            .into_iter()
+            .filter(|(_, status)| *status == ReceiptStatus::Created)
+            .map(|(entry, _)| entry.transaction)
+            .collect()
+    }
+}
 
 async fn apply<S: LedgerStore>(
     ledger: &Ledger<S>,
@@ -273,6 +333,26 @@ async fn apply<S: LedgerStore>(
     recorded: &[Transaction],
     step: i64,
 ) -> Outcome {
+    if let Operation::GroupCommit(picks, fresh) = operation {
+        let mut singles: Vec<Transaction> = fresh.clone();
+        for pick in picks {
+            if !recorded.is_empty() {
+                singles.push(recorded[pick.index(recorded.len())].clone());
+            }
+        }
+        if let Some(pick) = picks.first().filter(|_| !recorded.is_empty()) {
+            let mut changed = strategies::to_request_json(&recorded[pick.index(recorded.len())]);
+            changed["metadata"] = json!({"tampered": "by client"});
+            singles.push(Transaction::from_json(&changed).expect("a valid changed transaction"));
+        }
+        let answers = ledger.ingest_each(singles, at(step)).await.expect("a group commit");
+        return Outcome::Items(
+            answers
+                .into_iter()
+                .map(|answer| answer.map(|r| (r.entry, r.status)).map_err(|problem| format!("{problem:?}")))
+                .collect(),
+        );
+    }
     let items: Vec<serde_json::Value> = match operation {
         Operation::Append(batch) => batch.iter().map(strategies::to_request_json).collect(),
         Operation::Replay(picks) if !recorded.is_empty() => {
@@ -297,17 +377,21 @@ async fn apply<S: LedgerStore>(
         Operation::Invalid(valid, invalid) => {
             valid.iter().map(strategies::to_request_json).chain([invalid.clone()]).collect()
         }
+        Operation::GroupCommit(..) => unreachable!("answered above"),
     };
     match ledger.ingest_json(&items, at(step)).await {
-        Ok(receipts) => Ok(receipts.into_iter().map(|r| (r.entry, r.status)).collect()),
-        Err(IngestError::Rejected(rejection)) => Err(format!("{:?}", rejection.items)),
-        Err(IngestError::EmptyBatch) => Err("empty".into()),
+        Ok(receipts) => Outcome::Receipts(receipts.into_iter().map(|r| (r.entry, r.status)).collect()),
+        Err(IngestError::Rejected(rejection)) => Outcome::Refused(format!("{:?}", rejection.items)),
+        Err(IngestError::EmptyBatch) => Outcome::Refused("empty".into()),
         Err(other) => panic!("unexpected ingest failure: {other}"),
     }
 }
 
-/// Model-based property: random appends, replays, conflicts and bad batches give
-/// identical answers and identical chains on the adapter and on the memory model.
+/// Model-based and differential property: random appends, replays, conflicts,
+/// bad batches and group commits give identical answers and identical chains on
+/// the adapter — presuming ids new, falling back on a unique key (issue 27's
+/// fast path) — and on the memory model looking ids up first (the pessimistic
+/// path).
 pub fn model_based_agreement<S, G, Fut>(fresh: impl Fn() -> Fut, cases: u32)
 where
     S: LedgerStore,
@@ -322,21 +406,14 @@ where
     let result = runner.run(&prop::collection::vec(operation(), 1..12), |operations| {
         runtime.block_on(async {
             let (store, _guard) = fresh().await;
-            let adapter = Ledger::new(store);
-            let model = Ledger::new(MemoryLedger::new());
+            let adapter = Ledger::new(store).with_idempotency(IdempotencyStrategy::Optimistic);
+            let model = Ledger::new(MemoryLedger::new()).with_idempotency(IdempotencyStrategy::LookupFirst);
             let mut recorded: Vec<Transaction> = Vec::new();
             for (step, operation) in (1..).zip(&operations) {
                 let expected = apply(&model, operation, &recorded, step).await;
                 let actual = apply(&adapter, operation, &recorded, step).await;
                 prop_assert_eq!(&actual, &expected, "step {} {:?}", step, operation);
-                if let Ok(receipts) = expected {
-                    recorded.extend(
-                        receipts
-                            .into_iter()
-                            .filter(|(_, status)| *status == ReceiptStatus::Created)
-                            .map(|(entry, _)| entry.transaction),
-                    );
-                }
+                recorded.extend(expected.created());
             }
             prop_assert_eq!(adapter.head().await.expect("head"), model.head().await.expect("head"));
             prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
@@ -510,6 +587,10 @@ macro_rules! ledger_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_a_dropped_append_rolls_back() {
             $crate::contract::a_dropped_append_rolls_back($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_a_presumed_new_write_meeting_a_stored_id_writes_nothing() {
+            $crate::contract::a_presumed_new_write_meeting_a_stored_id_writes_nothing($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_verification_source_reads_one_snapshot() {

@@ -11,9 +11,20 @@ pub(super) async fn adapter_append(
     batch: u64,
     count: u64,
 ) -> anyhow::Result<(f64, String)> {
+    adapter_append_with(server, batch, count, IdempotencyStrategy::default()).await
+}
+
+/// [`adapter_append`] with stored ids decided by `strategy` (the lever rows:
+/// `LookupFirst` is the path before issue 27).
+pub(super) async fn adapter_append_with(
+    server: &BenchServer,
+    batch: u64,
+    count: u64,
+    strategy: IdempotencyStrategy,
+) -> anyhow::Result<(f64, String)> {
     let url = server.ledger_database(&format!("append_{batch}")).await?;
     let pool = connect(&url, 2).await?;
-    let ledger = Ledger::new(PgLedger::new(pool.clone()));
+    let ledger = Ledger::new(PgLedger::new(pool.clone())).with_idempotency(strategy);
     server.settle().await?;
     let elapsed = timed_ingest(&ledger, 0, 0, batch, count).await?;
     pool.close().await;
@@ -43,6 +54,48 @@ pub(super) async fn timed_ingest<S: invario_core::LedgerStore>(
         done += size;
     }
     Ok(elapsed)
+}
+
+/// Every how many items a replay-heavy batch re-sends a recorded transaction.
+pub(super) const REPLAY_EVERY: u64 = 10;
+
+/// Scenario 2's replay-heavy case: `count` items in batches of `batch`, every
+/// [`REPLAY_EVERY`]th of which re-sends (same content) a transaction the
+/// previous batch recorded — what a client retrying after timeouts sends, and
+/// what optimistic idempotency pays twice for. Items/s, replays included.
+pub(super) async fn replay_heavy_append(
+    server: &BenchServer,
+    batch: u64,
+    count: u64,
+    strategy: IdempotencyStrategy,
+) -> anyhow::Result<f64> {
+    let url = server.ledger_database(&format!("append_replays_{batch}")).await?;
+    let pool = connect(&url, 2).await?;
+    let ledger = Ledger::new(PgLedger::new(pool.clone())).with_idempotency(strategy);
+    // The first batch has nothing to re-send: it is recorded outside the clock.
+    ledger.ingest(workload::transactions(0, 0, batch)?, now()?).await?;
+    server.settle().await?;
+    let (mut elapsed, mut done, mut next_new) = (Duration::ZERO, 0, batch);
+    while done < count {
+        let size = batch.min(count - done);
+        let mut transactions = workload::transactions(0, next_new, size)?;
+        for (index, slot) in transactions.iter_mut().enumerate().step_by(REPLAY_EVERY as usize) {
+            // The previous batch recorded every number of its range but those
+            // at multiples of REPLAY_EVERY (themselves replays): the one after is.
+            let recorded = next_new - batch + index as u64 + 1;
+            *slot = workload::transactions(0, recorded, 1)?.remove(0);
+        }
+        let recorded_at = now()?;
+        let started = Instant::now();
+        let receipts = ledger.ingest(transactions, recorded_at).await?;
+        elapsed += started.elapsed();
+        ensure!(receipts.len() as u64 == size, "the adapter answered {} of {size}", receipts.len());
+        next_new += size;
+        done += size;
+    }
+    pool.close().await;
+    server.discard(&url).await?;
+    Ok(count as f64 / elapsed.as_secs_f64())
 }
 
 /// Scenario 2's baseline: the same chained rows, COPY'd into tables with the

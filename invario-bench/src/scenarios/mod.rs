@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
 use invario_core::{
-    ChainPosition, DEFAULT_LEDGER, EntryHash, Ledger, LedgerEntry, StoredEntry, StoredTransaction, Timestamp,
-    encode_entry_v1, entry_hash_v1,
+    ChainPosition, DEFAULT_LEDGER, EntryHash, IdempotencyStrategy, Ledger, LedgerEntry, StoredEntry,
+    StoredTransaction, Timestamp, encode_entry_v1, entry_hash_v1,
 };
 use invario_postgres::PgLedger;
 use sha2::{Digest as _, Sha256};
@@ -189,6 +189,34 @@ pub(crate) async fn run_all(
             }
             results.push(row);
         }
+        // Lever rows: the same appends with every id looked up first (the
+        // path before issue 27), and batches where every 10th item is a replay.
+        for batch in [1_000, 8_000] {
+            let count = plan.append_count(batch);
+            let (rate, url) =
+                adapter_append_with(server, batch, count, IdempotencyStrategy::LookupFirst).await?;
+            server.discard(&url).await?;
+            results.push(
+                Measurement::new(
+                    "2 adapter append",
+                    format!("batch {batch}, ids looked up first (lever off)"),
+                    rate,
+                    "entries/s",
+                )
+                .over(count)
+                .against("raw COPY", copy_rate),
+            );
+        }
+        let count = plan.append_count(1_000);
+        let replays = replay_heavy_append(server, 1_000, count, IdempotencyStrategy::default()).await?;
+        let replays_looked_up =
+            replay_heavy_append(server, 1_000, count, IdempotencyStrategy::LookupFirst).await?;
+        results.push(
+            Measurement::new("2 adapter append", "batch 1000, every 10th item a replay", replays, "items/s")
+                .over(count)
+                .against("ids looked up first", replays_looked_up)
+                .against("raw COPY", copy_rate),
+        );
         results.push(
             Measurement::new(
                 "2 adapter append",

@@ -7,12 +7,13 @@ pub mod verification;
 
 pub use verification::{Expectations, IntegrityStatus};
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::append::{
     AppendRefusal, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
 };
 use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
+use crate::idempotency::{IdempotencyStrategy, ReplayTracker, can_presume_new};
 use crate::integrity::IntegrityBreak;
 use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::tiles::TreeError;
@@ -96,12 +97,35 @@ pub struct EntriesPage {
 pub struct Ledger<S> {
     store: S,
     integrity: Arc<Mutex<IntegrityStatus>>,
+    idempotency: IdempotencyStrategy,
+    replays: Mutex<ReplayTracker>,
 }
 
 impl<S: LedgerStore> Ledger<S> {
     /// Wraps a store. Integrity is unknown (not healthy) until the first verification.
     pub fn new(store: S) -> Self {
-        Ledger { store, integrity: Arc::default() }
+        Ledger {
+            store,
+            integrity: Arc::default(),
+            idempotency: IdempotencyStrategy::default(),
+            replays: Mutex::default(),
+        }
+    }
+
+    /// The same service deciding stored ids by `strategy` (default:
+    /// [`IdempotencyStrategy::Adaptive`]). Every strategy gives the same
+    /// answers; they differ only in round trips.
+    pub fn with_idempotency(mut self, strategy: IdempotencyStrategy) -> Self {
+        self.idempotency = strategy;
+        self
+    }
+
+    fn presume_new(&self) -> bool {
+        self.replays.lock().unwrap_or_else(PoisonError::into_inner).presume_new(self.idempotency)
+    }
+
+    fn record_write(&self, held_a_stored_id: bool) {
+        self.replays.lock().unwrap_or_else(PoisonError::into_inner).record(held_a_stored_id);
     }
 
     /// The underlying store.
@@ -110,11 +134,39 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     /// Appends a batch atomically and returns one receipt per item, in order.
+    ///
+    /// While replays are rare the ids are presumed new (no lookup under the
+    /// lock); if one is stored after all, nothing was written and the batch
+    /// is planned again from an exact lookup with the same `now`, so every
+    /// answer is what the lookup-first path gives ([`crate::idempotency`]).
     pub async fn ingest(&self, batch: Vec<Transaction>, now: Timestamp) -> Result<Vec<Receipt>, IngestError> {
         if batch.is_empty() {
             return Err(IngestError::EmptyBatch);
         }
-        let session = self.begin_write(&batch).await?;
+        self.check_writable(batch.len())?;
+        let ids = transaction_ids(&batch);
+        let mut batch = batch;
+        if self.presume_new() {
+            let session = self.store.begin_append_presuming_new(&ids).await?;
+            if can_presume_new(&session.snapshot().head, &ids) {
+                let snapshot_had_stored = !session.snapshot().existing.is_empty();
+                let plan = plan_append(session.snapshot(), batch, now)?;
+                let outcome =
+                    if plan.new_entries().is_empty() { Ok(()) } else { session.commit(&plan).await };
+                match outcome {
+                    Ok(()) => {
+                        self.record_write(snapshot_had_stored);
+                        return Ok(plan.into_receipts());
+                    }
+                    Err(StoreError::AlreadyStored) => self.record_write(true),
+                    Err(error) => return Err(error.into()),
+                }
+                // Every item was planned as a new entry, in order: take the transactions back.
+                batch = plan.into_receipts().into_iter().map(|receipt| receipt.entry.transaction).collect();
+            }
+        }
+        let session = self.store.begin_append(&ids).await?;
+        self.record_write(!session.snapshot().existing.is_empty());
         let plan = plan_append(session.snapshot(), batch, now)?;
         if !plan.new_entries().is_empty() {
             session.commit(&plan).await?;
@@ -124,7 +176,8 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// Appends unrelated transactions in one write (group commit): each item
     /// succeeds or fails on its own (see [`plan_append_each`]); the call as a
-    /// whole fails only when nothing could be written.
+    /// whole fails only when nothing could be written. Ids are presumed new
+    /// as in [`ingest`](Self::ingest), with the same fallback.
     pub async fn ingest_each(
         &self,
         batch: Vec<Transaction>,
@@ -133,7 +186,33 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let session = self.begin_write(&batch).await?;
+        self.check_writable(batch.len())?;
+        let ids = transaction_ids(&batch);
+        let mut batch = batch;
+        if self.presume_new() {
+            let session = self.store.begin_append_presuming_new(&ids).await?;
+            if can_presume_new(&session.snapshot().head, &ids) {
+                let snapshot_had_stored = !session.snapshot().existing.is_empty();
+                let plan = plan_append_each(session.snapshot(), batch, now)?;
+                let outcome = if plan.write().new_entries().is_empty() {
+                    Ok(())
+                } else {
+                    session.commit(plan.write()).await
+                };
+                match outcome {
+                    Ok(()) => {
+                        self.record_write(snapshot_had_stored);
+                        return Ok(plan.outcomes);
+                    }
+                    Err(StoreError::AlreadyStored) => self.record_write(true),
+                    Err(error) => return Err(error.into()),
+                }
+                // Presumed new, every item was created: take the transactions back.
+                batch = plan.into_transactions().ok_or(StoreError::AlreadyStored)?;
+            }
+        }
+        let session = self.store.begin_append(&ids).await?;
+        self.record_write(!session.snapshot().existing.is_empty());
         let plan = plan_append_each(session.snapshot(), batch, now)?;
         if !plan.write().new_entries().is_empty() {
             session.commit(plan.write()).await?;
@@ -141,16 +220,16 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(plan.outcomes)
     }
 
-    /// The checks every write passes (size, quarantine), then the append lock.
-    async fn begin_write(&self, batch: &[Transaction]) -> Result<S::Append, IngestError> {
-        if batch.len() > MAX_BATCH_SIZE {
-            return Err(IngestError::BatchTooLarge(batch.len()));
+    /// The checks every write passes before it takes the append lock: the
+    /// batch size and quarantine.
+    fn check_writable(&self, size: usize) -> Result<(), IngestError> {
+        if size > MAX_BATCH_SIZE {
+            return Err(IngestError::BatchTooLarge(size));
         }
         if let Some(found) = self.integrity().broken {
             return Err(IngestError::Quarantined(found));
         }
-        let ids: Vec<TransactionId> = batch.iter().map(|transaction| transaction.transaction_id).collect();
-        Ok(self.store.begin_append(&ids).await?)
+        Ok(())
     }
 
     /// Parses client JSON items, then ingests them; any invalid item rejects the batch.
@@ -215,4 +294,9 @@ impl<S: LedgerStore> Ledger<S> {
         };
         Ok(EntriesPage { entries, next_after })
     }
+}
+
+/// The ids of a batch, in order.
+fn transaction_ids(batch: &[Transaction]) -> Vec<TransactionId> {
+    batch.iter().map(|transaction| transaction.transaction_id).collect()
 }
