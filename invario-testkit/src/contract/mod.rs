@@ -10,16 +10,17 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
-use invario_core::strategies;
 use invario_core::{
     AppendSession, IdempotencyStrategy, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry,
-    LedgerHead, LedgerInfo, LedgerName, LedgerStore, MemoryLedger, ReceiptStatus, Scope, StoreError,
-    Timestamp, Transaction, VerificationRecord, VerificationSource, plan_append,
+    LedgerHead, LedgerInfo, LedgerName, LedgerStore, ReceiptStatus, Scope, StoreError, Timestamp,
+    Transaction, VerificationRecord, VerificationSource, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
+
+mod model;
+
+pub use model::{Operation, model_based_agreement};
 
 /// A time for the n-th step of a check.
 pub fn at(step: i64) -> Timestamp {
@@ -266,179 +267,6 @@ pub async fn checkpoint_copies_are_kept_once_per_size<S: LedgerStore, G>(
     store.store_checkpoint(7, "seven\n").await.expect("store");
     store.store_checkpoint(10, "another ten\n").await.expect("the same size again is ignored");
     assert_eq!(store.latest_checkpoint().await.expect("read").as_deref(), Some("ten\n"));
-}
-
-/// One step of the model-based test.
-#[derive(Debug, Clone)]
-pub enum Operation {
-    /// Append new transactions.
-    Append(Vec<Transaction>),
-    /// Re-send transactions recorded earlier (by index into those recorded so far).
-    Replay(Vec<prop::sample::Index>),
-    /// Re-send a recorded id with other content, among new transactions.
-    Conflict(prop::sample::Index, Vec<Transaction>),
-    /// A batch holding one id twice.
-    DuplicateInBatch(Vec<Transaction>),
-    /// A batch with one invalid item.
-    Invalid(Vec<Transaction>, serde_json::Value),
-    /// Independent single requests committed together (group commit): new
-    /// transactions, re-sent recorded ones, and a recorded id with other content.
-    GroupCommit(Vec<prop::sample::Index>, Vec<Transaction>),
-}
-
-fn operation() -> impl Strategy<Value = Operation> {
-    prop_oneof![
-        4 => strategies::distinct_transactions(1..8).prop_map(Operation::Append),
-        2 => prop::collection::vec(any::<prop::sample::Index>(), 1..4).prop_map(Operation::Replay),
-        1 => (any::<prop::sample::Index>(), strategies::distinct_transactions(0..3))
-            .prop_map(|(pick, fresh)| Operation::Conflict(pick, fresh)),
-        1 => strategies::distinct_transactions(1..4).prop_map(Operation::DuplicateInBatch),
-        1 => (strategies::distinct_transactions(0..3), strategies::invalid_transaction_json())
-            .prop_map(|(valid, (invalid, _))| Operation::Invalid(valid, invalid)),
-        2 => (prop::collection::vec(any::<prop::sample::Index>(), 0..3), strategies::distinct_transactions(0..4))
-            .prop_map(|(picks, fresh)| Operation::GroupCommit(picks, fresh)),
-    ]
-}
-
-/// What one step answered, compared byte for byte between the two ledgers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    /// A batch's receipts.
-    Receipts(Vec<(LedgerEntry, ReceiptStatus)>),
-    /// A batch refused as a whole.
-    Refused(String),
-    /// A group commit's answer per request.
-    Items(Vec<Result<(LedgerEntry, ReceiptStatus), String>>),
-}
-
-impl Outcome {
-    /// The transactions this step created.
-    fn created(self) -> Vec<Transaction> {
-        let receipts = match self {
-            Outcome::Receipts(receipts) => receipts,
-            Outcome::Items(items) => items.into_iter().filter_map(Result::ok).collect(),
-            Outcome::Refused(_) => Vec::new(),
-        };
-        receipts
-            .into_iter()
-            .filter(|(_, status)| *status == ReceiptStatus::Created)
-            .map(|(entry, _)| entry.transaction)
-            .collect()
-    }
-}
-
-async fn apply<S: LedgerStore>(
-    ledger: &Ledger<S>,
-    operation: &Operation,
-    recorded: &[Transaction],
-    step: i64,
-) -> Outcome {
-    if let Operation::GroupCommit(picks, fresh) = operation {
-        let mut singles: Vec<Transaction> = fresh.clone();
-        for pick in picks {
-            if !recorded.is_empty() {
-                singles.push(recorded[pick.index(recorded.len())].clone());
-            }
-        }
-        if let Some(pick) = picks.first().filter(|_| !recorded.is_empty()) {
-            let mut changed = strategies::to_request_json(&recorded[pick.index(recorded.len())]);
-            changed["metadata"] = json!({"tampered": "by client"});
-            singles.push(Transaction::from_json(&changed).expect("a valid changed transaction"));
-        }
-        let answers = ledger.ingest_each(singles, at(step)).await.expect("a group commit");
-        return Outcome::Items(
-            answers
-                .into_iter()
-                .map(|answer| answer.map(|r| (r.entry, r.status)).map_err(|problem| format!("{problem:?}")))
-                .collect(),
-        );
-    }
-    let items: Vec<serde_json::Value> = match operation {
-        Operation::Append(batch) => batch.iter().map(strategies::to_request_json).collect(),
-        Operation::Replay(picks) if !recorded.is_empty() => {
-            let mut seen = std::collections::HashSet::new();
-            picks
-                .iter()
-                .map(|pick| &recorded[pick.index(recorded.len())])
-                .filter(|t| seen.insert(t.transaction_id))
-                .map(strategies::to_request_json)
-                .collect()
-        }
-        Operation::Replay(_) => vec![],
-        Operation::Conflict(pick, fresh) if !recorded.is_empty() => {
-            let mut changed = strategies::to_request_json(&recorded[pick.index(recorded.len())]);
-            changed["metadata"] = json!({"tampered": "by client"});
-            fresh.iter().map(strategies::to_request_json).chain([changed]).collect()
-        }
-        Operation::Conflict(_, fresh) => fresh.iter().map(strategies::to_request_json).collect(),
-        Operation::DuplicateInBatch(batch) => {
-            batch.iter().chain(batch.first()).map(strategies::to_request_json).collect()
-        }
-        Operation::Invalid(valid, invalid) => {
-            valid.iter().map(strategies::to_request_json).chain([invalid.clone()]).collect()
-        }
-        Operation::GroupCommit(..) => unreachable!("answered above"),
-    };
-    match ledger.ingest_json(&items, at(step)).await {
-        Ok(receipts) => Outcome::Receipts(receipts.into_iter().map(|r| (r.entry, r.status)).collect()),
-        Err(IngestError::Rejected(rejection)) => Outcome::Refused(format!("{:?}", rejection.items)),
-        Err(IngestError::EmptyBatch) => Outcome::Refused("empty".into()),
-        Err(other) => panic!("unexpected ingest failure: {other}"),
-    }
-}
-
-/// Model-based and differential property: random appends, replays, conflicts,
-/// bad batches and group commits give identical answers and identical chains on
-/// the adapter — presuming ids new, falling back on a unique key (issue 27's
-/// fast path) — and on the memory model looking ids up first (the pessimistic
-/// path).
-pub fn model_based_agreement<S, G, Fut>(fresh: impl Fn() -> Fut, cases: u32)
-where
-    S: LedgerStore,
-    Fut: Future<Output = (S, G)>,
-{
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    let result = runner.run(&prop::collection::vec(operation(), 1..12), |operations| {
-        runtime.block_on(async {
-            let (store, _guard) = fresh().await;
-            let adapter = Ledger::new(store).with_idempotency(IdempotencyStrategy::Optimistic);
-            let model = Ledger::new(MemoryLedger::new()).with_idempotency(IdempotencyStrategy::LookupFirst);
-            let mut recorded: Vec<Transaction> = Vec::new();
-            for (step, operation) in (1..).zip(&operations) {
-                let expected = apply(&model, operation, &recorded, step).await;
-                let actual = apply(&adapter, operation, &recorded, step).await;
-                prop_assert_eq!(&actual, &expected, "step {} {:?}", step, operation);
-                recorded.extend(expected.created());
-            }
-            prop_assert_eq!(adapter.head().await.expect("head"), model.head().await.expect("head"));
-            prop_assert_eq!(all_entries(&adapter).await, all_entries(&model).await);
-            let tree = model.tree_head().await.expect("tree");
-            prop_assert_eq!(adapter.tree_head().await.expect("tree"), tree);
-            for size in 1..=tree.size {
-                for sequence in [1, size / 2 + 1, size] {
-                    prop_assert_eq!(
-                        adapter.inclusion_proof_at(sequence, Some(size)).await.expect("proof"),
-                        model.inclusion_proof_at(sequence, Some(size)).await.expect("proof")
-                    );
-                }
-                prop_assert_eq!(
-                    adapter.consistency_proof(size, None).await.expect("proof"),
-                    model.consistency_proof(size, None).await.expect("proof")
-                );
-            }
-            let report = adapter.verify_full().await.expect("verify");
-            prop_assert!(report.is_intact(), "{}", report);
-            Ok(())
-        })
-    });
-    if let Err(failure) = result {
-        panic!("the adapter disagrees with the memory model: {failure}");
-    }
 }
 
 /// Keys can be created, found by hash, listed, touched and revoked by owner or prefix.
