@@ -10,7 +10,8 @@ pub use verification::{Expectations, IntegrityStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::append::{
-    AppendRefusal, BatchRejection, ItemProblem, MAX_BATCH_SIZE, Receipt, plan_append, plan_append_each,
+    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
+    Receipt, plan_append, plan_append_each,
 };
 use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::idempotency::{IdempotencyStrategy, ReplayTracker, can_presume_new};
@@ -143,35 +144,7 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Err(IngestError::EmptyBatch);
         }
-        self.check_writable(batch.len())?;
-        let ids = transaction_ids(&batch);
-        let mut batch = batch;
-        if self.presume_new() {
-            let session = self.store.begin_append_presuming_new(&ids).await?;
-            if can_presume_new(&session.snapshot().head, &ids) {
-                let snapshot_had_stored = !session.snapshot().existing.is_empty();
-                let plan = plan_append(session.snapshot(), batch, now)?;
-                let outcome =
-                    if plan.new_entries().is_empty() { Ok(()) } else { session.commit(&plan).await };
-                match outcome {
-                    Ok(()) => {
-                        self.record_write(snapshot_had_stored);
-                        return Ok(plan.into_receipts());
-                    }
-                    Err(StoreError::AlreadyStored) => self.record_write(true),
-                    Err(error) => return Err(error.into()),
-                }
-                // Every item was planned as a new entry, in order: take the transactions back.
-                batch = plan.into_receipts().into_iter().map(|receipt| receipt.entry.transaction).collect();
-            }
-        }
-        let session = self.store.begin_append(&ids).await?;
-        self.record_write(!session.snapshot().existing.is_empty());
-        let plan = plan_append(session.snapshot(), batch, now)?;
-        if !plan.new_entries().is_empty() {
-            session.commit(&plan).await?;
-        }
-        Ok(plan.into_receipts())
+        self.append_with(batch, now, plan_append).await
     }
 
     /// Appends unrelated transactions in one write (group commit): each item
@@ -186,38 +159,42 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        self.append_with(batch, now, plan_append_each).await
+    }
+
+    /// The one append sequence both planners share: checks, then — while ids
+    /// may be presumed new — a write without the lookup, falling back on a
+    /// stored id to the lookup-first write, planned with the same `now`.
+    async fn append_with<P: Planned>(
+        &self,
+        mut batch: Vec<Transaction>,
+        now: Timestamp,
+        plan: fn(&AppendSnapshot, Vec<Transaction>, Timestamp) -> Result<P, AppendRefusal>,
+    ) -> Result<P::Answer, IngestError> {
         self.check_writable(batch.len())?;
         let ids = transaction_ids(&batch);
-        let mut batch = batch;
         if self.presume_new() {
             let session = self.store.begin_append_presuming_new(&ids).await?;
             if can_presume_new(&session.snapshot().head, &ids) {
                 let snapshot_had_stored = !session.snapshot().existing.is_empty();
-                let plan = plan_append_each(session.snapshot(), batch, now)?;
-                let outcome = if plan.write().new_entries().is_empty() {
-                    Ok(())
-                } else {
-                    session.commit(plan.write()).await
-                };
-                match outcome {
+                let planned = plan(session.snapshot(), batch, now)?;
+                match write(session, planned.write()).await {
                     Ok(()) => {
                         self.record_write(snapshot_had_stored);
-                        return Ok(plan.outcomes);
+                        return Ok(planned.answer());
                     }
                     Err(StoreError::AlreadyStored) => self.record_write(true),
                     Err(error) => return Err(error.into()),
                 }
                 // Presumed new, every item was created: take the transactions back.
-                batch = plan.into_transactions().ok_or(StoreError::AlreadyStored)?;
+                batch = planned.into_transactions().ok_or(StoreError::AlreadyStored)?;
             }
         }
         let session = self.store.begin_append(&ids).await?;
         self.record_write(!session.snapshot().existing.is_empty());
-        let plan = plan_append_each(session.snapshot(), batch, now)?;
-        if !plan.write().new_entries().is_empty() {
-            session.commit(plan.write()).await?;
-        }
-        Ok(plan.outcomes)
+        let planned = plan(session.snapshot(), batch, now)?;
+        write(session, planned.write()).await?;
+        Ok(planned.answer())
     }
 
     /// The checks every write passes before it takes the append lock: the
@@ -299,4 +276,55 @@ impl<S: LedgerStore> Ledger<S> {
 /// The ids of a batch, in order.
 fn transaction_ids(batch: &[Transaction]) -> Vec<TransactionId> {
     batch.iter().map(|transaction| transaction.transaction_id).collect()
+}
+
+/// Commits `plan` on `session`, or lets the session roll back when the plan
+/// adds nothing (every item a replay).
+async fn write<A: AppendSession>(session: A, plan: &AppendPlan) -> Result<(), StoreError> {
+    if plan.new_entries().is_empty() { Ok(()) } else { session.commit(plan).await }
+}
+
+/// What a planner returns, as the append sequence needs it.
+trait Planned {
+    /// What the caller is answered.
+    type Answer;
+    /// What to write.
+    fn write(&self) -> &AppendPlan;
+    /// The answer, once written.
+    fn answer(self) -> Self::Answer;
+    /// The submitted transactions back, when every item was created.
+    fn into_transactions(self) -> Option<Vec<Transaction>>;
+}
+
+impl Planned for AppendPlan {
+    type Answer = Vec<Receipt>;
+
+    fn write(&self) -> &AppendPlan {
+        self
+    }
+
+    fn answer(self) -> Vec<Receipt> {
+        self.into_receipts()
+    }
+
+    fn into_transactions(self) -> Option<Vec<Transaction>> {
+        // Refused plans never reach here; a plan lists every item in order.
+        Some(self.into_receipts().into_iter().map(|receipt| receipt.entry.transaction).collect())
+    }
+}
+
+impl Planned for IndependentPlan {
+    type Answer = Vec<Result<Receipt, ItemProblem>>;
+
+    fn write(&self) -> &AppendPlan {
+        IndependentPlan::write(self)
+    }
+
+    fn answer(self) -> Self::Answer {
+        self.outcomes
+    }
+
+    fn into_transactions(self) -> Option<Vec<Transaction>> {
+        IndependentPlan::into_transactions(self)
+    }
 }
