@@ -117,11 +117,7 @@ impl PgLedger {
         if let Some(&citus) = self.citus.get() {
             return Ok(citus);
         }
-        let citus: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_error)?;
+        let citus = crate::citus_installed(&self.pool).await.map_err(store_error)?;
         Ok(*self.citus.get_or_init(|| citus))
     }
 

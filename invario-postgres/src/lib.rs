@@ -117,10 +117,14 @@ const INSERT_GUARDS: [(&str, &str, &str); 2] = [
 
 /// Whether the database runs Citus (its extension is installed).
 pub async fn is_citus(pool: &PgPool) -> Result<bool, PgSetupError> {
+    citus_installed(pool).await.map_err(|error| PgSetupError::Query(error.to_string()))
+}
+
+/// The query behind [`is_citus`], for callers with their own error type.
+pub(crate) async fn citus_installed(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
         .fetch_one(pool)
         .await
-        .map_err(|error| PgSetupError::Query(error.to_string()))
 }
 
 /// On Citus, distributes each ledger table by `ledger_id` (colocated: every
