@@ -78,6 +78,7 @@ pub mod schema;
 pub mod strategies;
 pub mod timestamp;
 pub mod transaction;
+pub mod writer;
 
 #[cfg(test)]
 mod properties;
@@ -111,7 +112,7 @@ pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_incl
 pub use metadata::{Metadata, MetadataError};
 pub use ports::{
     AppendSession, CacheFence, KeyChange, KeyChanges, KeyStore, LedgerCatalog, LedgerStore, StoreError,
-    Sweep, VerificationSource,
+    Sweep, VerificationSource, commit_if_fence_admits,
 };
 pub use schema::MigrationInfo;
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};
@@ -120,3 +121,4 @@ pub use transaction::{
     SubmittedTransaction, Transaction, TransactionErrors, TransactionFieldError, TransactionId,
     TransactionIdError,
 };
+pub use writer::{Fence, WriterState};

@@ -12,6 +12,7 @@ use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::tiles::{Tile, TileCoord, TreeState};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
+use crate::writer::{Fence, WriterState};
 
 /// Any error an adapter's backend raises.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -40,6 +41,12 @@ pub enum StoreError {
     /// up and plans again ([`LedgerStore::begin_append_presuming_new`]).
     #[error("a transaction id presumed new is stored already; nothing was written")]
     AlreadyStored,
+    /// A write made from a writer's kept state found the head or the tree
+    /// moved since (another writer appended): nothing was written. The core
+    /// drops its state and appends on the locking path
+    /// ([`LedgerStore::write_fenced`]).
+    #[error("the ledger moved since this writer's last append (another writer); nothing was written")]
+    Fenced,
     /// The adapter was handed something the port forbids (a bug, not bad input).
     #[error("storage contract violated: {0}")]
     Contract(String),
@@ -105,6 +112,27 @@ pub trait LedgerStore: Send + Sync {
         self.begin_append(ids).await
     }
 
+    /// The head and the tree's right edge as they are now: where a writer
+    /// that keeps its state ([`crate::writer`]) starts. Read once, then kept
+    /// up to date by the core; the default takes the lock briefly, reads,
+    /// and lets go.
+    async fn writer_state(&self) -> Result<WriterState, StoreError> {
+        let session = self.begin_append_presuming_new(&[]).await?;
+        Ok(WriterState::from_snapshot(session.snapshot().clone()))
+    }
+
+    /// Writes `plan` — planned on a writer's kept state, its ids presumed new
+    /// — if the stored head and tree are still what `fence` expects, in one
+    /// database transaction; otherwise answers [`StoreError::Fenced`] and
+    /// writes nothing. A unique key on a transaction id firing answers
+    /// [`StoreError::AlreadyStored`], nothing written. Adapters override it to
+    /// save round trips; the default locks, compares and commits
+    /// ([`commit_if_fence_admits`]).
+    async fn write_fenced(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+        let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
+        commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
+    }
+
     /// The entry recording transaction `id`, if any.
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError>;
 
@@ -130,6 +158,24 @@ pub trait LedgerStore: Send + Sync {
 
     /// Opens one consistent snapshot of the ledger for verification.
     async fn verification_source(&self) -> Result<Self::Source, StoreError>;
+}
+
+/// Commits `plan` on `session` if the locked snapshot is what `fence`
+/// expects; answers [`StoreError::Fenced`] (the session rolls back) if not,
+/// and [`StoreError::AlreadyStored`] if the snapshot lists a stored id (an
+/// adapter that reads them anyway).
+pub async fn commit_if_fence_admits<A: AppendSession>(
+    session: A,
+    fence: &Fence,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    if !fence.admits(session.snapshot()) {
+        return Err(StoreError::Fenced);
+    }
+    if !session.snapshot().existing.is_empty() {
+        return Err(StoreError::AlreadyStored);
+    }
+    session.commit(plan).await
 }
 
 /// The ledgers one database holds, and the store of each.

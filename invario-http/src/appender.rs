@@ -165,7 +165,9 @@ async fn run<S: LedgerStore>(
         others_writing = jobs.len() > 1;
         let (transactions, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-        match ledger.ingest_each(transactions, now()).await {
+        let outcome = ledger.ingest_each(transactions, now()).await;
+        crate::metrics::record_fences(&name, ledger.fenced_writes());
+        match outcome {
             Ok(outcomes) => {
                 let created = outcomes
                     .iter()

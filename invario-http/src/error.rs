@@ -226,7 +226,8 @@ impl From<&StoreError> for ApiError {
             StoreError::Backend(_)
             | StoreError::Corrupt(_)
             | StoreError::Contract(_)
-            | StoreError::AlreadyStored => ApiError::Internal { detail },
+            | StoreError::AlreadyStored
+            | StoreError::Fenced => ApiError::Internal { detail },
         }
     }
 }

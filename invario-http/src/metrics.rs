@@ -28,6 +28,11 @@ pub const DATABASE_ERRORS_TOTAL: &str = "invario_database_errors_total";
 pub const KEY_CACHE_LIVE: &str = "invario_key_cache_live";
 /// Counter: database transactions that appended entries.
 pub const APPEND_COMMITS_TOTAL: &str = "invario_append_commits_total";
+/// Counter: appends that found their ledger moved by another writer (a second
+/// `serve`, the CLI, direct SQL) since this server's last write, and were
+/// redone on the locking path, by ledger. Rising steadily: two writers on one
+/// ledger (correct, but each pays a second attempt; see docs/operations.md).
+pub const APPEND_FENCED_TOTAL: &str = "invario_append_fenced_total";
 
 /// Gauge: seconds since the latest checkpoint was signed (or found in the sink at start).
 pub const CHECKPOINT_AGE: &str = "invario_checkpoint_age_seconds";
@@ -57,6 +62,12 @@ pub(crate) fn record_append(ledger: &invario_core::LedgerName, created: usize) {
         metrics::histogram!(APPEND_BATCH_SIZE).record(created as f64);
         metrics::counter!(TRANSACTIONS_TOTAL, "ledger" => ledger.to_string()).increment(created as u64);
     }
+}
+
+/// Publishes a ledger's count of fenced writes ([`APPEND_FENCED_TOTAL`]),
+/// kept by its `Ledger` and read after each append.
+pub(crate) fn record_fences(ledger: &invario_core::LedgerName, fenced_writes: u64) {
+    metrics::counter!(APPEND_FENCED_TOTAL, "ledger" => ledger.to_string()).absolute(fenced_writes);
 }
 
 /// The handle rendering `/metrics`; installs the global recorder on first use.

@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::hashes_to_bytes;
 use invario_core::tiles::edge_tiles;
+use invario_core::writer::Fence;
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
     StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
-    VerificationRecord, VerificationSource,
+    VerificationRecord, VerificationSource, commit_if_fence_admits,
 };
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{
@@ -31,6 +32,10 @@ pub struct PgLedger {
     /// (SQLSTATE XX000, from its COPY into the shards), not as 23505, so an
     /// append cannot presume its ids new and always looks them up.
     citus: Arc<OnceLock<bool>>,
+    /// The writer's own connection, opened on its first fenced write and kept:
+    /// a pooled one would cost a ping when taken and another when returned,
+    /// two round trips around a write that is one.
+    writer: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
 impl PgLedger {
@@ -109,7 +114,7 @@ impl PgLedger {
     /// The store of ledger `ledger` on `pool` (whether it exists is checked
     /// by each statement: see [`StoreError::UnknownLedger`]).
     pub fn for_ledger(pool: PgPool, ledger: LedgerName) -> Self {
-        PgLedger { pool, ledger, citus: Arc::default() }
+        PgLedger { pool, ledger, citus: Arc::default(), writer: Arc::default() }
     }
 
     /// Whether the database has the Citus extension (asked once per store).
@@ -119,6 +124,15 @@ impl PgLedger {
         }
         let citus = crate::citus_installed(&self.pool).await.map_err(store_error)?;
         Ok(*self.citus.get_or_init(|| citus))
+    }
+
+    /// Opens the writer's connection, bounded like taking one from the pool.
+    async fn connect_writer(&self) -> Result<PgConnection, StoreError> {
+        let options = self.pool.connect_options();
+        match tokio::time::timeout(crate::ACQUIRE_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(connected) => connected.map_err(store_error),
+            Err(_) => Err(store_error(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// The pool.
@@ -232,6 +246,36 @@ impl LedgerStore for PgLedger {
 
     async fn begin_append_presuming_new(&self, ids: &[TransactionId]) -> Result<PgAppend, StoreError> {
         if self.is_citus().await? { self.begin(Some(ids)).await } else { self.begin(None).await }
+    }
+
+    async fn write_fenced(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+        if self.is_citus().await? {
+            // Citus reports a unique key firing inside a distributed insert as
+            // an internal error, so the ids are looked up under the lock.
+            let ids: Vec<TransactionId> =
+                plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
+            return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
+        }
+        let write = FencedWrite::new(fence, plan)?;
+        let mut writer = self.writer.lock().await;
+        let mut retried = false;
+        loop {
+            let connection = match writer.as_mut() {
+                Some(connection) => connection,
+                None => writer.insert(self.connect_writer().await?),
+            };
+            match write.call(connection, &self.ledger).await {
+                Ok(()) => return Ok(()),
+                Err(error) if lost_connection(&error) => {
+                    *writer = None;
+                    if retried {
+                        return Err(store_error(error));
+                    }
+                    retried = true;
+                }
+                Err(error) => return Err(write_error(error)),
+            }
+        }
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -410,27 +454,17 @@ impl AppendSession for PgAppend {
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         let entries = plan.new_entries();
-        let mut ids = Vec::with_capacity(entries.len());
-        let mut amounts = Vec::with_capacity(entries.len());
-        let mut currencies = Vec::with_capacity(entries.len());
-        let mut occurred = Vec::with_capacity(entries.len());
-        let mut metadata = Vec::with_capacity(entries.len());
-        let mut sequences = Vec::with_capacity(entries.len());
-        let mut prev_hashes = Vec::with_capacity(entries.len());
-        let mut entry_hashes = Vec::with_capacity(entries.len());
-        let mut recorded = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let transaction = &entry.transaction;
-            ids.push(*transaction.transaction_id.as_uuid());
-            amounts.push(transaction.amount.to_canonical_string());
-            currencies.push(transaction.currency.code());
-            occurred.push(transaction.occurred_at.map(to_datetime));
-            metadata.push(metadata_json(&transaction.metadata));
-            sequences.push(to_sequence(entry.sequence_number)?);
-            prev_hashes.push(entry.prev_hash.as_bytes().to_vec());
-            entry_hashes.push(entry.entry_hash.as_bytes().to_vec());
-            recorded.push(to_datetime(entry.recorded_at));
-        }
+        let PlanRows {
+            ids,
+            amounts,
+            currencies,
+            occurred,
+            metadata,
+            sequences,
+            prev_hashes,
+            entry_hashes,
+            recorded,
+        } = PlanRows::of(plan)?;
         let connection = &mut *self.transaction;
         if !entries.is_empty() {
             // Both tables in one round trip (a data-modifying CTE always runs
@@ -494,6 +528,136 @@ impl AppendSession for PgAppend {
     }
 }
 
+/// A plan's new rows as the column arrays `UNNEST` takes.
+struct PlanRows {
+    ids: Vec<Uuid>,
+    amounts: Vec<String>,
+    currencies: Vec<&'static str>,
+    occurred: Vec<Option<DateTime<Utc>>>,
+    metadata: Vec<String>,
+    sequences: Vec<i64>,
+    prev_hashes: Vec<Vec<u8>>,
+    entry_hashes: Vec<Vec<u8>>,
+    recorded: Vec<DateTime<Utc>>,
+}
+
+impl PlanRows {
+    fn of(plan: &AppendPlan) -> Result<PlanRows, StoreError> {
+        let entries = plan.new_entries();
+        let mut rows = PlanRows {
+            ids: Vec::with_capacity(entries.len()),
+            amounts: Vec::with_capacity(entries.len()),
+            currencies: Vec::with_capacity(entries.len()),
+            occurred: Vec::with_capacity(entries.len()),
+            metadata: Vec::with_capacity(entries.len()),
+            sequences: Vec::with_capacity(entries.len()),
+            prev_hashes: Vec::with_capacity(entries.len()),
+            entry_hashes: Vec::with_capacity(entries.len()),
+            recorded: Vec::with_capacity(entries.len()),
+        };
+        for entry in entries {
+            let transaction = &entry.transaction;
+            rows.ids.push(*transaction.transaction_id.as_uuid());
+            rows.amounts.push(transaction.amount.to_canonical_string());
+            rows.currencies.push(transaction.currency.code());
+            rows.occurred.push(transaction.occurred_at.map(to_datetime));
+            rows.metadata.push(metadata_json(&transaction.metadata));
+            rows.sequences.push(to_sequence(entry.sequence_number)?);
+            rows.prev_hashes.push(entry.prev_hash.as_bytes().to_vec());
+            rows.entry_hashes.push(entry.entry_hash.as_bytes().to_vec());
+            rows.recorded.push(to_datetime(entry.recorded_at));
+        }
+        Ok(rows)
+    }
+}
+
+/// A fenced write's arguments for `invario_append_v1` (the migration
+/// `append_function`), built once and sent again if the connection is lost.
+struct FencedWrite {
+    fence: (i64, Vec<u8>, i64, Vec<u8>),
+    rows: PlanRows,
+    tiles: TileColumns,
+    tree: (i64, Vec<u8>, Vec<u8>),
+    head: (i64, Vec<u8>, Option<DateTime<Utc>>),
+}
+
+impl FencedWrite {
+    fn new(fence: &Fence, plan: &AppendPlan) -> Result<FencedWrite, StoreError> {
+        let (Some(tree), Some(head)) = (plan.tree_update(), plan.head_move()) else {
+            return Err(StoreError::Contract("a fenced write needs a plan that adds entries".into()));
+        };
+        Ok(FencedWrite {
+            fence: (
+                to_sequence(fence.head.sequence_number)?,
+                fence.head.entry_hash.as_bytes().to_vec(),
+                to_sequence(fence.tree.size)?,
+                fence.tree.root.0.to_vec(),
+            ),
+            rows: PlanRows::of(plan)?,
+            tiles: tile_columns(tree)?,
+            tree: (
+                to_sequence(tree.state.head.size)?,
+                tree.state.head.root.0.to_vec(),
+                hashes_to_bytes(tree.state.frontier.hashes()),
+            ),
+            head: (
+                to_sequence(head.sequence_number)?,
+                head.entry_hash.as_bytes().to_vec(),
+                head.recorded_at.map(to_datetime),
+            ),
+        })
+    }
+
+    /// One call in autocommit on `connection`: one round trip, the commit included.
+    async fn call(&self, connection: &mut PgConnection, ledger: &LedgerName) -> Result<(), sqlx::Error> {
+        let rows = &self.rows;
+        sqlx::query(
+            "SELECT invario_append_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                                      $17, $18, $19, $20, $21, $22, $23)",
+        )
+        .bind(ledger.as_str())
+        .bind(self.fence.0)
+        .bind(&self.fence.1)
+        .bind(self.fence.2)
+        .bind(&self.fence.3)
+        .bind(&rows.ids)
+        .bind(&rows.amounts)
+        .bind(&rows.currencies)
+        .bind(&rows.occurred)
+        .bind(&rows.metadata)
+        .bind(&rows.sequences)
+        .bind(&rows.prev_hashes)
+        .bind(&rows.entry_hashes)
+        .bind(&rows.recorded)
+        .bind(&self.tiles.0)
+        .bind(&self.tiles.1)
+        .bind(&self.tiles.2)
+        .bind(self.tree.0)
+        .bind(&self.tree.1)
+        .bind(&self.tree.2)
+        .bind(self.head.0)
+        .bind(&self.head.1)
+        .bind(self.head.2)
+        .execute(connection)
+        .await
+        .map(drop)
+    }
+}
+
+/// Whether the writer's connection is gone (closed, or its backend
+/// terminated): the call rolled back or its outcome is unknown, and a new
+/// connection may try again — the fence refuses a second write if the
+/// first one committed.
+fn lost_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 /// The ledger's ($7) grown tiles ($1–$3) and new state ($4–$6) as
 /// data-modifying CTEs: they always run to completion, and each table's
 /// trigger checks only its own rows, so they share a statement with the head move.
@@ -526,6 +690,9 @@ fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreErr
     Ok((levels, indexes, hashes))
 }
 
+/// The SQLSTATE `invario_append_v1` raises when the writer's fence does not hold.
+const FENCED_SQLSTATE: &str = "IVF01";
+
 /// A write's error: a unique key on a transaction id firing (SQLSTATE 23505,
 /// matched by code: Citus suffixes constraint names with the shard) means an
 /// id presumed new was stored already, and the transaction rolled back.
@@ -534,6 +701,10 @@ fn write_error(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
             StoreError::AlreadyStored
+        }
+        // Raised by `invario_append_v1` when the fence does not hold.
+        sqlx::Error::Database(database) if database.code().as_deref() == Some(FENCED_SQLSTATE) => {
+            StoreError::Fenced
         }
         _ => store_error(error),
     }

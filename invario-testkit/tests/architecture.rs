@@ -4,6 +4,8 @@
 //!   the core's hashing or planning functions, or hash anything itself. (The
 //!   types already keep them from building an `AppendPlan`; this keeps them
 //!   from working around it.)
+//! * The same for the migrations' write functions (`invario_append…`): they
+//!   write the plan they are handed, and neither hash nor read stored rows.
 //! * "`invario-tlog` knows nothing of ledgers and performs no I/O": its code
 //!   names no ledger type and no I/O, and it depends on no crate of ours.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -73,6 +75,69 @@ fn the_check_catches_a_forbidden_call() {
     let offending = "    let hash = invario_core::entry_hash_v1(&prev, 1, &content); // sneaky";
     let code = offending.split("//").next().unwrap_or_default();
     assert!(CORE_ONLY.iter().any(|forbidden| code.contains(forbidden)));
+}
+
+/// What a write function in the migrations may not do: hash (the core alone
+/// computes hashes) or read a ledger's entries or transactions (the core alone
+/// decides idempotency; the function only writes the plan it is handed).
+const WRITE_FUNCTION_FORBIDDEN: [&str; 6] =
+    ["sha256", "sha224", "digest(", "md5(", "from ledger_entries", "from transactions"];
+
+/// The bodies (between `$$`) of the `invario_append…` functions a migration creates.
+fn write_function_bodies(sql: &str) -> Vec<String> {
+    let lower = sql.to_lowercase();
+    let mut bodies = Vec::new();
+    let mut rest = lower.as_str();
+    while let Some(start) = rest.find("function invario_append") {
+        let after = &rest[start..];
+        let Some(open) = after.find("$$") else { break };
+        let body = &after[open + 2..];
+        let Some(close) = body.find("$$") else { break };
+        bodies.push(body[..close].to_string());
+        rest = &body[close + 2..];
+    }
+    bodies
+}
+
+fn forbidden_in_write_function(body: &str) -> Option<&'static str> {
+    let code: String =
+        body.lines().map(|line| line.split("--").next().unwrap_or_default()).collect::<Vec<_>>().join("\n");
+    let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    WRITE_FUNCTION_FORBIDDEN.into_iter().find(|word| code.contains(word))
+}
+
+#[test]
+fn write_functions_in_the_migrations_never_hash_or_look_up() {
+    let mut functions = 0;
+    for entry in std::fs::read_dir(workspace().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "sql") {
+            continue;
+        }
+        for body in write_function_bodies(&std::fs::read_to_string(&path).unwrap()) {
+            functions += 1;
+            if let Some(word) = forbidden_in_write_function(&body) {
+                panic!(
+                    "{}: a write function uses `{word}`; hashing and deciding belong to invario-core",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(functions >= 1, "no invario_append function found in migrations/; did it move?");
+}
+
+#[test]
+fn the_write_function_check_catches_a_hash_and_a_lookup() {
+    let hashing =
+        "CREATE FUNCTION invario_append_v9() RETURNS void AS $$\nBEGIN\n  PERFORM sha256(p_bytes);\nEND $$;";
+    assert_eq!(forbidden_in_write_function(&write_function_bodies(hashing)[0]), Some("sha256"));
+    let looking_up =
+        "CREATE FUNCTION invario_append_v9() AS $$ SELECT 1\n  FROM   transactions WHERE id = p_id $$;";
+    assert_eq!(forbidden_in_write_function(&write_function_bodies(looking_up)[0]), Some("from transactions"));
+    let writing =
+        "CREATE FUNCTION invario_append_v9() AS $$ INSERT INTO transactions SELECT * FROM unnest(p) $$;";
+    assert_eq!(forbidden_in_write_function(&write_function_bodies(writing)[0]), None);
 }
 
 /// What `invario-tlog`'s code may not name: the ledger's vocabulary and the

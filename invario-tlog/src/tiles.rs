@@ -84,6 +84,20 @@ impl TreeSnapshot {
     pub fn empty() -> Self {
         TreeSnapshot { state: TreeState::empty(), edge: Vec::new() }
     }
+
+    /// The snapshot once `update` (an extension of this snapshot) is
+    /// written: its state, and the edge tiles of the new size, each taken
+    /// from the update when it touched the tile and from this snapshot when
+    /// not (an edge tile the update did not touch kept its coordinates).
+    pub fn after(&self, update: &TreeUpdate) -> TreeSnapshot {
+        let edge = edge_tiles(update.state.head.size)
+            .into_iter()
+            .filter_map(|coord| {
+                update.tiles.iter().chain(&self.edge).find(|tile| tile.coord == coord).cloned()
+            })
+            .collect();
+        TreeSnapshot { state: update.state.clone(), edge }
+    }
 }
 
 /// What an append writes for the tree: every tile it created or grew, and the new state.
@@ -305,6 +319,37 @@ mod tests {
             state = update.state;
         }
         (stored, state, all)
+    }
+
+    proptest::proptest! {
+        /// A writer that keeps its snapshot in memory (`after`) extends the
+        /// tree exactly as one re-reading the stored edge tiles before every
+        /// append: same tiles written, same state, same edge.
+        #[test]
+        fn a_snapshot_carried_forward_equals_one_read_back(
+            appends in proptest::collection::vec(1u64..700, 1..8)
+        ) {
+            let mut carried = TreeSnapshot::empty();
+            let mut size = 0;
+            for (done, &count) in appends.iter().enumerate() {
+                let (stored, state, _) = store(&appends[..done]);
+                let read_back = TreeSnapshot {
+                    state,
+                    edge: edge_tiles(size).into_iter().map(|coord| Tile { coord, hashes: stored[&coord].clone() }).collect(),
+                };
+                proptest::prop_assert_eq!(&carried, &read_back);
+                let new = leaves(size + count)[size as usize..].to_vec();
+                let update = extend_tree(&carried, size, new.iter().copied()).unwrap();
+                carried = carried.after(&update);
+                size += count;
+            }
+            let (stored, state, _) = store(&appends);
+            proptest::prop_assert_eq!(&carried.state, &state);
+            for tile in &carried.edge {
+                proptest::prop_assert_eq!(&tile.hashes[..tile.coord.width_at(size)], &stored[&tile.coord][..tile.coord.width_at(size)]);
+            }
+            proptest::prop_assert_eq!(carried.edge.len(), edge_tiles(size).len());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod verification;
 
 pub use verification::{Expectations, IntegrityStatus};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::append::{
@@ -20,6 +21,7 @@ use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
 use crate::transaction::{SubmittedTransaction, Transaction, TransactionId};
+use crate::writer::{FencePause, WriterState};
 
 /// Most entries one page of `entries_after` returns.
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -100,6 +102,36 @@ pub struct Ledger<S> {
     integrity: Arc<Mutex<IntegrityStatus>>,
     idempotency: IdempotencyStrategy,
     replays: Mutex<ReplayTracker>,
+    writer: Mutex<Writer>,
+    fenced_writes: AtomicU64,
+}
+
+/// The writer's kept state ([`crate::writer`]) and its pause after fences.
+#[derive(Debug, Default)]
+struct Writer {
+    slot: Slot,
+    pause: FencePause,
+}
+
+/// Where the kept state is.
+#[derive(Debug, Default)]
+enum Slot {
+    /// Not known (never loaded, or dropped after a fence or a failure).
+    #[default]
+    Unknown,
+    /// Known, and no write is using it.
+    Ready(WriterState),
+    /// A write took it; a concurrent write takes the locking path.
+    InUse,
+}
+
+/// What the fast path did with a batch.
+enum FastWrite<A> {
+    /// Written (or answered without a write): the answer.
+    Done(A),
+    /// Nothing written; the batch goes on to the locking path, looking its ids
+    /// up first when one was found stored.
+    Locking { batch: Vec<Transaction>, look_up: bool },
 }
 
 impl<S: LedgerStore> Ledger<S> {
@@ -110,7 +142,50 @@ impl<S: LedgerStore> Ledger<S> {
             integrity: Arc::default(),
             idempotency: IdempotencyStrategy::default(),
             replays: Mutex::default(),
+            writer: Mutex::default(),
+            fenced_writes: AtomicU64::new(0),
         }
+    }
+
+    /// Writes made from this service's kept state that found the ledger moved
+    /// by another writer, and were redone on the locking path (the
+    /// `invario_append_fenced_total` metric).
+    pub fn fenced_writes(&self) -> u64 {
+        self.fenced_writes.load(Ordering::Relaxed)
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the kept state for one write: `Some` when it is known, `None`
+    /// when it must be loaded; `Err(())` when the fast path is paused or
+    /// another write holds the state.
+    fn take_state(&self) -> Result<Option<WriterState>, ()> {
+        let mut writer = self.writer();
+        if matches!(writer.slot, Slot::InUse) || !writer.pause.allows_fast_write() {
+            return Err(());
+        }
+        match std::mem::replace(&mut writer.slot, Slot::InUse) {
+            Slot::Ready(state) => Ok(Some(state)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Gives back the state a fast write took (`None`: unknown now).
+    fn return_state(&self, state: Option<WriterState>) {
+        self.writer().slot = state.map_or(Slot::Unknown, Slot::Ready);
+    }
+
+    /// Keeps the state a locking write left, unless a fast write holds the
+    /// state (its fence will find the ledger moved) or a later one is kept.
+    fn offer_state(&self, state: WriterState) {
+        let mut writer = self.writer();
+        writer.slot = match std::mem::take(&mut writer.slot) {
+            Slot::InUse => Slot::InUse,
+            Slot::Ready(kept) => Slot::Ready(kept.newer(state)),
+            Slot::Unknown => Slot::Ready(state),
+        };
     }
 
     /// The same service deciding stored ids by `strategy` (default:
@@ -162,25 +237,41 @@ impl<S: LedgerStore> Ledger<S> {
         self.append_with(batch, now, plan_append_each).await
     }
 
-    /// The one append sequence both planners share: checks, then — while ids
-    /// may be presumed new — a write without the lookup, falling back on a
-    /// stored id to the lookup-first write, planned with the same `now`.
+    /// The one append sequence both planners share: checks; then — while
+    /// ids may be presumed new — a write from the kept state under its fence
+    /// (one round trip where the adapter allows), or a locked write without
+    /// the lookup; on a stored id, the lookup-first write, planned with the
+    /// same `now`.
     async fn append_with<P: Planned>(
         &self,
         mut batch: Vec<Transaction>,
         now: Timestamp,
-        plan: fn(&AppendSnapshot, Vec<Transaction>, Timestamp) -> Result<P, AppendRefusal>,
+        plan: Planner<P>,
     ) -> Result<P::Answer, IngestError> {
         self.check_writable(batch.len())?;
         let ids = transaction_ids(&batch);
-        if self.presume_new() {
+        let mut look_up = !self.presume_new();
+        if !look_up {
+            if let Ok(state) = self.take_state() {
+                match self.write_from_state(state, batch, &ids, now, plan).await? {
+                    FastWrite::Done(answer) => return Ok(answer),
+                    FastWrite::Locking { batch: back, look_up: stored } => {
+                        batch = back;
+                        look_up = stored;
+                    }
+                }
+            }
+        }
+        if !look_up {
             let session = self.store.begin_append_presuming_new(&ids).await?;
             if can_presume_new(&session.snapshot().head, &ids) {
                 let snapshot_had_stored = !session.snapshot().existing.is_empty();
                 let planned = plan(session.snapshot(), batch, now)?;
+                let snapshot = session.snapshot().clone();
                 match write(session, planned.write()).await {
                     Ok(()) => {
                         self.record_write(snapshot_had_stored);
+                        self.offer_state(WriterState::after(snapshot, planned.write()));
                         return Ok(planned.answer());
                     }
                     Err(StoreError::AlreadyStored) => self.record_write(true),
@@ -193,8 +284,81 @@ impl<S: LedgerStore> Ledger<S> {
         let session = self.store.begin_append(&ids).await?;
         self.record_write(!session.snapshot().existing.is_empty());
         let planned = plan(session.snapshot(), batch, now)?;
+        let snapshot = session.snapshot().clone();
         write(session, planned.write()).await?;
+        self.offer_state(WriterState::after(snapshot, planned.write()));
         Ok(planned.answer())
+    }
+
+    /// The fast path: plans on the kept state (loading it when unknown), ids
+    /// presumed new, and writes under its fence. The state comes back
+    /// advanced after a commit, unchanged when nothing was written for a
+    /// known reason, and unknown after a fence or a failure.
+    async fn write_from_state<P: Planned>(
+        &self,
+        state: Option<WriterState>,
+        batch: Vec<Transaction>,
+        ids: &[TransactionId],
+        now: Timestamp,
+        plan: Planner<P>,
+    ) -> Result<FastWrite<P::Answer>, IngestError> {
+        let state = match state {
+            Some(state) => state,
+            None => match self.store.writer_state().await {
+                Ok(state) => state,
+                Err(error) => {
+                    self.return_state(None);
+                    return Err(error.into());
+                }
+            },
+        };
+        if !can_presume_new(&state.head, ids) {
+            self.return_state(Some(state));
+            return Ok(FastWrite::Locking { batch, look_up: true });
+        }
+        let fence = state.fence();
+        let snapshot = state.into_snapshot();
+        let planned = match plan(&snapshot, batch, now) {
+            Ok(planned) => planned,
+            Err(refusal) => {
+                self.return_state(Some(WriterState::from_snapshot(snapshot)));
+                return Err(refusal.into());
+            }
+        };
+        if planned.write().new_entries().is_empty() {
+            self.return_state(Some(WriterState::from_snapshot(snapshot)));
+            return Ok(FastWrite::Done(planned.answer()));
+        }
+        match self.store.write_fenced(&fence, planned.write()).await {
+            Ok(()) => {
+                self.return_state(Some(WriterState::after(snapshot, planned.write())));
+                self.writer().pause.succeeded();
+                self.record_write(false);
+                Ok(FastWrite::Done(planned.answer()))
+            }
+            Err(StoreError::AlreadyStored) => {
+                // The fence held (it is compared first), so the state is still exact.
+                self.return_state(Some(WriterState::from_snapshot(snapshot)));
+                self.record_write(true);
+                let batch = planned.into_transactions().ok_or(StoreError::AlreadyStored)?;
+                Ok(FastWrite::Locking { batch, look_up: true })
+            }
+            Err(StoreError::Fenced) => {
+                self.fenced_writes.fetch_add(1, Ordering::Relaxed);
+                let mut writer = self.writer();
+                writer.slot = Slot::Unknown;
+                writer.pause.fenced();
+                drop(writer);
+                let batch = planned.into_transactions().ok_or(StoreError::Fenced)?;
+                Ok(FastWrite::Locking { batch, look_up: false })
+            }
+            Err(error) => {
+                // The outcome may be unknown (a connection lost at commit):
+                // the next write reads the state again.
+                self.return_state(None);
+                Err(error.into())
+            }
+        }
     }
 
     /// The checks every write passes before it takes the append lock: the
@@ -283,6 +447,9 @@ fn transaction_ids(batch: &[Transaction]) -> Vec<TransactionId> {
 async fn write<A: AppendSession>(session: A, plan: &AppendPlan) -> Result<(), StoreError> {
     if plan.new_entries().is_empty() { Ok(()) } else { session.commit(plan).await }
 }
+
+/// A planner: [`plan_append`] or [`plan_append_each`].
+type Planner<P> = fn(&AppendSnapshot, Vec<Transaction>, Timestamp) -> Result<P, AppendRefusal>;
 
 /// What a planner returns, as the append sequence needs it.
 trait Planned {

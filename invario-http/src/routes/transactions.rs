@@ -63,11 +63,9 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
     })?;
     let count = items.len();
     let runtime = app.runtime(&call).await?;
-    let receipts = runtime
-        .ledger
-        .ingest_submitted(items, now())
-        .await
-        .inspect_err(|error| log_rejection(error, count))?;
+    let outcome = runtime.ledger.ingest_submitted(items, now()).await;
+    crate::metrics::record_fences(&runtime.name, runtime.ledger.fenced_writes());
+    let receipts = outcome.inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     crate::metrics::record_append(&runtime.name, created);
     for receipt in &receipts {

@@ -167,7 +167,10 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
     }
 
     let applied = invario_postgres::migrate(pool).await.unwrap();
-    assert_eq!(applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(), ["ledgers"]);
+    assert_eq!(
+        applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
+        ["ledgers", "append function"]
+    );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().checkpoint(), position, "the head moved into default unchanged");
     ledger.build_tree(&mut |_, _| {}).await.unwrap();

@@ -13,7 +13,7 @@ use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::{
     AppendSession, IdempotencyStrategy, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry,
     LedgerHead, LedgerInfo, LedgerName, LedgerStore, ReceiptStatus, Scope, StoreError, Timestamp,
-    Transaction, VerificationRecord, VerificationSource, plan_append,
+    Transaction, VerificationRecord, VerificationSource, WriterState, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
 use serde_json::json;
@@ -165,6 +165,77 @@ pub async fn a_presumed_new_write_meeting_a_stored_id_writes_nothing<S: LedgerSt
     assert_eq!(statuses, [ReceiptStatus::Created, ReceiptStatus::Replayed]);
     assert_eq!(receipts[0].entry.sequence_number, 3);
     assert_eq!(receipts[1].entry.sequence_number, 2);
+}
+
+/// A write planned on a writer's kept state lands only on the state it was
+/// planned on: with a current fence it writes everything (the state advanced
+/// by the core is then what the store reads back); with a stale fence, or an
+/// id stored already, it writes nothing and says which.
+pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerStore, G>(
+    fresh: impl Future<Output = (S, G)>,
+) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    ledger.ingest(vec![transaction(1, "1"), transaction(2, "2")], at(1)).await.expect("ingest");
+    let store = ledger.store();
+    let state = store.writer_state().await.expect("state");
+    let stale = state.clone();
+    let fence = state.fence();
+    let snapshot = state.into_snapshot();
+    let plan = plan_append(&snapshot, vec![transaction(3, "3")], at(2)).expect("planned");
+    store.write_fenced(&fence, &plan).await.expect("a current fence writes");
+    let advanced = WriterState::after(snapshot, &plan);
+    assert_eq!(store.writer_state().await.expect("state"), advanced, "the core's state is what was stored");
+    assert_eq!(ledger.head().await.expect("head"), plan.new_head());
+
+    let late =
+        plan_append(&stale.clone().into_snapshot(), vec![transaction(4, "4")], at(3)).expect("planned");
+    let error = store.write_fenced(&stale.fence(), &late).await.expect_err("a stale fence");
+    assert!(matches!(error, StoreError::Fenced), "{error}");
+    assert!(ledger.entry(transaction(4, "4").transaction_id).await.expect("read").is_none());
+    assert_eq!(ledger.head().await.expect("head"), plan.new_head(), "nothing was written");
+
+    let replaying =
+        plan_append(&advanced.clone().into_snapshot(), vec![transaction(5, "5"), transaction(2, "2")], at(3))
+            .expect("planned as new");
+    let error = store.write_fenced(&advanced.fence(), &replaying).await.expect_err("a stored id");
+    assert!(matches!(error, StoreError::AlreadyStored), "{error}");
+    assert!(ledger.entry(transaction(5, "5").transaction_id).await.expect("read").is_none());
+    assert_eq!(ledger.head().await.expect("head"), plan.new_head(), "nothing was written");
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
+}
+
+/// Two writers on one ledger (two services, or a service and the CLI): each
+/// keeps its state, so each write of one moves the ledger under the other's
+/// state. The fence catches it: the write is redone on the locking path,
+/// counted, and every answer and the chain are what one writer would give.
+pub async fn a_second_writer_is_fenced_and_nothing_forks<S: LedgerStore + Clone, G>(
+    fresh: impl Future<Output = (S, G)>,
+) {
+    let (store, _guard) = fresh.await;
+    let first = Ledger::new(store.clone());
+    let second = Ledger::new(store);
+    first.ingest(vec![transaction(1, "1")], at(1)).await.expect("first writer");
+    first.ingest(vec![transaction(2, "2")], at(2)).await.expect("first writer, from its kept state");
+    assert_eq!(first.fenced_writes(), 0, "one writer is never fenced");
+    second.ingest(vec![transaction(3, "3")], at(3)).await.expect("second writer");
+    let receipts = first
+        .ingest(vec![transaction(4, "4"), transaction(3, "3")], at(4))
+        .await
+        .expect("the fenced write is redone");
+    assert_eq!(first.fenced_writes(), 1, "the first writer's kept state was stale");
+    let answers: Vec<_> = receipts.iter().map(|r| (r.entry.sequence_number, r.status)).collect();
+    assert_eq!(answers, [(4, ReceiptStatus::Created), (3, ReceiptStatus::Replayed)]);
+    second.ingest(vec![transaction(5, "5")], at(5)).await.expect("the second writer, fenced in turn");
+    for n in 6..=9 {
+        let ledger = if n % 2 == 0 { &first } else { &second };
+        ledger.ingest(vec![transaction(n, "1")], at(i64::try_from(n).expect("small"))).await.expect("ingest");
+    }
+    let head = first.head().await.expect("head");
+    assert_eq!(head.sequence_number, 9, "nothing forked, nothing lost");
+    let report = first.verify_full().await.expect("verify");
+    assert!(report.is_intact() && report.entries_checked == 9, "{report}");
+    assert_eq!(first.tree_head().await.expect("tree").size, 9, "the tree kept up with the chain");
 }
 
 /// A verification source reads one snapshot: the head, the tree, the entries
@@ -419,6 +490,14 @@ macro_rules! ledger_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_a_presumed_new_write_meeting_a_stored_id_writes_nothing() {
             $crate::contract::a_presumed_new_write_meeting_a_stored_id_writes_nothing($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_a_fenced_write_lands_only_on_the_state_it_was_planned_on() {
+            $crate::contract::a_fenced_write_lands_only_on_the_state_it_was_planned_on($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_a_second_writer_is_fenced_and_nothing_forks() {
+            $crate::contract::a_second_writer_is_fenced_and_nothing_forks($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_verification_source_reads_one_snapshot() {

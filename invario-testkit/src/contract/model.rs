@@ -1,6 +1,7 @@
 //! The model-based and differential property: random histories of appends,
-//! replays, conflicts, bad batches and group commits, answered identically by
-//! an adapter (presuming ids new) and by the memory model (looking them up).
+//! replays, conflicts, bad batches, group commits and a second writer,
+//! answered identically by an adapter (from the writer's kept state, ids
+//! presumed new, fenced) and by the memory model (looking ids up under the lock).
 
 use std::future::Future;
 
@@ -31,6 +32,9 @@ pub enum Operation {
     /// Independent single requests committed together (group commit): new
     /// transactions, re-sent recorded ones, and a recorded id with other content.
     GroupCommit(Vec<prop::sample::Index>, Vec<Transaction>),
+    /// New transactions appended by another writer on the same ledger (a
+    /// second service): the adapter's next write finds its kept state fenced.
+    OtherWriter(Vec<Transaction>),
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -44,6 +48,7 @@ fn operation() -> impl Strategy<Value = Operation> {
             .prop_map(|(valid, (invalid, _))| Operation::Invalid(valid, invalid)),
         2 => (prop::collection::vec(any::<prop::sample::Index>(), 0..3), strategies::distinct_transactions(0..4))
             .prop_map(|(picks, fresh)| Operation::GroupCommit(picks, fresh)),
+        1 => strategies::distinct_transactions(1..3).prop_map(Operation::OtherWriter),
     ]
 }
 
@@ -101,7 +106,9 @@ async fn apply<S: LedgerStore>(
         );
     }
     let items: Vec<serde_json::Value> = match operation {
-        Operation::Append(batch) => batch.iter().map(strategies::to_request_json).collect(),
+        Operation::Append(batch) | Operation::OtherWriter(batch) => {
+            batch.iter().map(strategies::to_request_json).collect()
+        }
         Operation::Replay(picks) if !recorded.is_empty() => {
             let mut seen = std::collections::HashSet::new();
             picks
@@ -135,13 +142,14 @@ async fn apply<S: LedgerStore>(
 }
 
 /// Model-based and differential property: random appends, replays, conflicts,
-/// bad batches and group commits give identical answers and identical chains on
-/// the adapter — presuming ids new, falling back on a unique key (issue 27's
-/// fast path) — and on the memory model looking ids up first (the pessimistic
-/// path).
+/// bad batches, group commits and appends by a second writer give identical
+/// answers and identical chains on the adapter — writing from its kept state
+/// under a fence, presuming ids new, falling back on a unique key or a fence
+/// (issue 27's fast path) — and on the memory model looking ids up first
+/// under the lock (the pessimistic path).
 pub fn model_based_agreement<S, G, Fut>(fresh: impl Fn() -> Fut, cases: u32)
 where
-    S: LedgerStore,
+    S: LedgerStore + Clone,
     Fut: Future<Output = (S, G)>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -153,12 +161,15 @@ where
     let result = runner.run(&prop::collection::vec(operation(), 1..12), |operations| {
         runtime.block_on(async {
             let (store, _guard) = fresh().await;
+            let other_writer = Ledger::new(store.clone());
             let adapter = Ledger::new(store).with_idempotency(IdempotencyStrategy::Optimistic);
             let model = Ledger::new(MemoryLedger::new()).with_idempotency(IdempotencyStrategy::LookupFirst);
             let mut recorded: Vec<Transaction> = Vec::new();
             for (step, operation) in (1..).zip(&operations) {
                 let expected = apply(&model, operation, &recorded, step).await;
-                let actual = apply(&adapter, operation, &recorded, step).await;
+                let writer =
+                    if matches!(operation, Operation::OtherWriter(_)) { &other_writer } else { &adapter };
+                let actual = apply(writer, operation, &recorded, step).await;
                 prop_assert_eq!(&actual, &expected, "step {} {:?}", step, operation);
                 recorded.extend(expected.created());
             }
