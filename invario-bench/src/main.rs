@@ -6,6 +6,7 @@ mod database;
 mod processes;
 mod report;
 mod scenarios;
+mod wire;
 mod workload;
 
 use std::path::PathBuf;

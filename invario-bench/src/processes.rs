@@ -133,7 +133,7 @@ pub(crate) async fn verify(invario: &Path, database_url: &str) -> anyhow::Result
 }
 
 /// A fresh checkpoint key and sink directory for one server (PostgreSQL needs a key).
-async fn checkpoint_key(invario: &Path, port: u16) -> anyhow::Result<(String, String)> {
+async fn checkpoint_key(invario: &Path, port: u16) -> anyhow::Result<(PathBuf, String, String)> {
     let folder = std::env::temp_dir().join(format!("invario-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let key = folder.join("checkpoint.key");
@@ -149,7 +149,7 @@ async fn checkpoint_key(invario: &Path, port: u16) -> anyhow::Result<(String, St
     }
     let sink = folder.join("checkpoints");
     let _ = std::fs::remove_dir_all(&sink);
-    Ok((key.display().to_string(), sink.display().to_string()))
+    Ok((folder.clone(), key.display().to_string(), sink.display().to_string()))
 }
 
 /// How `invario serve` is configured for a run.
@@ -174,6 +174,15 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) base_url: String,
     log_lines: mpsc::UnboundedReceiver<String>,
+    /// Its checkpoint key and sink, removed with it.
+    folder: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
 }
 
 impl Server {
@@ -185,7 +194,7 @@ impl Server {
         options: ServeOptions,
     ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let (key, sink) = checkpoint_key(invario, port).await?;
+        let (folder, key, sink) = checkpoint_key(invario, port).await?;
         let mut child = Command::new(invario)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
             .args(["--checkpoint-key", &key, "--checkpoint-dir", &sink])
@@ -209,7 +218,7 @@ impl Server {
                 }
             }
         });
-        let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log_lines };
+        let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log_lines, folder };
         server.wait_until_ready().await?;
         Ok(server)
     }

@@ -38,7 +38,7 @@ pub(super) async fn growth(
     let mut points: Vec<GrowthPoint> = Vec::new();
     let mut size = 0;
     for &target in &plan.growth_sizes {
-        progress(&format!("9/10 growth: filling to {target} entries"));
+        progress(&format!("9/11 growth: filling to {target} entries"));
         let sample = GROWTH_APPEND_SAMPLE.min(target / 2).max(1);
         let fill = target.saturating_sub(sample).saturating_sub(size);
         timed_ingest(&ledger, STREAM_GROWTH, size, 8_000, fill).await?;
@@ -48,7 +48,7 @@ pub(super) async fn growth(
         let elapsed = timed_ingest(&ledger, STREAM_GROWTH, size, 1_000, sample).await?;
         size += sample;
 
-        progress(&format!("9/10 growth: verify, proofs and memory at {size} entries"));
+        progress(&format!("9/11 growth: verify, proofs and memory at {size} entries"));
         // The maintenance an operator's autovacuum would do anyway, done
         // before the clock instead of during it: vacuuming millions of fresh
         // rows while proofs are timed measures the vacuum, not the ledger.

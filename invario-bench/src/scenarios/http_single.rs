@@ -161,10 +161,9 @@ pub(super) async fn http_single_ingest(
         if let Some(uncached) = uncached {
             row = row.against("key cache off", uncached.rate());
         }
+        // Reported, no longer a goal: the levers that speed up group commit
+        // speed up a commit per request as well (issue 27 re-based G4b on the chain).
         row = row.against("group commit off", ungrouped.rate());
-        if clients == TARGET_CLIENTS {
-            row = row.target_ratio(20.0);
-        }
         row = row.against("DIY trigger chain", diy.rate());
         let p50 = grouped.latencies.percentile_ms(50.0);
         let p99 = grouped.latencies.percentile_ms(99.0);
@@ -176,7 +175,7 @@ pub(super) async fn http_single_ingest(
                     p50 <= chain_p50 + 0.2,
                 );
             }
-            TARGET_CLIENTS => row = row.target_ratio(5.0),
+            TARGET_CLIENTS => row = row.target_ratio(8.0),
             P99_TARGET_CLIENTS => row = row.target("p99 ≤ 50 ms", p99 <= 50.0),
             _ => {}
         }

@@ -11,6 +11,7 @@ mod load;
 mod many_ledgers;
 mod memory;
 mod merkle;
+mod round_trips;
 mod verification;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ use load::*;
 use many_ledgers::*;
 use memory::*;
 use merkle::*;
+use round_trips::*;
 use verification::*;
 
 /// The concurrency level the group-commit targets are set at (scenario 4).
@@ -55,6 +57,7 @@ const STREAM_DIY: u64 = 3;
 const STREAM_EMBEDDED: u64 = 4;
 const STREAM_KEY_CACHE_OFF: u64 = 7;
 const STREAM_GROWTH: u64 = 8;
+const STREAM_ROUND_TRIPS: u64 = 10;
 /// A scenario of BENCHMARKS.md, named on the command line
 /// (`--scenarios append,http-single`) or, as before, by its number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,11 +72,12 @@ pub(crate) enum Scenario {
     Embedded,
     Growth,
     ManyLedgers,
+    RoundTrips,
 }
 
 impl Scenario {
     /// Every scenario, in the order a run takes them.
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 11] = [
         Scenario::Hashing,
         Scenario::Append,
         Scenario::HttpBatch,
@@ -84,6 +88,7 @@ impl Scenario {
         Scenario::Embedded,
         Scenario::Growth,
         Scenario::ManyLedgers,
+        Scenario::RoundTrips,
     ];
 
     /// Its name on the command line.
@@ -99,6 +104,7 @@ impl Scenario {
             Scenario::Embedded => "embedded",
             Scenario::Growth => "growth",
             Scenario::ManyLedgers => "many-ledgers",
+            Scenario::RoundTrips => "round-trips",
         }
     }
 
@@ -124,7 +130,7 @@ impl std::str::FromStr for Scenario {
             .find(|scenario| scenario.name() == text || scenario.number().to_string() == text)
             .ok_or_else(|| {
                 let names: Vec<_> = Scenario::ALL.iter().map(|scenario| scenario.name()).collect();
-                format!("no scenario \"{text}\": take one of {} (or its number, 1–10)", names.join(", "))
+                format!("no scenario \"{text}\": take one of {} (or its number, 1–11)", names.join(", "))
             })
     }
 }
@@ -161,20 +167,20 @@ pub(crate) async fn run_all(
     let wants = |scenario: Scenario| plan.scenarios.contains(&scenario);
 
     if wants(Scenario::Hashing) {
-        progress("1/10 hash chain in the core");
+        progress("1/11 hash chain in the core");
         results.extend(core_hashing(plan.entries)?);
     }
 
     // Scenarios 2 and 3 compare with the same COPY, measured once.
     let copy_rate = if wants(Scenario::Append) || wants(Scenario::HttpBatch) {
-        progress("2/10 raw COPY baseline");
+        progress("2/11 raw COPY baseline");
         Some(raw_copy(server, plan.entries).await?)
     } else {
         None
     };
     let mut full_ledger = None;
     if let (true, Some(copy_rate)) = (wants(Scenario::Append), copy_rate) {
-        progress("2/10 adapter append vs raw COPY");
+        progress("2/11 adapter append vs raw COPY");
         for batch in APPEND_BATCH_SIZES {
             let count = plan.append_count(batch);
             let (rate, url) = adapter_append(server, batch, count).await?;
@@ -229,7 +235,7 @@ pub(crate) async fn run_all(
     }
 
     if let (true, Some(copy_rate)) = (wants(Scenario::HttpBatch), copy_rate) {
-        progress("3/10 HTTP batch ingest");
+        progress("3/11 HTTP batch ingest");
         let batch_rate = http_batch_ingest(plan, server).await?;
         results.push(
             Measurement::new("3 HTTP batch", "4 clients × 1,000 per POST", batch_rate, "entries/s")
@@ -241,7 +247,7 @@ pub(crate) async fn run_all(
 
     let mut server_peak = None;
     if wants(Scenario::HttpSingle) {
-        progress("4/10 HTTP single ingest: group commit on, off, DIY trigger chain");
+        progress("4/11 HTTP single ingest: group commit on, off, DIY trigger chain");
         let (single, peak) = http_single_ingest(plan, server).await?;
         results.extend(single);
         server_peak = Some(peak);
@@ -254,27 +260,27 @@ pub(crate) async fn run_all(
             None => adapter_append(server, 8_000, plan.entries).await?.1,
         };
         if wants(Scenario::Verify) {
-            progress("5/10 full verification");
+            progress("5/11 full verification");
             results.extend(full_verification(plan, server, &full_ledger).await?);
         }
         if wants(Scenario::Memory) {
-            progress("6/10 memory");
+            progress("6/11 memory");
             results.extend(memory(plan, server, &full_ledger, server_peak).await?);
         }
         if wants(Scenario::Merkle) {
-            progress("7/10 Merkle tree: proof latency and backfill");
+            progress("7/11 Merkle tree: proof latency and backfill");
             results.extend(merkle_tree(plan, server, &full_ledger).await?);
         }
     }
     if wants(Scenario::Embedded) {
-        progress("8/10 the embedded default (SQLite): adapter vs raw inserts, HTTP single");
+        progress("8/11 the embedded default (SQLite): adapter vs raw inserts, HTTP single");
         results.extend(embedded_default(plan).await?);
     }
     if wants(Scenario::Growth) {
         results.extend(growth(plan, server, progress).await?);
     }
     if wants(Scenario::ManyLedgers) {
-        progress("10/10 many ledgers: 64 clients spread over 1, 4 and 16 ledgers");
+        progress("10/11 many ledgers: 64 clients spread over 1, 4 and 16 ledgers");
         for (options, engine) in [
             (ServeOptions::DEFAULT, "PostgreSQL"),
             (ServeOptions::NO_GROUP_COMMIT, "PostgreSQL, group commit off"),
@@ -284,10 +290,14 @@ pub(crate) async fn run_all(
             server.discard(&url).await?;
         }
         if let Some(citus) = &plan.citus_url {
-            progress("10/10 many ledgers on Citus");
+            progress("10/11 many ledgers on Citus");
             processes::migrate(&plan.invario, citus).await?;
             results.extend(many_ledgers(plan, citus, "Citus", ServeOptions::DEFAULT).await?);
         }
+    }
+    if wants(Scenario::RoundTrips) {
+        progress("11/11 database round trips per lone append, counted on the wire");
+        results.extend(round_trips(plan, server).await?);
     }
     Ok(results)
 }
@@ -317,7 +327,7 @@ mod tests {
             assert_eq!(scenario.number().to_string().parse::<Scenario>(), Ok(scenario));
         }
         assert_eq!("http-single".parse::<Scenario>(), Ok(Scenario::HttpSingle));
-        for bad in ["0", "11", "", "HTTP-single", "single"] {
+        for bad in ["0", "12", "", "HTTP-single", "single"] {
             let error = bad.parse::<Scenario>().unwrap_err();
             assert!(error.contains("many-ledgers"), "{error}");
         }
