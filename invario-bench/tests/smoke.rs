@@ -19,14 +19,18 @@ fn invario_binary() -> PathBuf {
 fn every_scenario_runs_and_reports_against_its_baseline() {
     let folder = std::env::temp_dir().join(format!("invario-bench-smoke-{}", std::process::id()));
     let results = folder.join("results.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_invario-bench"))
+    let child = Command::new(env!("CARGO_BIN_EXE_invario-bench"))
         .args(["--entries", "300", "--duration", "200ms", "--clients", "1,3", "--growth-sizes", "200,400"])
         .arg("--invario")
         .arg(invario_binary())
         .arg("--output")
         .arg(&results)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let bench_pid = child.id();
+    let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "invario-bench failed:\n{stdout}\n{stderr}");
@@ -42,6 +46,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "8 embedded (SQLite)",
         "9 growth",
         "10 many ledgers",
+        "11 round trips",
     ] {
         assert!(stdout.contains(&format!("| {scenario} |")), "no row for scenario {scenario}:\n{stdout}");
     }
@@ -57,6 +62,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "ids looked up first",
         "at 200 entries",
         "1 ledger",
+        "1 server",
     ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
@@ -65,7 +71,8 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     let measurements = json["measurements"].as_array().unwrap();
     // 1 + 5 + 3 (lookup-first and replay-heavy lever rows) + 1 + (3 per level × 2 levels + the key cache lever at 1 client)
     // + 3 + 2 + 4 + 4 + 6 measures × 2 growth sizes + 3 ledger counts × group commit on and off
-    assert_eq!(measurements.len(), 48, "{json:#}");
+    // + one and two servers on one ledger + 2 round-trip counts
+    assert_eq!(measurements.len(), 52, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");
@@ -73,6 +80,12 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     let verify =
         measurements.iter().find(|m| m["case"].as_str().unwrap().starts_with("`invario verify`")).unwrap();
     assert_eq!(verify["operations"], 300, "verify must have read the whole ledger: {verify}");
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&format!("invario-bench-{bench_pid}-")))
+        .collect();
+    assert!(leftovers.is_empty(), "the benchmark left its servers' folders behind: {leftovers:?}");
     let _ = std::fs::remove_dir_all(folder);
 }
 

@@ -67,12 +67,6 @@ impl WriterState {
         };
         WriterState { head: plan.head_move().unwrap_or(snapshot.head), tree }
     }
-
-    /// Which of two states is further along (both are exact at some moment;
-    /// the later commit's is the one to keep).
-    pub fn newer(self, other: WriterState) -> WriterState {
-        if other.head.sequence_number > self.head.sequence_number { other } else { self }
-    }
 }
 
 /// Writes that skip the fast path after a fence: the first fence pauses it

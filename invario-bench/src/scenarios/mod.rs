@@ -58,6 +58,7 @@ const STREAM_EMBEDDED: u64 = 4;
 const STREAM_KEY_CACHE_OFF: u64 = 7;
 const STREAM_GROWTH: u64 = 8;
 const STREAM_ROUND_TRIPS: u64 = 10;
+const STREAM_TWO_SERVERS: u64 = 11;
 /// A scenario of BENCHMARKS.md, named on the command line
 /// (`--scenarios append,http-single`) or, as before, by its number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -289,6 +290,10 @@ pub(crate) async fn run_all(
             results.extend(many_ledgers(plan, &url, engine, options).await?);
             server.discard(&url).await?;
         }
+        progress("10/11 two servers on one ledger: fences");
+        let url = server.ledger_database("two_servers").await?;
+        results.extend(two_servers_one_ledger(plan, &url).await?);
+        server.discard(&url).await?;
         if let Some(citus) = &plan.citus_url {
             progress("10/11 many ledgers on Citus");
             processes::migrate(&plan.invario, citus).await?;

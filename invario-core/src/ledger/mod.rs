@@ -22,6 +22,7 @@ use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
 use crate::transaction::{SubmittedTransaction, Transaction, TransactionId};
 use crate::writer::{FencePause, WriterState};
+use futures_util::lock::Mutex as AsyncMutex;
 
 /// Most entries one page of `entries_after` returns.
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -102,27 +103,19 @@ pub struct Ledger<S> {
     integrity: Arc<Mutex<IntegrityStatus>>,
     idempotency: IdempotencyStrategy,
     replays: Mutex<ReplayTracker>,
-    writer: Mutex<Writer>,
+    writer: AsyncMutex<Writer>,
     fenced_writes: AtomicU64,
 }
 
 /// The writer's kept state ([`crate::writer`]) and its pause after fences.
+/// Behind an async lock that every write of this service holds from plan to
+/// commit: its writes queue here rather than at the database's head lock, so
+/// they never fence each other (a fence means another writer).
 #[derive(Debug, Default)]
 struct Writer {
-    slot: Slot,
+    /// `None` until loaded, and after a fence or a failure.
+    state: Option<WriterState>,
     pause: FencePause,
-}
-
-/// Where the kept state is.
-#[derive(Debug, Default)]
-enum Slot {
-    /// Not known (never loaded, or dropped after a fence or a failure).
-    #[default]
-    Unknown,
-    /// Known, and no write is using it.
-    Ready(WriterState),
-    /// A write took it; a concurrent write takes the locking path.
-    InUse,
 }
 
 /// What the fast path did with a batch.
@@ -142,7 +135,7 @@ impl<S: LedgerStore> Ledger<S> {
             integrity: Arc::default(),
             idempotency: IdempotencyStrategy::default(),
             replays: Mutex::default(),
-            writer: Mutex::default(),
+            writer: AsyncMutex::default(),
             fenced_writes: AtomicU64::new(0),
         }
     }
@@ -152,40 +145,6 @@ impl<S: LedgerStore> Ledger<S> {
     /// `invario_append_fenced_total` metric).
     pub fn fenced_writes(&self) -> u64 {
         self.fenced_writes.load(Ordering::Relaxed)
-    }
-
-    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes the kept state for one write: `Some` when it is known, `None`
-    /// when it must be loaded; `Err(())` when the fast path is paused or
-    /// another write holds the state.
-    fn take_state(&self) -> Result<Option<WriterState>, ()> {
-        let mut writer = self.writer();
-        if matches!(writer.slot, Slot::InUse) || !writer.pause.allows_fast_write() {
-            return Err(());
-        }
-        match std::mem::replace(&mut writer.slot, Slot::InUse) {
-            Slot::Ready(state) => Ok(Some(state)),
-            _ => Ok(None),
-        }
-    }
-
-    /// Gives back the state a fast write took (`None`: unknown now).
-    fn return_state(&self, state: Option<WriterState>) {
-        self.writer().slot = state.map_or(Slot::Unknown, Slot::Ready);
-    }
-
-    /// Keeps the state a locking write left, unless a fast write holds the
-    /// state (its fence will find the ledger moved) or a later one is kept.
-    fn offer_state(&self, state: WriterState) {
-        let mut writer = self.writer();
-        writer.slot = match std::mem::take(&mut writer.slot) {
-            Slot::InUse => Slot::InUse,
-            Slot::Ready(kept) => Slot::Ready(kept.newer(state)),
-            Slot::Unknown => Slot::Ready(state),
-        };
     }
 
     /// The same service deciding stored ids by `strategy` (default:
@@ -241,7 +200,7 @@ impl<S: LedgerStore> Ledger<S> {
     /// ids may be presumed new — a write from the kept state under its fence
     /// (one round trip where the adapter allows), or a locked write without
     /// the lookup; on a stored id, the lookup-first write, planned with the
-    /// same `now`.
+    /// same `now`. The service's writes take turns (the writer lock).
     async fn append_with<P: Planned>(
         &self,
         mut batch: Vec<Transaction>,
@@ -250,18 +209,20 @@ impl<S: LedgerStore> Ledger<S> {
     ) -> Result<P::Answer, IngestError> {
         self.check_writable(batch.len())?;
         let ids = transaction_ids(&batch);
+        let mut writer = self.writer.lock().await;
         let mut look_up = !self.presume_new();
-        if !look_up {
-            if let Ok(state) = self.take_state() {
-                match self.write_from_state(state, batch, &ids, now, plan).await? {
-                    FastWrite::Done(answer) => return Ok(answer),
-                    FastWrite::Locking { batch: back, look_up: stored } => {
-                        batch = back;
-                        look_up = stored;
-                    }
+        if !look_up && writer.pause.allows_fast_write() {
+            match self.write_from_state(&mut writer, batch, &ids, now, plan).await? {
+                FastWrite::Done(answer) => return Ok(answer),
+                FastWrite::Locking { batch: back, look_up: stored } => {
+                    batch = back;
+                    look_up = stored;
                 }
             }
         }
+        // The locking path's commit, if its outcome were unknown, would leave
+        // a kept state behind the ledger: it is set again only on success.
+        writer.state = None;
         if !look_up {
             let session = self.store.begin_append_presuming_new(&ids).await?;
             if can_presume_new(&session.snapshot().head, &ids) {
@@ -271,7 +232,7 @@ impl<S: LedgerStore> Ledger<S> {
                 match write(session, planned.write()).await {
                     Ok(()) => {
                         self.record_write(snapshot_had_stored);
-                        self.offer_state(WriterState::after(snapshot, planned.write()));
+                        writer.state = Some(WriterState::after(snapshot, planned.write()));
                         return Ok(planned.answer());
                     }
                     Err(StoreError::AlreadyStored) => self.record_write(true),
@@ -286,34 +247,28 @@ impl<S: LedgerStore> Ledger<S> {
         let planned = plan(session.snapshot(), batch, now)?;
         let snapshot = session.snapshot().clone();
         write(session, planned.write()).await?;
-        self.offer_state(WriterState::after(snapshot, planned.write()));
+        writer.state = Some(WriterState::after(snapshot, planned.write()));
         Ok(planned.answer())
     }
 
     /// The fast path: plans on the kept state (loading it when unknown), ids
-    /// presumed new, and writes under its fence. The state comes back
-    /// advanced after a commit, unchanged when nothing was written for a
-    /// known reason, and unknown after a fence or a failure.
+    /// presumed new, and writes under its fence. The state is advanced after
+    /// a commit, kept when nothing was written for a known reason, and
+    /// dropped after a fence or a failure.
     async fn write_from_state<P: Planned>(
         &self,
-        state: Option<WriterState>,
+        writer: &mut Writer,
         batch: Vec<Transaction>,
         ids: &[TransactionId],
         now: Timestamp,
         plan: Planner<P>,
     ) -> Result<FastWrite<P::Answer>, IngestError> {
-        let state = match state {
+        let state = match writer.state.take() {
             Some(state) => state,
-            None => match self.store.writer_state().await {
-                Ok(state) => state,
-                Err(error) => {
-                    self.return_state(None);
-                    return Err(error.into());
-                }
-            },
+            None => self.store.writer_state().await?,
         };
         if !can_presume_new(&state.head, ids) {
-            self.return_state(Some(state));
+            writer.state = Some(state);
             return Ok(FastWrite::Locking { batch, look_up: true });
         }
         let fence = state.fence();
@@ -321,43 +276,37 @@ impl<S: LedgerStore> Ledger<S> {
         let planned = match plan(&snapshot, batch, now) {
             Ok(planned) => planned,
             Err(refusal) => {
-                self.return_state(Some(WriterState::from_snapshot(snapshot)));
+                writer.state = Some(WriterState::from_snapshot(snapshot));
                 return Err(refusal.into());
             }
         };
         if planned.write().new_entries().is_empty() {
-            self.return_state(Some(WriterState::from_snapshot(snapshot)));
+            writer.state = Some(WriterState::from_snapshot(snapshot));
             return Ok(FastWrite::Done(planned.answer()));
         }
         match self.store.write_fenced(&fence, planned.write()).await {
             Ok(()) => {
-                self.return_state(Some(WriterState::after(snapshot, planned.write())));
-                self.writer().pause.succeeded();
+                writer.state = Some(WriterState::after(snapshot, planned.write()));
+                writer.pause.succeeded();
                 self.record_write(false);
                 Ok(FastWrite::Done(planned.answer()))
             }
             Err(StoreError::AlreadyStored) => {
                 // The fence held (it is compared first), so the state is still exact.
-                self.return_state(Some(WriterState::from_snapshot(snapshot)));
+                writer.state = Some(WriterState::from_snapshot(snapshot));
                 self.record_write(true);
                 let batch = planned.into_transactions().ok_or(StoreError::AlreadyStored)?;
                 Ok(FastWrite::Locking { batch, look_up: true })
             }
             Err(StoreError::Fenced) => {
                 self.fenced_writes.fetch_add(1, Ordering::Relaxed);
-                let mut writer = self.writer();
-                writer.slot = Slot::Unknown;
                 writer.pause.fenced();
-                drop(writer);
                 let batch = planned.into_transactions().ok_or(StoreError::Fenced)?;
                 Ok(FastWrite::Locking { batch, look_up: false })
             }
-            Err(error) => {
-                // The outcome may be unknown (a connection lost at commit):
-                // the next write reads the state again.
-                self.return_state(None);
-                Err(error.into())
-            }
+            // The outcome may be unknown (a connection lost at commit): the
+            // state stays dropped, and the next write reads it again.
+            Err(error) => Err(error.into()),
         }
     }
 

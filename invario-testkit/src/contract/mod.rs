@@ -292,6 +292,11 @@ pub async fn concurrent_appends_serialise<S: LedgerStore + 'static, G>(fresh: im
     let ids: std::collections::HashSet<_> = entries.iter().map(LedgerEntry::transaction_id).collect();
     assert_eq!(ids.len(), total);
     assert!(ledger.verify_full().await.expect("verify").is_intact());
+    assert_eq!(
+        ledger.fenced_writes(),
+        0,
+        "one service's concurrent writes take turns; they never fence each other"
+    );
 }
 
 /// The tree grows with every append, across tile boundaries, and serves
