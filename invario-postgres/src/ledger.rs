@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::hashes_to_bytes;
 use invario_core::tiles::edge_tiles;
-use invario_core::writer::Fence;
+use invario_core::writer::{Fence, WriterState};
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
     StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
@@ -20,6 +20,38 @@ use crate::rows::{
     ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, tile_from_row, timestamp,
     to_datetime, to_sequence, tree_state_from_row,
 };
+
+/// Runs `$work` (an expression using `$connection: &mut PgConnection`) on
+/// the store's own writer connection, opening it when needed. A lost
+/// connection (closed, or its backend terminated) is replaced and the work
+/// tried once more: a fenced write cannot land twice (the second try finds
+/// the head moved), and a read has nothing to undo. A macro, not a function
+/// taking a closure: the work borrows the caller's values across the await.
+macro_rules! on_writer_connection {
+    ($store:expr, |$connection:ident| $work:expr) => {{
+        let mut writer = $store.writer.lock().await;
+        let mut retried = false;
+        loop {
+            let $connection: &mut PgConnection = match writer.as_mut() {
+                Some(connection) => connection,
+                None => match $store.connect_writer().await {
+                    Ok(connection) => writer.insert(connection),
+                    Err(error) => break Err(error),
+                },
+            };
+            match $work.await {
+                Err(error) if lost_connection(&error) => {
+                    *writer = None;
+                    if retried {
+                        break Err(error);
+                    }
+                    retried = true;
+                }
+                answer => break answer,
+            }
+        }
+    }};
+}
 
 /// The store of one ledger on a PostgreSQL pool: every statement is about
 /// that ledger's rows only.
@@ -127,12 +159,11 @@ impl PgLedger {
     }
 
     /// Opens the writer's connection, bounded like taking one from the pool.
-    async fn connect_writer(&self) -> Result<PgConnection, StoreError> {
+    async fn connect_writer(&self) -> Result<PgConnection, sqlx::Error> {
         let options = self.pool.connect_options();
-        match tokio::time::timeout(crate::ACQUIRE_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Ok(connected) => connected.map_err(store_error),
-            Err(_) => Err(store_error(sqlx::Error::PoolTimedOut)),
-        }
+        tokio::time::timeout(crate::ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// The pool.
@@ -164,6 +195,9 @@ const PREPARED_LOOKUP_MAX_IDS: usize = 64;
 
 const SELECT_HEAD: &str =
     "SELECT sequence_number, entry_hash, recorded_at FROM ledger_head WHERE ledger_id = $1";
+/// The stored tiles at the coordinates given as levels ($1) and indexes ($2) of ledger $3.
+const SELECT_TILES: &str = "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
+     JOIN tree_tiles t ON t.ledger_id = $3 AND t.level = wanted.level AND t.tile_index = wanted.tile_index";
 const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state WHERE ledger_id = $1";
 
 async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(
@@ -210,20 +244,55 @@ async fn read_tiles<'c, E: sqlx::PgExecutor<'c>>(
     // behind a fast fill (found by auto_explain during the growth benchmark).
     // Planning costs a few tens of microseconds; the parse rides in the same
     // round trip.
-    sqlx::query(
-        "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
-         JOIN tree_tiles t ON t.ledger_id = $3 AND t.level = wanted.level AND t.tile_index = wanted.tile_index",
+    sqlx::query(SELECT_TILES)
+        .persistent(false)
+        .bind(&levels)
+        .bind(&indexes)
+        .bind(ledger.as_str())
+        .fetch_all(executor)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(tile_from_row)
+        .collect()
+}
+
+/// The head, the tree state and its edge tiles, read without a lock on
+/// `connection` (a lost connection is the outer error, for a retry).
+async fn read_writer_state(
+    connection: &mut PgConnection,
+    ledger: &LedgerName,
+) -> Result<Result<WriterState, StoreError>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT h.sequence_number, h.entry_hash, h.recorded_at, s.tree_size, s.root_hash, s.frontier \
+         FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1",
     )
-    .persistent(false)
-    .bind(&levels)
-    .bind(&indexes)
     .bind(ledger.as_str())
-    .fetch_all(executor)
-    .await
-    .map_err(store_error)?
-    .iter()
-    .map(tile_from_row)
-    .collect()
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some(row) = row else { return Ok(Err(StoreError::UnknownLedger(ledger.clone()))) };
+    let (head, tree) = match (head_from_row(&row), tree_state_from_row(&row)) {
+        (Ok(head), Ok(tree)) => (head, tree),
+        (Err(error), _) | (_, Err(error)) => return Ok(Err(error)),
+    };
+    let levels: Vec<i16> = edge_tiles(tree.head.size).iter().map(|coord| i16::from(coord.level)).collect();
+    let indexes: Vec<i64> =
+        match edge_tiles(tree.head.size).iter().map(|coord| to_sequence(coord.index)).collect() {
+            Ok(indexes) => indexes,
+            Err(error) => return Ok(Err(error)),
+        };
+    let rows = sqlx::query(SELECT_TILES)
+        .persistent(false)
+        .bind(&levels)
+        .bind(&indexes)
+        .bind(ledger.as_str())
+        .fetch_all(&mut *connection)
+        .await?;
+    let edge = match rows.iter().map(tile_from_row).collect() {
+        Ok(edge) => edge,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(Ok(WriterState { head, tree: TreeSnapshot { state: tree, edge } }))
 }
 
 fn head_from_row(row: &sqlx::postgres::PgRow) -> Result<LedgerHead, StoreError> {
@@ -257,25 +326,22 @@ impl LedgerStore for PgLedger {
             return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
         }
         let write = FencedWrite::new(fence, plan)?;
-        let mut writer = self.writer.lock().await;
-        let mut retried = false;
-        loop {
-            let connection = match writer.as_mut() {
-                Some(connection) => connection,
-                None => writer.insert(self.connect_writer().await?),
-            };
-            match write.call(connection, &self.ledger).await {
-                Ok(()) => return Ok(()),
-                Err(error) if lost_connection(&error) => {
-                    *writer = None;
-                    if retried {
-                        return Err(store_error(error));
-                    }
-                    retried = true;
-                }
-                Err(error) => return Err(write_error(error)),
-            }
+        on_writer_connection!(self, |connection| write.call(connection, &self.ledger)).map_err(write_error)
+    }
+
+    async fn writer_state(&self) -> Result<WriterState, StoreError> {
+        if self.is_citus().await? {
+            let session = self.begin(None).await?;
+            return Ok(WriterState::from_snapshot(session.snapshot.clone()));
         }
+        // Read without a lock, on the writer's own connection (a refused
+        // connection fails at once while the database is down, where the pool
+        // would wait out its acquire timeout). Head and tree come from one
+        // statement; the edge tiles, read after, can only be as new or newer,
+        // and a write planned on a state that moved meanwhile is fenced.
+        let state: Result<Result<WriterState, StoreError>, sqlx::Error> =
+            on_writer_connection!(self, |connection| read_writer_state(connection, &self.ledger));
+        state.map_err(store_error)?
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
