@@ -68,6 +68,23 @@ $$;
 CREATE TRIGGER diy_chain BEFORE INSERT ON diy_ledger FOR EACH ROW EXECUTE FUNCTION diy_chain();
 ";
 
+/// One transaction of `stream` inserted into the DIY chain, as an application would.
+pub(super) async fn diy_insert(pool: &sqlx::PgPool, stream: u64, index: u64) -> anyhow::Result<()> {
+    let item = workload::transaction_json(stream, index);
+    sqlx::query(
+        "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
+         VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
+    )
+    .bind(item["transaction_id"].as_str())
+    .bind(item["amount"].as_str())
+    .bind(item["currency"].as_str())
+    .bind(item["occurred_at"].as_str())
+    .bind(item["metadata"].to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Every concurrency level of direct inserts into the DIY chain; the pool is
 /// capped below the server's `max_connections`, as any application's is.
 pub(super) async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Result<(Vec<LoadResult>, u32)> {
@@ -84,21 +101,7 @@ pub(super) async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Res
         let insert_pool = pool.clone();
         let result = drive(clients, plan.duration, next_index, move |index| {
             let pool = insert_pool.clone();
-            async move {
-                let item = workload::transaction_json(STREAM_DIY, index);
-                sqlx::query(
-                    "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
-                     VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
-                )
-                .bind(item["transaction_id"].as_str())
-                .bind(item["amount"].as_str())
-                .bind(item["currency"].as_str())
-                .bind(item["occurred_at"].as_str())
-                .bind(item["metadata"].to_string())
-                .execute(&pool)
-                .await?;
-                Ok(())
-            }
+            async move { diy_insert(&pool, STREAM_DIY, index).await }
         })
         .await?;
         pool.close().await;

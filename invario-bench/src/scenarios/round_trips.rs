@@ -62,18 +62,7 @@ pub(super) async fn round_trips(plan: &Plan, server: &BenchServer) -> anyhow::Re
         if index == WARM_UP {
             counted_from = counter.count();
         }
-        let item = workload::transaction_json(STREAM_ROUND_TRIPS, index);
-        sqlx::query(
-            "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
-             VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
-        )
-        .bind(item["transaction_id"].as_str())
-        .bind(item["amount"].as_str())
-        .bind(item["currency"].as_str())
-        .bind(item["occurred_at"].as_str())
-        .bind(item["metadata"].to_string())
-        .execute(&pool)
-        .await?;
+        diy_insert(&pool, STREAM_ROUND_TRIPS, index).await?;
     }
     let diy = (counter.count() - counted_from) as f64 / COUNTED as f64;
     pool.close().await;
