@@ -86,7 +86,7 @@ pub(crate) fn copy_rows(
             entry.entry_hash.to_hex(),
             entry.recorded_at.to_rfc3339(),
         )?;
-        checkpoint = entry.checkpoint();
+        checkpoint = entry.position();
     }
     Ok(checkpoint)
 }

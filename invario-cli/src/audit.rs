@@ -20,8 +20,8 @@ use crate::remote::{fetch_bytes, fetch_json, ledger_path};
 /// The witnesses whose cosignatures a checkpoint must carry, and how many.
 #[derive(Debug)]
 pub(crate) struct Witnesses {
-    keys: Vec<VerifierKey>,
-    quorum: usize,
+    pub(crate) keys: Vec<VerifierKey>,
+    pub(crate) quorum: usize,
 }
 
 impl Witnesses {
@@ -167,7 +167,7 @@ async fn rebuild(
                 break;
             }
             tree.push(entry_leaf_hash(&entry.entry_hash), |_| {});
-            position = entry.checkpoint();
+            position = entry.position();
         }
     }
     if tree.root() != checkpoint.head.root {

@@ -151,13 +151,13 @@ pub fn plan_tree_backfill(
 /// gap, each linked to the one before, recorded times never decreasing.
 fn debug_assert_continues(head: LedgerHead, new_entries: &[LedgerEntry]) {
     if cfg!(debug_assertions) {
-        let mut previous = head.checkpoint();
+        let mut previous = head.position();
         let mut previous_time = head.recorded_at;
         for entry in new_entries {
             debug_assert_eq!(Some(entry.sequence_number), previous.sequence_number.checked_add(1));
             debug_assert_eq!(entry.prev_hash, previous.entry_hash);
             debug_assert!(previous_time.is_none_or(|time| time <= entry.recorded_at));
-            previous = entry.checkpoint();
+            previous = entry.position();
             previous_time = Some(entry.recorded_at);
         }
     }
@@ -295,7 +295,7 @@ pub fn plan_append(
     }
 
     let recorded_at = recording_time(&snapshot.head, now);
-    let mut position = snapshot.head.checkpoint();
+    let mut position = snapshot.head.position();
     let mut receipts = Vec::with_capacity(batch.len());
     let mut new_entries = Vec::new();
     for transaction in batch {
@@ -304,7 +304,7 @@ pub fn plan_append(
             continue;
         }
         let entry = LedgerEntry::next(position, transaction, recorded_at)?;
-        position = entry.checkpoint();
+        position = entry.position();
         receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
         new_entries.push(entry);
     }
@@ -350,7 +350,7 @@ pub fn plan_append_each(
     let mut known: HashMap<TransactionId, LedgerEntry> =
         snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry.clone())).collect();
     let recorded_at = recording_time(&snapshot.head, now);
-    let mut position = snapshot.head.checkpoint();
+    let mut position = snapshot.head.position();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_entries = Vec::new();
     for transaction in batch {
@@ -364,7 +364,7 @@ pub fn plan_append_each(
             }
             None => {
                 let entry = LedgerEntry::next(position, transaction, recorded_at)?;
-                position = entry.checkpoint();
+                position = entry.position();
                 known.insert(transaction_id, entry.clone());
                 new_entries.push(entry.clone());
                 Ok(Receipt { entry, status: ReceiptStatus::Created })

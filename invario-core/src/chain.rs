@@ -207,8 +207,14 @@ impl LedgerHead {
         LedgerHead { sequence_number: 0, entry_hash: EntryHash::GENESIS, recorded_at: None };
 
     /// The head as a chain position.
-    pub fn checkpoint(&self) -> ChainPosition {
+    pub fn position(&self) -> ChainPosition {
         ChainPosition { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
+    }
+
+    /// The old name of [`position`](Self::position).
+    #[deprecated(since = "0.1.0", note = "renamed `position`; a checkpoint is the signed tree head")]
+    pub fn checkpoint(&self) -> ChainPosition {
+        self.position()
     }
 }
 
@@ -323,8 +329,14 @@ impl LedgerEntry {
     }
 
     /// This entry as a chain position.
-    pub fn checkpoint(&self) -> ChainPosition {
+    pub fn position(&self) -> ChainPosition {
         ChainPosition { sequence_number: self.sequence_number, entry_hash: self.entry_hash }
+    }
+
+    /// The old name of [`position`](Self::position).
+    #[deprecated(since = "0.1.0", note = "renamed `position`; a checkpoint is the signed tree head")]
+    pub fn checkpoint(&self) -> ChainPosition {
+        self.position()
     }
 
     /// The transaction's id.

@@ -500,7 +500,7 @@ impl Verifier {
             self.first_break = Some(found);
         }
         // Postcondition: an intact run ends exactly at the head it was given.
-        debug_assert!(self.first_break.is_some() || self.last == self.head.checkpoint());
+        debug_assert!(self.first_break.is_some() || self.last == self.head.position());
         VerificationReport {
             entries_checked: self.entries_checked,
             verified: self.last,
@@ -543,7 +543,7 @@ impl Verifier {
 
     /// Once every entry was seen: the chain must end at the head and reach the digest.
     fn check_end_of_entries(&self) -> Result<(), IntegrityBreak> {
-        if self.last != self.head.checkpoint() {
+        if self.last != self.head.position() {
             return Err(self.head_mismatch());
         }
         match self.digest {

@@ -299,7 +299,7 @@ impl AppendSession for MemoryAppend {
 
     async fn commit(self, plan: &AppendPlan) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut position = state.head().checkpoint();
+        let mut position = state.head().position();
         for entry in plan.new_entries() {
             if entry.sequence_number != position.sequence_number + 1 || entry.prev_hash != position.entry_hash
             {
@@ -312,7 +312,7 @@ impl AppendSession for MemoryAppend {
                 // What a database's unique key answers: the append presumed the id new.
                 return Err(StoreError::AlreadyStored);
             }
-            position = entry.checkpoint();
+            position = entry.position();
         }
         if let Some(update) = plan.tree_update() {
             // The same guards the database triggers keep: a tile only grows, a full one never changes.

@@ -37,7 +37,7 @@ pub struct Fence {
 impl Fence {
     /// Whether `snapshot` (read under the store's lock) is what this fence expects.
     pub fn admits(&self, snapshot: &AppendSnapshot) -> bool {
-        snapshot.head.checkpoint() == self.head && snapshot.tree.state.head == self.tree
+        snapshot.head.position() == self.head && snapshot.tree.state.head == self.tree
     }
 }
 
@@ -49,7 +49,7 @@ impl WriterState {
 
     /// The fence a write planned on this state carries.
     pub fn fence(&self) -> Fence {
-        Fence { head: self.head.checkpoint(), tree: self.tree.state.head }
+        Fence { head: self.head.position(), tree: self.tree.state.head }
     }
 
     /// The snapshot to plan on: this state, with ids presumed new (no stored entries).

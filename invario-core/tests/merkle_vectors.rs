@@ -61,7 +61,7 @@ fn receipts() -> Vec<LedgerEntry> {
             let transaction = Transaction::from_json(&request).unwrap();
             let recorded = Timestamp::parse_rfc3339(&format!("2026-01-01T00:01:{n:02}Z")).unwrap();
             let entry = LedgerEntry::next(position, transaction, recorded).unwrap();
-            position = entry.checkpoint();
+            position = entry.position();
             entry
         })
         .collect()

@@ -140,7 +140,7 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     for n in 1..=5u128 {
         let entry =
             LedgerEntry::next(position, transaction(n, "3.25"), at(i64::try_from(n).unwrap())).unwrap();
-        position = entry.checkpoint();
+        position = entry.position();
         old_append(n, &entry).await;
     }
     sqlx::query("INSERT INTO checkpoints (tree_size, note) VALUES (5, 'an old note')")
@@ -151,7 +151,7 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     let applied = invario_sqlite::migrate(&pool).await.unwrap();
     assert_eq!(applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(), ["ledgers"]);
     let ledger = Ledger::new(SqliteLedger::new(pool.clone()));
-    assert_eq!(ledger.head().await.unwrap().checkpoint(), position);
+    assert_eq!(ledger.head().await.unwrap().position(), position);
     assert_eq!(ledger.store().latest_checkpoint().await.unwrap().as_deref(), Some("an old note"));
     ledger.build_tree(&mut |_, _| {}).await.unwrap();
     let report = ledger.verify_full().await.unwrap();

@@ -35,7 +35,7 @@ pub(super) async fn embedded_default(plan: &Plan) -> anyhow::Result<Vec<Measurem
         let mut entries = Vec::with_capacity(size as usize);
         for transaction in workload::transactions(STREAM_EMBEDDED, first, size)? {
             let entry = LedgerEntry::next(position, transaction, recorded_at)?;
-            position = entry.checkpoint();
+            position = entry.position();
             entries.push(entry);
         }
         let started = Instant::now();

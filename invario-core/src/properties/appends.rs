@@ -120,14 +120,14 @@ proptest! {
         prop_assume!(!batch.is_empty());
         let now = at(entries.len() as i64 * 1_000_000 + clock_skew);
         let plan = plan_append(&AppendSnapshot { head, existing: vec![], tree: tree_of(&entries) }, batch, now).unwrap();
-        let mut position = head.checkpoint();
+        let mut position = head.position();
         for entry in plan.new_entries() {
             prop_assert_eq!(entry.sequence_number, position.sequence_number + 1);
             prop_assert_eq!(entry.prev_hash, position.entry_hash);
             prop_assert!(head.recorded_at.is_none_or(|previous| entry.recorded_at >= previous));
-            position = entry.checkpoint();
+            position = entry.position();
         }
-        prop_assert_eq!(plan.new_head().checkpoint(), position);
+        prop_assert_eq!(plan.new_head().position(), position);
         let mut all = entries.clone();
         all.extend(plan.new_entries().iter().cloned());
         let leaves: Vec<_> = all.iter().map(|entry| entry_leaf_hash(&entry.entry_hash)).collect();

@@ -32,7 +32,7 @@ fn chain(transactions: Vec<Transaction>) -> Vec<LedgerEntry> {
         .zip(transactions)
         .map(|(second, transaction)| {
             let entry = LedgerEntry::next(position, transaction, at(second * 1_000_000)).unwrap();
-            position = entry.checkpoint();
+            position = entry.position();
             entry
         })
         .collect()

@@ -190,7 +190,7 @@ proptest! {
     ) {
         let entries = chain(transactions.clone());
         let digest_at = pick.index(entries.len());
-        let digest = entries[digest_at].checkpoint();
+        let digest = entries[digest_at].position();
         // The attacker changes one amount and recomputes every hash after it.
         let mut rewritten = transactions;
         rewritten[digest_at].amount = Amount::parse("31337").unwrap();
@@ -226,7 +226,7 @@ proptest! {
                     recorded = at((second - 1) * 1_000_000 - back);
                 }
                 let entry = LedgerEntry::next(position, transaction, recorded).unwrap();
-                position = entry.checkpoint();
+                position = entry.position();
                 entry
             })
             .collect();
@@ -246,7 +246,7 @@ proptest! {
     ) {
         let entries = chain(transactions);
         let split = pick.index(entries.len());
-        let checkpoint = if split == 0 { ChainPosition::GENESIS } else { entries[split - 1].checkpoint() };
+        let checkpoint = if split == 0 { ChainPosition::GENESIS } else { entries[split - 1].position() };
         let mut verifier = Verifier::resume(head_of(&entries), checkpoint);
         for record in &records(&entries)[split..] {
             verifier.feed(record);
@@ -254,7 +254,7 @@ proptest! {
         let report = verifier.finish();
         prop_assert_eq!(report.first_break, None);
         prop_assert_eq!(report.entries_checked as usize, entries.len() - split);
-        prop_assert_eq!(report.verified, head_of(&entries).checkpoint());
+        prop_assert_eq!(report.verified, head_of(&entries).position());
     }
 }
 
@@ -301,7 +301,7 @@ fn a_decreasing_recorded_time_names_both_entries() {
             }))
             .unwrap();
             let entry = LedgerEntry::next(position, transaction, at(micros)).unwrap();
-            position = entry.checkpoint();
+            position = entry.position();
             entry
         })
         .collect();

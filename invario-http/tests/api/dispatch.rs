@@ -188,8 +188,23 @@ async fn a_request_past_the_request_timeout_is_503_and_its_unchanged_retry_conve
     assert!(body.to_string().contains("may or may not have been recorded: retry it unchanged"), "{body}");
     assert!(!log_lines_with("request_timed_out").is_empty());
     blocker.rollback().await.unwrap();
-    assert_eq!(app.post("/v1/transactions/batch", &batch).await.status(), 201, "the retry is recorded once");
-    assert_eq!(app.post("/v1/transactions/batch", &batch).await.status(), 200, "and replayed after");
+    // The timed-out write was already on its way to the database: it may land
+    // once the lock is free (then the retry is a replay) or not (then the retry
+    // records it). Either way the retry answers a 2xx and the batch is stored once.
+    let retry = app.post("/v1/transactions/batch", &batch).await;
+    let retry_status = retry.status().as_u16();
+    assert!(retry_status == 200 || retry_status == 201, "the retry converges: {retry_status}");
+    let retried: serde_json::Value = retry.json().await.unwrap();
+    let replay = app.post("/v1/transactions/batch", &batch).await;
+    assert_eq!(replay.status(), 200, "and is replayed after");
+    let replayed: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(retried["entries"], replayed["entries"], "the same receipts both times");
+    assert_eq!(retried["entries"].as_array().map(Vec::len), Some(2));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
+        .fetch_one(app.database.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "the batch is stored once");
 }
 
 #[tokio::test]
@@ -205,7 +220,7 @@ async fn a_graceful_stop_waits_no_longer_than_the_shutdown_timeout() {
             .client
             .post(app.url("/v1/transactions/batch"))
             .bearer_auth(&app.write_key)
-            .json(&serde_json::json!({"transactions": [transaction(1, "1.00")]}));
+            .json(&serde_json::json!({"transactions": [transaction(1, "1.00"), transaction(2, "2.00")]}));
         tokio::spawn(async move { request.send().await.map(|response| response.status().as_u16()) })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -216,11 +231,14 @@ async fn a_graceful_stop_waits_no_longer_than_the_shutdown_timeout() {
     assert!(stuck.await.unwrap().is_err(), "the abandoned request was never acknowledged");
     assert!(!log_lines_with("shutdown_timed_out").is_empty());
     blocker.rollback().await.unwrap();
+    // An unacknowledged write may still land once the lock is free (it was
+    // sent before the stop); what it must never do is land in part.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
         .fetch_one(app.database.pool())
         .await
         .unwrap();
-    assert_eq!(stored, 0, "the abandoned batch wrote nothing");
+    assert!(stored == 0 || stored == 2, "the abandoned batch is stored whole or not at all: {stored}");
 }
 
 #[tokio::test]

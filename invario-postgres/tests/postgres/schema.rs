@@ -131,7 +131,7 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
     for n in 1..=6u128 {
         let entry =
             LedgerEntry::next(position, transaction(n, "12.30"), at(i64::try_from(n).unwrap())).unwrap();
-        position = entry.checkpoint();
+        position = entry.position();
         let t = &entry.transaction;
         sqlx::query(
             "INSERT INTO transactions (transaction_id, amount, currency, occurred_at, metadata) \
@@ -172,7 +172,7 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
         ["ledgers", "append function"]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
-    assert_eq!(ledger.head().await.unwrap().checkpoint(), position, "the head moved into default unchanged");
+    assert_eq!(ledger.head().await.unwrap().position(), position, "the head moved into default unchanged");
     ledger.build_tree(&mut |_, _| {}).await.unwrap();
     let report = ledger.verify_full().await.unwrap();
     assert!(report.is_intact() && report.entries_checked == 6, "{report:?}");

@@ -91,7 +91,7 @@ pub async fn appends_are_chained_and_read_back<S: LedgerStore, G>(fresh: impl Fu
     assert_eq!(page.entries.iter().map(|e| e.sequence_number).collect::<Vec<_>>(), [3, 4]);
     assert_eq!(page.next_after, Some(4));
     let head = ledger.head().await.expect("head");
-    assert_eq!(head.checkpoint(), entries[4].checkpoint());
+    assert_eq!(head.position(), entries[4].position());
     assert_eq!(head.recorded_at, Some(at(2)));
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
