@@ -10,6 +10,7 @@ chain format v1), derives the leaf from it, and checks the audit path.
     python3 docs/audit.py checkpoint-vectors docs/vectors/checkpoint.json
     python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
         [--witness-vkey WVKEY ... --quorum K]
+    python3 docs/audit.py tlog-proof --proof FILE.tlog-proof --vkey VKEY [--witness-vkey WVKEY ... --quorum K]
     python3 docs/audit.py inclusion --url http://localhost:8000 --key "$KEY" --id UUID [--tree-size N] [--root HEX]
     python3 docs/audit.py consistency --url http://localhost:8000 --key "$KEY" --first M [--second N]
         [--first-root HEX] [--second-root HEX]
@@ -28,6 +29,7 @@ import string
 import sys
 import urllib.error
 import urllib.request
+import uuid
 
 from recompute_hashes import entry_hash
 
@@ -410,6 +412,103 @@ def check_consistency_response(response, first_root=None, second_root=None):
     return first, second, got_first, got_second
 
 
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+MAX_EXTRA_BYTES = 64 * 1024
+MAX_TLOG_PROOF_BYTES = 128 + MAX_EXTRA_BYTES * 4 // 3 + 32 + MAX_PROOF_HASHES * 46 + MAX_NOTE_BYTES
+
+
+def parse_tlog_proof(data):
+    """(extra bytes or None, index, [hash], checkpoint note bytes) of a c2sp.org/tlog-proof@v1."""
+    if len(data) > MAX_TLOG_PROOF_BYTES:
+        raise Refuted("the tlog-proof is too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refuted("the tlog-proof is not UTF-8")
+    head, separator, note = text.partition("\n\n")
+    if not separator or not note:
+        raise Refuted("the tlog-proof has no checkpoint after an empty line")
+    lines = head.split("\n")
+    if lines[0] != TLOG_PROOF_HEADER:
+        raise Refuted(f"the tlog-proof's first line is not {TLOG_PROOF_HEADER}")
+    lines = lines[1:]
+    extra = None
+    if lines and lines[0].startswith("extra"):
+        if not lines[0].startswith("extra "):
+            raise Refuted("the extra line is not 'extra <base64>'")
+        extra = b64decode(lines[0][len("extra "):]) if lines[0] != "extra " else b""
+        if len(extra) > MAX_EXTRA_BYTES:
+            raise Refuted("the extra data is too large")
+        lines = lines[1:]
+    if not lines or not re.fullmatch(r"index (0|[1-9][0-9]*)", lines[0]):
+        raise Refuted("the index line is not 'index <decimal>' without leading zeroes")
+    index = int(lines[0][len("index "):])
+    path = lines[1:]
+    if len(path) > MAX_PROOF_HASHES:
+        raise Refuted("the inclusion proof is too long")
+    hashes = []
+    for number, line in enumerate(path, 1):
+        raw = b64decode(line)
+        if len(raw) != 32:
+            raise Refuted(f"inclusion proof line {number} is not a 32-byte hash")
+        hashes.append(raw)
+    return extra, index, hashes, note.encode("utf-8")
+
+
+RECEIPT_FIELDS = ["transaction_id", "amount", "currency", "occurred_at", "metadata", "recorded_at",
+                  "sequence_number", "prev_hash", "entry_hash"]
+RFC3339_MICROS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def check_receipt_as_written(receipt, extra):
+    """The receipt must be byte for byte as the log writes it: compact JSON, its fields in
+    order, the id in lower case, times with six fraction digits and Z, metadata keys sorted.
+    Edits that hash the same (an upper-case id, another spelling of a time) are still edits."""
+    altered = "the extra data is not the entry's receipt exactly as the log wrote it: "
+    if list(receipt) != RECEIPT_FIELDS:
+        raise Refuted(altered + f"its fields must be {', '.join(RECEIPT_FIELDS)}, in that order")
+    try:
+        canonical_id = str(uuid.UUID(receipt["transaction_id"]))
+    except (TypeError, ValueError, AttributeError):
+        raise Refuted(altered + "transaction_id is not a UUID")
+    if receipt["transaction_id"] != canonical_id:
+        raise Refuted(altered + "transaction_id is not in lower-case hyphenated form")
+    for field in ("occurred_at", "recorded_at"):
+        value = receipt[field]
+        if not (value is None and field == "occurred_at") and not (
+                isinstance(value, str) and RFC3339_MICROS.fullmatch(value)):
+            raise Refuted(altered + f"{field} is not written as YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    metadata = receipt["metadata"]
+    if not isinstance(metadata, dict) or list(metadata) != sorted(metadata, key=lambda key: key.encode("utf-8")):
+        raise Refuted(altered + "metadata keys are not in byte order")
+    if json.dumps(receipt, separators=(",", ":"), ensure_ascii=False).encode("utf-8") != extra:
+        raise Refuted(altered + "it is not compact JSON as written")
+
+
+def check_tlog_proof(data, vkey, witnesses, quorum):
+    """Checks a tlog-proof of a ledger entry; returns (receipt, origin, size, root, cosigners)."""
+    extra, index, hashes, note = parse_tlog_proof(data)
+    if extra is None:
+        raise Refuted("the tlog-proof has no extra line: the entry's receipt is missing")
+    try:
+        receipt = json.loads(extra.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise Refuted(f"the extra data is not the entry's receipt as JSON: {error}")
+    if not isinstance(receipt, dict):
+        raise Refuted("the extra data is not the entry's receipt as a JSON object")
+    # The leaf comes from the receipt's fields; the stated entry_hash must match what they hash to.
+    leaf = receipt_leaf(receipt)
+    check_receipt_as_written(receipt, extra)
+    if not isinstance(receipt.get("sequence_number"), int) or index != receipt["sequence_number"] - 1:
+        raise Refuted(f"index {index} is not the receipt's sequence_number - 1")
+    origin, size, root = verify_checkpoint(note, vkey)
+    cosigners = verified_cosigners(note, witnesses)
+    if len(cosigners) < quorum:
+        raise Refuted(f"witnesses: {len(cosigners)} of the required {quorum} witnesses cosigned this checkpoint")
+    verify_inclusion(index, size, leaf, hashes, root)
+    return receipt, origin, size, root, sorted(cosigners)
+
+
 def expect_refused(check, what):
     try:
         check()
@@ -598,6 +697,13 @@ def main():
                             help="a witness's verifier key (repeatable)")
     checkpoint.add_argument("--quorum", type=int, default=0,
                             help="refuse a checkpoint fewer than this many of the witnesses cosigned")
+    tlog_proof = commands.add_parser("tlog-proof", help="verify a saved .tlog-proof offline (no network)")
+    tlog_proof.add_argument("--proof", required=True, help="the .tlog-proof file")
+    tlog_proof.add_argument("--vkey", required=True, help="the log's verifier key")
+    tlog_proof.add_argument("--witness-vkey", action="append", default=[],
+                            help="a witness's verifier key (repeatable)")
+    tlog_proof.add_argument("--quorum", type=int, default=0,
+                            help="refuse a proof fewer than this many of the witnesses cosigned")
     inclusion = commands.add_parser("inclusion", help="prove a transaction is in the tree")
     consistency = commands.add_parser("consistency", help="prove an older tree is a prefix of a newer one")
     for command in (inclusion, consistency):
@@ -621,6 +727,28 @@ def main():
         return
     if args.command == "checkpoint-vectors":
         check_checkpoint_vectors(args.file)
+        return
+    if args.command == "tlog-proof":
+        try:
+            vkey = parse_vkey(args.vkey)
+            witnesses = [parse_vkey(text) for text in args.witness_vkey]
+        except Refuted as error:
+            raise SystemExit(f"error: {error}")
+        if args.quorum > len(witnesses):
+            raise SystemExit(f"error: --quorum {args.quorum} needs at least that many --witness-vkey")
+        try:
+            with open(args.proof, "rb") as file:
+                data = file.read(MAX_TLOG_PROOF_BYTES + 1)
+        except OSError as error:
+            raise SystemExit(f"error: --proof {args.proof}: {error}")
+        try:
+            receipt, origin, size, root, cosigners = check_tlog_proof(data, vkey, witnesses, args.quorum)
+        except Refuted as error:
+            print(f"refuted: {error}")
+            sys.exit(1)
+        witnessed = f", cosigned by {', '.join(cosigners)}" if cosigners else ""
+        print(f"proven: transaction {receipt['transaction_id']} is entry {receipt['sequence_number']} of {origin}, "
+              f"in the checkpoint of size {size} with root {root.hex()} signed by the log{witnessed}")
         return
     if args.command == "checkpoint":
         try:

@@ -229,6 +229,37 @@ pub(crate) enum ProofCommand {
         #[command(flatten)]
         source: ProofSource,
     },
+    /// Save a transaction's C2SP tlog-proof (its receipt, inclusion path and
+    /// the latest signed checkpoint with its cosignatures) to a file that
+    /// `invario proof verify` checks offline, years later.
+    Save {
+        /// The transaction id.
+        #[arg(long)]
+        id: String,
+        /// Where to write it (conventionally `<id>.tlog-proof`); never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        source: ProofSource,
+    },
+    /// Verify a saved tlog-proof offline — no database, no network: the entry
+    /// hash is recomputed from the receipt in its extra line, the checkpoint's
+    /// signature and cosignatures checked, the inclusion path followed to the
+    /// signed root. Exit 0 proven, 1 refuted (naming what failed), 2 could not run.
+    Verify {
+        /// The `.tlog-proof` file (`-` reads standard input).
+        #[arg(long)]
+        proof: PathBuf,
+        /// The log's verifier key (`invario checkpoint-key show`), as text.
+        #[arg(long)]
+        vkey: String,
+        /// A witness's cosignature verifier key; repeatable.
+        #[arg(long = "witness-vkey")]
+        witness_vkeys: Vec<String>,
+        /// Refuse the proof unless at least this many of the --witness-vkey witnesses cosigned its checkpoint.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+    },
 }
 
 /// Where proofs come from: a running server, or the database when no URL is given.

@@ -2,10 +2,14 @@
 //! database) and check it with the core's audit rules, trusting nothing the
 //! server computed. Exit 0 proven, 1 refuted (naming what failed), 2 could not run.
 
+use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use invario_core::audit::{self, AuditError, TrustedTree};
+use invario_core::note::VerifierKey;
+use invario_core::proof::{MAX_TLOG_PROOF_BYTES, TlogProof};
 use invario_core::{Ledger, LedgerCatalog, LedgerStore, TransactionId, TreeHash};
 use serde_json::Value;
 
@@ -14,6 +18,60 @@ use crate::database::{Schema, open, with_catalog};
 
 pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ProofCommand::Save { id, out, source } => {
+            let id = TransactionId::parse(&id).with_context(|| format!("--id {id:?}"))?;
+            let text = match &source.url {
+                Some(base) => {
+                    crate::remote::fetch_bytes(
+                        base,
+                        source.key.as_deref(),
+                        &crate::remote::ledger_path(
+                            &source.ledger,
+                            &format!("/v1/transactions/{id}/proof?format=tlog-proof"),
+                        ),
+                    )
+                    .await?
+                }
+                None => {
+                    let backend = open(url, 2, Schema::Current).await?;
+                    with_catalog!(backend, |catalog| Ledger::new(catalog.store(&source.ledger))
+                        .tlog_proof_for(id)
+                        .await
+                        .map_err(|error| anyhow!("{error}"))?
+                        .to_text()
+                        .into_bytes())
+                }
+            };
+            TlogProof::parse(&text).context("the server's answer is not a tlog-proof")?;
+            save_new(&out, &text)?;
+            println!("Saved the tlog-proof of transaction {id} to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ProofCommand::Verify { proof, vkey, witness_vkeys, quorum } => {
+            let log_key = VerifierKey::parse(&vkey).context("--vkey")?;
+            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum)?;
+            let bytes = read_proof(&proof)?;
+            Ok(match audit::check_tlog_proof(&bytes, &log_key, &witnesses.keys, witnesses.quorum) {
+                Ok(proven) => {
+                    let checkpoint = &proven.verified.checkpoint;
+                    println!(
+                        "✅ Proven: transaction {} is entry {} (leaf {}) of {}, in the checkpoint of size {} with root {} signed by the log{}",
+                        proven.entry.transaction.transaction_id,
+                        proven.entry.sequence_number,
+                        proven.entry.sequence_number - 1,
+                        checkpoint.origin,
+                        checkpoint.head.size,
+                        checkpoint.head.root,
+                        match proven.verified.cosigners.as_slice() {
+                            [] => String::new(),
+                            names => format!(" and cosigned by {}", names.join(", ")),
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => refuted(&error),
+            })
+        }
         ProofCommand::Inclusion { id, tree_size, root, source } => {
             let id = TransactionId::parse(&id).with_context(|| format!("--id {id:?}"))?;
             let trusted = trusted(tree_size, root.as_deref(), "--root")?;
@@ -93,6 +151,35 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
             })
         }
     }
+}
+
+/// The proof file's bytes (`-`: standard input), refusing one larger than any proof.
+fn read_proof(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let limit = MAX_TLOG_PROOF_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .context("reading the proof from standard input")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(limit).read_to_end(&mut bytes))
+            .with_context(|| format!("--proof {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+/// Writes a new file, never replacing one (a receipt kept for years is not overwritten by mistake).
+fn save_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("--out {} (an existing file is never overwritten)", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn inclusion_from_database<S: LedgerStore>(

@@ -9,6 +9,8 @@ use crate::chain::{ChainPosition, EntryHash, LedgerEntry};
 use crate::merkle::{
     MAX_PROOF_HASHES, ProofError, TreeHash, entry_leaf_hash, verify_consistency, verify_inclusion,
 };
+use crate::note::VerifierKey;
+use crate::proof::{TlogProof, TlogProofError, VerifiedTlogProof};
 use crate::timestamp::Timestamp;
 use crate::transaction::Transaction;
 
@@ -54,6 +56,9 @@ pub enum AuditError {
     /// The proof does not verify.
     #[error("the proof does not verify: {0}")]
     Proof(#[from] ProofError),
+    /// A tlog-proof is malformed, or its checkpoint, witnesses or inclusion path do not verify.
+    #[error("the tlog-proof is refuted: {0}")]
+    TlogProof(#[from] TlogProofError),
 }
 
 fn malformed(field: &str, reason: impl Into<String>) -> AuditError {
@@ -187,4 +192,52 @@ pub fn check_consistency(
     let hashes = proof_hashes(response, "consistency")?;
     verify_consistency(first.size, second.size, &first.root, &second.root, &hashes)?;
     Ok((first, second))
+}
+
+/// What a verified tlog-proof established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenTlogProof {
+    /// The entry, rebuilt from the `extra` receipt with its hash recomputed.
+    pub entry: LedgerEntry,
+    /// The signed checkpoint that includes it, and the witnesses that cosigned it.
+    pub verified: VerifiedTlogProof,
+}
+
+/// Checks a `c2sp.org/tlog-proof@v1` for a ledger entry offline: the entry is
+/// rebuilt from the receipt in the `extra` line and its hash recomputed (the
+/// stated `entry_hash` is never trusted), the index must be its sequence
+/// number minus one, the checkpoint must carry `log_key`'s signature and at
+/// least `quorum` cosignatures of `witnesses`, and the inclusion path must
+/// lead from the recomputed leaf to the checkpoint's root.
+pub fn check_tlog_proof(
+    proof: &[u8],
+    log_key: &VerifierKey,
+    witnesses: &[VerifierKey],
+    quorum: usize,
+) -> Result<ProvenTlogProof, AuditError> {
+    let proof = TlogProof::parse(proof)?;
+    let extra = proof.extra.as_deref().ok_or_else(|| malformed("extra", "the entry's receipt is missing"))?;
+    let receipt: Value = serde_json::from_slice(extra)
+        .map_err(|error| malformed("extra", format!("not the entry's receipt as JSON: {error}")))?;
+    if !receipt.is_object() {
+        return Err(malformed("extra", "not the entry's receipt as a JSON object"));
+    }
+    let entry = entry_from_receipt(&receipt)?;
+    // The fields hash right; the bytes must also be the receipt exactly as the
+    // log wrote it, so no edit (an upper-case id, a renamed unused key, a
+    // duplicate) passes unnoticed in a receipt kept for years.
+    if crate::ledger::tree::tlog_proof_extra(&entry) != extra {
+        return Err(malformed(
+            "extra",
+            "not the entry's receipt exactly as the log wrote it (compact JSON, its fields in order): it was altered",
+        ));
+    }
+    if Some(proof.index) != entry.sequence_number.checked_sub(1) {
+        return Err(AuditError::WrongLeaf {
+            leaf_index: proof.index,
+            sequence_number: entry.sequence_number,
+        });
+    }
+    let verified = proof.verify(&entry_leaf_hash(&entry.entry_hash), log_key, witnesses, quorum)?;
+    Ok(ProvenTlogProof { entry, verified })
 }

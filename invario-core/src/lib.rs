@@ -41,7 +41,7 @@ pub mod append;
 pub mod audit;
 // The verifiable log's standards live in `invario-tlog`, which knows nothing of
 // ledgers; they stay reachable under their old paths here.
-pub use invario_tlog::{checkpoint, note, tiles, witness};
+pub use invario_tlog::{checkpoint, note, proof, tiles, witness};
 pub mod chain;
 pub mod currency;
 pub mod idempotency;
@@ -104,6 +104,7 @@ pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCach
 pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
 pub use ledger::tree::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
+    tlog_proof_extra,
 };
 pub use ledger::{EntriesPage, Expectations, IngestError, IntegrityStatus, Ledger, MAX_PAGE_SIZE, PageError};
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};

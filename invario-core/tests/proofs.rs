@@ -262,3 +262,114 @@ fn a_client_refuses_an_altered_consistency_response() {
     shortened["consistency"].as_array_mut().unwrap().pop();
     assert!(check_consistency(&shortened, None, None).is_err());
 }
+
+/// A log key for tests, named as the checkpoint origin.
+fn log_key(seed: u8) -> invario_core::note::SignerKey {
+    invario_core::note::SignerKey::from_seed(
+        "ledger.example.com/test",
+        invario_core::note::ALGORITHM_ED25519,
+        [seed; 32],
+    )
+    .unwrap()
+}
+
+/// Signs a checkpoint of the ledger as it stands and keeps the served copy,
+/// with a witness's cosignature appended as the signing loop does.
+fn sign_now(ledger: &Ledger<MemoryLedger>, witness: &invario_core::note::SignerKey) -> String {
+    use invario_core::signer::SignOutcome;
+    block_on(async {
+        let latest = ledger.latest_checkpoint_copy().await.unwrap();
+        let SignOutcome::Signed { checkpoint, note } =
+            ledger.sign_checkpoint(&log_key(1), latest.as_deref().map(str::as_bytes)).await.unwrap()
+        else {
+            panic!("the tree grew: a new checkpoint is signed")
+        };
+        let text = invario_core::note::Note::parse(note.as_bytes()).unwrap().text;
+        let cosignature = invario_core::witness::cosign(&text, witness, 1_767_225_600).unwrap();
+        let served = format!("{note}{}", cosignature.line());
+        ledger.keep_checkpoint_copy(&checkpoint, &served).await.unwrap();
+        served
+    })
+}
+
+#[test]
+fn a_tlog_proof_is_made_only_against_a_signed_checkpoint_and_verifies_offline() {
+    use invario_core::audit::{AuditError, check_tlog_proof};
+    use invario_core::note::{ALGORITHM_COSIGNATURE, SignerKey};
+    use invario_core::proof::{TlogProof, TlogProofError};
+
+    let witness = SignerKey::from_seed("witness.example/w1", ALGORITHM_COSIGNATURE, [2; 32]).unwrap();
+    let witnesses = [witness.verifier()];
+    let ledger = ledger_of(30, 7);
+    let id = |n: u128| TransactionId::from_uuid(uuid::Uuid::from_u128(n)).unwrap();
+    assert!(matches!(
+        block_on(ledger.tlog_proof_for(id(3))),
+        Err(ProofRequestError::NotYetSigned { sequence_number: 3, signed_size: None })
+    ));
+    let served = sign_now(&ledger, &witness);
+    block_on(ledger.ingest((31..=40).map(transaction).collect(), at(31))).unwrap();
+    let refused = block_on(ledger.tlog_proof_for(id(35))).unwrap_err();
+    assert!(
+        matches!(refused, ProofRequestError::NotYetSigned { sequence_number: 35, signed_size: Some(30) }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("the latest covers 30 entries"), "{refused}");
+
+    let proof = block_on(ledger.tlog_proof_for(id(13))).unwrap();
+    assert_eq!(proof, block_on(ledger.tlog_proof_at(13)).unwrap());
+    assert_eq!(proof.index, 12);
+    assert_eq!(proof.checkpoint, served, "the checkpoint as served, cosignatures included");
+    let text = proof.to_text();
+    let proven = check_tlog_proof(text.as_bytes(), &log_key(1).verifier(), &witnesses, 1).unwrap();
+    assert_eq!((proven.entry.sequence_number, proven.verified.checkpoint.head.size), (13, 30));
+    assert_eq!(proven.entry.transaction.transaction_id, id(13));
+    assert_eq!(proven.verified.cosigners, ["witness.example/w1"]);
+
+    // Any one-bit change anywhere is refused: the receipt in `extra` is re-hashed, never trusted.
+    for at in 0..text.len() {
+        let mut changed = text.clone().into_bytes();
+        changed[at] ^= 0x01;
+        assert!(
+            check_tlog_proof(&changed, &log_key(1).verifier(), &witnesses, 1).is_err(),
+            "a change at byte {at} was accepted"
+        );
+    }
+    // Another log key, a missing cosignature, a receipt of another entry, no receipt at all.
+    assert!(matches!(
+        check_tlog_proof(text.as_bytes(), &log_key(9).verifier(), &witnesses, 1),
+        Err(AuditError::TlogProof(TlogProofError::Checkpoint(_)))
+    ));
+    let uncosigned = TlogProof {
+        checkpoint: served[..served.rfind("\u{2014} witness").unwrap()].to_owned(),
+        ..proof.clone()
+    };
+    assert!(matches!(
+        check_tlog_proof(uncosigned.to_text().as_bytes(), &log_key(1).verifier(), &witnesses, 1),
+        Err(AuditError::TlogProof(TlogProofError::Witnesses(_)))
+    ));
+    let other_entry = block_on(ledger.tlog_proof_for(id(14))).unwrap();
+    let swapped = TlogProof { extra: other_entry.extra.clone(), ..proof.clone() };
+    assert!(matches!(
+        check_tlog_proof(swapped.to_text().as_bytes(), &log_key(1).verifier(), &witnesses, 1),
+        Err(AuditError::WrongLeaf { leaf_index: 12, sequence_number: 14 })
+    ));
+    // The receipt of entry 14 at its own index, with the path of entry 13.
+    let moved = TlogProof { index: 13, ..swapped.clone() };
+    assert!(check_tlog_proof(moved.to_text().as_bytes(), &log_key(1).verifier(), &witnesses, 1).is_err());
+    for extra in [None, Some(b"[1]".to_vec()), Some(b"not json".to_vec())] {
+        let bare = TlogProof { extra, ..proof.clone() };
+        assert!(matches!(
+            check_tlog_proof(bare.to_text().as_bytes(), &log_key(1).verifier(), &witnesses, 1),
+            Err(AuditError::Malformed { field, .. }) if field == "extra"
+        ));
+    }
+    // The next checkpoint covers the newer entries.
+    sign_now(&ledger, &witness);
+    let later = block_on(ledger.tlog_proof_for(id(35))).unwrap();
+    let proven = check_tlog_proof(later.to_text().as_bytes(), &log_key(1).verifier(), &witnesses, 1).unwrap();
+    assert_eq!(proven.verified.checkpoint.head.size, 40);
+    assert!(matches!(
+        block_on(ledger.tlog_proof_at(41)),
+        Err(ProofRequestError::OutOfRange { parameter: "sequence_number", .. })
+    ));
+}

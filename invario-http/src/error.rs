@@ -57,6 +57,9 @@ pub enum ApiError {
     /// Same id, other content.
     #[error("{0}")]
     Conflict(String),
+    /// A tlog-proof was asked for an entry no signed checkpoint covers yet.
+    #[error("{0}")]
+    NotYetSigned(String),
     /// Body above the route's limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -122,7 +125,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::NotYetSigned(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::LedgerFull(_) | ApiError::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -144,6 +147,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::NotYetSigned(_) => "not_yet_signed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Quarantined(_) => "ledger_quarantined",
@@ -338,6 +342,7 @@ impl From<ProofRequestError> for ApiError {
                 ApiError::invalid_field(parameter, message)
             }
             ProofRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            ProofRequestError::NotYetSigned { .. } => ApiError::NotYetSigned(error.to_string()),
             ProofRequestError::SelfCheck(detail) => ApiError::ProofSelfCheck { detail },
             ProofRequestError::Store(store) => store.into(),
         }

@@ -10,6 +10,8 @@
 //!   which a proof reads, subtree hashes answered from tiles;
 //! * [`note`] — C2SP signed-note: Ed25519 signer and verifier keys, notes;
 //! * [`checkpoint`] — C2SP tlog-checkpoint: the signed tree head;
+//! * [`proof`] — C2SP tlog-proof: an offline proof of inclusion under a
+//!   signed, cosigned checkpoint;
 //! * [`witness`] — C2SP tlog-cosignature and the tlog-witness add-checkpoint
 //!   rule.
 //!
@@ -34,10 +36,12 @@
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 pub mod tiles;
 pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use merkle::{Frontier, ProofError, TreeHash, TreeHead, verify_consistency, verify_inclusion};
 pub use note::{Note, NoteError, SignerKey, VerifierKey};
+pub use proof::{TlogProof, TlogProofError, VerifiedTlogProof};
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};

@@ -12,5 +12,6 @@ mod keys;
 mod ledgers;
 mod migrate;
 mod proofs;
+mod tlog_proof;
 mod verify;
 mod witness;

@@ -4,13 +4,16 @@
 
 use crate::append::plan_tree_backfill;
 use crate::chain::LedgerEntry;
+use crate::checkpoint::Checkpoint;
 use crate::integrity::{StoredTransaction, recompute_hash};
 use crate::ledger::Ledger;
 use crate::merkle::{
     ProofError, SubtreeSource, TreeHash, consistency_proof, entry_leaf_hash, inclusion_proof, tree_root,
     verify_consistency, verify_inclusion,
 };
+use crate::note::Note;
 use crate::ports::{AppendSession, LedgerStore, StoreError};
+use crate::proof::TlogProof;
 use crate::tiles::{TileSet, TreeError, TreeState, tiles_for_proof};
 use crate::transaction::TransactionId;
 
@@ -95,6 +98,15 @@ pub enum ProofRequestError {
     /// entry is damaged. Never answered with the proof.
     #[error("the stored tree failed its own check: {0}")]
     SelfCheck(String),
+    /// No signed checkpoint covers the entry yet (a tlog-proof is only ever
+    /// made against a signed checkpoint): ask again after the next one.
+    #[error("no signed checkpoint covers entry {sequence_number} yet ({}); one is signed every checkpoint interval", match .signed_size { Some(size) => format!("the latest covers {size} entries"), None => "none has been signed".to_owned() })]
+    NotYetSigned {
+        /// The entry asked about.
+        sequence_number: u64,
+        /// The size of the latest signed checkpoint, if there is one.
+        signed_size: Option<u64>,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -122,6 +134,14 @@ pub enum BuildTreeError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The `extra` data of an entry's tlog-proof: its receipt as compact JSON
+/// (every field the entry hash covers, and the hash it states). A verifier
+/// recomputes the hash from the fields and never trusts the stated one
+/// ([`crate::audit::check_tlog_proof`]).
+pub fn tlog_proof_extra(entry: &LedgerEntry) -> Vec<u8> {
+    entry.receipt_json().to_string().into_bytes()
 }
 
 impl<S: LedgerStore> Ledger<S> {
@@ -201,6 +221,61 @@ impl<S: LedgerStore> Ledger<S> {
             .filter(|entry| entry.sequence_number == sequence_number)
             .ok_or_else(|| ProofRequestError::SelfCheck(format!("entry {sequence_number} is missing")))?;
         self.prove_inclusion(entry, &state, size).await
+    }
+
+    /// A C2SP tlog-proof that the entry recording `id` is in the log, against
+    /// the latest signed checkpoint (as served, with the cosignatures gathered
+    /// so far), never the unsigned current root. Its `extra` line carries the
+    /// entry's receipt ([`tlog_proof_extra`]), from which a verifier recomputes
+    /// the leaf.
+    pub async fn tlog_proof_for(&self, id: TransactionId) -> Result<TlogProof, ProofRequestError> {
+        let entry = self.store().entry_by_id(id).await?.ok_or(ProofRequestError::NotFound(id))?;
+        self.tlog_proof_of(entry).await
+    }
+
+    /// A C2SP tlog-proof of the entry at `sequence_number` (see [`Self::tlog_proof_for`]).
+    pub async fn tlog_proof_at(&self, sequence_number: u64) -> Result<TlogProof, ProofRequestError> {
+        let size = self.store().tree_state().await?.head.size;
+        if sequence_number == 0 || sequence_number > size {
+            return Err(out_of_range("sequence_number", sequence_number, 1, size));
+        }
+        let entry = self
+            .store()
+            .entries_after(sequence_number - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|entry| entry.sequence_number == sequence_number)
+            .ok_or_else(|| ProofRequestError::SelfCheck(format!("entry {sequence_number} is missing")))?;
+        self.tlog_proof_of(entry).await
+    }
+
+    async fn tlog_proof_of(&self, entry: LedgerEntry) -> Result<TlogProof, ProofRequestError> {
+        let sequence_number = entry.sequence_number;
+        let not_signed = |signed_size| ProofRequestError::NotYetSigned { sequence_number, signed_size };
+        let note = self.store().latest_checkpoint().await?.ok_or_else(|| not_signed(None))?;
+        let checkpoint = Note::parse(note.as_bytes())
+            .map_err(|error| error.to_string())
+            .and_then(|parsed| Checkpoint::parse_text(&parsed.text).map_err(|error| error.to_string()))
+            .map_err(|error| ProofRequestError::SelfCheck(format!("the stored checkpoint copy: {error}")))?;
+        if checkpoint.head.size < sequence_number {
+            return Err(not_signed(Some(checkpoint.head.size)));
+        }
+        let (state, size) = self.tree_at("tree_size", Some(checkpoint.head.size), sequence_number).await?;
+        let extra = tlog_proof_extra(&entry);
+        let proof = self.prove_inclusion(entry, &state, size).await?;
+        if proof.root_hash != checkpoint.head.root {
+            return Err(ProofRequestError::SelfCheck(format!(
+                "the tree of size {size} has root {}, but the signed checkpoint states {}",
+                proof.root_hash, checkpoint.head.root
+            )));
+        }
+        Ok(TlogProof {
+            extra: Some(extra),
+            index: proof.leaf_index,
+            inclusion: proof.hashes,
+            checkpoint: note,
+        })
     }
 
     async fn prove_inclusion(

@@ -1,6 +1,7 @@
 //! The Merkle tree: its head, and inclusion and consistency proofs any client
 //! can check without trusting the server (RFC 9162; hashes in lower-case hex).
 
+use invario_core::proof::TlogProof;
 use invario_core::{KeyStore, LedgerCatalog, TransactionId};
 use serde_json::json;
 use warp::http::StatusCode;
@@ -45,27 +46,75 @@ pub(super) async fn checkpoint<C: LedgerCatalog, K: KeyStore>(
     Ok(response)
 }
 
-/// `GET /v1/transactions/{id}/proof?tree_size=N`.
+/// How an inclusion proof is answered.
+enum ProofFormat {
+    /// `{"receipt", "leaf_index", "tree_size", "root_hash", "inclusion"}`, at any size.
+    Json { tree_size: Option<u64> },
+    /// `c2sp.org/tlog-proof@v1` text against the latest signed checkpoint.
+    TlogProof,
+}
+
+/// The `format` query parameter (`json`, the default, or `tlog-proof`).
+fn proof_format(call: &Call) -> Result<ProofFormat, ApiError> {
+    let tree_size = call.optional_number::<u64>("tree_size")?;
+    match call.query.get("format").map(String::as_str) {
+        None | Some("json") => Ok(ProofFormat::Json { tree_size }),
+        Some("tlog-proof") if tree_size.is_some() => Err(ApiError::invalid_field(
+            "tree_size",
+            "tree_size cannot be combined with format=tlog-proof: a tlog-proof is always against the latest signed checkpoint".into(),
+        )),
+        Some("tlog-proof") => Ok(ProofFormat::TlogProof),
+        Some(other) => Err(ApiError::invalid_field(
+            "format",
+            format!("format must be json or tlog-proof (got {other:?})"),
+        )),
+    }
+}
+
+/// A tlog-proof, as text to save in a `.tlog-proof` file.
+fn tlog_proof_response(proof: &TlogProof) -> Response {
+    let mut response = Response::new(proof.to_text().into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// `GET /v1/transactions/{id}/proof?tree_size=N` or `?format=tlog-proof`.
 pub(super) async fn for_transaction<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let id = TransactionId::parse(call.param("id"))
         .map_err(|error| ApiError::invalid_field("transaction_id", error.to_string()))?;
-    let tree_size = call.optional_number::<u64>("tree_size")?;
-    let proof = app.runtime(&call).await?.ledger.inclusion_proof_for(id, tree_size).await?;
-    Ok(json_response(StatusCode::OK, &proof.to_json()))
+    let format = proof_format(&call)?;
+    let runtime = app.runtime(&call).await?;
+    let ledger = &runtime.ledger;
+    Ok(match format {
+        ProofFormat::Json { tree_size } => {
+            json_response(StatusCode::OK, &ledger.inclusion_proof_for(id, tree_size).await?.to_json())
+        }
+        ProofFormat::TlogProof => tlog_proof_response(&ledger.tlog_proof_for(id).await?),
+    })
 }
 
-/// `GET /v1/ledger/proof/inclusion?sequence_number=S&tree_size=N`.
+/// `GET /v1/ledger/proof/inclusion?sequence_number=S&tree_size=N` or `&format=tlog-proof`.
 pub(super) async fn inclusion<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
     let sequence_number = required(&call, "sequence_number")?;
-    let tree_size = call.optional_number::<u64>("tree_size")?;
-    let proof = app.runtime(&call).await?.ledger.inclusion_proof_at(sequence_number, tree_size).await?;
-    Ok(json_response(StatusCode::OK, &proof.to_json()))
+    let format = proof_format(&call)?;
+    let runtime = app.runtime(&call).await?;
+    let ledger = &runtime.ledger;
+    Ok(match format {
+        ProofFormat::Json { tree_size } => json_response(
+            StatusCode::OK,
+            &ledger.inclusion_proof_at(sequence_number, tree_size).await?.to_json(),
+        ),
+        ProofFormat::TlogProof => tlog_proof_response(&ledger.tlog_proof_at(sequence_number).await?),
+    })
 }
 
 /// `GET /v1/ledger/proof/consistency?first=M&second=N`.

@@ -169,3 +169,63 @@ async fn a_row_edited_behind_the_api_gets_a_500_never_a_proof() {
     let fine = app.get(&format!("/v1/transactions/{}/proof", uuid::Uuid::from_u128(3))).await;
     assert_eq!(fine.status(), 200);
 }
+
+#[tokio::test]
+async fn a_tlog_proof_is_served_only_under_a_signed_checkpoint_and_verifies_offline() {
+    use invario_core::signer::SignOutcome;
+    use invario_core::{Ledger, LedgerCatalog, LedgerName};
+
+    let app = spawn_app().await;
+    let batch: Vec<Value> = (1..=20u128).map(|n| transaction(n, "4.20")).collect();
+    assert_eq!(app.post("/v1/transactions/batch", &json!({ "transactions": batch })).await.status(), 201);
+    let id = uuid::Uuid::from_u128(7);
+    let by_id = format!("/v1/transactions/{id}/proof?format=tlog-proof");
+    let by_sequence = "/v1/ledger/proof/inclusion?sequence_number=7&format=tlog-proof";
+
+    // Never against the unsigned current root: nothing is signed yet.
+    for path in [by_id.as_str(), by_sequence] {
+        let (status, code, body) = error_code(app.get(path).await).await;
+        assert_eq!((status, code.as_str()), (409, "not_yet_signed"), "{body}");
+        assert!(body.to_string().contains("none has been signed"), "{body}");
+    }
+    let (status, _, body) = error_code(app.get(&format!("{by_id}&tree_size=10")).await).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "tree_size", "{body}");
+    let (status, _, body) =
+        error_code(app.get(&format!("/v1/transactions/{id}/proof?format=xml")).await).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "format", "{body}");
+
+    // A checkpoint signed (as the signing loop would) covers the 20 entries; 5 more are not covered.
+    let signer = invario_core::note::SignerKey::from_seed(
+        "ledger.example.com/api-test",
+        invario_core::note::ALGORITHM_ED25519,
+        [4; 32],
+    )
+    .unwrap();
+    let ledger = Ledger::new(
+        invario_postgres::PgCatalog::new(app.database.pool().clone())
+            .store(&LedgerName::parse("default").unwrap()),
+    );
+    let SignOutcome::Signed { checkpoint, note } = ledger.sign_checkpoint(&signer, None).await.unwrap()
+    else {
+        panic!("a first checkpoint is signed")
+    };
+    ledger.keep_checkpoint_copy(&checkpoint, &note).await.unwrap();
+    let batch: Vec<Value> = (21..=25u128).map(|n| transaction(n, "1")).collect();
+    assert_eq!(app.post("/v1/transactions/batch", &json!({ "transactions": batch })).await.status(), 201);
+
+    let response = app.get(&by_id).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+    let proof = response.text().await.unwrap();
+    assert_eq!(app.get(by_sequence).await.text().await.unwrap(), proof);
+    assert!(proof.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{proof}");
+    assert!(proof.ends_with(&format!("\n\n{note}")), "the checkpoint verbatim: {proof}");
+    let proven = invario_core::audit::check_tlog_proof(proof.as_bytes(), &signer.verifier(), &[], 0).unwrap();
+    assert_eq!((proven.entry.sequence_number, proven.verified.checkpoint.head.size), (7, 20));
+    let (status, code, body) =
+        error_code(app.get("/v1/ledger/proof/inclusion?sequence_number=23&format=tlog-proof").await).await;
+    assert_eq!((status, code.as_str()), (409, "not_yet_signed"), "{body}");
+    assert!(body.to_string().contains("the latest covers 20 entries"), "{body}");
+}
