@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use invario_core::{DEFAULT_LEDGER, LedgerName};
 use invario_http::{
     ConfigError, GroupCommit, HttpLimits, KeyCacheSettings, MonitorSchedule, ServiceConfig, Setting,
+    TlogAccess,
 };
 
 /// Invario: a tamper-evident ledger for financial transactions.
@@ -360,6 +361,11 @@ pub(crate) struct ServeArgs {
     /// behind a pooler that drops LISTEN). The embedded default has no cache.
     #[arg(long, env = "INVARIO_KEY_CACHE_SIZE", default_value_t = invario_core::DEFAULT_KEY_CACHE_CAPACITY)]
     pub(crate) key_cache_size: usize,
+    /// Serve the tlog-tiles read API (`…/tlog/checkpoint`, `…/tlog/tile/…`)
+    /// to anyone, without a key: for a log monitored or mirrored in public.
+    /// Tree sizes reveal volume; transaction content stays behind keys.
+    #[arg(long, env = "INVARIO_PUBLIC_TLOG")]
+    pub(crate) public_tlog: bool,
 }
 
 /// Most database connections `serve` accepts.
@@ -429,6 +435,7 @@ impl TryFrom<&ServeArgs> for ServiceConfig {
                 shutdown_timeout: args.shutdown_timeout,
             },
             key_cache: KeyCacheSettings { capacity: args.key_cache_size },
+            tlog_access: if args.public_tlog { TlogAccess::Public } else { TlogAccess::ReadScope },
         };
         config.validate().map_err(flag_error)?;
         invario_http::check_checkpoint_interval(args.checkpoint_interval).map_err(flag_error)?;

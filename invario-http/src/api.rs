@@ -36,6 +36,8 @@ pub(crate) struct App<C: LedgerCatalog, K> {
     pub(crate) routes: Vec<Route<C, K>>,
     /// Longest a request may take before it is answered 503.
     pub(crate) request_timeout: std::time::Duration,
+    /// Whether the tlog-tiles read API answers without a key.
+    pub(crate) tlog_public: bool,
 }
 
 impl<C: LedgerCatalog, K> App<C, K> {
@@ -178,6 +180,7 @@ async fn handle<C: LedgerCatalog + 'static, K: KeyStore + 'static>(
         }
     };
     let scopes = match route.scope {
+        Some(_) if route.public_tlog && app.tlog_public => None,
         Some(scope) => Some(authenticate(app, &request.headers, scope, ledger.as_ref()).await?),
         None => None,
     };

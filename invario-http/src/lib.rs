@@ -66,6 +66,19 @@ pub struct ServiceConfig {
     pub http: HttpLimits,
     /// Key records kept between requests.
     pub key_cache: KeyCacheSettings,
+    /// Who may read the tlog-tiles API (`…/tlog/checkpoint`, `…/tlog/tile/…`).
+    pub tlog_access: TlogAccess,
+}
+
+/// Who may read a ledger's tlog-tiles API. Tree sizes and entry hashes reveal
+/// volume and timing (not content), so the default asks for a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlogAccess {
+    /// A key with the `read` scope for the ledger, as the JSON API (the default).
+    #[default]
+    ReadScope,
+    /// Anyone: for a log meant to be monitored or mirrored publicly.
+    Public,
 }
 
 impl ServiceConfig {
@@ -137,6 +150,7 @@ where
         keys,
         routes: routes::table(),
         request_timeout: config.http.request_timeout,
+        tlog_public: config.tlog_access == TlogAccess::Public,
     });
 
     let routes = warp::method()

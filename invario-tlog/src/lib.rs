@@ -10,6 +10,9 @@
 //!   which a proof reads, subtree hashes answered from tiles;
 //! * [`note`] — C2SP signed-note: Ed25519 signer and verifier keys, notes;
 //! * [`checkpoint`] — C2SP tlog-checkpoint: the signed tree head;
+//! * [`tiled`] — C2SP tlog-tiles reading: resource paths, entry bundles,
+//!   and the check that a served or mirrored log is the tree its signed root
+//!   commits to, every tile authenticated;
 //! * [`proof`] — C2SP tlog-proof: an offline proof of inclusion under a
 //!   signed, cosigned checkpoint;
 //! * [`witness`] — C2SP tlog-cosignature and the tlog-witness add-checkpoint
@@ -37,6 +40,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod tiled;
 pub mod tiles;
 pub mod witness;
 
@@ -44,4 +48,5 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use merkle::{Frontier, ProofError, TreeHash, TreeHead, verify_consistency, verify_inclusion};
 pub use note::{Note, NoteError, SignerKey, VerifierKey};
 pub use proof::{TlogProof, TlogProofError, VerifiedTlogProof};
+pub use tiled::{TileResource, TiledLogError, check_tiled_log};
 pub use tiles::{Tile, TileCoord, TreeError, TreeSnapshot, TreeState, TreeUpdate};

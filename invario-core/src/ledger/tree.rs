@@ -14,6 +14,7 @@ use crate::merkle::{
 use crate::note::Note;
 use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::proof::TlogProof;
+use crate::tiled::{TileResource, encode_bundle};
 use crate::tiles::{TileSet, TreeError, TreeState, tiles_for_proof};
 use crate::transaction::TransactionId;
 
@@ -149,6 +150,39 @@ impl<S: LedgerStore> Ledger<S> {
     pub async fn tree_head(&self) -> Result<TreeHead, StoreError> {
         let state = self.store().tree_state().await?;
         Ok(state.head)
+    }
+
+    /// A resource of the C2SP tlog-tiles read API, as the tree holds it now,
+    /// or `None` when the tree has not reached it: a hash tile's first
+    /// `width` hashes (a partial tile is a prefix of its later self, so any
+    /// width the tile has reached is served), or an entry bundle of `width`
+    /// entries, each leaf's data being the entry's 32-byte `entry_hash`.
+    pub async fn tile_resource(&self, resource: &TileResource) -> Result<Option<Vec<u8>>, StoreError> {
+        match *resource {
+            TileResource::Hashes { coord, width } => {
+                let tiles = self.store().tiles(&[coord]).await?;
+                Ok(tiles
+                    .into_iter()
+                    .find(|tile| tile.coord == coord && tile.hashes.len() >= width)
+                    .map(|tile| crate::merkle::hashes_to_bytes(&tile.hashes[..width])))
+            }
+            TileResource::Entries { index, width } => {
+                let Some(first) = index.checked_mul(crate::tiles::TILE_WIDTH as u64) else {
+                    return Ok(None);
+                };
+                let entries = self.store().entries_after(first, width).await?;
+                let whole = entries.len() == width
+                    && entries
+                        .iter()
+                        .zip(first + 1..)
+                        .all(|(entry, expected)| entry.sequence_number == expected);
+                if !whole {
+                    return Ok(None);
+                }
+                // Every entry is 32 bytes, well inside a bundle's 65,535-byte frame.
+                Ok(encode_bundle(entries.iter().map(|entry| &entry.entry_hash.as_bytes()[..])).ok())
+            }
+        }
     }
 
     /// The tree's size, or `requested` when it lies within `min..=` that size.

@@ -7,6 +7,7 @@ mod ledger;
 mod ledgers;
 mod operations;
 mod proofs;
+mod tlog;
 mod transactions;
 
 pub use ledger::DEFAULT_PAGE_SIZE;
@@ -52,6 +53,9 @@ pub(crate) struct Route<C: LedgerCatalog, K> {
     pub(crate) body_limit: usize,
     /// What serves it.
     pub(crate) handler: Handler<C, K>,
+    /// Whether `serve --public-tlog` opens it to callers without a key (the
+    /// tlog-tiles read API only).
+    pub(crate) public_tlog: bool,
 }
 
 impl<C: LedgerCatalog, K> std::fmt::Debug for Route<C, K> {
@@ -85,6 +89,20 @@ struct LedgerRoute<C: LedgerCatalog, K> {
     scope: Scope,
     body_limit: usize,
     handler: Handler<C, K>,
+}
+
+impl<C: LedgerCatalog, K> LedgerRoute<C, K> {
+    /// A `GET` about a ledger needing the `read` scope.
+    fn read(default_path: &'static str, ledger_path: &'static str, handler: Handler<C, K>) -> Self {
+        LedgerRoute {
+            method: Method::GET,
+            default_path,
+            ledger_path,
+            scope: Scope::Read,
+            body_limit: NO_BODY,
+            handler,
+        }
+    }
 }
 
 /// Every route the service answers.
@@ -171,8 +189,21 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             handler: |app, call| Box::pin(ledger::entries(app, call)),
         },
     ];
+    let tlog_routes: [LedgerRoute<C, K>; 2] = [
+        LedgerRoute::read(
+            "/v1/ledger/tlog/checkpoint",
+            "/v1/ledgers/{ledger}/tlog/checkpoint",
+            |app, call| Box::pin(tlog::checkpoint(app, call)),
+        ),
+        LedgerRoute::read(
+            "/v1/ledger/tlog/tile/{tile*}",
+            "/v1/ledgers/{ledger}/tlog/tile/{tile*}",
+            |app, call| Box::pin(tlog::tile(app, call)),
+        ),
+    ];
     let mut routes = Vec::new();
-    for route in ledger_routes {
+    let tagged = ledger_routes.into_iter().map(|route| (route, false));
+    for (route, public_tlog) in tagged.chain(tlog_routes.into_iter().map(|route| (route, true))) {
         for (pattern, ledger) in
             [(route.default_path, LedgerParam::Default), (route.ledger_path, LedgerParam::FromPath)]
         {
@@ -183,6 +214,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
                 ledger,
                 body_limit: route.body_limit,
                 handler: route.handler,
+                public_tlog,
             });
         }
     }
@@ -194,6 +226,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: MAX_SINGLE_BODY_BYTES,
             handler: |app, call| Box::pin(ledgers::create(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -202,6 +235,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledgers::list(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -210,6 +244,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::health(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -218,6 +253,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::livez(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -226,6 +262,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::readyz(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -234,6 +271,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::openapi(app, call)),
+            public_tlog: false,
         },
         Route {
             method: Method::GET,
@@ -242,6 +280,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             ledger: LedgerParam::None,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::metrics(app, call)),
+            public_tlog: false,
         },
     ]);
     routes
@@ -261,7 +300,8 @@ pub(crate) enum Resolution<'t, C: LedgerCatalog, K> {
     NotFound,
 }
 
-/// Finds the route for `method` and `path` (surrounding slashes ignored).
+/// Finds the route for `method` and `path` (surrounding slashes ignored). A
+/// pattern's last part `{name*}` takes every remaining segment (at least one).
 pub(crate) fn resolve<'t, C: LedgerCatalog, K>(
     table: &'t [Route<C, K>],
     method: &Method,
@@ -288,16 +328,35 @@ pub(crate) fn resolve<'t, C: LedgerCatalog, K>(
 }
 
 fn match_pattern(pattern: &'static str, segments: &[&str]) -> Option<Vec<(&'static str, String)>> {
-    let parts: Vec<&'static str> = pattern.trim_matches('/').split('/').collect();
+    let mut parts: Vec<&'static str> = pattern.trim_matches('/').split('/').collect();
+    let mut params = Vec::new();
+    if let Some(rest) =
+        parts.last().and_then(|last| last.strip_prefix('{')).and_then(|rest| rest.strip_suffix("*}"))
+    {
+        let fixed = parts.len() - 1;
+        if segments.len() <= fixed || segments[fixed..].iter().any(|segment| segment.is_empty()) {
+            return None;
+        }
+        params.push((rest, segments[fixed..].join("/")));
+        parts.truncate(fixed);
+        return match_fixed(&parts, &segments[..fixed]).map(|mut fixed_params| {
+            fixed_params.extend(params);
+            fixed_params
+        });
+    }
+    match_fixed(&parts, segments)
+}
+
+fn match_fixed(parts: &[&'static str], segments: &[&str]) -> Option<Vec<(&'static str, String)>> {
     if parts.len() != segments.len() {
         return None;
     }
     let mut params = Vec::new();
-    for (part, segment) in parts.into_iter().zip(segments) {
+    for (part, segment) in parts.iter().zip(segments) {
         match part.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')) {
             Some(name) if !segment.is_empty() => params.push((name, (*segment).to_owned())),
             Some(_) => return None,
-            None if part == *segment => {}
+            None if part == segment => {}
             None => return None,
         }
     }
@@ -384,6 +443,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tile_path_takes_every_remaining_segment() {
+        let table: Table = table();
+        let path = "/v1/ledgers/payments/tlog/tile/0/x001/x234/067.p/5";
+        let Resolution::Found(route, params) = resolve(&table, &Method::GET, path) else {
+            panic!("the tile route must match")
+        };
+        assert_eq!(route.pattern, "/v1/ledgers/{ledger}/tlog/tile/{tile*}");
+        assert!(route.public_tlog);
+        assert_eq!(params, [("ledger", "payments".to_owned()), ("tile", "0/x001/x234/067.p/5".to_owned())]);
+        let Resolution::Found(route, params) =
+            resolve(&table, &Method::GET, "/v1/ledger/tlog/tile/entries/000")
+        else {
+            panic!("the default ledger's tile route must match")
+        };
+        assert_eq!(route.pattern, "/v1/ledger/tlog/tile/{tile*}");
+        assert_eq!(params, [("tile", "entries/000".to_owned())]);
+        for path in ["/v1/ledger/tlog/tile", "/v1/ledger/tlog/tile/", "/v1/ledger/tlog/tile/0//000"] {
+            assert!(matches!(resolve(&table, &Method::GET, path), Resolution::NotFound), "{path}");
+        }
+        let Resolution::Found(route, _) = resolve(&table, &Method::GET, "/v1/ledger/tlog/checkpoint") else {
+            panic!("the checkpoint route must match")
+        };
+        assert!(route.public_tlog);
+        let opened: Vec<&str> =
+            table.iter().filter(|route| route.public_tlog).map(|route| route.pattern).collect();
+        assert!(
+            opened.iter().all(|pattern| pattern.contains("/tlog/")),
+            "--public-tlog opens only {opened:?}"
+        );
+    }
+
+    #[test]
     fn the_openapi_document_describes_exactly_the_route_table() {
         let document: serde_json::Value = serde_json::from_str(operations::OPENAPI_DOCUMENT).unwrap();
         let mut documented: Vec<(String, String)> = Vec::new();
@@ -408,7 +499,8 @@ mod tests {
         documented.sort();
         let table: Table = table();
         let mut served: Vec<(String, String)> =
-            table.iter().map(|route| (route.method.to_string(), route.pattern.to_owned())).collect();
+            // OpenAPI has no multi-segment parameter: `{tile*}` is documented as `{tile}`.
+            table.iter().map(|route| (route.method.to_string(), route.pattern.replace("*}", "}"))).collect();
         served.sort();
         assert_eq!(documented, served, "docs/openapi.yaml and the route table disagree");
     }

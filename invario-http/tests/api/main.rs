@@ -9,4 +9,5 @@ mod integrity;
 mod ledgers;
 mod proofs;
 mod reads_and_auth;
+mod tlog_tiles;
 mod witness;
