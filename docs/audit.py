@@ -11,6 +11,7 @@ chain format v1), derives the leaf from it, and checks the audit path.
     python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
         [--witness-vkey WVKEY ... --quorum K]
     python3 docs/audit.py tlog-proof --proof FILE.tlog-proof --vkey VKEY [--witness-vkey WVKEY ... --quorum K]
+    python3 docs/audit.py tiles (--url PREFIX [--key "$KEY"] | --dir MIRROR) --vkey VKEY
     python3 docs/audit.py inclusion --url http://localhost:8000 --key "$KEY" --id UUID [--tree-size N] [--root HEX]
     python3 docs/audit.py consistency --url http://localhost:8000 --key "$KEY" --first M [--second N]
         [--first-root HEX] [--second-root HEX]
@@ -590,7 +591,8 @@ def ledger_name(text):
 
 
 def fetch(url, key, path, raw=False):
-    request = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": f"Bearer {key}"})
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    request = urllib.request.Request(url.rstrip("/") + path, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read() if raw else json.load(response)
@@ -602,6 +604,86 @@ def fetch(url, key, path, raw=False):
         raise SystemExit(f"error: {url}{path} answered {error.code}: {message}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise SystemExit(f"error: cannot fetch {url}{path}: {error}") from None
+
+
+# --- C2SP tlog-tiles (https://c2sp.org/tlog-tiles), read from the
+# specification: a tile is up to 256 hashes of one level (level 0: leaf
+# hashes; level L+1: the root of each full level-L tile); an entry bundle is
+# each leaf's data behind a big-endian u16 length. Every tile read is
+# authenticated: leaves from the bundles, every tile recomputed from them,
+# the root of all leaves against the signed checkpoint.
+
+TILE_WIDTH = 256
+
+
+def tile_path(level, index, width):
+    """`tile/<L>/<N>[.p/<W>]`, N in 3-digit elements, all but the last prefixed with x."""
+    elements = [f"{index % 1000:03d}"]
+    index //= 1000
+    while index:
+        elements.append(f"x{index % 1000:03d}")
+        index //= 1000
+    path = f"tile/{level}/" + "/".join(reversed(elements))
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+def split_bundle(data, path):
+    entries, position = [], 0
+    while position < len(data):
+        if position + 2 > len(data):
+            raise Refuted(f"{path}: a length prefix is cut off")
+        length = int.from_bytes(data[position:position + 2], "big")
+        position += 2
+        if position + length > len(data):
+            raise Refuted(f"{path}: an entry runs past the end of the bundle")
+        entries.append(data[position:position + length])
+        position += length
+    return entries
+
+
+def check_tiles(read, vkey):
+    """Rebuilds the tree from a tiled log's bundles and checks every tile and the signed root.
+    `read(path)` returns a resource's bytes. Returns (size, root, resources read)."""
+    origin, size, root = verify_checkpoint(read("checkpoint"), vkey)
+    read_count = 0
+    leaves = []
+    for index in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+        width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+        path = tile_path("entries", index, width)
+        entries = split_bundle(read(path), path)
+        read_count += 1
+        if len(entries) != width:
+            raise Refuted(f"{path}: {len(entries)} entries, not {width}")
+        leaves.extend(leaf_hash(entry) for entry in entries)
+    if tree_hash(leaves) != root:
+        raise Refuted(f"the {size} entries do not hash to the signed root {root.hex()}")
+    hashes, level = leaves, 0
+    while hashes:
+        for index in range((len(hashes) + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, len(hashes) - index * TILE_WIDTH)
+            path = tile_path(level, index, width)
+            data = read(path)
+            read_count += 1
+            if data != b"".join(hashes[index * TILE_WIDTH:index * TILE_WIDTH + width]):
+                raise Refuted(f"{path}: its hashes are not the ones the entries hash to")
+        hashes = [tree_hash(hashes[start:start + TILE_WIDTH])
+                  for start in range(0, len(hashes) - TILE_WIDTH + 1, TILE_WIDTH)]
+        level += 1
+    return origin, size, root, read_count
+
+
+def tiles_reader(args):
+    if args.dir is not None:
+        def read(path):
+            try:
+                with open(os.path.join(args.dir, path), "rb") as file:
+                    return file.read()
+            except FileNotFoundError:
+                raise Refuted(f"{path} is missing from {args.dir}") from None
+            except OSError as error:
+                raise SystemExit(f"error: cannot read {path} in {args.dir}: {error}") from None
+        return read
+    return lambda path: fetch(args.url, args.key, "/" + path, raw=True)
 
 
 def remember(state, size, note):
@@ -704,6 +786,12 @@ def main():
                             help="a witness's verifier key (repeatable)")
     tlog_proof.add_argument("--quorum", type=int, default=0,
                             help="refuse a proof fewer than this many of the witnesses cosigned")
+    tiles = commands.add_parser("tiles", help="rebuild a tlog-tiles log (a server or a mirror) and check every tile")
+    tiles_source = tiles.add_mutually_exclusive_group(required=True)
+    tiles_source.add_argument("--url", help="the log's tlog-tiles prefix, e.g. http://localhost:8000/v1/ledger/tlog")
+    tiles_source.add_argument("--dir", help="a mirror's folder (from invario mirror)")
+    tiles.add_argument("--key", help="a key with the read scope (not for --dir or a public log)")
+    tiles.add_argument("--vkey", required=True, help="the log's verifier key")
     inclusion = commands.add_parser("inclusion", help="prove a transaction is in the tree")
     consistency = commands.add_parser("consistency", help="prove an older tree is a prefix of a newer one")
     for command in (inclusion, consistency):
@@ -749,6 +837,19 @@ def main():
         witnessed = f", cosigned by {', '.join(cosigners)}" if cosigners else ""
         print(f"proven: transaction {receipt['transaction_id']} is entry {receipt['sequence_number']} of {origin}, "
               f"in the checkpoint of size {size} with root {root.hex()} signed by the log{witnessed}")
+        return
+    if args.command == "tiles":
+        try:
+            vkey = parse_vkey(args.vkey)
+        except Refuted as error:
+            raise SystemExit(f"error: {error}")
+        try:
+            origin, size, root, read_count = check_tiles(tiles_reader(args), vkey)
+        except Refuted as error:
+            print(f"refuted: {error}")
+            sys.exit(1)
+        print(f"consistent: {origin} holds {size} entries with root {root.hex()} as signed; "
+              f"{read_count} tiles and bundles read, every one checked")
         return
     if args.command == "checkpoint":
         try:

@@ -77,9 +77,33 @@ pub(crate) enum Command {
         /// directory (the server's checkpoint directory, or a copy of it).
         #[arg(long, requires = "vkey")]
         checkpoints: Option<PathBuf>,
-        /// The log's verifier key (`invario checkpoint-key show`), for --checkpoints.
-        #[arg(long, requires = "checkpoints")]
+        /// Verify a mirror (from `invario mirror`) instead of a database, offline:
+        /// every tile and bundle rebuilt and checked against its signed checkpoint.
+        #[arg(long, requires = "vkey", conflicts_with_all = ["all_ledgers", "digest", "checkpoints", "json"])]
+        mirror: Option<PathBuf>,
+        /// The log's verifier key (`invario checkpoint-key show`), for --checkpoints or --mirror.
+        #[arg(long)]
         vkey: Option<String>,
+    },
+    /// Copy a log's checkpoint, tiles and entry bundles (C2SP tlog-tiles) into
+    /// a folder any static file server can serve, fetching only what is new and
+    /// checking every tile against the signed root and the new checkpoint
+    /// against the one mirrored before: exit 0 mirrored, 1 refused (a rewrite,
+    /// a bad tile or signature; the old copy is kept), 2 could not run.
+    Mirror {
+        /// The log's tlog-tiles prefix, e.g. http://invario:8000/v1/ledgers/payments/tlog
+        /// (the default ledger: …/v1/ledger/tlog), or another mirror's URL.
+        #[arg(long)]
+        from: String,
+        /// The mirror's folder (created when missing).
+        #[arg(long)]
+        to: PathBuf,
+        /// The log's verifier key (`invario checkpoint-key show`).
+        #[arg(long)]
+        vkey: String,
+        /// A key with the read scope (not needed when the server runs with --public-tlog).
+        #[arg(long, env = "INVARIO_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
     /// Print the current head as JSON, to keep outside the database.
     Digest {

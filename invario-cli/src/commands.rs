@@ -46,7 +46,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListKeys { owner } => list_keys(url, owner.as_deref()).await,
         Command::Ledger(command) => ledger_command(url, command).await,
         Command::Verify { all_ledgers: true, .. } => verify_all_ledgers(url).await,
-        Command::Verify { ledger, json, digest, checkpoints, vkey, all_ledgers: false } => {
+        Command::Verify { mirror: Some(mirror), vkey, .. } => {
+            crate::mirror::verify_mirror(&mirror, vkey.as_deref().unwrap_or_default())
+        }
+        Command::Mirror { from, to, vkey, key } => {
+            crate::mirror::mirror(&from, &to, &vkey, key.as_deref()).await
+        }
+        Command::Verify { ledger, json, digest, checkpoints, vkey, all_ledgers: false, mirror: None } => {
             let checkpoints = checkpoints.as_deref().zip(vkey.as_deref());
             verify(url, &ledger, json, digest.as_deref(), checkpoints).await
         }

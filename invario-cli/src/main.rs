@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod database;
 mod keyfile;
+mod mirror;
 mod output;
 mod proof;
 mod remote;

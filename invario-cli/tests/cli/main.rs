@@ -11,6 +11,7 @@ mod embedded;
 mod keys;
 mod ledgers;
 mod migrate;
+mod mirror;
 mod proofs;
 mod tlog_proof;
 mod verify;
