@@ -69,7 +69,14 @@ pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::R
             witnesses.len()
         );
     }
-    Ok(CheckpointSettings { signer, sink, interval: args.checkpoint_interval, witnesses, quorum })
+    Ok(CheckpointSettings {
+        signer,
+        sink,
+        interval: args.checkpoint_interval,
+        witnesses,
+        quorum,
+        proof_wait: args.proof_wait,
+    })
 }
 
 /// The embedded default's key: read it, or create it on first start.

@@ -368,6 +368,11 @@ pub(crate) struct ServeArgs {
     /// are given); fewer is logged as witness_quorum_missed, never a stop.
     #[arg(long)]
     pub(crate) witness_quorum: Option<usize>,
+    /// Longest a write asking `Prefer: wait=signed` or `wait=witnessed` waits
+    /// for a checkpoint covering it before it is answered 503 (the entry stays
+    /// recorded); keep it above --checkpoint-interval and below --request-timeout.
+    #[arg(long, env = "INVARIO_PROOF_WAIT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) proof_wait: Duration,
     /// HTTP connections served at once; more wait in the listen backlog.
     #[arg(long, env = "INVARIO_MAX_CONNECTIONS", default_value_t = 1024)]
     pub(crate) max_connections: usize,
@@ -411,6 +416,7 @@ impl ServeArgs {
             Setting::RequestTimeout => "--request-timeout",
             Setting::ShutdownTimeout => "--shutdown-timeout",
             Setting::KeyCacheCapacity => "--key-cache-size",
+            Setting::ProofWait => "--proof-wait",
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use invario_core::checkpoint::Checkpoint;
-use invario_core::ledger::checkpoints::{SignError, SignOutcome};
+use invario_core::ledger::checkpoints::{ProofWait, SignError, SignOutcome};
 use invario_core::note::SignerKey;
 use invario_core::{Ledger, LedgerName, LedgerStore};
 use tokio::sync::watch;
@@ -39,12 +39,21 @@ pub struct CheckpointSettings {
     pub witnesses: Vec<WitnessTarget>,
     /// Cosignatures a checkpoint should gather; fewer is logged loudly, never a stop.
     pub quorum: usize,
+    /// Longest a write asking `Prefer: wait=signed|witnessed` waits for its
+    /// checkpoint before it is answered 503 (its entries stay recorded).
+    pub proof_wait: Duration,
 }
+
+/// How long a write asking for a proof waits by default.
+pub const DEFAULT_PROOF_WAIT: Duration = Duration::from_secs(10);
+/// Longest proof wait accepted.
+pub const MAX_PROOF_WAIT: Duration = Duration::from_secs(300);
 
 impl CheckpointSettings {
     /// Refuses an interval outside its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_checkpoint_interval(self.interval)
+        check_checkpoint_interval(self.interval)?;
+        check_range(Setting::ProofWait, self.proof_wait, Duration::from_millis(100), MAX_PROOF_WAIT)
     }
 }
 
@@ -53,26 +62,67 @@ pub fn check_checkpoint_interval(interval: Duration) -> Result<(), ConfigError> 
     check_range(Setting::CheckpointInterval, interval, MIN_CHECKPOINT_INTERVAL, MAX_CHECKPOINT_INTERVAL)
 }
 
-/// The latest checkpoint this service signed or found in its sink, as served.
+/// The latest checkpoint this service signed or found in its sink, as served,
+/// and a signal for writers waiting for one to cover their entries.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LatestCheckpoint(Arc<RwLock<Option<(u64, String, Instant)>>>);
+pub(crate) struct LatestCheckpoint(Arc<LatestInner>);
+
+#[derive(Debug, Default)]
+struct LatestInner {
+    /// Tree size, the log's note, how many cosignatures it gathered, when.
+    current: RwLock<Option<(u64, String, usize, Instant)>>,
+    changed: tokio::sync::Notify,
+}
 
 impl LatestCheckpoint {
     /// The note and its tree size.
     pub(crate) fn get(&self) -> Option<(u64, String)> {
         self.0
+            .current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|(size, note, _)| (*size, note.clone()))
+            .map(|(size, note, _, _)| (*size, note.clone()))
     }
 
-    fn set(&self, size: u64, note: String) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some((size, note, Instant::now()));
+    fn set(&self, size: u64, note: String, cosignatures: usize) {
+        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((size, note, cosignatures, Instant::now()));
+        self.0.changed.notify_waiters();
     }
 
     fn age(&self) -> Option<Duration> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(_, _, at)| at.elapsed())
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, _, _, at)| at.elapsed())
+    }
+
+    /// Waits up to `limit` for a checkpoint meeting `wait` for the entries up
+    /// to `sequence_number`; whether one came.
+    pub(crate) async fn wait_for(
+        &self,
+        wait: ProofWait,
+        sequence_number: u64,
+        quorum: usize,
+        limit: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before the check, so a checkpoint published in between still wakes it.
+            let changed = self.0.changed.notified();
+            let met = self.0.current.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(
+                |(size, _, cosignatures, _)| wait.is_met(sequence_number, *size, *cosignatures, quorum),
+            );
+            if met {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
     }
 }
 
@@ -148,7 +198,7 @@ async fn publish<S: LedgerStore>(
     if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &served).await {
         tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = size, error = %error);
     }
-    latest.set(size, note);
+    latest.set(size, note, lines.len());
     metrics::counter!(CHECKPOINTS_SIGNED_TOTAL, "ledger" => name.to_string()).increment(1);
     metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string()).set(size as f64);
     tracing::info!(
@@ -176,7 +226,7 @@ async fn restore_copy<S: LedgerStore>(
     if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &note).await {
         tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = checkpoint.head.size, error = %error);
     }
-    latest.set(checkpoint.head.size, note);
+    latest.set(checkpoint.head.size, note, 0);
     metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string()).set(checkpoint.head.size as f64);
 }
 

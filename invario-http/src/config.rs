@@ -31,6 +31,8 @@ pub enum Setting {
     ShutdownTimeout,
     /// [`KeyCacheSettings::capacity`](crate::KeyCacheSettings::capacity).
     KeyCacheCapacity,
+    /// [`CheckpointSettings::proof_wait`](crate::CheckpointSettings::proof_wait).
+    ProofWait,
 }
 
 impl fmt::Display for Setting {
@@ -48,6 +50,7 @@ impl fmt::Display for Setting {
             Setting::RequestTimeout => "http.request_timeout",
             Setting::ShutdownTimeout => "http.shutdown_timeout",
             Setting::KeyCacheCapacity => "key_cache.capacity",
+            Setting::ProofWait => "checkpoints.proof_wait",
         })
     }
 }

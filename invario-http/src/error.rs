@@ -92,6 +92,10 @@ pub enum ApiError {
         .0.as_secs_f64()
     )]
     TimedOut(std::time::Duration),
+    /// The write is recorded, but no checkpoint covering it was signed (or
+    /// witnessed) within the proof wait the service allows.
+    #[error("{0}")]
+    ProofNotReady(String),
     /// Too many writes are waiting for the appender: the service pushes back.
     #[error("the service is busy: too many writes are waiting; retry later")]
     Busy,
@@ -132,6 +136,7 @@ impl ApiError {
             ApiError::Quarantined(_)
             | ApiError::Unavailable { .. }
             | ApiError::Busy
+            | ApiError::ProofNotReady(_)
             | ApiError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } | ApiError::ProofSelfCheck { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +153,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::NotYetSigned(_) => "not_yet_signed",
+            ApiError::ProofNotReady(_) => "proof_not_ready",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Quarantined(_) => "ledger_quarantined",
@@ -170,6 +176,7 @@ impl ApiError {
             ApiError::Unavailable { .. }
             | ApiError::Busy
             | ApiError::TimedOut(_)
+            | ApiError::ProofNotReady(_)
             | ApiError::StorageFull { .. } => Some(RETRY_AFTER_SECONDS),
             _ => None,
         }

@@ -27,6 +27,19 @@ pub(crate) struct LedgerRuntime<S> {
     pub(crate) appender: Appender,
     /// Its latest signed checkpoint, when the service signs them.
     pub(crate) checkpoints: Option<LatestCheckpoint>,
+    /// How a write may wait for a checkpoint covering it (when the service signs them).
+    pub(crate) proof_wait: Option<ProofWaitSettings>,
+}
+
+/// What bounds a write's wait for its checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProofWaitSettings {
+    /// Longest it waits.
+    pub(crate) limit: std::time::Duration,
+    /// The witness quorum `wait=witnessed` must meet.
+    pub(crate) quorum: usize,
+    /// Whether any witness is configured (`wait=witnessed` cannot be met without one).
+    pub(crate) witnessed: bool,
 }
 
 /// The tasks started for the ledgers: appenders end once their runtimes are
@@ -140,11 +153,17 @@ impl<C: LedgerCatalog> Ledgers<C> {
             tasks.background.push(monitor_task);
             tasks.background.extend(checkpoint_task);
         }
+        let proof_wait = self.config.checkpoints.as_ref().map(|settings| ProofWaitSettings {
+            limit: settings.proof_wait,
+            quorum: settings.quorum,
+            witnessed: !settings.witnesses.is_empty(),
+        });
         let runtime = Arc::new(LedgerRuntime {
             name: name.clone(),
             ledger,
             appender,
             checkpoints: self.config.checkpoints.as_ref().map(|_| latest),
+            proof_wait,
         });
         self.running
             .write()

@@ -39,8 +39,8 @@ pub use appender::{
     DEFAULT_GROUP_COMMIT_MAX, GroupCommit, MAX_GROUP_COMMIT_WINDOW, MAX_QUEUE_DEPTH, MAX_QUEUE_WAIT,
 };
 pub use checkpointer::{
-    CheckpointSettings, MAX_CHECKPOINT_INTERVAL, MIN_CHECKPOINT_INTERVAL, WitnessTarget,
-    check_checkpoint_interval,
+    CheckpointSettings, DEFAULT_PROOF_WAIT, MAX_CHECKPOINT_INTERVAL, MAX_PROOF_WAIT, MIN_CHECKPOINT_INTERVAL,
+    WitnessTarget, check_checkpoint_interval,
 };
 pub use config::{ConfigError, Setting};
 pub use error::{ApiError, Detail, RETRY_AFTER_SECONDS};
@@ -88,7 +88,19 @@ impl ServiceConfig {
         self.monitor.validate()?;
         self.http.validate()?;
         self.key_cache.validate()?;
-        self.checkpoints.as_ref().map_or(Ok(()), CheckpointSettings::validate)
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.validate()?;
+            // A write waiting for its proof must be answered before the request times out.
+            if self.http.request_timeout <= checkpoints.proof_wait {
+                return Err(ConfigError::ShorterThan {
+                    setting: Setting::RequestTimeout,
+                    got: format!("{:?}", self.http.request_timeout),
+                    other: Setting::ProofWait,
+                    other_value: format!("{:?}", checkpoints.proof_wait),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

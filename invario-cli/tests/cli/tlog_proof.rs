@@ -190,6 +190,23 @@ async fn a_witnessed_tlog_proof_verifies_offline_with_both_verifiers_and_every_a
     );
     assert_eq!(python.0, 0, "{}", python.1);
     assert!(python.1.starts_with(&format!("proven: transaction {id} is entry 15")), "{}", python.1);
+
+    // At write time: the POST waits for a witnessed checkpoint and carries the proof.
+    let (status, applied, receipt) = post_preferring(&server, &setup.key, 21, "wait=witnessed").await;
+    assert_eq!((status, applied.as_deref()), (201, Some("wait=witnessed")), "{receipt}");
+    let at_write = setup.folder.join("21.tlog-proof");
+    std::fs::write(&at_write, receipt["proof"].as_str().unwrap()).unwrap();
+    let [ours, python] = verify_both(&at_write, &setup.vkey(), &quorum);
+    assert_eq!((ours.0, python.0), (0, 0), "{}\n{}", ours.1, python.1);
+    assert!(
+        ours.1.contains("is entry 21 (leaf 20)") && ours.1.contains("cosigned by witness.test/w1"),
+        "{}",
+        ours.1
+    );
+    let altered = receipt["proof"].as_str().unwrap().replacen("\nindex 20\n", "\nindex 19\n", 1);
+    std::fs::write(&at_write, altered).unwrap();
+    let [ours, python] = verify_both(&at_write, &setup.vkey(), &quorum);
+    assert_eq!((ours.0, python.0), (1, 1), "{}\n{}", ours.1, python.1);
     drop(server);
     drop(witness);
 
@@ -215,6 +232,27 @@ async fn a_witnessed_tlog_proof_verifies_offline_with_both_verifiers_and_every_a
     let _ = std::fs::remove_dir_all(&setup.folder);
 }
 
+/// POSTs transaction `n` with `Prefer: <prefer>`: the status, `Preference-Applied`, the body.
+async fn post_preferring(
+    server: &Server,
+    key: &str,
+    n: u128,
+    prefer: &str,
+) -> (u16, Option<String>, serde_json::Value) {
+    let body = serde_json::json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "5.00", "currency": "BRL"});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/transactions", server.address))
+        .bearer_auth(key)
+        .header("Prefer", prefer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let applied =
+        response.headers().get("preference-applied").map(|value| value.to_str().unwrap().to_owned());
+    (response.status().as_u16(), applied, response.json().await.unwrap())
+}
+
 #[tokio::test]
 async fn the_embedded_default_saves_a_tlog_proof_from_its_file_that_verifies_offline() {
     let (folder, key) = embedded_folder_with_key("invario-embedded-tlog-proof");
@@ -234,6 +272,12 @@ async fn the_embedded_default_saves_a_tlog_proof_from_its_file_that_verifies_off
     )
     .trim()
     .to_owned();
+    let (status, applied, receipt) = post_preferring(&server, &key, 21, "wait=signed").await;
+    assert_eq!((status, applied.as_deref()), (201, Some("wait=signed")), "{receipt}");
+    let at_write = folder.join("21.tlog-proof");
+    std::fs::write(&at_write, receipt["proof"].as_str().unwrap()).unwrap();
+    let [ours, python] = verify_both(&at_write, &vkey, &[]);
+    assert_eq!((ours.0, python.0), (0, 0), "{}\n{}", ours.1, python.1);
     let id = uuid::Uuid::from_u128(15).to_string();
     // From the server, and from the database file alone (no server needed): the same proof.
     let over_http = folder.join("over-http.tlog-proof");

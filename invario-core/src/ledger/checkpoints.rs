@@ -44,6 +44,50 @@ pub enum SignError {
     Store(#[from] StoreError),
 }
 
+/// What a writer asks its answer to wait for (`Prefer: wait=signed` or
+/// `wait=witnessed` over HTTP): a checkpoint covering its entries, signed by
+/// the log — and, for `Witnessed`, cosigned by the witness quorum — so the
+/// answer can carry a tlog-proof that verifies offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofWait {
+    /// A signed checkpoint covers the entries.
+    Signed,
+    /// A signed checkpoint covers the entries and carries at least the
+    /// witness quorum of cosignatures (at least one).
+    Witnessed,
+}
+
+impl ProofWait {
+    /// The wait a preference value names (`signed`, `witnessed`; any case),
+    /// or `None` for any other value, which the asker gets no wait for.
+    pub fn from_preference(value: &str) -> Option<ProofWait> {
+        match value.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+            "signed" => Some(ProofWait::Signed),
+            "witnessed" => Some(ProofWait::Witnessed),
+            _ => None,
+        }
+    }
+
+    /// The preference's name, as `Preference-Applied` repeats it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProofWait::Signed => "signed",
+            ProofWait::Witnessed => "witnessed",
+        }
+    }
+
+    /// Whether a checkpoint of `signed_size` entries carrying `cosignatures`
+    /// meets the wait of entries up to `sequence_number`, for a log whose
+    /// witness quorum is `quorum`.
+    pub fn is_met(self, sequence_number: u64, signed_size: u64, cosignatures: usize, quorum: usize) -> bool {
+        signed_size >= sequence_number
+            && match self {
+                ProofWait::Signed => true,
+                ProofWait::Witnessed => cosignatures >= quorum.max(1),
+            }
+    }
+}
+
 impl<S: LedgerStore> Ledger<S> {
     /// Proves the current tree consistent with `latest_in_sink` (the note the
     /// shell read from its sink, `None` before the first), then signs a

@@ -285,7 +285,27 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     async fn tlog_proof_of(&self, entry: LedgerEntry) -> Result<TlogProof, ProofRequestError> {
-        let sequence_number = entry.sequence_number;
+        let signed = self.latest_signed(entry.sequence_number).await?;
+        self.tlog_proof_under(entry, &signed).await
+    }
+
+    /// C2SP tlog-proofs of `entries` (receipts just written, say) under the
+    /// latest signed checkpoint, read once; `NotYetSigned` unless it covers
+    /// them all.
+    pub async fn tlog_proofs_of(&self, entries: &[LedgerEntry]) -> Result<Vec<TlogProof>, ProofRequestError> {
+        let Some(last) = entries.iter().map(|entry| entry.sequence_number).max() else {
+            return Ok(Vec::new());
+        };
+        let signed = self.latest_signed(last).await?;
+        let mut proofs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            proofs.push(self.tlog_proof_under(entry.clone(), &signed).await?);
+        }
+        Ok(proofs)
+    }
+
+    /// The latest signed checkpoint copy, which must cover `sequence_number`.
+    async fn latest_signed(&self, sequence_number: u64) -> Result<(String, Checkpoint), ProofRequestError> {
         let not_signed = |signed_size| ProofRequestError::NotYetSigned { sequence_number, signed_size };
         let note = self.store().latest_checkpoint().await?.ok_or_else(|| not_signed(None))?;
         let checkpoint = Note::parse(note.as_bytes())
@@ -295,7 +315,16 @@ impl<S: LedgerStore> Ledger<S> {
         if checkpoint.head.size < sequence_number {
             return Err(not_signed(Some(checkpoint.head.size)));
         }
-        let (state, size) = self.tree_at("tree_size", Some(checkpoint.head.size), sequence_number).await?;
+        Ok((note, checkpoint))
+    }
+
+    async fn tlog_proof_under(
+        &self,
+        entry: LedgerEntry,
+        (note, checkpoint): &(String, Checkpoint),
+    ) -> Result<TlogProof, ProofRequestError> {
+        let (state, size) =
+            self.tree_at("tree_size", Some(checkpoint.head.size), entry.sequence_number).await?;
         let extra = tlog_proof_extra(&entry);
         let proof = self.prove_inclusion(entry, &state, size).await?;
         if proof.root_hash != checkpoint.head.root {
@@ -308,7 +337,7 @@ impl<S: LedgerStore> Ledger<S> {
             extra: Some(extra),
             index: proof.leaf_index,
             inclusion: proof.hashes,
-            checkpoint: note,
+            checkpoint: note.clone(),
         })
     }
 

@@ -1,10 +1,13 @@
 //! `/v1/transactions`: record one, record a batch, read one.
 
+use invario_core::proofs::ProofRequestError;
+use invario_core::signer::ProofWait;
 use invario_core::{
-    IngestError, KeyStore, LedgerCatalog, LedgerEntry, MAX_BATCH_SIZE, ReceiptStatus, SubmittedTransaction,
-    TransactionId,
+    IngestError, KeyStore, LedgerCatalog, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus,
+    SubmittedTransaction, TransactionId,
 };
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde_json::Value;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -32,13 +35,18 @@ pub(super) async fn create<C: LedgerCatalog + 'static, K: KeyStore>(
 ) -> Result<Response, ApiError> {
     let SubmittedTransaction(transaction) = call.json_body()?;
     let transaction = transaction?;
-    let receipt = app.runtime(&call).await?.appender.append(transaction).await??;
+    let runtime = app.runtime(&call).await?;
+    let receipt = runtime.appender.append(transaction).await??;
     log_processed(&receipt.entry, receipt.status);
     let status = match receipt.status {
         ReceiptStatus::Created => StatusCode::CREATED,
         ReceiptStatus::Replayed => StatusCode::OK,
     };
-    let mut response = json_response(status, &receipt.entry.receipt());
+    let proven = with_proofs(&runtime, &call, std::slice::from_ref(&receipt.entry)).await?;
+    let mut response = match proven {
+        Some((wait, mut bodies)) => applied(json_response(status, &bodies.remove(0)), wait),
+        None => json_response(status, &receipt.entry.receipt()),
+    };
     let location = match call.ledger.as_ref().filter(|ledger| !ledger.is_default()) {
         Some(ledger) => format!("/v1/ledgers/{ledger}/transactions/{}", receipt.entry.transaction_id()),
         None => format!("/v1/transactions/{}", receipt.entry.transaction_id()),
@@ -72,8 +80,87 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
         log_processed(&receipt.entry, receipt.status);
     }
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    let entries: Vec<_> = receipts.iter().map(|receipt| receipt.entry.receipt()).collect();
-    Ok(json_response(status, &BatchReceipts { entries }))
+    let entries: Vec<LedgerEntry> = receipts.into_iter().map(|receipt| receipt.entry).collect();
+    Ok(match with_proofs(&runtime, &call, &entries).await? {
+        Some((wait, bodies)) => {
+            applied(json_response(status, &serde_json::json!({ "entries": bodies })), wait)
+        }
+        None => {
+            let entries: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
+            json_response(status, &BatchReceipts { entries })
+        }
+    })
+}
+
+/// The proof wait the request's `Prefer` header asks for (RFC 7240:
+/// `Prefer: wait=signed` or `wait=witnessed`; other preferences, and other
+/// values of `wait`, are not ours and are ignored).
+fn preferred_wait(call: &Call) -> Option<ProofWait> {
+    call.headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            let (name, value) = preference.split(';').next()?.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("wait").then(|| ProofWait::from_preference(value)).flatten()
+        })
+        .next()
+}
+
+/// When the request asks for it and the service signs (with witnesses, for
+/// `witnessed`): waits for a checkpoint covering `entries`, then answers each
+/// receipt with its tlog-proof under `"proof"`. `None`: the preference does
+/// not apply and the plain receipts go out. Past the wait, 503: the entries
+/// stay recorded, and a retry is answered from them.
+async fn with_proofs<S: LedgerStore>(
+    runtime: &crate::ledgers::LedgerRuntime<S>,
+    call: &Call,
+    entries: &[LedgerEntry],
+) -> Result<Option<(ProofWait, Vec<Value>)>, ApiError> {
+    let (Some(wait), Some(settings), Some(latest)) =
+        (preferred_wait(call), runtime.proof_wait, runtime.checkpoints.as_ref())
+    else {
+        return Ok(None);
+    };
+    if wait == ProofWait::Witnessed && !settings.witnessed {
+        return Ok(None);
+    }
+    let last = entries.iter().map(|entry| entry.sequence_number).max().unwrap_or(0);
+    let not_ready = || {
+        ApiError::ProofNotReady(format!(
+            "recorded up to sequence number {last}, but no checkpoint covering it was {} within {} s: nothing is lost — retry the request unchanged (it is answered from what was recorded) or fetch GET …/transactions/{{id}}/proof?format=tlog-proof later",
+            wait.name(),
+            settings.limit.as_secs_f64()
+        ))
+    };
+    if !latest.wait_for(wait, last, settings.quorum, settings.limit).await {
+        return Err(not_ready());
+    }
+    let proofs = runtime.ledger.tlog_proofs_of(entries).await.map_err(|error| match error {
+        ProofRequestError::NotYetSigned { .. } => not_ready(),
+        other => ApiError::from(other),
+    })?;
+    let bodies = entries
+        .iter()
+        .zip(proofs)
+        .map(|(entry, proof)| {
+            let mut body = entry.receipt_json();
+            if let Value::Object(fields) = &mut body {
+                fields.insert("proof".into(), Value::String(proof.to_text()));
+            }
+            body
+        })
+        .collect();
+    Ok(Some((wait, bodies)))
+}
+
+/// Marks a response as honouring the `Prefer: wait=…` it was asked with.
+fn applied(mut response: Response, wait: ProofWait) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("wait={}", wait.name())) {
+        response.headers_mut().insert("preference-applied", value);
+    }
+    response
 }
 
 /// The body of a batch: `transactions`, when it is an array; other names are ignored.

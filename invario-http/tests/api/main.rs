@@ -7,6 +7,7 @@ mod hostile;
 mod ingest;
 mod integrity;
 mod ledgers;
+mod proof_wait;
 mod proofs;
 mod reads_and_auth;
 mod tlog_tiles;
