@@ -10,7 +10,7 @@ chain format v1), derives the leaf from it, and checks the audit path.
     python3 docs/audit.py checkpoint-vectors docs/vectors/checkpoint.json
     python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
         [--witness-vkey WVKEY ... --quorum K]
-    python3 docs/audit.py tlog-proof --proof FILE.tlog-proof --vkey VKEY [--witness-vkey WVKEY ... --quorum K]
+    python3 docs/audit.py tlog-proof --proof FILE.tlog-proof --vkey VKEY [--witness-vkey WVKEY ... --quorum K | --policy FILE]
     python3 docs/audit.py tiles (--url PREFIX [--key "$KEY"] | --dir MIRROR) --vkey VKEY
     python3 docs/audit.py inclusion --url http://localhost:8000 --key "$KEY" --id UUID [--tree-size N] [--root HEX]
     python3 docs/audit.py consistency --url http://localhost:8000 --key "$KEY" --first M [--second N]
@@ -226,6 +226,107 @@ def check_quorum(data, witnesses, quorum):
     if got < quorum:
         raise Refuted(f"witnesses: {got} of the required {quorum} witnesses cosigned this checkpoint")
     return got
+
+
+# --- C2SP tlog-policy (https://c2sp.org/tlog-policy): trusted logs,
+# witnesses, and a quorum rule of witnesses and groups ("k of n").
+
+def parse_policy(data):
+    """Parses a policy file; every error names its line."""
+    if len(data) > 64 * 1024:
+        raise Refuted("the policy file is larger than 64 KiB")
+    logs, witnesses, groups, quorum = [], {}, {}, None
+    seen_keys = set()
+
+    def key(text, algorithm, role, number):
+        try:
+            parsed = parse_vkey(text)
+        except Refuted as error:
+            raise Refuted(f"policy line {number}: {role} key: {error}")
+        if parsed["algorithm"] != algorithm:
+            raise Refuted(f"policy line {number}: {text!r} is not a {role} key")
+        if parsed["public"] in seen_keys:
+            raise Refuted(f"policy line {number}: the key of {text!r} is listed twice")
+        seen_keys.add(parsed["public"])
+        return parsed
+
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in raw):
+            raise Refuted(f"policy line {number}: a control character other than tab")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refuted(f"policy line {number}: not UTF-8")
+        items = [item for item in re.split(r"[ \t]+", line) if item]
+        if not items or items[0].startswith("#"):
+            continue
+        kind, args = items[0], items[1:]
+        defined = lambda name: name in witnesses or name in groups
+        if kind == "log" and len(args) in (1, 2):
+            logs.append(key(args[0], 1, "log", number))
+        elif kind == "witness" and len(args) in (2, 3):
+            if args[0] == "none" or defined(args[0]):
+                raise Refuted(f"policy line {number}: the name {args[0]!r} is already defined")
+            witnesses[args[0]] = key(args[1], 4, "witness", number)
+        elif kind == "group" and len(args) >= 3:
+            name, threshold, members = args[0], args[1], args[2:]
+            if name == "none" or defined(name):
+                raise Refuted(f"policy line {number}: the name {name!r} is already defined")
+            if len(set(members)) != len(members) or not all(defined(member) for member in members):
+                raise Refuted(f"policy line {number}: members must be distinct witnesses or groups defined above")
+            if threshold == "all":
+                k = len(members)
+            elif threshold == "any":
+                k = 1
+            elif threshold.isdigit() and not threshold.startswith("0") and 1 <= int(threshold) <= len(members):
+                k = int(threshold)
+            else:
+                raise Refuted(f"policy line {number}: the threshold must be all, any or 1 to {len(members)}")
+            groups[name] = (k, members)
+        elif kind == "quorum" and len(args) == 1:
+            if quorum is not None:
+                raise Refuted(f"policy line {number}: a second quorum line")
+            if args[0] != "none" and not defined(args[0]):
+                raise Refuted(f"policy line {number}: {args[0]!r} is not none or defined above")
+            quorum = args[0]
+        else:
+            raise Refuted(f"policy line {number}: not a log, witness, group or quorum line of the right length")
+    if quorum is None:
+        raise Refuted("the policy has no quorum line")
+    return {"logs": logs, "witnesses": witnesses, "groups": groups, "quorum": quorum}
+
+
+def policy_cosigners(data, policy):
+    """The policy names of the witnesses whose cosignature on note `data` verifies."""
+    # One witness at a time: two witnesses may share a key name (their key IDs differ).
+    return sorted(name for name, witness in policy["witnesses"].items() if verified_cosigners(data, [witness]))
+
+
+def policy_met(policy, cosigners, name=None):
+    name = policy["quorum"] if name is None else name
+    if name == "none":
+        return True
+    if name in policy["witnesses"]:
+        return name in cosigners
+    k, members = policy["groups"][name]
+    return sum(policy_met(policy, cosigners, member) for member in members) >= k
+
+
+def check_policy(data, policy):
+    """Refutes a note whose cosignatures do not meet the policy's quorum; returns the cosigners."""
+    cosigners = policy_cosigners(data, policy)
+    if not policy_met(policy, cosigners):
+        raise Refuted(f"the policy's witness quorum is not met (cosigned by {', '.join(cosigners) or 'no listed witness'})")
+    return cosigners
+
+
+def policy_log(policy, note):
+    text, _ = parse_note(note)
+    origin = text.split("\n", 1)[0]
+    for log in policy["logs"]:
+        if log["name"] == origin:
+            return log
+    raise Refuted(f"the policy lists no log with the origin {origin!r}")
 
 
 def same_checkpoint(first, second):
@@ -486,8 +587,9 @@ def check_receipt_as_written(receipt, extra):
         raise Refuted(altered + "it is not compact JSON as written")
 
 
-def check_tlog_proof(data, vkey, witnesses, quorum):
-    """Checks a tlog-proof of a ledger entry; returns (receipt, origin, size, root, cosigners)."""
+def check_tlog_proof(data, vkey, witnesses, quorum, policy=None):
+    """Checks a tlog-proof of a ledger entry; returns (receipt, origin, size, root, cosigners).
+    With a policy, the log (when vkey is None) and the quorum rule come from it."""
     extra, index, hashes, note = parse_tlog_proof(data)
     if extra is None:
         raise Refuted("the tlog-proof has no extra line: the entry's receipt is missing")
@@ -502,10 +604,14 @@ def check_tlog_proof(data, vkey, witnesses, quorum):
     check_receipt_as_written(receipt, extra)
     if not isinstance(receipt.get("sequence_number"), int) or index != receipt["sequence_number"] - 1:
         raise Refuted(f"index {index} is not the receipt's sequence_number - 1")
-    origin, size, root = verify_checkpoint(note, vkey)
-    cosigners = verified_cosigners(note, witnesses)
-    if len(cosigners) < quorum:
-        raise Refuted(f"witnesses: {len(cosigners)} of the required {quorum} witnesses cosigned this checkpoint")
+    if policy is not None:
+        origin, size, root = verify_checkpoint(note, vkey if vkey is not None else policy_log(policy, note))
+        cosigners = check_policy(note, policy)
+    else:
+        origin, size, root = verify_checkpoint(note, vkey)
+        cosigners = verified_cosigners(note, witnesses)
+        if len(cosigners) < quorum:
+            raise Refuted(f"witnesses: {len(cosigners)} of the required {quorum} witnesses cosigned this checkpoint")
     verify_inclusion(index, size, leaf, hashes, root)
     return receipt, origin, size, root, sorted(cosigners)
 
@@ -720,7 +826,11 @@ def audit_checkpoint(args):
         raise SystemExit(f"error: --quorum {args.quorum} needs at least that many --witness-vkey (got {len(witnesses)})")
     try:
         _, size, root = verify_checkpoint(served, vkey)
-        cosigned = check_quorum(served, witnesses, args.quorum) if args.quorum else 0
+        policy = read_policy_arg(args)
+        if policy is not None:
+            cosigned = len(check_policy(served, policy))
+        else:
+            cosigned = check_quorum(served, witnesses, args.quorum) if args.quorum else 0
         if old is not None:
             _, old_size, old_root = old
             if old_size > size:
@@ -750,7 +860,23 @@ def audit_checkpoint(args):
         sys.exit(1)
     print(f"consistent: checkpoint at tree size {size} (root {root.hex()})"
           + ("" if old is None else f" extends the one remembered at size {old[1]}")
-          + (f", cosigned by {cosigned} of the {len(witnesses)} trusted witnesses" if args.quorum else ""))
+          + (f", cosigned by {cosigned} of the {len(witnesses)} trusted witnesses" if args.quorum else "")
+          + (f", meeting the policy's witness quorum ({cosigned} cosigned)" if args.policy else ""))
+
+
+def read_policy_arg(args):
+    """The --policy file parsed, or None; a bad file cannot run (exit 2)."""
+    if getattr(args, "policy", None) is None:
+        return None
+    if args.witness_vkey or args.quorum:
+        raise SystemExit("error: --policy replaces --witness-vkey and --quorum; give one or the other")
+    try:
+        with open(args.policy, "rb") as file:
+            return parse_policy(file.read())
+    except OSError as error:
+        raise SystemExit(f"error: --policy {args.policy}: {error}")
+    except Refuted as error:
+        raise SystemExit(f"error: --policy {args.policy}: {error}")
 
 
 def pinned(text, flag):
@@ -781,11 +907,13 @@ def main():
                             help="refuse a checkpoint fewer than this many of the witnesses cosigned")
     tlog_proof = commands.add_parser("tlog-proof", help="verify a saved .tlog-proof offline (no network)")
     tlog_proof.add_argument("--proof", required=True, help="the .tlog-proof file")
-    tlog_proof.add_argument("--vkey", required=True, help="the log's verifier key")
+    tlog_proof.add_argument("--vkey", help="the log's verifier key (optional with --policy)")
     tlog_proof.add_argument("--witness-vkey", action="append", default=[],
                             help="a witness's verifier key (repeatable)")
     tlog_proof.add_argument("--quorum", type=int, default=0,
                             help="refuse a proof fewer than this many of the witnesses cosigned")
+    for command in (tlog_proof, checkpoint):
+        command.add_argument("--policy", help="a C2SP tlog-policy file (instead of --witness-vkey and --quorum)")
     tiles = commands.add_parser("tiles", help="rebuild a tlog-tiles log (a server or a mirror) and check every tile")
     tiles_source = tiles.add_mutually_exclusive_group(required=True)
     tiles_source.add_argument("--url", help="the log's tlog-tiles prefix, e.g. http://localhost:8000/v1/ledger/tlog")
@@ -817,8 +945,11 @@ def main():
         check_checkpoint_vectors(args.file)
         return
     if args.command == "tlog-proof":
+        policy = read_policy_arg(args)
+        if args.vkey is None and policy is None:
+            raise SystemExit("error: --vkey or --policy is required")
         try:
-            vkey = parse_vkey(args.vkey)
+            vkey = None if args.vkey is None else parse_vkey(args.vkey)
             witnesses = [parse_vkey(text) for text in args.witness_vkey]
         except Refuted as error:
             raise SystemExit(f"error: {error}")
@@ -830,7 +961,7 @@ def main():
         except OSError as error:
             raise SystemExit(f"error: --proof {args.proof}: {error}")
         try:
-            receipt, origin, size, root, cosigners = check_tlog_proof(data, vkey, witnesses, args.quorum)
+            receipt, origin, size, root, cosigners = check_tlog_proof(data, vkey, witnesses, args.quorum, policy)
         except Refuted as error:
             print(f"refuted: {error}")
             sys.exit(1)

@@ -12,21 +12,45 @@ use invario_core::audit::{TrustedTree, check_consistency, entry_from_receipt};
 use invario_core::checkpoint::Checkpoint;
 use invario_core::merkle::{Frontier, entry_leaf_hash};
 use invario_core::note::VerifierKey;
+use invario_core::policy::Policy;
 use invario_core::{ChainPosition, LedgerName, MAX_PAGE_SIZE};
 use invario_http::{Sink, SinkError};
 
 use crate::remote::{fetch_bytes, fetch_json, ledger_path};
 
-/// The witnesses whose cosignatures a checkpoint must carry, and how many.
+/// The witnesses whose cosignatures a checkpoint must carry, and how many —
+/// or the C2SP tlog-policy whose quorum rule it must meet.
 #[derive(Debug)]
 pub(crate) struct Witnesses {
     pub(crate) keys: Vec<VerifierKey>,
     pub(crate) quorum: usize,
+    pub(crate) policy: Option<Policy>,
+}
+
+/// Reads a C2SP tlog-policy file (`--policy`).
+pub(crate) fn read_policy(path: &Path) -> anyhow::Result<Policy> {
+    let bytes = std::fs::read(path).with_context(|| format!("--policy {}", path.display()))?;
+    Policy::parse(&bytes).with_context(|| format!("--policy {}", path.display()))
 }
 
 impl Witnesses {
-    /// Parses `--witness-vkey`s; a quorum above their number cannot be met.
-    pub(crate) fn parse(vkeys: &[String], quorum: usize) -> anyhow::Result<Self> {
+    /// Whether the checkpoint `note` carries what is required: the quorum
+    /// of the given witnesses, or the policy's quorum rule.
+    pub(crate) fn check(&self, note: &invario_core::note::Note) -> Result<(), String> {
+        match &self.policy {
+            Some(policy) => policy.check_cosignatures(note).map(|_| ()).map_err(|error| error.to_string()),
+            None if self.quorum > 0 => invario_core::witness::check_quorum(note, &self.keys, self.quorum)
+                .map(|_| ())
+                .map_err(|error| error.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Parses `--witness-vkey`s (a quorum above their number cannot be met), or `--policy`.
+    pub(crate) fn parse(vkeys: &[String], quorum: usize, policy: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(path) = policy {
+            return Ok(Witnesses { keys: Vec::new(), quorum: 0, policy: Some(read_policy(path)?) });
+        }
         let keys = vkeys
             .iter()
             .map(|text| VerifierKey::parse(text).with_context(|| format!("--witness-vkey {text}")))
@@ -34,7 +58,7 @@ impl Witnesses {
         if quorum > keys.len() {
             anyhow::bail!("--quorum {quorum} needs at least that many --witness-vkey (got {})", keys.len());
         }
-        Ok(Witnesses { keys, quorum })
+        Ok(Witnesses { keys, quorum, policy: None })
     }
 }
 
@@ -66,9 +90,7 @@ pub(crate) async fn run(
             ));
         }
     };
-    if witnesses.quorum > 0
-        && let Err(error) = invario_core::witness::check_quorum(&note, &witnesses.keys, witnesses.quorum)
-    {
+    if let Err(error) = witnesses.check(&note) {
         return Ok(inconsistent(&format!("witnesses: {error}"), &served, None));
     }
     let new = TrustedTree { size: checkpoint.head.size, root: checkpoint.head.root };

@@ -140,6 +140,9 @@ pub(crate) enum Command {
         /// Refuse the checkpoint unless at least this many of the --witness-vkey witnesses cosigned it.
         #[arg(long, default_value_t = 0)]
         quorum: usize,
+        /// A C2SP tlog-policy file giving the witnesses and quorum rule (instead of --witness-vkey and --quorum).
+        #[arg(long, conflicts_with_all = ["witness_vkeys", "quorum"])]
+        policy: Option<PathBuf>,
         /// The ledger to audit (its checkpoints are signed under <origin>/<ledger>:
         /// `invario checkpoint-key show --ledger NAME` prints its verifier key).
         #[arg(long, default_value = DEFAULT_LEDGER)]
@@ -275,15 +278,20 @@ pub(crate) enum ProofCommand {
         /// The `.tlog-proof` file (`-` reads standard input).
         #[arg(long)]
         proof: PathBuf,
-        /// The log's verifier key (`invario checkpoint-key show`), as text.
-        #[arg(long)]
-        vkey: String,
+        /// The log's verifier key (`invario checkpoint-key show`), as text
+        /// (with --policy, optional: the policy's log of the checkpoint's origin).
+        #[arg(long, required_unless_present = "policy")]
+        vkey: Option<String>,
         /// A witness's cosignature verifier key; repeatable.
         #[arg(long = "witness-vkey")]
         witness_vkeys: Vec<String>,
         /// Refuse the proof unless at least this many of the --witness-vkey witnesses cosigned its checkpoint.
         #[arg(long, default_value_t = 0)]
         quorum: usize,
+        /// A C2SP tlog-policy file: the trusted logs, witnesses and quorum rule
+        /// (instead of --witness-vkey and --quorum).
+        #[arg(long, conflicts_with_all = ["witness_vkeys", "quorum"])]
+        policy: Option<PathBuf>,
     },
 }
 

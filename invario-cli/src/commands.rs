@@ -60,8 +60,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof(command) => crate::proof::run(url, command).await,
         Command::CheckpointKey(command) => checkpoint_key(command),
         Command::Witness(command) => witness(command).await,
-        Command::Audit { url, key, vkey, state, full, witness_vkeys, quorum, ledger } => {
-            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum)?;
+        Command::Audit { url, key, vkey, state, full, witness_vkeys, quorum, policy, ledger } => {
+            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum, policy.as_deref())?;
             crate::audit::run(&url, &ledger, &key, &vkey, &state, full, &witnesses).await
         }
     }

@@ -47,11 +47,21 @@ pub(crate) async fn run(url: Option<&str>, command: ProofCommand) -> anyhow::Res
             println!("Saved the tlog-proof of transaction {id} to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        ProofCommand::Verify { proof, vkey, witness_vkeys, quorum } => {
-            let log_key = VerifierKey::parse(&vkey).context("--vkey")?;
-            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum)?;
+        ProofCommand::Verify { proof, vkey, witness_vkeys, quorum, policy } => {
+            let log_key = vkey.as_deref().map(VerifierKey::parse).transpose().context("--vkey")?;
+            let witnesses = crate::audit::Witnesses::parse(&witness_vkeys, quorum, policy.as_deref())?;
             let bytes = read_proof(&proof)?;
-            Ok(match audit::check_tlog_proof(&bytes, &log_key, &witnesses.keys, witnesses.quorum) {
+            let checked = match (&witnesses.policy, &log_key) {
+                (Some(policy), log_key) => {
+                    audit::check_tlog_proof_under_policy(&bytes, log_key.as_ref(), policy)
+                }
+                (None, Some(log_key)) => {
+                    audit::check_tlog_proof(&bytes, log_key, &witnesses.keys, witnesses.quorum)
+                }
+                // clap requires --vkey unless --policy is given.
+                (None, None) => return Err(anyhow!("--vkey or --policy is required")),
+            };
+            Ok(match checked {
                 Ok(proven) => {
                     let checkpoint = &proven.verified.checkpoint;
                     println!(

@@ -215,6 +215,24 @@ pub fn check_tlog_proof(
     witnesses: &[VerifierKey],
     quorum: usize,
 ) -> Result<ProvenTlogProof, AuditError> {
+    check_tlog_proof_with(proof, |proof, leaf| proof.verify(leaf, log_key, witnesses, quorum))
+}
+
+/// [`check_tlog_proof`] with the log and the witness quorum taken from a C2SP
+/// tlog-policy (the log key from `log_key`, else the policy's log of the
+/// checkpoint's origin).
+pub fn check_tlog_proof_under_policy(
+    proof: &[u8],
+    log_key: Option<&VerifierKey>,
+    policy: &crate::policy::Policy,
+) -> Result<ProvenTlogProof, AuditError> {
+    check_tlog_proof_with(proof, |proof, leaf| proof.verify_under_policy(leaf, log_key, policy))
+}
+
+fn check_tlog_proof_with(
+    proof: &[u8],
+    verify: impl FnOnce(&TlogProof, &TreeHash) -> Result<VerifiedTlogProof, TlogProofError>,
+) -> Result<ProvenTlogProof, AuditError> {
     let proof = TlogProof::parse(proof)?;
     let extra = proof.extra.as_deref().ok_or_else(|| malformed("extra", "the entry's receipt is missing"))?;
     let receipt: Value = serde_json::from_slice(extra)
@@ -238,6 +256,6 @@ pub fn check_tlog_proof(
             sequence_number: entry.sequence_number,
         });
     }
-    let verified = proof.verify(&entry_leaf_hash(&entry.entry_hash), log_key, witnesses, quorum)?;
+    let verified = verify(&proof, &entry_leaf_hash(&entry.entry_hash))?;
     Ok(ProvenTlogProof { entry, verified })
 }

@@ -41,7 +41,7 @@ pub mod append;
 pub mod audit;
 // The verifiable log's standards live in `invario-tlog`, which knows nothing of
 // ledgers; they stay reachable under their old paths here.
-pub use invario_tlog::{checkpoint, note, proof, tiled, tiles, witness};
+pub use invario_tlog::{checkpoint, note, policy, proof, tiled, tiles, witness};
 pub mod chain;
 pub mod currency;
 pub mod idempotency;

@@ -15,6 +15,7 @@
 //!   commits to, every tile authenticated;
 //! * [`proof`] — C2SP tlog-proof: an offline proof of inclusion under a
 //!   signed, cosigned checkpoint;
+//! * [`policy`] — C2SP tlog-policy: trusted logs, witnesses and the quorum rule;
 //! * [`witness`] — C2SP tlog-cosignature and the tlog-witness add-checkpoint
 //!   rule.
 //!
@@ -39,6 +40,7 @@
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod proof;
 pub mod tiled;
 pub mod tiles;

@@ -56,6 +56,9 @@ pub enum TlogProofError {
     /// The inclusion proof does not lead from the leaf to the checkpoint's root.
     #[error("the inclusion proof: {0}")]
     Inclusion(#[from] ProofError),
+    /// The checkpoint does not meet the verifier's tlog-policy.
+    #[error("the policy: {0}")]
+    Policy(String),
 }
 
 fn format_error(part: impl Into<String>, reason: impl Into<String>) -> TlogProofError {
@@ -198,6 +201,31 @@ impl TlogProof {
             .map(|(witness, _)| witness.name().to_owned())
             .collect();
         verify_inclusion(self.index, checkpoint.head.size, leaf, &self.inclusion, &checkpoint.head.root)?;
+        Ok(VerifiedTlogProof { checkpoint, cosigners })
+    }
+
+    /// Verifies the proof for `leaf` under a C2SP tlog-policy: the checkpoint
+    /// is signed by `log_key`, or when `None` by the policy's log named by the
+    /// checkpoint's origin; its cosignatures meet the policy's quorum rule; the
+    /// path leads from `leaf` to its root. The cosigners are the policy's
+    /// names of the witnesses that cosigned.
+    pub fn verify_under_policy(
+        &self,
+        leaf: &TreeHash,
+        log_key: Option<&VerifierKey>,
+        policy: &crate::policy::Policy,
+    ) -> Result<VerifiedTlogProof, TlogProofError> {
+        let note = Note::parse(self.checkpoint.as_bytes()).map_err(CheckpointError::from)?;
+        let origin = note.text.lines().next().unwrap_or_default();
+        let log_key = match log_key {
+            Some(key) => key,
+            None => policy.log_for(origin).ok_or_else(|| {
+                TlogProofError::Policy(format!("it lists no log with the origin {origin:?}"))
+            })?,
+        };
+        let VerifiedTlogProof { checkpoint, .. } = self.verify(leaf, log_key, &[], 0)?;
+        let cosigners =
+            policy.check_cosignatures(&note).map_err(|error| TlogProofError::Policy(error.to_string()))?;
         Ok(VerifiedTlogProof { checkpoint, cosigners })
     }
 }

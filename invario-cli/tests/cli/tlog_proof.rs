@@ -203,6 +203,44 @@ async fn a_witnessed_tlog_proof_verifies_offline_with_both_verifiers_and_every_a
         "{}",
         ours.1
     );
+    // The same proof under a C2SP tlog-policy (log and witness from the file, no --vkey).
+    let other_witness = VerifierKey::parse(&exited(&generate_witness_key(&setup.folder.join("w2.key")), 0))
+        .unwrap()
+        .to_string();
+    let policies = [
+        (format!("log {}\nwitness W1 {witness_vkey}\nquorum W1\n", setup.vkey()), 0),
+        (
+            format!(
+                "# both\nlog {}\nwitness W1 {witness_vkey}\nwitness W2 {other_witness}\ngroup G all W1 W2\nquorum G\n",
+                setup.vkey()
+            ),
+            1,
+        ),
+        (format!("log {}\nquorum none\n", setup.vkey()), 0),
+    ];
+    for (policy, expected) in policies {
+        let path = setup.folder.join("policy.txt");
+        std::fs::write(&path, &policy).unwrap();
+        let policy_path = path.to_str().unwrap();
+        let ours = offline(
+            &invario_binary(),
+            &["proof", "verify", "--proof", at_write.to_str().unwrap(), "--policy", policy_path],
+        );
+        let script = audit_script();
+        let python = offline(
+            Path::new("python3"),
+            &[&script, "tlog-proof", "--proof", at_write.to_str().unwrap(), "--policy", policy_path],
+        );
+        for (verifier, output) in [("invario", ours), ("audit.py", python)] {
+            assert_eq!(
+                output.status.code(),
+                Some(expected),
+                "{verifier} under {policy}: {}{}",
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+        }
+    }
     let altered = receipt["proof"].as_str().unwrap().replacen("\nindex 20\n", "\nindex 19\n", 1);
     std::fs::write(&at_write, altered).unwrap();
     let [ours, python] = verify_both(&at_write, &setup.vkey(), &quorum);
