@@ -241,7 +241,11 @@ impl LedgerStore for MemoryLedger {
 
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
         self.exists()?;
-        self.state().checkpoints.entry(tree_size).or_insert_with(|| note.to_owned());
+        let mut state = self.state();
+        let kept = state.checkpoints.entry(tree_size).or_insert_with(|| note.to_owned());
+        if note.len() > kept.len() && note.starts_with(kept.as_str()) {
+            *kept = note.to_owned();
+        }
         Ok(())
     }
 

@@ -149,8 +149,9 @@ pub trait LedgerStore: Send + Sync {
     /// stored now: callers cut them to the size they read at.
     async fn tiles(&self, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError>;
 
-    /// Keeps a copy of a signed checkpoint for serving (the same size again is
-    /// ignored: the signer never signs two notes for one size).
+    /// Keeps a copy of a signed checkpoint for serving. The same size again is
+    /// ignored (the signer never signs two notes for one size) unless the new
+    /// note extends the kept one: cosignatures gathered on a later round.
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError>;
 
     /// The copy of the largest checkpoint kept, if any.

@@ -19,7 +19,7 @@ use crate::metrics::{
 };
 use crate::sink::Sink;
 pub use crate::witness_client::WitnessTarget;
-use crate::witness_client::{WitnessSizes, cosign, submissions};
+use crate::witness_client::{WitnessSizes, cosign, cosign_with, submissions};
 
 /// Shortest signing interval accepted.
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
@@ -67,11 +67,23 @@ pub fn check_checkpoint_interval(interval: Duration) -> Result<(), ConfigError> 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LatestCheckpoint(Arc<LatestInner>);
 
+/// The latest checkpoint as published.
+#[derive(Debug)]
+struct Published {
+    size: u64,
+    /// The log's own note (as in the sink).
+    note: String,
+    /// The cosignature lines gathered, in order.
+    lines: Vec<String>,
+    at: Instant,
+}
+
 #[derive(Debug, Default)]
 struct LatestInner {
-    /// Tree size, the log's note, how many cosignatures it gathered, when.
-    current: RwLock<Option<(u64, String, usize, Instant)>>,
+    current: RwLock<Option<Published>>,
     changed: tokio::sync::Notify,
+    /// When cosignatures missing from the latest were last asked for again.
+    resubmitted: std::sync::Mutex<Option<Instant>>,
 }
 
 impl LatestCheckpoint {
@@ -82,13 +94,45 @@ impl LatestCheckpoint {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|(size, note, _, _)| (*size, note.clone()))
+            .map(|published| (published.size, published.note.clone()))
     }
 
-    fn set(&self, size: u64, note: String, cosignatures: usize) {
+    fn set(&self, size: u64, note: String, lines: Vec<String>) {
         *self.0.current.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((size, note, cosignatures, Instant::now()));
+            Some(Published { size, note, lines, at: Instant::now() });
         self.0.changed.notify_waiters();
+    }
+
+    /// The latest's size, the log's note and the cosignature lines gathered.
+    fn current(&self) -> Option<(u64, String, Vec<String>)> {
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|published| (published.size, published.note.clone(), published.lines.clone()))
+    }
+
+    /// Adds cosignature lines gathered later to the latest, if it is still of `size`.
+    fn add_cosignatures(&self, size: u64, more: Vec<String>) {
+        let mut current = self.0.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(published) = current.as_mut()
+            && published.size == size
+        {
+            published.lines.extend(more);
+        }
+        drop(current);
+        self.0.changed.notify_waiters();
+    }
+
+    /// Whether it is time to ask again for missing cosignatures (at most once per `every`).
+    fn due_for_resubmission(&self, every: Duration) -> bool {
+        let mut last = self.0.resubmitted.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn age(&self) -> Option<Duration> {
@@ -97,7 +141,7 @@ impl LatestCheckpoint {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|(_, _, _, at)| at.elapsed())
+            .map(|published| published.at.elapsed())
     }
 
     /// Waits up to `limit` for a checkpoint meeting `wait` for the entries up
@@ -114,7 +158,7 @@ impl LatestCheckpoint {
             // Registered before the check, so a checkpoint published in between still wakes it.
             let changed = self.0.changed.notified();
             let met = self.0.current.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(
-                |(size, _, cosignatures, _)| wait.is_met(sequence_number, *size, *cosignatures, quorum),
+                |published| wait.is_met(sequence_number, published.size, published.lines.len(), quorum),
             );
             if met {
                 return true;
@@ -142,7 +186,8 @@ pub(crate) async fn sign_once<S: LedgerStore>(
                 publish(name, ledger, settings, latest, witness_sizes, &checkpoint, note).await;
             }
             Ok(SignOutcome::Unchanged(checkpoint)) => {
-                restore_copy(name, ledger, latest, &checkpoint, stored).await
+                restore_copy(name, ledger, latest, &checkpoint, stored).await;
+                resubmit_missing(name, ledger, settings, latest, witness_sizes, &checkpoint).await;
             }
             Err(error) => report_refusal(name, error),
         },
@@ -198,7 +243,7 @@ async fn publish<S: LedgerStore>(
     if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &served).await {
         tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = size, error = %error);
     }
-    latest.set(size, note, lines.len());
+    latest.set(size, note, lines);
     metrics::counter!(CHECKPOINTS_SIGNED_TOTAL, "ledger" => name.to_string()).increment(1);
     metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string()).set(size as f64);
     tracing::info!(
@@ -226,8 +271,59 @@ async fn restore_copy<S: LedgerStore>(
     if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &note).await {
         tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = checkpoint.head.size, error = %error);
     }
-    latest.set(checkpoint.head.size, note, 0);
+    latest.set(checkpoint.head.size, note, Vec::new());
     metrics::gauge!(CHECKPOINT_TREE_SIZE, "ledger" => name.to_string()).set(checkpoint.head.size as f64);
+}
+
+/// Signing rounds between two requests for cosignatures the latest is missing.
+const RESUBMIT_EVERY_ROUNDS: u32 = 10;
+
+/// The tree has not grown: a witness that missed the latest checkpoint (down,
+/// or refusing, when it was signed) is asked again, every few rounds, so an
+/// idle ledger does not keep an uncosigned latest; what it returns is added
+/// to the served copy.
+async fn resubmit_missing<S: LedgerStore>(
+    name: &LedgerName,
+    ledger: &Ledger<S>,
+    settings: &CheckpointSettings,
+    latest: &LatestCheckpoint,
+    witness_sizes: &WitnessSizes,
+    checkpoint: &Checkpoint,
+) {
+    let Some((size, note, lines)) = latest.current().filter(|(size, _, _)| *size == checkpoint.head.size)
+    else {
+        return;
+    };
+    let served: String = std::iter::once(note.as_str()).chain(lines.iter().map(String::as_str)).collect();
+    let Ok(parsed) = invario_core::note::Note::parse(served.as_bytes()) else {
+        return;
+    };
+    let missing: Vec<WitnessTarget> = settings
+        .witnesses
+        .iter()
+        .filter(|witness| {
+            !parsed
+                .signatures
+                .iter()
+                .any(|line| line.name == witness.vkey.name() && line.key_id == witness.vkey.id())
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() || !latest.due_for_resubmission(settings.interval * RESUBMIT_EVERY_ROUNDS) {
+        return;
+    }
+    let more = cosign_with(name, ledger, &missing, witness_sizes, size, &note).await;
+    if more.is_empty() {
+        return;
+    }
+    let gathered = lines.len() + more.len();
+    let extended: String = std::iter::once(served.as_str()).chain(more.iter().map(String::as_str)).collect();
+    if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &extended).await {
+        tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = size, error = %error);
+    }
+    latest.add_cosignatures(size, more);
+    metrics::gauge!(CHECKPOINT_COSIGNATURES, "ledger" => name.to_string()).set(gathered as f64);
+    tracing::info!(event = "checkpoint_cosigned_later", ledger = %name, tree_size = size, cosignatures = gathered);
 }
 
 /// Why the core signed nothing: an inconsistency is an integrity break.

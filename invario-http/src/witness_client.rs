@@ -73,8 +73,20 @@ pub(crate) async fn cosign<S: LedgerStore>(
     tree_size: u64,
     note: &str,
 ) -> Vec<String> {
+    cosign_with(name, ledger, &settings.witnesses, sizes, tree_size, note).await
+}
+
+/// Submits `note` to each of `witnesses`; the cosignature lines returned.
+pub(crate) async fn cosign_with<S: LedgerStore>(
+    name: &LedgerName,
+    ledger: &Ledger<S>,
+    witnesses: &[WitnessTarget],
+    sizes: &WitnessSizes,
+    tree_size: u64,
+    note: &str,
+) -> Vec<String> {
     let mut lines = Vec::new();
-    for witness in &settings.witnesses {
+    for witness in witnesses {
         let outcome = submit(ledger, witness, sizes, tree_size, note).await;
         let label = match &outcome {
             Ok(_) => "cosigned",

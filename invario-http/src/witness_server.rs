@@ -82,16 +82,43 @@ fn read_state(dir: &Path, origin: &str) -> Result<Option<TreeHead>, WitnessError
     Ok(Some(TreeHead { size: tree_size, root: root_hash }))
 }
 
+/// The latest cosigned checkpoint of the log whose origin hashes to
+/// `origin_hash` (lower-case hex), served to monitors: the log's verified
+/// signature and this witness's cosignature.
+fn checkpoint_path(dir: &Path, origin_hash: &str) -> PathBuf {
+    dir.join(format!("{origin_hash}.checkpoint"))
+}
+
 /// Writes the state atomically: temporary file, fsync, rename, directory fsync.
 fn write_state(dir: &Path, origin: &str, state: &TreeHead) -> Result<(), WitnessError> {
+    let body = format!("{}\n{}\n", state.size, state.root);
+    write_atomically(dir, &state_path(dir, origin), body.as_bytes())
+}
+
+/// Keeps the checkpoint just cosigned for monitors: its text, the signature
+/// lines of the log's key (the ones the witness verified) and its own line.
+fn write_monitored_checkpoint(
+    config: &WitnessConfig,
+    request: &AddCheckpoint,
+    cosigned: &invario_core::witness::Cosigned,
+) -> Result<(), WitnessError> {
+    let dir = &config.state_dir;
+    let origin_hash = hex::encode(sha2::Sha256::digest(cosigned.origin.as_bytes()));
+    let Ok(mut note) = invario_core::note::Note::parse(&request.note) else { return Ok(()) };
+    let log = config.logs.iter().find(|log| log.name() == cosigned.origin);
+    note.signatures.retain(|line| log.is_some_and(|log| line.name == log.name() && line.key_id == log.id()));
+    let body = format!("{}{}", note.to_text(), cosigned.line);
+    write_atomically(dir, &checkpoint_path(dir, &origin_hash), body.as_bytes())
+}
+
+/// Temporary file, fsync, rename, directory fsync.
+fn write_atomically(dir: &Path, path: &Path, body: &[u8]) -> Result<(), WitnessError> {
     use std::io::Write;
-    let path = state_path(dir, origin);
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary).map_err(state_error(&temporary))?;
-    file.write_all(format!("{}\n{}\n", state.size, state.root).as_bytes())
-        .map_err(state_error(&temporary))?;
+    file.write_all(body).map_err(state_error(&temporary))?;
     file.sync_all().map_err(state_error(&temporary))?;
-    std::fs::rename(&temporary, &path).map_err(state_error(&path))?;
+    std::fs::rename(&temporary, path).map_err(state_error(path))?;
     std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(state_error(dir))
 }
 
@@ -155,6 +182,10 @@ fn decide(config: &WitnessConfig, request: &AddCheckpoint, now_seconds: u64) -> 
         Ok(cosigned) => match write_state(dir, &cosigned.origin, &cosigned.state) {
             Ok(()) => {
                 tracing::info!(event = "checkpoint_cosigned", origin = %cosigned.origin, tree_size = cosigned.state.size);
+                // Monitoring may lag (tlog-witness allows an hour); the cosignature stands.
+                if let Err(error) = write_monitored_checkpoint(config, request, &cosigned) {
+                    tracing::warn!(event = "witness_monitoring_unwritable", error = %error);
+                }
                 Answer::Cosigned(cosigned.line)
             }
             Err(error) => Answer::StateFailed { event: "witness_state_unwritable", error: error.to_string() },
@@ -221,6 +252,14 @@ async fn dispatch(
     body: crate::api::BodyStream,
 ) -> Response {
     let correlation_id = crate::api::correlation_id(headers);
+    if let Some(origin_hash) = monitored_origin(path) {
+        let span = tracing::info_span!("request", correlation_id = %correlation_id, route = "checkpoint", method = %method);
+        let mut response = monitored(shared, &method, origin_hash).instrument(span).await;
+        if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+            response.headers_mut().insert("x-correlation-id", value);
+        }
+        return response;
+    }
     let route = ROUTES.iter().find(|route| route.path == path);
     let span = tracing::info_span!(
         "request",
@@ -230,7 +269,10 @@ async fn dispatch(
     );
     let mut response = async {
         let Some(route) = route else {
-            return plain(StatusCode::NOT_FOUND, "no such path: this witness answers POST /add-checkpoint\n");
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such path: this witness answers POST /add-checkpoint and GET /<origin hash>/checkpoint\n",
+            );
         };
         if route.method != method {
             let mut response =
@@ -255,6 +297,37 @@ async fn dispatch(
         response.headers_mut().insert("x-correlation-id", value);
     }
     response
+}
+
+/// `<origin hash>` of `/<origin hash>/checkpoint` (64 lower-case hex digits).
+fn monitored_origin(path: &str) -> Option<&str> {
+    let hash = path.strip_prefix('/')?.strip_suffix("/checkpoint")?;
+    (hash.len() == 64 && hash.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))).then_some(hash)
+}
+
+/// `GET <monitoring prefix>/<origin hash>/checkpoint` (tlog-witness): the latest
+/// checkpoint cosigned for that log, 404 if none.
+async fn monitored(shared: &Arc<Shared>, method: &Method, origin_hash: &str) -> Response {
+    if method != Method::GET {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "this path answers only GET\n");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    let path = checkpoint_path(&shared.config.state_dir, origin_hash);
+    match tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await {
+        Ok(Ok(note)) => text(StatusCode::OK, "text/plain; charset=utf-8", note),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            plain(StatusCode::NOT_FOUND, "this witness has cosigned no checkpoint of that log\n")
+        }
+        Ok(Err(error)) => {
+            tracing::error!(event = "witness_state_unreadable", error = %error);
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "witness state unavailable\n")
+        }
+        Err(error) => {
+            tracing::error!(event = "witness_state_unreadable", error = %error);
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "witness state unavailable\n")
+        }
+    }
 }
 
 /// The configuration and the lock that serialises submissions.

@@ -313,8 +313,11 @@ impl LedgerStore for SqliteLedger {
 
     async fn store_checkpoint(&self, tree_size: u64, note: &str) -> Result<(), StoreError> {
         sqlx::query(
+            // A copy of a size is only ever extended (cosignatures gathered later), never replaced.
             "INSERT INTO checkpoints (ledger_id, tree_size, note) VALUES ($3, $1, $2) \
-             ON CONFLICT (ledger_id, tree_size) DO NOTHING",
+             ON CONFLICT (ledger_id, tree_size) DO UPDATE SET note = excluded.note \
+             WHERE length(excluded.note) > length(checkpoints.note) \
+             AND substr(excluded.note, 1, length(checkpoints.note)) = checkpoints.note",
         )
         .bind(to_sequence(tree_size)?)
         .bind(note)

@@ -62,6 +62,32 @@ async fn appends_survive_reopening_the_file() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_copy_only_gains_cosignatures() {
+    let file = TempSqliteFile::new().await;
+    let ledger = Ledger::new(SqliteLedger::new(file.pool().clone()));
+    ledger.ingest((1..=2).map(|n| transaction(n, "10.00")).collect(), at(1)).await.unwrap();
+    invario_core::LedgerStore::store_checkpoint(ledger.store(), 2, "the note\n\n— log sig\n").await.unwrap();
+    for (statement, message) in [
+        ("UPDATE checkpoints SET note = 'forged'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET note = 'the nOte\n\n— log sig\n— w1 cosig\n'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET note = 'the note\n\n— log sig\n'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET tree_size = 3, note = note || '— w1\n'", "only gains cosignatures"),
+        ("DELETE FROM checkpoints", "the ledger is append-only"),
+    ] {
+        let error = sqlx::query(statement).execute(file.pool()).await.expect_err(statement).to_string();
+        assert!(error.contains(message), "{statement}: {error}");
+    }
+    sqlx::query("UPDATE checkpoints SET note = note || '— w1 cosig\n'")
+        .execute(file.pool())
+        .await
+        .expect("a cosignature gathered later may be appended");
+    assert_eq!(
+        invario_core::LedgerStore::latest_checkpoint(ledger.store()).await.unwrap().as_deref(),
+        Some("the note\n\n— log sig\n— w1 cosig\n")
+    );
+}
+
+#[tokio::test]
 async fn plain_edits_are_refused_and_edits_behind_the_triggers_are_caught() {
     let file = TempSqliteFile::new().await;
     let ledger = Ledger::new(SqliteLedger::new(file.pool().clone()));

@@ -184,6 +184,11 @@ pub(crate) async fn witness_serve(folder: &std::path::Path, log_vkey: &str) -> S
 /// A witness trusting every log key of `log_vkeys`.
 pub(crate) async fn witness_serve_for(folder: &std::path::Path, log_vkeys: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    witness_serve_at(folder, log_vkeys, port).await
+}
+
+/// A witness trusting `log_vkeys`, listening on `port`.
+pub(crate) async fn witness_serve_at(folder: &std::path::Path, log_vkeys: &[&str], port: u16) -> Server {
     let listen = format!("127.0.0.1:{port}");
     let logs = log_vkeys.iter().flat_map(|vkey| ["--log", vkey]);
     let child = Command::new(env!("CARGO_BIN_EXE_invario"))

@@ -251,3 +251,70 @@ async fn checkpoints_are_cosigned_by_a_witness_that_refuses_a_forged_history() {
     drop(witness);
     let _ = std::fs::remove_dir_all(&setup.folder);
 }
+
+/// A witness that was down when the latest checkpoint was signed cosigns it
+/// on a later round, with no new entry; monitors then read that checkpoint
+/// from the witness itself (`GET /<origin hash>/checkpoint`).
+#[tokio::test]
+async fn a_witness_that_missed_the_latest_cosigns_it_later_and_serves_it_to_monitors() {
+    use invario_core::note::{Note, VerifierKey};
+    use sha2::Digest;
+
+    let setup = SigningSetup::new(10).await;
+    let witness_vkey =
+        VerifierKey::parse(&exited(&generate_witness_key(&setup.folder.join("witness.key")), 0)).unwrap();
+    let port = free_port();
+    let flags: Vec<std::ffi::OsString> = vec![
+        "--checkpoint-key".into(),
+        setup.folder.join("checkpoint.key").into(),
+        "--checkpoint-dir".into(),
+        setup.folder.join("checkpoints").into(),
+        "--checkpoint-interval".into(),
+        "50ms".into(),
+        "--witness".into(),
+        format!("http://127.0.0.1:{port}={witness_vkey}").into(),
+        "--witness-quorum".into(),
+        "1".into(),
+    ];
+    let server = serve_with(&std::env::temp_dir(), Some(setup.database.url()), &flags).await;
+    eventually("the checkpoint at 10 is served, uncosigned", async || {
+        served_checkpoint(&server, &setup.key, None)
+            .await
+            .is_some_and(|note| note.lines().nth(1) == Some("10"))
+    })
+    .await;
+    let served = served_checkpoint(&server, &setup.key, None).await.unwrap();
+    assert!(!served.contains("witness.test/w1"), "the witness was down: {served}");
+
+    let witness = witness_serve_at(&setup.folder, &[&setup.vkey()], port).await;
+    eventually("the idle ledger's latest is cosigned once the witness is back", async || {
+        served_checkpoint(&server, &setup.key, None)
+            .await
+            .is_some_and(|note| note.contains("— witness.test/w1 "))
+    })
+    .await;
+    let served = served_checkpoint(&server, &setup.key, None).await.unwrap();
+    assert_eq!(served.lines().nth(1), Some("10"), "no new entry was needed: {served}");
+
+    // The witness serves what it cosigned, for monitors: the log's signature and its own.
+    let origin = served.lines().next().unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(origin.as_bytes()));
+    let response = reqwest::get(format!("{}/{hash}/checkpoint", witness.address)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let monitored = response.text().await.unwrap();
+    let note = Note::parse(monitored.as_bytes()).unwrap();
+    assert_eq!(note.text, served.split_once("\n\n").unwrap().0.to_owned() + "\n");
+    let names: Vec<&str> = note.signatures.iter().map(|line| line.name.as_str()).collect();
+    assert_eq!(names, [origin, "witness.test/w1"]);
+    invario_core::checkpoint::Checkpoint::verify(
+        monitored.as_bytes(),
+        &VerifierKey::parse(&setup.vkey()).unwrap(),
+    )
+    .unwrap();
+    invario_core::witness::check_quorum(&note, &[witness_vkey], 1).unwrap();
+    let unknown = reqwest::get(format!("{}/{}/checkpoint", witness.address, "0".repeat(64))).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let post =
+        reqwest::Client::new().post(format!("{}/{hash}/checkpoint", witness.address)).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}

@@ -233,6 +233,32 @@ async fn tree_tiles_only_grow_and_the_tree_state_only_moves_forward() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_copy_only_gains_cosignatures() {
+    let (ledger, database) = ledger_with(2).await;
+    let pool = database.pool();
+    invario_core::LedgerStore::store_checkpoint(ledger.store(), 2, "the note\n\n— log sig\n").await.unwrap();
+    for (statement, message) in [
+        ("UPDATE checkpoints SET note = 'forged'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET note = 'the nOte\n\n— log sig\n— w1 cosig\n'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET note = 'the note\n\n— log sig\n'", "only gains cosignatures"),
+        ("UPDATE checkpoints SET tree_size = 3, note = note || '— w1\n'", "only gains cosignatures"),
+        ("DELETE FROM checkpoints", "the ledger is append-only"),
+        ("TRUNCATE checkpoints", "the ledger is append-only"),
+    ] {
+        let error = sqlx::query(statement).execute(pool).await.expect_err(statement).to_string();
+        assert!(error.contains(message), "{statement}: {error}");
+    }
+    sqlx::query("UPDATE checkpoints SET note = note || '— w1 cosig\n'")
+        .execute(pool)
+        .await
+        .expect("a cosignature gathered later may be appended");
+    assert_eq!(
+        invario_core::LedgerStore::latest_checkpoint(ledger.store()).await.unwrap().as_deref(),
+        Some("the note\n\n— log sig\n— w1 cosig\n")
+    );
+}
+
+#[tokio::test]
 async fn the_guides_audit_query_works_as_written() {
     use sqlx::Row;
     let (_ledger, database) = ledger_with(12).await;

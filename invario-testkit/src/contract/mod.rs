@@ -332,7 +332,8 @@ pub async fn the_tree_grows_with_the_chain<S: LedgerStore, G>(fresh: impl Future
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
-/// ChainPosition copies: kept once per size, the largest served.
+/// Checkpoint copies: kept once per size (only extended by cosignatures
+/// appended later, never replaced), the largest served.
 pub async fn checkpoint_copies_are_kept_once_per_size<S: LedgerStore, G>(
     fresh: impl Future<Output = (S, G)>,
 ) {
@@ -343,6 +344,13 @@ pub async fn checkpoint_copies_are_kept_once_per_size<S: LedgerStore, G>(
     store.store_checkpoint(7, "seven\n").await.expect("store");
     store.store_checkpoint(10, "another ten\n").await.expect("the same size again is ignored");
     assert_eq!(store.latest_checkpoint().await.expect("read").as_deref(), Some("ten\n"));
+    store.store_checkpoint(10, "ten\n— w1 cosigned\n").await.expect("cosignatures gathered later extend it");
+    store.store_checkpoint(10, "ten\n").await.expect("a shorter one is ignored");
+    store
+        .store_checkpoint(10, "ten\n— w2 instead\n")
+        .await
+        .expect("another extension of the original is ignored");
+    assert_eq!(store.latest_checkpoint().await.expect("read").as_deref(), Some("ten\n— w1 cosigned\n"));
 }
 
 /// Keys can be created, found by hash, listed, touched and revoked by owner or prefix.
