@@ -8,6 +8,7 @@ chain format v1), derives the leaf from it, and checks the audit path.
 
     python3 docs/audit.py vectors docs/vectors/merkle.json
     python3 docs/audit.py checkpoint-vectors docs/vectors/checkpoint.json
+    python3 docs/audit.py tlog-proof-vectors docs/vectors/tlog-proof.json
     python3 docs/audit.py checkpoint --url http://localhost:8000 --key "$KEY" --vkey VKEY --state DIR [--full]
         [--witness-vkey WVKEY ... --quorum K]
     python3 docs/audit.py tlog-proof --proof FILE.tlog-proof --vkey VKEY [--witness-vkey WVKEY ... --quorum K | --policy FILE]
@@ -616,6 +617,25 @@ def check_tlog_proof(data, vkey, witnesses, quorum, policy=None):
     return receipt, origin, size, root, sorted(cosigners)
 
 
+def check_tlog_proof_vectors(path):
+    """Every proof of the shared tlog-proof vectors verifies, and a changed character in any is refused."""
+    with open(path, encoding="utf-8") as file:
+        vectors = json.load(file)
+    vkey, witness = parse_vkey(vectors["log_vkey"]), parse_vkey(vectors["witness_vkey"])
+    for number, vector in enumerate(vectors["proofs"], start=1):
+        text = vector["proof"]
+        receipt, _, size, _, cosigners = check_tlog_proof(text.encode(), vkey, [witness], 1)
+        if receipt["sequence_number"] != number or vector["sequence_number"] != number or size != len(vectors["proofs"]):
+            raise Refuted(f"tlog-proof vector {number} proves another entry or tree")
+        if cosigners != [witness["name"]]:
+            raise Refuted(f"tlog-proof vector {number}: cosigners {cosigners}")
+        for position in range(0, len(text), 7):
+            altered = text[:position] + ("B" if text[position] == "A" else "A") + text[position + 1:]
+            expect_refused(lambda: check_tlog_proof(altered.encode(), vkey, [witness], 1),
+                           f"tlog-proof vector {number} with character {position} changed")
+    print(f"ok: {len(vectors['proofs'])} tlog-proofs verify, every altered one is refused")
+
+
 def expect_refused(check, what):
     try:
         check()
@@ -895,6 +915,8 @@ def main():
     vectors.add_argument("file")
     checkpoint_vectors = commands.add_parser("checkpoint-vectors", help="check the golden signed checkpoint")
     checkpoint_vectors.add_argument("file")
+    tlog_proof_vectors = commands.add_parser("tlog-proof-vectors", help="check the shared tlog-proof vectors")
+    tlog_proof_vectors.add_argument("file")
     checkpoint = commands.add_parser("checkpoint", help="verify and remember a server's signed checkpoint")
     checkpoint.add_argument("--url", required=True)
     checkpoint.add_argument("--key", required=True)
@@ -943,6 +965,13 @@ def main():
         return
     if args.command == "checkpoint-vectors":
         check_checkpoint_vectors(args.file)
+        return
+    if args.command == "tlog-proof-vectors":
+        try:
+            check_tlog_proof_vectors(args.file)
+        except Refuted as error:
+            print(f"refuted: {error}")
+            sys.exit(1)
         return
     if args.command == "tlog-proof":
         policy = read_policy_arg(args)
