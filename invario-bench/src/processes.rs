@@ -159,13 +159,17 @@ pub(crate) struct ServeOptions {
     pub(crate) group_commit_max: usize,
     /// Whether authentication keeps key records between requests (the default).
     pub(crate) key_cache: bool,
+    /// `--checkpoint-interval` (the default 1s; the knob of a write's proof wait).
+    pub(crate) checkpoint_interval: &'static str,
 }
 
 impl ServeOptions {
     /// The defaults: group commit of up to 1,000, key cache on.
-    pub(crate) const DEFAULT: ServeOptions = ServeOptions { group_commit_max: 1_000, key_cache: true };
+    pub(crate) const DEFAULT: ServeOptions =
+        ServeOptions { group_commit_max: 1_000, key_cache: true, checkpoint_interval: "1s" };
     /// One database transaction per request.
-    pub(crate) const NO_GROUP_COMMIT: ServeOptions = ServeOptions { group_commit_max: 1, key_cache: true };
+    pub(crate) const NO_GROUP_COMMIT: ServeOptions =
+        ServeOptions { group_commit_max: 1, ..ServeOptions::DEFAULT };
 }
 
 /// A running `invario serve`, killed when dropped.
@@ -201,6 +205,7 @@ impl Server {
             .args(["--log-level", "info,invario_http::monitor=debug"])
             .args(["--group-commit-max", &options.group_commit_max.to_string()])
             .args(["--key-cache-size", if options.key_cache { "4096" } else { "0" }])
+            .args(["--checkpoint-interval", options.checkpoint_interval])
             .env("DATABASE_URL", database_url)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -138,6 +138,43 @@ pub(super) async fn key_cache_off_levels(
     Ok(http_single_levels(&lever_plan, server, options, STREAM_KEY_CACHE_OFF).await?.0)
 }
 
+/// The checkpoint intervals a write's proof wait is measured at.
+const PROOF_WAIT_INTERVALS: [&str; 2] = ["1s", "100ms"];
+
+/// What `Prefer: wait=signed` costs: single POSTs that wait for a signed
+/// checkpoint and carry their proof, at a lone client and the target level,
+/// for each checkpoint interval (the knob).
+async fn proof_wait_levels(
+    plan: &Plan,
+    server: &BenchServer,
+) -> anyhow::Result<Vec<(&'static str, LoadResult)>> {
+    let mut results = Vec::new();
+    let levels: Vec<usize> =
+        plan.clients.iter().copied().filter(|&clients| clients == 1 || clients == TARGET_CLIENTS).collect();
+    for (round, interval) in PROOF_WAIT_INTERVALS.into_iter().enumerate() {
+        if levels.is_empty() {
+            break;
+        }
+        let url = server.ledger_database(&format!("http_single_proof_wait_{round}")).await?;
+        let key = processes::create_key(&plan.invario, &url).await?;
+        let options = ServeOptions { checkpoint_interval: interval, ..ServeOptions::DEFAULT };
+        let api = Server::start(&plan.invario, &url, options).await?;
+        let mut next_index = 0;
+        for &clients in &levels {
+            server.settle().await?;
+            let stream = STREAM_PROOF_WAIT * 10 + round as u64;
+            let result =
+                drive_singles_waiting_for_proofs(&api, &key, clients, plan.duration, stream, next_index)
+                    .await?;
+            next_index = result.next_index;
+            results.push((interval, result));
+        }
+        api.stop().await?;
+        server.discard(&url).await?;
+    }
+    Ok(results)
+}
+
 /// Scenario 4; also returns the group-commit server's peak RSS (for scenario 6).
 pub(super) async fn http_single_ingest(
     plan: &Plan,
@@ -149,6 +186,7 @@ pub(super) async fn http_single_ingest(
         http_single_levels(plan, server, ServeOptions::NO_GROUP_COMMIT, STREAM_NO_GROUP_COMMIT).await?;
     let (diy, diy_pool) = diy_levels(plan, server).await?;
     let uncached = key_cache_off_levels(plan, server).await?;
+    let waiting = proof_wait_levels(plan, server).await?;
     let mut rows = Vec::new();
     for ((grouped, ungrouped), diy) in grouped.iter().zip(&ungrouped).zip(&diy) {
         let clients = grouped.clients;
@@ -216,6 +254,23 @@ pub(super) async fn http_single_ingest(
             .over(diy.completed)
             .latencies(&diy.latencies),
         );
+    }
+    for (interval, waited) in &waiting {
+        let mut row = Measurement::new(
+            "4 HTTP single",
+            format!(
+                "{} client(s), Prefer: wait=signed, a checkpoint every {interval} (cost of a proof)",
+                waited.clients
+            ),
+            waited.rate(),
+            "tx/s",
+        )
+        .over(waited.completed)
+        .latencies(&waited.latencies);
+        if let Some(plain) = grouped.iter().find(|level| level.clients == waited.clients) {
+            row = row.against("without the wait", plain.rate());
+        }
+        rows.push(row);
     }
     Ok((rows, grouped_peak))
 }

@@ -104,6 +104,41 @@ pub(super) async fn drive_singles(
     .await
 }
 
+/// Single POSTs asking `Prefer: wait=signed`: each answer must be 201 and
+/// carry its tlog-proof (so it waited for a signed checkpoint).
+pub(super) async fn drive_singles_waiting_for_proofs(
+    api: &Server,
+    key: &str,
+    clients: usize,
+    duration: Duration,
+    stream: u64,
+    first_index: u64,
+) -> anyhow::Result<LoadResult> {
+    let client = http_client()?;
+    let endpoint = format!("{}/v1/transactions", api.base_url);
+    let key = key.to_owned();
+    drive(clients, duration, first_index, move |index| {
+        let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+        async move {
+            let body = workload::transaction_json(stream, index).to_string().into_bytes();
+            let response = client
+                .post(&endpoint)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .header("prefer", "wait=signed")
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            let text = response.text().await?;
+            ensure!(status.as_u16() == 201, "POST {endpoint} (wait=signed) answered {status}: {text}");
+            ensure!(text.contains("\"proof\":\"c2sp.org/tlog-proof@v1"), "no proof in the answer: {text}");
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// GETs `path` with the key; anything but 200 fails the run.
 pub(super) async fn get_ok(client: &reqwest::Client, url: &str, key: &str) -> anyhow::Result<()> {
     let response = client.get(url).bearer_auth(key).send().await?;

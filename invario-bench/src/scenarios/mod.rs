@@ -59,6 +59,7 @@ const STREAM_KEY_CACHE_OFF: u64 = 7;
 const STREAM_GROWTH: u64 = 8;
 const STREAM_ROUND_TRIPS: u64 = 10;
 const STREAM_TWO_SERVERS: u64 = 11;
+const STREAM_PROOF_WAIT: u64 = 12;
 /// A scenario of BENCHMARKS.md, named on the command line
 /// (`--scenarios append,http-single`) or, as before, by its number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
