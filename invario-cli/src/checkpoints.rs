@@ -62,6 +62,32 @@ pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::R
             Ok(invario_http::WitnessTarget { url: url.to_owned(), vkey })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(path) = &args.witness_policy {
+        let policy = crate::audit::read_policy(path)?;
+        let witnesses = policy
+            .witnesses()
+            .iter()
+            .map(|witness| {
+                let url = witness.url.clone().with_context(|| {
+                    format!(
+                        "--witness-policy {}: witness {} has no URL to submit to",
+                        path.display(),
+                        witness.name
+                    )
+                })?;
+                Ok(invario_http::WitnessTarget { url, vkey: witness.key.clone() })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok(CheckpointSettings {
+            signer,
+            sink,
+            interval: args.checkpoint_interval,
+            witnesses,
+            quorum: policy.min_cosigners(),
+            policy: Some(policy),
+            proof_wait: args.proof_wait,
+        });
+    }
     let quorum = args.witness_quorum.unwrap_or(usize::from(!witnesses.is_empty()));
     if quorum > witnesses.len() {
         bail!(
@@ -75,6 +101,7 @@ pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::R
         interval: args.checkpoint_interval,
         witnesses,
         quorum,
+        policy: None,
         proof_wait: args.proof_wait,
     })
 }

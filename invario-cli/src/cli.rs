@@ -376,6 +376,11 @@ pub(crate) struct ServeArgs {
     /// are given); fewer is logged as witness_quorum_missed, never a stop.
     #[arg(long)]
     pub(crate) witness_quorum: Option<usize>,
+    /// A C2SP tlog-policy file naming the witnesses (each with its URL) and
+    /// the quorum rule each checkpoint should meet, instead of --witness and
+    /// --witness-quorum.
+    #[arg(long, conflicts_with_all = ["witnesses", "witness_quorum"])]
+    pub(crate) witness_policy: Option<PathBuf>,
     /// Longest a write asking `Prefer: wait=signed` or `wait=witnessed` waits
     /// for a checkpoint covering it before it is answered 503 (the entry stays
     /// recorded); keep it above --checkpoint-interval and below --request-timeout.

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use invario_core::checkpoint::Checkpoint;
-use invario_core::ledger::checkpoints::{ProofWait, SignError, SignOutcome};
+use invario_core::ledger::checkpoints::{SignError, SignOutcome};
 use invario_core::note::SignerKey;
 use invario_core::{Ledger, LedgerName, LedgerStore};
 use tokio::sync::watch;
@@ -38,10 +38,28 @@ pub struct CheckpointSettings {
     /// Witnesses each new checkpoint is submitted to (C2SP tlog-witness).
     pub witnesses: Vec<WitnessTarget>,
     /// Cosignatures a checkpoint should gather; fewer is logged loudly, never a stop.
+    /// (With a `policy`, the fewest cosignatures that can meet its rule.)
     pub quorum: usize,
+    /// A C2SP tlog-policy whose quorum rule a checkpoint's cosignatures
+    /// should meet, instead of a count (`serve --witness-policy`).
+    pub policy: Option<invario_core::policy::Policy>,
     /// Longest a write asking `Prefer: wait=signed|witnessed` waits for its
     /// checkpoint before it is answered 503 (its entries stay recorded).
     pub proof_wait: Duration,
+}
+
+/// The witness quorum rule: a policy's, else at least `quorum` cosignatures.
+pub(crate) fn quorum_met(
+    policy: Option<&invario_core::policy::Policy>,
+    quorum: usize,
+    served: &str,
+    cosignatures: usize,
+) -> bool {
+    match policy {
+        Some(policy) => invario_core::note::Note::parse(served.as_bytes())
+            .is_ok_and(|note| policy.check_cosignatures(&note).is_ok()),
+        None => cosignatures >= quorum,
+    }
 }
 
 /// How long a write asking for a proof waits by default.
@@ -50,6 +68,12 @@ pub const DEFAULT_PROOF_WAIT: Duration = Duration::from_secs(10);
 pub const MAX_PROOF_WAIT: Duration = Duration::from_secs(300);
 
 impl CheckpointSettings {
+    /// Whether `served` (the log's note with the cosignature lines gathered,
+    /// `cosignatures` of them) meets the witness quorum: the policy's rule, or the count.
+    pub fn quorum_met(&self, served: &str, cosignatures: usize) -> bool {
+        quorum_met(self.policy.as_ref(), self.quorum, served, cosignatures)
+    }
+
     /// Refuses an interval outside its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_checkpoint_interval(self.interval)?;
@@ -144,23 +168,24 @@ impl LatestCheckpoint {
             .map(|published| published.at.elapsed())
     }
 
-    /// Waits up to `limit` for a checkpoint meeting `wait` for the entries up
-    /// to `sequence_number`; whether one came.
-    pub(crate) async fn wait_for(
-        &self,
-        wait: ProofWait,
-        sequence_number: u64,
-        quorum: usize,
-        limit: Duration,
-    ) -> bool {
+    /// Waits up to `limit` for a checkpoint that `met` accepts, given its
+    /// size, the note as served (with its cosignatures) and their number;
+    /// whether one came.
+    pub(crate) async fn wait_for(&self, met: impl Fn(u64, &str, usize) -> bool, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             // Registered before the check, so a checkpoint published in between still wakes it.
             let changed = self.0.changed.notified();
-            let met = self.0.current.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(
-                |published| wait.is_met(sequence_number, published.size, published.lines.len(), quorum),
-            );
-            if met {
+            let accepted =
+                self.0.current.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(
+                    |published| {
+                        let served: String = std::iter::once(published.note.as_str())
+                            .chain(published.lines.iter().map(String::as_str))
+                            .collect();
+                        met(published.size, &served, published.lines.len())
+                    },
+                );
+            if accepted {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -230,7 +255,9 @@ async fn publish<S: LedgerStore>(
     }
     let lines = cosign(name, ledger, settings, witness_sizes, size, &note).await;
     metrics::gauge!(CHECKPOINT_COSIGNATURES, "ledger" => name.to_string()).set(lines.len() as f64);
-    if lines.len() < settings.quorum {
+    // Served with the cosignatures gathered; the sink keeps the log's own note.
+    let served: String = std::iter::once(note.as_str()).chain(lines.iter().map(String::as_str)).collect();
+    if !settings.quorum_met(&served, lines.len()) {
         tracing::error!(
             event = "witness_quorum_missed", ledger = %name,
             tree_size = size,
@@ -238,8 +265,6 @@ async fn publish<S: LedgerStore>(
             quorum = settings.quorum,
         );
     }
-    // Served with the cosignatures gathered; the sink keeps the log's own note.
-    let served: String = std::iter::once(note.as_str()).chain(lines.iter().map(String::as_str)).collect();
     if let Err(error) = ledger.keep_checkpoint_copy(checkpoint, &served).await {
         tracing::warn!(event = "checkpoint_copy_failed", ledger = %name, tree_size = size, error = %error);
     }

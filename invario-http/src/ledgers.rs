@@ -32,7 +32,7 @@ pub(crate) struct LedgerRuntime<S> {
 }
 
 /// What bounds a write's wait for its checkpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ProofWaitSettings {
     /// Longest it waits.
     pub(crate) limit: std::time::Duration,
@@ -40,6 +40,8 @@ pub(crate) struct ProofWaitSettings {
     pub(crate) quorum: usize,
     /// Whether any witness is configured (`wait=witnessed` cannot be met without one).
     pub(crate) witnessed: bool,
+    /// The policy whose rule `wait=witnessed` must meet, if the service has one.
+    pub(crate) policy: Option<Arc<invario_core::policy::Policy>>,
 }
 
 /// The tasks started for the ledgers: appenders end once their runtimes are
@@ -157,6 +159,7 @@ impl<C: LedgerCatalog> Ledgers<C> {
             limit: settings.proof_wait,
             quorum: settings.quorum,
             witnessed: !settings.witnesses.is_empty(),
+            policy: settings.policy.clone().map(Arc::new),
         });
         let runtime = Arc::new(LedgerRuntime {
             name: name.clone(),

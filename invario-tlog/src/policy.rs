@@ -262,6 +262,25 @@ impl Policy {
         }
     }
 
+    /// The fewest cosignatures that can meet the quorum rule (0 for `none`):
+    /// what a count-based alert compares the cosignatures gathered with.
+    pub fn min_cosigners(&self) -> usize {
+        self.fewest(self.quorum)
+    }
+
+    fn fewest(&self, member: Member) -> usize {
+        match member {
+            Member::None => 0,
+            Member::Witness(_) => 1,
+            Member::Group(index) => {
+                let group = &self.groups[index];
+                let mut costs: Vec<usize> = group.members.iter().map(|member| self.fewest(*member)).collect();
+                costs.sort_unstable();
+                costs.iter().take(group.threshold).sum()
+            }
+        }
+    }
+
     fn met(&self, member: Member, cosigned: &[bool]) -> bool {
         match member {
             Member::None => true,

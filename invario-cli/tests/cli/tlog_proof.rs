@@ -350,3 +350,64 @@ async fn the_embedded_default_saves_a_tlog_proof_from_its_file_that_verifies_off
     assert_eq!((ours.0, python.0), (1, 1), "{ours:?} {python:?}");
     let _ = std::fs::remove_dir_all(folder);
 }
+
+/// `serve --witness-policy`: the witnesses and their URLs come from a C2SP
+/// tlog-policy file, and `Prefer: wait=witnessed` waits until its rule is met.
+#[tokio::test]
+async fn serve_takes_its_witnesses_and_quorum_rule_from_a_policy_file() {
+    use invario_core::note::VerifierKey;
+
+    let setup = SigningSetup::new(3).await;
+    let witness_vkey =
+        VerifierKey::parse(&exited(&generate_witness_key(&setup.folder.join("witness.key")), 0))
+            .unwrap()
+            .to_string();
+    let witness = witness_serve(&setup.folder, &setup.vkey()).await;
+    let policy = setup.folder.join("serve.policy");
+    let serve_flags = |policy: &Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "--checkpoint-key".into(),
+            setup.folder.join("checkpoint.key").into(),
+            "--checkpoint-dir".into(),
+            setup.folder.join("checkpoints").into(),
+            "--checkpoint-interval".into(),
+            "50ms".into(),
+            "--witness-policy".into(),
+            policy.into(),
+        ]
+    };
+
+    // A witness with no URL cannot be submitted to: refused at start, naming it.
+    std::fs::write(&policy, format!("witness W1 {witness_vkey}\nquorum W1\n")).unwrap();
+    let refused = invario(
+        &setup.database,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--witness-policy",
+            policy.to_str().unwrap(),
+            "--checkpoint-key",
+            setup.folder.join("checkpoint.key").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("witness W1 has no URL"), "{}", text(&refused.stderr));
+
+    std::fs::write(
+        &policy,
+        format!("log {}\nwitness W1 {witness_vkey} {}\nquorum W1\n", setup.vkey(), witness.address),
+    )
+    .unwrap();
+    let server = serve_with(&std::env::temp_dir(), Some(setup.database.url()), &serve_flags(&policy)).await;
+    let (status, applied, receipt) = post_preferring(&server, &setup.key, 4, "wait=witnessed").await;
+    assert_eq!((status, applied.as_deref()), (201, Some("wait=witnessed")), "{receipt}");
+    let saved = setup.folder.join("4.tlog-proof");
+    std::fs::write(&saved, receipt["proof"].as_str().unwrap()).unwrap();
+    let verified = offline(
+        &invario_binary(),
+        &["proof", "verify", "--proof", saved.to_str().unwrap(), "--policy", policy.to_str().unwrap()],
+    );
+    assert_eq!(verified.status.code(), Some(0), "{}{}", text(&verified.stdout), text(&verified.stderr));
+    assert!(text(&verified.stdout).contains("cosigned by W1"), "{}", text(&verified.stdout));
+}

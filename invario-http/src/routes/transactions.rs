@@ -119,7 +119,7 @@ async fn with_proofs<S: LedgerStore>(
     entries: &[LedgerEntry],
 ) -> Result<Option<(ProofWait, Vec<Value>)>, ApiError> {
     let (Some(wait), Some(settings), Some(latest)) =
-        (preferred_wait(call), runtime.proof_wait, runtime.checkpoints.as_ref())
+        (preferred_wait(call), runtime.proof_wait.as_ref(), runtime.checkpoints.as_ref())
     else {
         return Ok(None);
     };
@@ -134,7 +134,17 @@ async fn with_proofs<S: LedgerStore>(
             settings.limit.as_secs_f64()
         ))
     };
-    if !latest.wait_for(wait, last, settings.quorum, settings.limit).await {
+    let met = |size: u64, served: &str, cosignatures: usize| {
+        wait.is_met(last, size, cosignatures, settings.quorum)
+            && (wait == ProofWait::Signed
+                || crate::checkpointer::quorum_met(
+                    settings.policy.as_deref(),
+                    settings.quorum,
+                    served,
+                    cosignatures,
+                ))
+    };
+    if !latest.wait_for(met, settings.limit).await {
         return Err(not_ready());
     }
     let proofs = runtime.ledger.tlog_proofs_of(entries).await.map_err(|error| match error {

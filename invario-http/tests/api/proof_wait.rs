@@ -23,6 +23,7 @@ async fn signing_app(interval: Duration, proof_wait: Duration) -> TestApp {
         interval,
         witnesses: Vec::new(),
         quorum: 0,
+        policy: None,
         proof_wait,
     };
     spawn_app_with(ServiceConfig { checkpoints: Some(checkpoints), ..ServiceConfig::default() }).await
@@ -107,6 +108,7 @@ async fn a_proof_wait_as_long_as_the_request_timeout_is_refused_at_start() {
         interval: Duration::from_secs(1),
         witnesses: Vec::new(),
         quorum: 0,
+        policy: None,
         proof_wait: Duration::from_secs(30),
     };
     let config = ServiceConfig { checkpoints: Some(checkpoints), ..ServiceConfig::default() };

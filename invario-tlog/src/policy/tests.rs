@@ -69,6 +69,7 @@ fn the_specifications_example_decides_as_its_text_says_for_every_set_of_cosigner
     assert_eq!(policy.witnesses()[1].url.as_deref(), Some("https://x2.example/"));
     assert_eq!(policy.log_for(ORIGIN), Some(&log().verifier()));
     assert_eq!(policy.log_for("other.example/log"), None);
+    assert_eq!(policy.min_cosigners(), 3, "two X and one Y");
     for mask in 0u32..64 {
         let by: Vec<&str> =
             NAMES.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
@@ -88,6 +89,7 @@ fn the_specifications_example_decides_as_its_text_says_for_every_set_of_cosigner
 fn quorum_none_needs_no_cosignature_and_a_single_witness_needs_that_one() {
     let none = Policy::parse(format!("log {}\nquorum none\n", log().verifier()).as_bytes()).unwrap();
     assert!(none.needs_no_witness());
+    assert_eq!(none.min_cosigners(), 0);
     assert_eq!(none.check_cosignatures(&cosigned(&[])), Ok(vec![]));
     let one =
         Policy::parse(format!("witness W {}\nquorum W\n", witness("w.example/X1").verifier()).as_bytes())
