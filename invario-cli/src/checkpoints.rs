@@ -22,6 +22,11 @@ const EMBEDDED_DEFAULT_ORIGIN: &str = "localhost/invario";
 /// The signing settings for `serve`; `embedded` is the SQLite file's folder.
 pub(crate) fn settings(args: &ServeArgs, embedded: Option<PathBuf>) -> anyhow::Result<CheckpointSettings> {
     let signer = match (&args.checkpoint_key, &embedded) {
+        (Some(path), _) if !path.exists() => bail!(
+            "the checkpoint key {} does not exist: create it with `invario checkpoint-key generate --origin ORIGIN --out {}` (ORIGIN names the log for good, e.g. ledger.example.com/payments)",
+            path.display(),
+            path.display()
+        ),
         (Some(path), _) => keyfile::read_private(path)?,
         (None, Some(folder)) => embedded_key(&folder.join(EMBEDDED_KEY_FILE), args.origin.as_deref())?,
         (None, None) => bail!(

@@ -30,8 +30,17 @@ pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Reads a private key file written by `checkpoint-key generate`.
 pub(crate) fn read_private(path: &Path) -> anyhow::Result<SignerKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot read the key file {}: permission denied — give this process's user read access \
+             (the Docker image runs as uid 10001: `chown 10001` the file and its folder)",
+            path.display()
+        ),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read the key file {}", path.display()));
+        }
+    };
     SignerKey::parse(&text).with_context(|| {
         format!("{} is not a private key from `invario checkpoint-key generate`", path.display())
     })

@@ -239,7 +239,45 @@ async fn serve_on_postgres_refuses_to_start_without_a_checkpoint_key_or_with_ano
         text(&missing.stderr)
     );
     let folder = std::env::temp_dir().join(format!("invario-origin-{}", rand_id()));
+    // A configured key file that does not exist yet: the error says how to make it.
+    let absent = folder.join("not-yet.key");
+    let absent_key = invario(
+        &database,
+        &["serve", "--listen", "127.0.0.1:0", "--checkpoint-key", absent.to_str().unwrap()],
+    );
+    assert_eq!(absent_key.status.code(), Some(2));
+    let said = text(&absent_key.stderr);
+    assert!(
+        said.contains(
+            "does not exist: create it with `invario checkpoint-key generate --origin ORIGIN --out"
+        ) && said.contains("not-yet.key"),
+        "{said}"
+    );
     let key = write_checkpoint_key(&folder);
+    // A key the service's user cannot read (as the image's uid 10001 cannot read a
+    // root-owned mount): the error says whose access is missing. Root reads any
+    // file, so as root the service is run as another user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let mut command = if is_root() {
+            let mut command = std::process::Command::new("setpriv");
+            command.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_invario")]);
+            command
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_invario"))
+        };
+        let unreadable = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-key", key.to_str().unwrap()])
+            .env("DATABASE_URL", database.url())
+            .output()
+            .unwrap();
+        assert_eq!(unreadable.status.code(), Some(2));
+        let said = text(&unreadable.stderr);
+        assert!(said.contains("permission denied") && said.contains("uid 10001"), "{said}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let other = invario(
         &database,
         &[
@@ -259,4 +297,13 @@ async fn serve_on_postgres_refuses_to_start_without_a_checkpoint_key_or_with_ano
         text(&other.stderr)
     );
     let _ = std::fs::remove_dir_all(folder);
+}
+
+/// Whether this process runs as root (which reads any file whatever its mode).
+#[cfg(unix)]
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
