@@ -411,3 +411,67 @@ async fn serve_takes_its_witnesses_and_quorum_rule_from_a_policy_file() {
     assert_eq!(verified.status.code(), Some(0), "{}{}", text(&verified.stdout), text(&verified.stderr));
     assert!(text(&verified.stdout).contains("cosigned by W1"), "{}", text(&verified.stdout));
 }
+
+/// The embedded default with a witness: a POST with `Prefer: wait=witnessed`
+/// carries a cosigned proof that both verifiers accept offline, and refuse
+/// once a byte of it changes.
+#[tokio::test]
+async fn the_embedded_default_answers_wait_witnessed_with_a_cosigned_proof() {
+    use invario_core::note::VerifierKey;
+
+    let (folder, key) = embedded_folder_with_key("invario-embedded-witnessed");
+    let log_key = folder.join("invario-checkpoint.key");
+    let vkey = exited(
+        &invario_with_url(
+            None,
+            &[
+                "checkpoint-key",
+                "generate",
+                "--origin",
+                "localhost/invario",
+                "--out",
+                log_key.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let vkey =
+        VerifierKey::parse(vkey.lines().find(|line| line.contains('+')).unwrap().trim()).unwrap().to_string();
+    let witness_vkey = VerifierKey::parse(&exited(&generate_witness_key(&folder.join("witness.key")), 0))
+        .unwrap()
+        .to_string();
+    let witness = witness_serve(&folder, &vkey).await;
+    let flags: Vec<std::ffi::OsString> = vec![
+        "--checkpoint-interval".into(),
+        "50ms".into(),
+        "--witness".into(),
+        format!("{}={witness_vkey}", witness.address).into(),
+    ];
+    let server = serve_with(&folder, None, &flags).await;
+    let (status, applied, receipt) = post_preferring(&server, &key, 1, "wait=witnessed").await;
+    assert_eq!((status, applied.as_deref()), (201, Some("wait=witnessed")), "{receipt}");
+    let saved = folder.join("1.tlog-proof");
+    let proof = receipt["proof"].as_str().unwrap().to_owned();
+    std::fs::write(&saved, &proof).unwrap();
+    let quorum = ["--witness-vkey", witness_vkey.as_str(), "--quorum", "1"];
+    let [ours, python] = verify_both(&saved, &vkey, &quorum);
+    assert_eq!((ours.0, python.0), (0, 0), "{}\n{}", ours.1, python.1);
+    assert!(ours.1.contains("cosigned by witness.test/w1"), "{}", ours.1);
+    let altered = proof.replacen("\"amount\"", "\"amounT\"", 1);
+    let altered = if altered == proof {
+        // The receipt is base64 on the extra line: change one character of it instead.
+        let line = proof.lines().nth(1).unwrap();
+        let mut changed = line.to_owned();
+        let last = changed.pop().unwrap();
+        changed.push(if last == 'A' { 'B' } else { 'A' });
+        proof.replacen(line, &changed, 1)
+    } else {
+        altered
+    };
+    std::fs::write(&saved, altered).unwrap();
+    let [ours, python] = verify_both(&saved, &vkey, &quorum);
+    assert_eq!((ours.0, python.0), (1, 1), "{}\n{}", ours.1, python.1);
+    drop(server);
+    drop(witness);
+    let _ = std::fs::remove_dir_all(&folder);
+}
