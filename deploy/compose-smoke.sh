@@ -6,9 +6,14 @@
 #
 #     deploy/compose-smoke.sh            # from the repository root
 #
-# It uses its own Compose project (and volumes), removed at the end, and port
-# 8000 on this host. COMPOSE overrides the command (default: `docker compose`,
-# else `docker-compose`).
+# It uses its own Compose project (and volumes), removed at the end, and ports
+# 8000 and 9090 on this host. COMPOSE overrides the command (default: `docker
+# compose`, else `docker-compose`). The database password comes from
+# INVARIO_DB_PASSWORD in the environment (a random one when unset), which
+# Compose prefers to .env, so an operator's .env is neither read nor touched.
+# The monitoring step needs a Prometheus image: on the build machines,
+# WITH_PROMETHEUS=1 ../shared/docker/setup.sh (Grafana cannot run there and is
+# not started).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,6 +22,9 @@ if [[ -z "${COMPOSE:-}" ]]; then
 fi
 PROJECT="invario-smoke-$$"
 compose() { $COMPOSE -p "$PROJECT" "$@"; }
+INVARIO_DB_PASSWORD="${INVARIO_DB_PASSWORD:-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
+export INVARIO_DB_PASSWORD
+unset INVARIO_DB_NAME
 WORK="$(mktemp -d)"
 STEP="start"
 started=$SECONDS
@@ -27,7 +35,7 @@ finish() {
         echo "❌ compose smoke FAILED at step: $STEP (exit $status)" >&2
         compose logs --tail 40 api >&2 || true
     fi
-    compose down -v --remove-orphans > /dev/null 2>&1 || true
+    compose --profile monitoring down -v --remove-orphans > /dev/null 2>&1 || true
     rm -rf "$WORK"
     exit $status
 }
@@ -44,6 +52,10 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     done
     fail "timed out after ${limit}s waiting for $what"
 }
+
+step "the compose file refuses to start without a database password"
+if out=$(INVARIO_DB_PASSWORD= compose config -q 2>&1); then fail "docker-compose.yml accepted an empty INVARIO_DB_PASSWORD"; fi
+grep -q "INVARIO_DB_PASSWORD" <<< "$out" || fail "the refusal does not name INVARIO_DB_PASSWORD: $out"
 
 step "build the image"
 compose build api
@@ -93,19 +105,48 @@ grep -q "COPY public.ledger_entries" "$WORK/backup.sql" || fail "the dump holds 
 step "restore into a fresh database; verify --checkpoints passes"
 compose exec -T postgres createdb -U invario restored
 compose exec -T postgres psql -q -U invario -d restored -v ON_ERROR_STOP=1 < "$WORK/backup.sql" > /dev/null
-out=$(compose run --rm -e DATABASE_URL=postgres://invario:invario@postgres:5432/restored api \
+out=$(INVARIO_DB_NAME=restored compose run --rm api \
     invario verify --checkpoints /var/lib/invario/checkpoints --vkey "$VKEY")
 echo "$out"
 grep -q "passes through every signed checkpoint" <<< "$out" || fail "the restored ledger did not verify against the checkpoints"
 
-step "stop, down and up keep the head"
+step "the database refuses a wrong password"
+if compose run --rm -e DATABASE_URL=postgres://invario:wrong@postgres:5432/invario api invario verify > "$WORK/wrong" 2>&1; then
+    fail "verify connected with a wrong password"
+fi
+grep -qi "password authentication failed" "$WORK/wrong" || fail "no authentication failure: $(cat "$WORK/wrong")"
+
+step "stop; verify with the API stopped; down and up keep the head"
 head_before=$(curl -fsS -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/v1/ledger/head)
 compose stop api
+compose run --rm api invario verify | grep -q "Ledger intact: 3 entries" || fail "verify (run --rm) did not find 3 intact entries"
 compose down
 compose up -d api
 wait_for 120 "GET /readyz after down + up" curl -fsS http://127.0.0.1:8000/readyz
 head_after=$(curl -fsS -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/v1/ledger/head)
 [[ "$head_before" == "$head_after" ]] || fail "the head changed: $head_before → $head_after"
+
+step "disaster recovery: restore the backup into invario itself and serve it"
+compose stop api
+compose exec -T postgres dropdb -U invario invario
+compose exec -T postgres createdb -U invario invario
+compose exec -T postgres psql -q -U invario -d invario -v ON_ERROR_STOP=1 < "$WORK/backup.sql" > /dev/null
+compose run --rm api invario verify --checkpoints /var/lib/invario/checkpoints --vkey "$VKEY" \
+    | grep -q "passes through every signed checkpoint" || fail "the restored invario did not verify against the checkpoints"
+compose up -d api
+wait_for 120 "GET /readyz after the restore" curl -fsS http://127.0.0.1:8000/readyz
+curl -fsS http://127.0.0.1:8000/health | grep -q '"status":"ok"' || fail "/health is not ok after the restore"
+head_restored=$(curl -fsS -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/v1/ledger/head)
+[[ "$head_before" == "$head_restored" ]] || fail "the restored head differs: $head_before → $head_restored"
+
+step "monitoring profile: Prometheus scrapes the API and loads the alerts"
+compose --profile monitoring up -d prometheus \
+    || fail "no Prometheus image (on the build machines: WITH_PROMETHEUS=1 ../shared/docker/setup.sh)"
+wait_for 60 "Prometheus to be ready" curl -fsS http://127.0.0.1:9090/-/ready
+wait_for 60 "the invario target to be up" bash -c \
+    "curl -fsS http://127.0.0.1:9090/api/v1/targets | grep -q '\"job\":\"invario\".*\"health\":\"up\"'"
+curl -fsS http://127.0.0.1:9090/api/v1/rules | grep -q '"name":"InvarioLedgerIntegrityBroken"' \
+    || fail "Prometheus did not load deploy/prometheus/alerts.yml"
 
 step "a tampered row: /health 503 and the integrity gauge 0"
 compose exec -T postgres psql -q -U invario -d invario -v ON_ERROR_STOP=1 -c \
@@ -116,6 +157,8 @@ wait_for 120 "/health to answer 503 corrupted" bash -c \
 curl -s http://127.0.0.1:8000/health | grep -q '"status":"corrupted"' || fail "/health does not say corrupted"
 curl -fsS http://127.0.0.1:8000/metrics | grep -q '^invario_ledger_integrity_status{ledger="default"} 0' \
     || fail "the integrity gauge is not 0"
+wait_for 90 "Prometheus to fire InvarioLedgerIntegrityBroken" bash -c \
+    "curl -fsS http://127.0.0.1:9090/api/v1/alerts | grep -q '\"alertname\":\"InvarioLedgerIntegrityBroken\".*\"state\":\"firing\"'"
 
 STEP="done"
-echo "✅ compose smoke passed in $((SECONDS - started))s: migrate, key, up, create-key, POST 201, verify, backup → restore → verify --checkpoints, down + up keep the head, tamper → /health 503 and gauge 0"
+echo "✅ compose smoke passed in $((SECONDS - started))s: migrate, key, up, create-key, POST 201, verify, backup → restore → verify --checkpoints, down + up keep the head, DR restore served, Prometheus scraping with the alerts, tamper → /health 503, gauge 0 and the alert firing"
