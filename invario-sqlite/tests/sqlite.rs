@@ -175,7 +175,10 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
         .unwrap();
 
     let applied = invario_sqlite::migrate(&pool).await.unwrap();
-    assert_eq!(applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(), ["ledgers"]);
+    assert_eq!(
+        applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
+        ["ledgers", "checkpoint cosignatures"]
+    );
     let ledger = Ledger::new(SqliteLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().position(), position);
     assert_eq!(ledger.store().latest_checkpoint().await.unwrap().as_deref(), Some("an old note"));
