@@ -1,6 +1,7 @@
 //! Scenario 4 (`http-single`): single-transaction POSTs at each concurrency level, group commit on and off, vs a DIY trigger chain.
 
 use super::*;
+use warp::Filter as _;
 
 /// The concurrency level the latency target is set at (scenario 4).
 pub(super) const P99_TARGET_CLIENTS: usize = 256;
@@ -70,7 +71,11 @@ CREATE TRIGGER diy_chain BEFORE INSERT ON diy_ledger FOR EACH ROW EXECUTE FUNCTI
 
 /// One transaction of `stream` inserted into the DIY chain, as an application would.
 pub(super) async fn diy_insert(pool: &sqlx::PgPool, stream: u64, index: u64) -> anyhow::Result<()> {
-    let item = workload::transaction_json(stream, index);
+    diy_insert_item(pool, &workload::transaction_json(stream, index)).await
+}
+
+/// `item` (a transaction as clients POST it) inserted into the DIY chain.
+async fn diy_insert_item(pool: &sqlx::PgPool, item: &serde_json::Value) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO diy_ledger (transaction_id, amount, currency, occurred_at, metadata) \
          VALUES ($1::uuid, $2::numeric, $3, $4::timestamptz, $5::jsonb)",
@@ -110,6 +115,49 @@ pub(super) async fn diy_levels(plan: &Plan, server: &BenchServer) -> anyhow::Res
     }
     server.discard(&url).await?;
     Ok((levels, cap))
+}
+
+/// The DIY chain behind the thinnest HTTP front there is — one warp route
+/// that parses the JSON body, runs the chain's one INSERT and answers 201 with
+/// no receipt, no authentication — served from the bench's own runtime to one
+/// client. What any HTTP service in front of the chain pays at least: it splits
+/// a lone client's gap to the chain into HTTP's share and Invario's own.
+pub(super) async fn diy_behind_http(plan: &Plan, server: &BenchServer) -> anyhow::Result<LoadResult> {
+    let url = server.empty_database("diy_chain_http").await?;
+    let mut setup = PgConnection::connect(&url).await?;
+    sqlx::raw_sql(DIY_TRIGGER_CHAIN).execute(&mut setup).await.context("cannot create the DIY chain")?;
+    let _ = setup.close().await;
+    let pool = connect(&url, 1).await?;
+    let route_pool = pool.clone();
+    let route = warp::post().and(warp::path!("v1" / "transactions")).and(warp::body::json()).then(
+        move |item: serde_json::Value| {
+            let pool = route_pool.clone();
+            async move {
+                let status = match diy_insert_item(&pool, &item).await {
+                    Ok(()) => warp::http::StatusCode::CREATED,
+                    Err(_) => warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                warp::reply::with_status(warp::reply::json(&serde_json::json!({})), status)
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}/v1/transactions", listener.local_addr()?);
+    let front = tokio::spawn(warp::serve(route).incoming(listener).run());
+    server.settle().await?;
+    let client = http_client()?;
+    let result = drive(1, plan.duration, 0, move |index| {
+        let (client, endpoint) = (client.clone(), endpoint.clone());
+        async move {
+            let body = workload::transaction_json(STREAM_DIY, index).to_string().into_bytes();
+            post_created(&client, &endpoint, "no key checked", body).await
+        }
+    })
+    .await;
+    front.abort();
+    pool.close().await;
+    server.discard(&url).await?;
+    result
 }
 
 /// The levels the key cache lever is shown at: a lone client (round trips)
@@ -185,6 +233,7 @@ pub(super) async fn http_single_ingest(
     let (ungrouped, _) =
         http_single_levels(plan, server, ServeOptions::NO_GROUP_COMMIT, STREAM_NO_GROUP_COMMIT).await?;
     let (diy, diy_pool) = diy_levels(plan, server).await?;
+    let diy_http = if plan.clients.contains(&1) { Some(diy_behind_http(plan, server).await?) } else { None };
     let uncached = key_cache_off_levels(plan, server).await?;
     let waiting = proof_wait_levels(plan, server).await?;
     let mut rows = Vec::new();
@@ -208,6 +257,9 @@ pub(super) async fn http_single_ingest(
         row = row.against("DIY trigger chain", diy.rate());
         let p50 = grouped.latencies.percentile_ms(50.0);
         let p99 = grouped.latencies.percentile_ms(99.0);
+        if let Some(diy_http) = diy_http.as_ref().filter(|_| clients == 1) {
+            row = row.against("DIY trigger chain behind a bare HTTP route", diy_http.rate());
+        }
         match clients {
             1 => {
                 let chain_p50 = diy.latencies.percentile_ms(50.0);
@@ -254,6 +306,18 @@ pub(super) async fn http_single_ingest(
             .over(diy.completed)
             .latencies(&diy.latencies),
         );
+        if let Some(diy_http) = diy_http.as_ref().filter(|_| clients == 1) {
+            rows.push(
+                Measurement::new(
+                    "4 HTTP single",
+                    "1 client(s), DIY trigger chain behind a bare HTTP route (warp, no auth, pool 1)",
+                    diy_http.rate(),
+                    "tx/s",
+                )
+                .over(diy_http.completed)
+                .latencies(&diy_http.latencies),
+            );
+        }
     }
     for (interval, waited) in &waiting {
         let mut row = Measurement::new(
