@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use rand_core::CryptoRng;
 
-use crate::key_cache::{CacheLookup, KeyCache};
+use crate::key_cache::{CacheLookup, CachedKey, KeyCache};
 use crate::keys::{
-    ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, OwnerError, Scope, Scopes, ScopesError,
+    ApiKeyRecord, ApiKeySecret, AuthError, KeyEpoch, KeyHash, Owner, OwnerError, Scope, Scopes, ScopesError,
 };
 use crate::ledgers::LedgerName;
 use crate::ports::{CacheFence, KeyStore, StoreError};
@@ -101,17 +101,70 @@ impl<K: KeyStore> KeyAdmin<K> {
         ledger: Option<&LedgerName>,
         now: Timestamp,
     ) -> Result<ApiKeyRecord, AuthenticationError> {
+        let hash = Self::presented_hash(presented)?;
+        self.authenticate_hash(&hash, scope, ledger, now).await
+    }
+
+    /// [`authenticate`](Self::authenticate) for a request whose one effect is
+    /// a write that checks the key table itself
+    /// ([`crate::ports::LedgerStore::write_fenced`]): a cached record that
+    /// carries the [`KeyEpoch`] it was read at is trusted without catching the
+    /// cache up first — one round trip less — and the epoch is returned for
+    /// the write to carry. The store refuses that write if any key changed
+    /// since ([`crate::ports::StoreError::KeysChanged`]); the caller then
+    /// authenticates again with `authenticate`. Otherwise (no cache, a miss, a
+    /// record without an epoch, or a refusal, which is checked afresh) the
+    /// answer is `authenticate`'s, with no epoch.
+    pub async fn authenticate_for_write(
+        &self,
+        presented: Option<&str>,
+        scope: Scope,
+        ledger: Option<&LedgerName>,
+        now: Timestamp,
+    ) -> Result<(ApiKeyRecord, Option<KeyEpoch>), AuthenticationError> {
+        let hash = Self::presented_hash(presented)?;
+        if let Some((cache, _)) = &self.cache
+            && let CacheLookup::Hit(CachedKey { record, epoch: Some(epoch) }) = cache.lookup(&hash)
+            && record.authorize(scope, ledger, now).is_ok()
+        {
+            self.note_use(&hash, &record, now).await?;
+            return Ok((record, Some(epoch)));
+        }
+        Ok((self.authenticate_hash(&hash, scope, ledger, now).await?, None))
+    }
+
+    fn presented_hash(presented: Option<&str>) -> Result<KeyHash, AuthenticationError> {
         let secret = ApiKeySecret::parse(presented.ok_or(AuthError::Missing)?).map_err(AuthError::from)?;
-        let hash = secret.hash();
-        let record = self.key_record(&hash).await?;
+        Ok(secret.hash())
+    }
+
+    async fn authenticate_hash(
+        &self,
+        hash: &KeyHash,
+        scope: Scope,
+        ledger: Option<&LedgerName>,
+        now: Timestamp,
+    ) -> Result<ApiKeyRecord, AuthenticationError> {
+        let record = self.key_record(hash).await?;
         record.authorize(scope, ledger, now)?;
+        self.note_use(hash, &record, now).await?;
+        Ok(record)
+    }
+
+    /// Refreshes the key's `last_used_at` when it is due.
+    async fn note_use(
+        &self,
+        hash: &KeyHash,
+        record: &ApiKeyRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         if record.needs_last_used_touch(now) {
             self.store.touch_last_used(record.id, now).await?;
             if let Some((cache, _)) = &self.cache {
-                cache.note_used(&hash, now);
+                cache.note_used(hash, now);
             }
         }
-        Ok(record)
+        Ok(())
     }
 
     /// The key's record: from the cache once it has caught up with every
@@ -128,10 +181,11 @@ impl<K: KeyStore> KeyAdmin<K> {
             miss @ CacheLookup::Miss(_) => miss,
         };
         match lookup {
-            CacheLookup::Hit(record) => Ok(record),
+            CacheLookup::Hit(cached) => Ok(cached.record),
             CacheLookup::Miss(ticket) => {
-                let record = self.stored_key(hash).await?;
-                cache.fill(ticket, record.clone());
+                let (record, epoch) =
+                    self.store.key_by_hash_with_epoch(hash).await?.ok_or(AuthError::Unknown)?;
+                cache.fill_at(ticket, record.clone(), epoch);
                 Ok(record)
             }
         }

@@ -13,6 +13,10 @@
 //! when it has moved on. Unknown keys are never cached, so a flood of bad keys
 //! cannot grow it, and it holds at most its capacity.
 //!
+//! Each record keeps the key table's [`KeyEpoch`] it was read at, when the
+//! store has one: a write may then skip the catch-up and carry the epoch
+//! instead, and the store refuses it if any key changed since.
+//!
 //! The cache keeps whole records; the rule ([`ApiKeyRecord::authorize`]) is
 //! applied to a cached record exactly as to a stored one, so expiry still
 //! bites at its instant.
@@ -20,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::keys::{ApiKeyRecord, KeyHash};
+use crate::keys::{ApiKeyRecord, KeyEpoch, KeyHash};
 use crate::ports::KeyChange;
 use crate::timestamp::Timestamp;
 
@@ -31,9 +35,18 @@ pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheLookup {
     /// The record, current as of the last change the feed reported.
-    Hit(ApiKeyRecord),
+    Hit(CachedKey),
     /// Read the store, then hand the record to [`KeyCache::fill`] with this ticket.
     Miss(FillTicket),
+}
+
+/// A cached key record and the key table's epoch it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedKey {
+    /// The record as read from the store.
+    pub record: ApiKeyRecord,
+    /// The key table's epoch at that read, when the store keeps one.
+    pub epoch: Option<KeyEpoch>,
 }
 
 /// Proof of when a miss happened: a fill is kept only if no change came since.
@@ -53,7 +66,7 @@ pub struct KeyCache {
 struct CacheState {
     live: bool,
     generation: u64,
-    records: HashMap<KeyHash, ApiKeyRecord>,
+    records: HashMap<KeyHash, CachedKey>,
 }
 
 impl CacheState {
@@ -82,7 +95,7 @@ impl KeyCache {
     pub fn lookup(&self, hash: &KeyHash) -> CacheLookup {
         let state = self.state();
         match state.records.get(hash) {
-            Some(record) if state.live => CacheLookup::Hit(record.clone()),
+            Some(cached) if state.live => CacheLookup::Hit(cached.clone()),
             _ => CacheLookup::Miss(FillTicket { generation: state.generation }),
         }
     }
@@ -90,16 +103,21 @@ impl KeyCache {
     /// Keeps `record`, read from the store after the miss that gave `ticket`,
     /// unless a change came in between, the feed is down, or the cache is full.
     pub fn fill(&self, ticket: FillTicket, record: ApiKeyRecord) {
+        self.fill_at(ticket, record, None);
+    }
+
+    /// [`fill`](Self::fill) with the key table's epoch the record was read at.
+    pub fn fill_at(&self, ticket: FillTicket, record: ApiKeyRecord, epoch: Option<KeyEpoch>) {
         let mut state = self.state();
         if state.live && state.generation == ticket.generation && state.records.len() < self.capacity {
-            state.records.insert(record.key_hash, record);
+            state.records.insert(record.key_hash, CachedKey { record, epoch });
         }
     }
 
     /// Notes that the store's `last_used_at` of a cached key is now `at`.
     pub fn note_used(&self, hash: &KeyHash, at: Timestamp) {
-        if let Some(record) = self.state().records.get_mut(hash) {
-            record.last_used_at = Some(at);
+        if let Some(cached) = self.state().records.get_mut(hash) {
+            cached.record.last_used_at = Some(at);
         }
     }
 
@@ -156,7 +174,7 @@ mod tests {
     fn miss(lookup: CacheLookup) -> FillTicket {
         match lookup {
             CacheLookup::Miss(ticket) => ticket,
-            CacheLookup::Hit(record) => panic!("expected a miss, got {}", record.prefix),
+            CacheLookup::Hit(cached) => panic!("expected a miss, got {}", cached.record.prefix),
         }
     }
 
@@ -170,7 +188,7 @@ mod tests {
         cache.apply(KeyChange::Listening);
         let ticket = miss(cache.lookup(&key.key_hash));
         cache.fill(ticket, key.clone());
-        assert_eq!(cache.lookup(&key.key_hash), CacheLookup::Hit(key));
+        assert_eq!(cache.lookup(&key.key_hash), CacheLookup::Hit(CachedKey { record: key, epoch: None }));
     }
 
     #[test]
@@ -221,6 +239,18 @@ mod tests {
     }
 
     #[test]
+    fn a_record_keeps_the_epoch_it_was_read_at() {
+        let cache = KeyCache::new(2);
+        cache.apply(KeyChange::Listening);
+        let key = record(1);
+        cache.fill_at(miss(cache.lookup(&key.key_hash)), key.clone(), Some(KeyEpoch(7)));
+        assert_eq!(
+            cache.lookup(&key.key_hash),
+            CacheLookup::Hit(CachedKey { record: key, epoch: Some(KeyEpoch(7)) })
+        );
+    }
+
+    #[test]
     fn use_is_noted_on_the_cached_record() {
         let cache = KeyCache::new(2);
         cache.apply(KeyChange::Listening);
@@ -229,7 +259,7 @@ mod tests {
         let at = Timestamp::from_unix_micros(5_000_000).unwrap_or_else(|error| panic!("{error}"));
         cache.note_used(&key.key_hash, at);
         match cache.lookup(&key.key_hash) {
-            CacheLookup::Hit(cached) => assert_eq!(cached.last_used_at, Some(at)),
+            CacheLookup::Hit(cached) => assert_eq!(cached.record.last_used_at, Some(at)),
             CacheLookup::Miss(_) => panic!("expected a hit"),
         }
     }

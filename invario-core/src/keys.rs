@@ -105,6 +105,14 @@ impl fmt::Debug for ApiKeySecret {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHash(pub [u8; 32]);
 
+/// The version of the whole key table a key record was read at: it moves with
+/// every change of any key. A write authenticated from a cached record
+/// carries it, and the store refuses the write if the table has moved since
+/// ([`crate::ports::StoreError::KeysChanged`]), so a revoked key never writes
+/// even when the cache has not heard of the revocation yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyEpoch(pub u64);
+
 impl fmt::Debug for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyHash({})", hex::encode(self.0))

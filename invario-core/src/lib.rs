@@ -100,8 +100,8 @@ pub use integrity::{
     IntegrityBreak, StoredEntry, StoredTransaction, VerificationRecord, VerificationReport, Verifier,
 };
 pub use key_admin::{AuthenticationError, KeyAdmin, KeyAdminError};
-pub use key_cache::{CacheLookup, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
-pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyHash, Owner, Scope, Scopes};
+pub use key_cache::{CacheLookup, CachedKey, DEFAULT_KEY_CACHE_CAPACITY, FillTicket, KeyCache};
+pub use keys::{ApiKeyRecord, ApiKeySecret, AuthError, KeyEpoch, KeyHash, Owner, Scope, Scopes};
 pub use ledger::tree::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
     tlog_proof_extra,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::append::{AppendPlan, AppendSnapshot};
 use crate::chain::{LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
-use crate::keys::{ApiKeyRecord, KeyHash, Owner};
+use crate::keys::{ApiKeyRecord, KeyEpoch, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::tiles::{Tile, TileCoord, TreeState};
 use crate::timestamp::Timestamp;
@@ -47,6 +47,11 @@ pub enum StoreError {
     /// ([`LedgerStore::write_fenced`]).
     #[error("the ledger moved since this writer's last append (another writer); nothing was written")]
     Fenced,
+    /// A write carrying a [`KeyEpoch`] found the key table moved since (or
+    /// could not check it); nothing was written. Its requests are
+    /// authenticated again from the table.
+    #[error("the API keys changed since the request's key was read; nothing was written")]
+    KeysChanged,
     /// The adapter was handed something the port forbids (a bug, not bad input).
     #[error("storage contract violated: {0}")]
     Contract(String),
@@ -128,7 +133,20 @@ pub trait LedgerStore: Send + Sync {
     /// [`StoreError::AlreadyStored`], nothing written. Adapters override it to
     /// save round trips; the default locks, compares and commits
     /// ([`commit_if_fence_admits`]).
-    async fn write_fenced(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+    ///
+    /// With `keys`, the write first checks that the key table is still at that
+    /// epoch and otherwise answers [`StoreError::KeysChanged`], writing
+    /// nothing. The default cannot check it and always answers so (stores that
+    /// hand out epochs override this).
+    async fn write_fenced(
+        &self,
+        fence: &Fence,
+        keys: Option<KeyEpoch>,
+        plan: &AppendPlan,
+    ) -> Result<(), StoreError> {
+        if keys.is_some() {
+            return Err(StoreError::KeysChanged);
+        }
         let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
         commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
     }
@@ -224,6 +242,16 @@ pub trait KeyStore: Send + Sync {
 
     /// The key with this hash, if any.
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// The key with this hash, if any, with the key table's [`KeyEpoch`] it
+    /// was read at when the store keeps one and its writes can check it
+    /// ([`LedgerStore::write_fenced`]); the default keeps none.
+    async fn key_by_hash_with_epoch(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(ApiKeyRecord, Option<KeyEpoch>)>, StoreError> {
+        Ok(self.key_by_hash(hash).await?.map(|record| (record, None)))
+    }
 
     /// Revokes every key of `owner` not yet revoked; returns how many.
     async fn revoke_owner(&self, owner: &Owner, at: Timestamp) -> Result<u64, StoreError>;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use invario_core::{
-    AuthError, AuthenticationError, KeyAdmin, KeyStore, LedgerCatalog, LedgerName, Scope, Scopes,
+    AuthError, AuthenticationError, KeyAdmin, KeyEpoch, KeyStore, LedgerCatalog, LedgerName, Scope, Scopes,
 };
 use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -69,6 +69,9 @@ pub(crate) struct Call {
     pub(crate) ledger: Option<LedgerName>,
     /// The scopes of the key that authenticated the call, when the route needs one.
     pub(crate) scopes: Option<Scopes>,
+    /// The key table's epoch the key was trusted at from the cache, on a
+    /// route whose write checks it ([`crate::routes::Route::key_checked_by_write`]).
+    pub(crate) key_epoch: Option<KeyEpoch>,
     pub(crate) params: Vec<(&'static str, String)>,
     pub(crate) query: HashMap<String, String>,
     pub(crate) headers: HeaderMap,
@@ -179,13 +182,18 @@ async fn handle<C: LedgerCatalog + 'static, K: KeyStore + 'static>(
             )
         }
     };
-    let scopes = match route.scope {
-        Some(_) if route.public_tlog && app.tlog_public => None,
-        Some(scope) => Some(authenticate(app, &request.headers, scope, ledger.as_ref()).await?),
-        None => None,
+    let (scopes, key_epoch) = match route.scope {
+        Some(_) if route.public_tlog && app.tlog_public => (None, None),
+        Some(scope) => {
+            let trust = if route.key_checked_by_write { KeyTrust::CheckedByWrite } else { KeyTrust::Current };
+            let (scopes, epoch) = authenticate(app, &request.headers, scope, ledger.as_ref(), trust).await?;
+            (Some(scopes), epoch)
+        }
+        None => (None, None),
     };
     let body = read_body(route.body_limit, &request.headers, request.body).await?;
-    let call = Call { ledger, scopes, params, query: request.query, headers: request.headers, body };
+    let call =
+        Call { ledger, scopes, key_epoch, params, query: request.query, headers: request.headers, body };
     (route.handler)(app, call).await
 }
 
@@ -251,20 +259,38 @@ pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) ->
     response
 }
 
-async fn authenticate<C: LedgerCatalog, K: KeyStore>(
+/// How far a cached key record is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyTrust {
+    /// Only once the cache has caught up with every key change.
+    Current,
+    /// At the epoch it was read at, which the request's write checks.
+    CheckedByWrite,
+}
+
+/// The key's scopes, and the epoch its write must check when `trust` let a
+/// cached record through without a catch-up.
+pub(crate) async fn authenticate<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     headers: &HeaderMap,
     scope: Scope,
     ledger: Option<&LedgerName>,
-) -> Result<Scopes, ApiError> {
+    trust: KeyTrust,
+) -> Result<(Scopes, Option<KeyEpoch>), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
-    match app.keys.authenticate(presented, scope, ledger, now()).await {
-        Ok(record) => Ok(record.scopes),
+    let authenticated = match trust {
+        KeyTrust::Current => {
+            app.keys.authenticate(presented, scope, ledger, now()).await.map(|record| (record, None))
+        }
+        KeyTrust::CheckedByWrite => app.keys.authenticate_for_write(presented, scope, ledger, now()).await,
+    };
+    match authenticated {
+        Ok((record, epoch)) => Ok((record.scopes, epoch)),
         Err(AuthenticationError::Refused(refusal)) => {
             let prefix = match &refusal {
                 AuthError::Revoked { prefix }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use invario_core::{
-    IngestError, ItemProblem, Ledger, LedgerName, LedgerStore, MAX_BATCH_SIZE, Receipt, StoreError,
+    IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore, MAX_BATCH_SIZE, Receipt, StoreError,
     Transaction,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +41,13 @@ pub(crate) enum AppendFailure {
 }
 
 impl AppendFailure {
+    /// The write carried a key epoch that no longer holds (or could not be
+    /// checked): nothing was written, and the caller authenticates again from
+    /// the key table before appending without an epoch.
+    pub(crate) fn keys_changed(&self) -> bool {
+        matches!(self, AppendFailure::Ingest(error) if matches!(**error, IngestError::Store(StoreError::KeysChanged)))
+    }
+
     /// The database is unreachable or full: requests queued behind this one
     /// would fail the same way.
     fn database_down(&self) -> bool {
@@ -57,6 +64,9 @@ pub(crate) type AppendOutcome = Result<Result<Receipt, ItemProblem>, AppendFailu
 
 struct Job {
     transaction: Transaction,
+    /// The key epoch the request was authenticated at from the cache, for the
+    /// write to check; `None` when its key was read from the table.
+    keys: Option<KeyEpoch>,
     reply: oneshot::Sender<AppendOutcome>,
 }
 
@@ -120,16 +130,20 @@ impl Appender {
 
     /// Appends one transaction with whatever else is queued, answering once
     /// durable; pushes back ([`AppendFailure::Busy`]) when the queue stays full.
-    pub(crate) async fn append(&self, transaction: Transaction) -> AppendOutcome {
+    /// With `keys` (the request's key came from the cache at that epoch) the
+    /// write checks the key table; if it moved, the answer is a failure whose
+    /// [`AppendFailure::keys_changed`] holds and nothing was written. Without,
+    /// that answer never comes.
+    pub(crate) async fn append(&self, transaction: Transaction, keys: Option<KeyEpoch>) -> AppendOutcome {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send_timeout(Job { transaction, reply }, self.queue_wait).await.map_err(
-            |error| match error {
+        self.jobs.send_timeout(Job { transaction, keys, reply }, self.queue_wait).await.map_err(|error| {
+            match error {
                 mpsc::error::SendTimeoutError::Timeout(_) => AppendFailure::Busy,
                 mpsc::error::SendTimeoutError::Closed(_) => {
                     AppendFailure::Stopped("the appender has stopped")
                 }
-            },
-        )?;
+            }
+        })?;
         answer.await.map_err(|_| AppendFailure::Stopped("the appender dropped the request"))?
     }
 }
@@ -163,36 +177,82 @@ async fn run<S: LedgerStore>(
             }
         }
         others_writing = jobs.len() > 1;
+        // The group checks the oldest epoch among its keys: it holds only if
+        // every cached key in the group is current.
+        let keys = jobs.iter().filter_map(|job| job.keys).min();
+        // Kept in case the check fails: requests whose keys were read from
+        // the table are then written on their own, at once.
+        let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
+            jobs.iter()
+                .enumerate()
+                .filter(|(_, job)| job.keys.is_none())
+                .map(|(index, job)| (index, job.transaction.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (transactions, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-        let outcome = ledger.ingest_each(transactions, now()).await;
+        let outcome = ledger.ingest_each_with_keys(transactions, now(), keys).await;
         crate::metrics::record_fences(&name, ledger.fenced_writes());
-        match outcome {
-            Ok(outcomes) => {
-                let created = outcomes
-                    .iter()
-                    .filter(|outcome| {
-                        matches!(outcome, Ok(receipt) if receipt.status == invario_core::ReceiptStatus::Created)
-                    })
-                    .count();
-                crate::metrics::record_append(&name, created);
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        if keys.is_some() && matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) {
+            let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
+            let mut unkeyed = unkeyed.into_iter().peekable();
+            let (mut retry_replies, mut retry_transactions) = (Vec::new(), Vec::new());
+            for (index, reply) in replies.into_iter().enumerate() {
+                match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
+                    Some((_, transaction)) => {
+                        retry_replies.push(reply);
+                        retry_transactions.push(transaction);
+                    }
+                    None => {
+                        let _ = reply.send(Err(failure.clone()));
+                    }
                 }
             }
-            Err(error) => {
-                let failure = AppendFailure::Ingest(Arc::new(error));
-                for reply in replies {
-                    let _ = reply.send(Err(failure.clone()));
-                }
-                // Requests queued while the database was found unreachable or
-                // full would each wait out another connection timeout behind
-                // this one (measured: 10 s answers during a crash); they get
-                // the same retryable answer now. Nothing of theirs was written.
-                if failure.database_down() {
-                    while let Ok(job) = queue.try_recv() {
-                        let _ = job.reply.send(Err(failure.clone()));
-                    }
+            if !retry_transactions.is_empty() {
+                let outcome = ledger.ingest_each(retry_transactions, now()).await;
+                crate::metrics::record_fences(&name, ledger.fenced_writes());
+                answer(&name, retry_replies, outcome, &mut queue);
+            }
+            continue;
+        }
+        answer(&name, replies, outcome, &mut queue);
+    }
+}
+
+/// Answers each caller of a group with its outcome.
+fn answer(
+    name: &LedgerName,
+    replies: Vec<oneshot::Sender<AppendOutcome>>,
+    outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>,
+    queue: &mut mpsc::Receiver<Job>,
+) {
+    match outcome {
+        Ok(outcomes) => {
+            let created = outcomes
+                .iter()
+                .filter(|outcome| {
+                    matches!(outcome, Ok(receipt) if receipt.status == invario_core::ReceiptStatus::Created)
+                })
+                .count();
+            crate::metrics::record_append(name, created);
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            let failure = AppendFailure::Ingest(Arc::new(error));
+            for reply in replies {
+                let _ = reply.send(Err(failure.clone()));
+            }
+            // Requests queued while the database was found unreachable or
+            // full would each wait out another connection timeout behind
+            // this one (measured: 10 s answers during a crash); they get
+            // the same retryable answer now. Nothing of theirs was written.
+            if failure.database_down() {
+                while let Ok(job) = queue.try_recv() {
+                    let _ = job.reply.send(Err(failure.clone()));
                 }
             }
         }

@@ -238,7 +238,9 @@ impl From<&StoreError> for ApiError {
             | StoreError::Corrupt(_)
             | StoreError::Contract(_)
             | StoreError::AlreadyStored
-            | StoreError::Fenced => ApiError::Internal { detail },
+            | StoreError::Fenced
+            // Handled by the single POST (it authenticates again): never an answer.
+            | StoreError::KeysChanged => ApiError::Internal { detail },
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The key store port on PostgreSQL.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use invario_core::{
-    ApiKeyRecord, KeyChange, KeyChanges, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp,
+    ApiKeyRecord, KeyChange, KeyChanges, KeyEpoch, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp,
 };
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Executor, PgPool};
@@ -17,12 +18,21 @@ use crate::rows::{store_error, timestamp, to_datetime};
 #[derive(Debug, Clone)]
 pub struct PgKeyStore {
     pool: PgPool,
+    citus: Arc<OnceLock<bool>>,
 }
 
 impl PgKeyStore {
     /// A store on `pool` (migrated).
     pub fn new(pool: PgPool) -> Self {
-        PgKeyStore { pool }
+        PgKeyStore { pool, citus: Arc::default() }
+    }
+
+    async fn is_citus(&self) -> Result<bool, StoreError> {
+        if let Some(&citus) = self.citus.get() {
+            return Ok(citus);
+        }
+        let citus = crate::citus_installed(&self.pool).await.map_err(store_error)?;
+        Ok(*self.citus.get_or_init(|| citus))
     }
 }
 
@@ -37,6 +47,14 @@ struct KeyRow {
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A key row and the key table's epoch, read together.
+#[derive(sqlx::FromRow)]
+struct KeyRowWithEpoch {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    epoch: i64,
 }
 
 const KEY_COLUMNS: &str =
@@ -81,6 +99,32 @@ impl KeyStore for PgKeyStore {
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    /// The record and the epoch in one statement (one snapshot), so the epoch
+    /// is the one the record was current at. None on Citus, whose writes do
+    /// not check it.
+    async fn key_by_hash_with_epoch(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(ApiKeyRecord, Option<KeyEpoch>)>, StoreError> {
+        if self.is_citus().await? {
+            return Ok(self.key_by_hash(hash).await?.map(|record| (record, None)));
+        }
+        let row: Option<(KeyRow, i64)> = sqlx::query_as::<_, KeyRowWithEpoch>(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS}, e.epoch FROM api_keys CROSS JOIN api_key_epoch e WHERE key_hash = $1"
+        )))
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .map(|row| (row.key, row.epoch));
+        row.map(|(key, epoch)| {
+            let epoch =
+                u64::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("api_key_epoch {epoch}")))?;
+            Ok((key.into_record()?, Some(KeyEpoch(epoch))))
+        })
+        .transpose()
     }
 
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {

@@ -9,8 +9,8 @@ use invario_core::merkle::hashes_to_bytes;
 use invario_core::tiles::edge_tiles;
 use invario_core::writer::{Fence, WriterState};
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
-    StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
+    AppendPlan, AppendSession, AppendSnapshot, KeyEpoch, LedgerEntry, LedgerHead, LedgerName, LedgerStore,
+    StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
     VerificationRecord, VerificationSource, commit_if_fence_admits,
 };
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
@@ -317,15 +317,24 @@ impl LedgerStore for PgLedger {
         if self.is_citus().await? { self.begin(Some(ids)).await } else { self.begin(None).await }
     }
 
-    async fn write_fenced(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+    async fn write_fenced(
+        &self,
+        fence: &Fence,
+        keys: Option<KeyEpoch>,
+        plan: &AppendPlan,
+    ) -> Result<(), StoreError> {
         if self.is_citus().await? {
+            if keys.is_some() {
+                // Never handed out on Citus (the key store keeps no epochs there).
+                return Err(StoreError::KeysChanged);
+            }
             // Citus reports a unique key firing inside a distributed insert as
             // an internal error, so the ids are looked up under the lock.
             let ids: Vec<TransactionId> =
                 plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
             return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
         }
-        let write = FencedWrite::new(fence, plan)?;
+        let write = FencedWrite::new(fence, keys, plan)?;
         on_writer_connection!(self, |connection| write.call(connection, &self.ledger)).map_err(write_error)
     }
 
@@ -640,9 +649,11 @@ impl PlanRows {
     }
 }
 
-/// A fenced write's arguments for `invario_append_v1` (the migration
-/// `append_function`), built once and sent again if the connection is lost.
+/// A fenced write's arguments for `invario_append_v2` (the migrations
+/// `append_function` and `key_epoch`), built once and sent again if the
+/// connection is lost.
 struct FencedWrite {
+    key_epoch: Option<i64>,
     fence: (i64, Vec<u8>, i64, Vec<u8>),
     rows: PlanRows,
     tiles: TileColumns,
@@ -651,11 +662,15 @@ struct FencedWrite {
 }
 
 impl FencedWrite {
-    fn new(fence: &Fence, plan: &AppendPlan) -> Result<FencedWrite, StoreError> {
+    fn new(fence: &Fence, keys: Option<KeyEpoch>, plan: &AppendPlan) -> Result<FencedWrite, StoreError> {
         let (Some(tree), Some(head)) = (plan.tree_update(), plan.head_move()) else {
             return Err(StoreError::Contract("a fenced write needs a plan that adds entries".into()));
         };
+        // An epoch beyond bigint was never read from the table: it cannot match.
+        let key_epoch =
+            keys.map(|epoch| i64::try_from(epoch.0).map_err(|_| StoreError::KeysChanged)).transpose()?;
         Ok(FencedWrite {
+            key_epoch,
             fence: (
                 to_sequence(fence.head.sequence_number)?,
                 fence.head.entry_hash.as_bytes().to_vec(),
@@ -681,9 +696,10 @@ impl FencedWrite {
     async fn call(&self, connection: &mut PgConnection, ledger: &LedgerName) -> Result<(), sqlx::Error> {
         let rows = &self.rows;
         sqlx::query(
-            "SELECT invario_append_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                                      $17, $18, $19, $20, $21, $22, $23)",
+            "SELECT invario_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                                      $17, $18, $19, $20, $21, $22, $23, $24)",
         )
+        .bind(self.key_epoch)
         .bind(ledger.as_str())
         .bind(self.fence.0)
         .bind(&self.fence.1)
@@ -761,6 +777,8 @@ fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreErr
 
 /// The SQLSTATE `invario_append_v1` raises when the writer's fence does not hold.
 const FENCED_SQLSTATE: &str = "IVF01";
+/// The SQLSTATE `invario_append_v2` raises when the key table's epoch moved.
+const KEYS_CHANGED_SQLSTATE: &str = "IVK01";
 
 /// A write's error: a unique key on a transaction id firing (SQLSTATE 23505,
 /// matched by code: Citus suffixes constraint names with the shard) means an
@@ -774,6 +792,10 @@ fn write_error(error: sqlx::Error) -> StoreError {
         // Raised by `invario_append_v1` when the fence does not hold.
         sqlx::Error::Database(database) if database.code().as_deref() == Some(FENCED_SQLSTATE) => {
             StoreError::Fenced
+        }
+        // Raised by `invario_append_v2` when the key epoch moved.
+        sqlx::Error::Database(database) if database.code().as_deref() == Some(KEYS_CHANGED_SQLSTATE) => {
+            StoreError::KeysChanged
         }
         _ => store_error(error),
     }

@@ -17,6 +17,7 @@ use crate::append::{
 use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::idempotency::{IdempotencyStrategy, ReplayTracker, can_presume_new};
 use crate::integrity::IntegrityBreak;
+use crate::keys::KeyEpoch;
 use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::tiles::TreeError;
 use crate::timestamp::Timestamp;
@@ -123,8 +124,9 @@ enum FastWrite<A> {
     /// Written (or answered without a write): the answer.
     Done(A),
     /// Nothing written; the batch goes on to the locking path, looking its ids
-    /// up first when one was found stored.
-    Locking { batch: Vec<Transaction>, look_up: bool },
+    /// up first when one was found stored. `keys_checked`: the store checked
+    /// the write's key epoch and found it current (the locking path cannot).
+    Locking { batch: Vec<Transaction>, look_up: bool, keys_checked: bool },
 }
 
 impl<S: LedgerStore> Ledger<S> {
@@ -178,7 +180,7 @@ impl<S: LedgerStore> Ledger<S> {
         if batch.is_empty() {
             return Err(IngestError::EmptyBatch);
         }
-        self.append_with(batch, now, plan_append).await
+        self.append_with(batch, now, None, plan_append).await
     }
 
     /// Appends unrelated transactions in one write (group commit): each item
@@ -190,10 +192,27 @@ impl<S: LedgerStore> Ledger<S> {
         batch: Vec<Transaction>,
         now: Timestamp,
     ) -> Result<Vec<Result<Receipt, ItemProblem>>, IngestError> {
+        self.ingest_each_with_keys(batch, now, None).await
+    }
+
+    /// [`ingest_each`](Self::ingest_each) for requests authenticated from a
+    /// cached key record read at key epoch `keys`
+    /// ([`crate::KeyAdmin::authenticate_for_write`]): the write carries the
+    /// epoch and the store writes nothing if any key changed since. Whenever
+    /// the epoch cannot be checked in the write itself (the locking path, a
+    /// store without epochs, nothing to write) or has moved, the answer is
+    /// [`StoreError::KeysChanged`] with nothing written: authenticate the
+    /// requests again from the store and call again without an epoch.
+    pub async fn ingest_each_with_keys(
+        &self,
+        batch: Vec<Transaction>,
+        now: Timestamp,
+        keys: Option<KeyEpoch>,
+    ) -> Result<Vec<Result<Receipt, ItemProblem>>, IngestError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.append_with(batch, now, plan_append_each).await
+        self.append_with(batch, now, keys, plan_append_each).await
     }
 
     /// The one append sequence both planners share: checks; then — while
@@ -205,16 +224,24 @@ impl<S: LedgerStore> Ledger<S> {
         &self,
         mut batch: Vec<Transaction>,
         now: Timestamp,
+        keys: Option<KeyEpoch>,
         plan: Planner<P>,
     ) -> Result<P::Answer, IngestError> {
         self.check_writable(batch.len())?;
         let ids = transaction_ids(&batch);
         let mut writer = self.writer.lock().await;
         let mut look_up = !self.presume_new();
-        if !look_up && writer.pause.allows_fast_write() {
-            match self.write_from_state(&mut writer, batch, &ids, now, plan).await? {
+        let fast = !look_up && writer.pause.allows_fast_write();
+        if keys.is_some() && !fast {
+            return Err(StoreError::KeysChanged.into());
+        }
+        if fast {
+            match self.write_from_state(&mut writer, batch, &ids, now, keys, plan).await? {
                 FastWrite::Done(answer) => return Ok(answer),
-                FastWrite::Locking { batch: back, look_up: stored } => {
+                FastWrite::Locking { keys_checked: false, .. } if keys.is_some() => {
+                    return Err(StoreError::KeysChanged.into());
+                }
+                FastWrite::Locking { batch: back, look_up: stored, .. } => {
                     batch = back;
                     look_up = stored;
                 }
@@ -261,6 +288,7 @@ impl<S: LedgerStore> Ledger<S> {
         batch: Vec<Transaction>,
         ids: &[TransactionId],
         now: Timestamp,
+        keys: Option<KeyEpoch>,
         plan: Planner<P>,
     ) -> Result<FastWrite<P::Answer>, IngestError> {
         let state = match writer.state.take() {
@@ -269,7 +297,7 @@ impl<S: LedgerStore> Ledger<S> {
         };
         if !can_presume_new(&state.head, ids) {
             writer.state = Some(state);
-            return Ok(FastWrite::Locking { batch, look_up: true });
+            return Ok(FastWrite::Locking { batch, look_up: true, keys_checked: false });
         }
         let fence = state.fence();
         let snapshot = state.into_snapshot();
@@ -277,14 +305,18 @@ impl<S: LedgerStore> Ledger<S> {
             Ok(planned) => planned,
             Err(refusal) => {
                 writer.state = Some(WriterState::from_snapshot(snapshot));
-                return Err(refusal.into());
+                // A key not yet confirmed hears of its own refusal, not the batch's.
+                return Err(if keys.is_some() { StoreError::KeysChanged.into() } else { refusal.into() });
             }
         };
         if planned.write().new_entries().is_empty() {
             writer.state = Some(WriterState::from_snapshot(snapshot));
+            if keys.is_some() {
+                return Err(StoreError::KeysChanged.into());
+            }
             return Ok(FastWrite::Done(planned.answer()));
         }
-        match self.store.write_fenced(&fence, planned.write()).await {
+        match self.store.write_fenced(&fence, keys, planned.write()).await {
             Ok(()) => {
                 writer.state = Some(WriterState::after(snapshot, planned.write()));
                 writer.pause.succeeded();
@@ -296,13 +328,20 @@ impl<S: LedgerStore> Ledger<S> {
                 writer.state = Some(WriterState::from_snapshot(snapshot));
                 self.record_write(true);
                 let batch = planned.into_transactions().ok_or(StoreError::AlreadyStored)?;
-                Ok(FastWrite::Locking { batch, look_up: true })
+                // The key epoch is checked before anything else.
+                Ok(FastWrite::Locking { batch, look_up: true, keys_checked: true })
             }
             Err(StoreError::Fenced) => {
                 self.fenced_writes.fetch_add(1, Ordering::Relaxed);
                 writer.pause.fenced();
                 let batch = planned.into_transactions().ok_or(StoreError::Fenced)?;
-                Ok(FastWrite::Locking { batch, look_up: false })
+                Ok(FastWrite::Locking { batch, look_up: false, keys_checked: true })
+            }
+            Err(StoreError::KeysChanged) => {
+                // Refused before the fence was compared or anything written:
+                // the kept state is as exact as it was.
+                writer.state = Some(WriterState::from_snapshot(snapshot));
+                Err(StoreError::KeysChanged.into())
             }
             // The outcome may be unknown (a connection lost at commit): the
             // state stays dropped, and the next write reads it again.

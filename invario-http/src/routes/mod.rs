@@ -56,6 +56,10 @@ pub(crate) struct Route<C: LedgerCatalog, K> {
     /// Whether `serve --public-tlog` opens it to callers without a key (the
     /// tlog-tiles read API only).
     pub(crate) public_tlog: bool,
+    /// Whether its one effect is a write that checks the key table itself, so
+    /// a cached key is trusted without catching the cache up first
+    /// ([`invario_core::KeyAdmin::authenticate_for_write`]): the single POST.
+    pub(crate) key_checked_by_write: bool,
 }
 
 impl<C: LedgerCatalog, K> std::fmt::Debug for Route<C, K> {
@@ -89,6 +93,7 @@ struct LedgerRoute<C: LedgerCatalog, K> {
     scope: Scope,
     body_limit: usize,
     handler: Handler<C, K>,
+    key_checked_by_write: bool,
 }
 
 impl<C: LedgerCatalog, K> LedgerRoute<C, K> {
@@ -101,6 +106,7 @@ impl<C: LedgerCatalog, K> LedgerRoute<C, K> {
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler,
+            key_checked_by_write: false,
         }
     }
 }
@@ -115,6 +121,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Write,
             body_limit: MAX_SINGLE_BODY_BYTES,
             handler: |app, call| Box::pin(transactions::create(app, call)),
+            key_checked_by_write: true,
         },
         LedgerRoute {
             method: Method::POST,
@@ -123,6 +130,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Write,
             body_limit: MAX_BATCH_BODY_BYTES,
             handler: |app, call| Box::pin(transactions::create_batch(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -131,6 +139,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(transactions::get(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -139,6 +148,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::for_transaction(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -147,6 +157,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::tree(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -155,6 +166,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::checkpoint(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -163,6 +175,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::inclusion(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -171,6 +184,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(proofs::consistency(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -179,6 +193,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledger::head(app, call)),
+            key_checked_by_write: false,
         },
         LedgerRoute {
             method: Method::GET,
@@ -187,6 +202,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             scope: Scope::Read,
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledger::entries(app, call)),
+            key_checked_by_write: false,
         },
     ];
     let tlog_routes: [LedgerRoute<C, K>; 2] = [
@@ -215,6 +231,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
                 body_limit: route.body_limit,
                 handler: route.handler,
                 public_tlog,
+                key_checked_by_write: route.key_checked_by_write,
             });
         }
     }
@@ -227,6 +244,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: MAX_SINGLE_BODY_BYTES,
             handler: |app, call| Box::pin(ledgers::create(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -236,6 +254,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(ledgers::list(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -245,6 +264,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::health(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -254,6 +274,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::livez(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -263,6 +284,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::readyz(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -272,6 +294,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::openapi(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
         Route {
             method: Method::GET,
@@ -281,6 +304,7 @@ pub(crate) fn table<C: LedgerCatalog + 'static, K: KeyStore + 'static>() -> Vec<
             body_limit: NO_BODY,
             handler: |app, call| Box::pin(operations::metrics(app, call)),
             public_tlog: false,
+            key_checked_by_write: false,
         },
     ]);
     routes

@@ -3,7 +3,7 @@
 use invario_core::proofs::ProofRequestError;
 use invario_core::signer::ProofWait;
 use invario_core::{
-    IngestError, KeyStore, LedgerCatalog, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus,
+    IngestError, KeyStore, LedgerCatalog, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, Scope,
     SubmittedTransaction, TransactionId,
 };
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::api::{App, Call, json_response};
+use crate::api::{App, Call, KeyTrust, authenticate, json_response};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::metrics::BATCHES_REJECTED_TOTAL;
@@ -36,7 +36,15 @@ pub(super) async fn create<C: LedgerCatalog + 'static, K: KeyStore>(
     let SubmittedTransaction(transaction) = call.json_body()?;
     let transaction = transaction?;
     let runtime = app.runtime(&call).await?;
-    let receipt = runtime.appender.append(transaction).await??;
+    let receipt = match runtime.appender.append(transaction.clone(), call.key_epoch).await {
+        // A key changed since the cached record was read (perhaps this one,
+        // revoked): nothing was written; the key is checked against the table.
+        Err(failure) if failure.keys_changed() => {
+            authenticate(app, &call.headers, Scope::Write, call.ledger.as_ref(), KeyTrust::Current).await?;
+            runtime.appender.append(transaction, None).await
+        }
+        outcome => outcome,
+    }??;
     log_processed(&receipt.entry, receipt.status);
     let status = match receipt.status {
         ReceiptStatus::Created => StatusCode::CREATED,

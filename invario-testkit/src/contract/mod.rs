@@ -11,9 +11,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use invario_core::merkle::{entry_leaf_hash, root_of_leaves};
 use invario_core::{
-    AppendSession, IdempotencyStrategy, IngestError, KeyAdmin, KeyStore, Ledger, LedgerCatalog, LedgerEntry,
-    LedgerHead, LedgerInfo, LedgerName, LedgerStore, ReceiptStatus, Scope, StoreError, Timestamp,
-    Transaction, VerificationRecord, VerificationSource, WriterState, plan_append,
+    AppendSession, IdempotencyStrategy, IngestError, KeyAdmin, KeyEpoch, KeyStore, Ledger, LedgerCatalog,
+    LedgerEntry, LedgerHead, LedgerInfo, LedgerName, LedgerStore, ReceiptStatus, Scope, StoreError,
+    Timestamp, Transaction, VerificationRecord, VerificationSource, WriterState, plan_append,
 };
 use invario_core::{verify_consistency, verify_inclusion};
 use serde_json::json;
@@ -169,8 +169,10 @@ pub async fn a_presumed_new_write_meeting_a_stored_id_writes_nothing<S: LedgerSt
 
 /// A write planned on a writer's kept state lands only on the state it was
 /// planned on: with a current fence it writes everything (the state advanced
-/// by the core is then what the store reads back); with a stale fence, or an
-/// id stored already, it writes nothing and says which.
+/// by the core is then what the store reads back); with a stale fence, an
+/// id stored already, or a key epoch the key table is not at (epochs start
+/// at 1; a store without epochs refuses every one), it writes nothing and
+/// says which.
 pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerStore, G>(
     fresh: impl Future<Output = (S, G)>,
 ) {
@@ -183,14 +185,21 @@ pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerS
     let fence = state.fence();
     let snapshot = state.into_snapshot();
     let plan = plan_append(&snapshot, vec![transaction(3, "3")], at(2)).expect("planned");
-    store.write_fenced(&fence, &plan).await.expect("a current fence writes");
+    let refused = store.write_fenced(&fence, Some(KeyEpoch(0)), &plan).await.expect_err("no such key epoch");
+    assert!(matches!(refused, StoreError::KeysChanged), "{refused}");
+    assert_eq!(
+        ledger.head().await.expect("head"),
+        stale.head,
+        "a write whose key epoch fails writes nothing"
+    );
+    store.write_fenced(&fence, None, &plan).await.expect("a current fence writes");
     let advanced = WriterState::after(snapshot, &plan);
     assert_eq!(store.writer_state().await.expect("state"), advanced, "the core's state is what was stored");
     assert_eq!(ledger.head().await.expect("head"), plan.new_head());
 
     let late =
         plan_append(&stale.clone().into_snapshot(), vec![transaction(4, "4")], at(3)).expect("planned");
-    let error = store.write_fenced(&stale.fence(), &late).await.expect_err("a stale fence");
+    let error = store.write_fenced(&stale.fence(), None, &late).await.expect_err("a stale fence");
     assert!(matches!(error, StoreError::Fenced), "{error}");
     assert!(ledger.entry(transaction(4, "4").transaction_id).await.expect("read").is_none());
     assert_eq!(ledger.head().await.expect("head"), plan.new_head(), "nothing was written");
@@ -198,7 +207,7 @@ pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerS
     let replaying =
         plan_append(&advanced.clone().into_snapshot(), vec![transaction(5, "5"), transaction(2, "2")], at(3))
             .expect("planned as new");
-    let error = store.write_fenced(&advanced.fence(), &replaying).await.expect_err("a stored id");
+    let error = store.write_fenced(&advanced.fence(), None, &replaying).await.expect_err("a stored id");
     assert!(matches!(error, StoreError::AlreadyStored), "{error}");
     assert!(ledger.entry(transaction(5, "5").transaction_id).await.expect("read").is_none());
     assert_eq!(ledger.head().await.expect("head"), plan.new_head(), "nothing was written");
