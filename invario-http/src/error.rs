@@ -362,6 +362,28 @@ impl From<ProofRequestError> for ApiError {
 mod tests {
     use super::*;
 
+    /// Every code an answer can carry is one the OpenAPI document lists
+    /// (Schemathesis refuses an answer whose code is not in its enum).
+    #[test]
+    fn every_error_code_is_in_the_openapi_enum() {
+        let source = include_str!("error.rs");
+        let start = source.find("pub fn code(&self)").unwrap_or_default();
+        let end = start + source[start..].find("\n    }\n").unwrap_or_default();
+        let codes: Vec<&str> =
+            source[start..end].split("=> \"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(codes.len() >= 16, "the code() arms were not found: {codes:?}");
+        let document: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.yaml")).unwrap_or_default();
+        let listed = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+            ["enum"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for code in codes {
+            assert!(listed.iter().any(|value| value == code), "{code} is missing from docs/openapi.yaml");
+        }
+    }
+
     #[test]
     fn only_transient_conditions_say_when_to_retry() {
         let transient = [
