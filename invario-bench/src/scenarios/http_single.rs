@@ -254,12 +254,13 @@ pub(super) async fn http_single_ingest(
         // Reported, no longer a goal: the levers that speed up group commit
         // speed up a commit per request as well (issue 27 re-based G4b on the chain).
         row = row.against("group commit off", ungrouped.rate());
-        row = row.against("DIY trigger chain", diy.rate());
-        let p50 = grouped.latencies.percentile_ms(50.0);
-        let p99 = grouped.latencies.percentile_ms(99.0);
         if let Some(diy_http) = diy_http.as_ref().filter(|_| clients == 1) {
             row = row.against("DIY trigger chain behind a bare HTTP route", diy_http.rate());
         }
+        // Last: the goals' ratio is taken against the last baseline.
+        row = row.against("DIY trigger chain", diy.rate());
+        let p50 = grouped.latencies.percentile_ms(50.0);
+        let p99 = grouped.latencies.percentile_ms(99.0);
         match clients {
             1 => {
                 let chain_p50 = diy.latencies.percentile_ms(50.0);
