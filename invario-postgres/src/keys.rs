@@ -1,6 +1,5 @@
 //! The key store port on PostgreSQL.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,27 +11,24 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 use uuid::Uuid;
 
+use crate::CitusProbe;
 use crate::rows::{store_error, timestamp, to_datetime};
 
 /// API keys on a PostgreSQL pool.
 #[derive(Debug, Clone)]
 pub struct PgKeyStore {
     pool: PgPool,
-    citus: Arc<OnceLock<bool>>,
+    citus: CitusProbe,
 }
 
 impl PgKeyStore {
     /// A store on `pool` (migrated).
     pub fn new(pool: PgPool) -> Self {
-        PgKeyStore { pool, citus: Arc::default() }
+        PgKeyStore { pool, citus: CitusProbe::default() }
     }
 
     async fn is_citus(&self) -> Result<bool, StoreError> {
-        if let Some(&citus) = self.citus.get() {
-            return Ok(citus);
-        }
-        let citus = crate::citus_installed(&self.pool).await.map_err(store_error)?;
-        Ok(*self.citus.get_or_init(|| citus))
+        self.citus.is_citus(&self.pool).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! The ledger port on PostgreSQL.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use invario_core::{
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::CitusProbe;
 use crate::rows::{
     ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, tile_from_row, timestamp,
     to_datetime, to_sequence, tree_state_from_row,
@@ -63,7 +64,7 @@ pub struct PgLedger {
     /// inside a distributed INSERT … SELECT comes back as an internal error
     /// (SQLSTATE XX000, from its COPY into the shards), not as 23505, so an
     /// append cannot presume its ids new and always looks them up.
-    citus: Arc<OnceLock<bool>>,
+    citus: CitusProbe,
     /// The writer's own connection, opened on its first fenced write and kept:
     /// a pooled one would cost a ping when taken and another when returned,
     /// two round trips around a write that is one.
@@ -146,16 +147,12 @@ impl PgLedger {
     /// The store of ledger `ledger` on `pool` (whether it exists is checked
     /// by each statement: see [`StoreError::UnknownLedger`]).
     pub fn for_ledger(pool: PgPool, ledger: LedgerName) -> Self {
-        PgLedger { pool, ledger, citus: Arc::default(), writer: Arc::default() }
+        PgLedger { pool, ledger, citus: CitusProbe::default(), writer: Arc::default() }
     }
 
     /// Whether the database has the Citus extension (asked once per store).
     async fn is_citus(&self) -> Result<bool, StoreError> {
-        if let Some(&citus) = self.citus.get() {
-            return Ok(citus);
-        }
-        let citus = crate::citus_installed(&self.pool).await.map_err(store_error)?;
-        Ok(*self.citus.get_or_init(|| citus))
+        self.citus.is_citus(&self.pool).await
     }
 
     /// Opens the writer's connection, bounded like taking one from the pool.

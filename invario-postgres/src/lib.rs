@@ -120,6 +120,21 @@ pub async fn is_citus(pool: &PgPool) -> Result<bool, PgSetupError> {
     citus_installed(pool).await.map_err(|error| PgSetupError::Query(error.to_string()))
 }
 
+/// Whether a pool's database runs Citus, asked once and remembered (a
+/// database does not change engine under a running store); clones share it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CitusProbe(std::sync::Arc<std::sync::OnceLock<bool>>);
+
+impl CitusProbe {
+    pub(crate) async fn is_citus(&self, pool: &PgPool) -> Result<bool, invario_core::StoreError> {
+        if let Some(&citus) = self.0.get() {
+            return Ok(citus);
+        }
+        let citus = citus_installed(pool).await.map_err(rows::store_error)?;
+        Ok(*self.0.get_or_init(|| citus))
+    }
+}
+
 /// The query behind [`is_citus`], for callers with their own error type.
 pub(crate) async fn citus_installed(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
