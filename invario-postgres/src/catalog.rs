@@ -6,19 +6,25 @@ use chrono::{DateTime, Utc};
 use invario_core::{LedgerCatalog, LedgerHead, LedgerInfo, LedgerName, StoreError, Timestamp, TreeState};
 use sqlx::PgPool;
 
+use crate::commit_lane::CommitLane;
 use crate::ledger::PgLedger;
 use crate::rows::{store_error, timestamp, to_datetime};
+use std::sync::Arc;
 
 /// The ledgers of one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgCatalog {
     pool: PgPool,
+    /// The writers' connection its ledgers share, so writes ready at the
+    /// same moment share a commit (see [`crate::commit_lane`]).
+    lane: Arc<CommitLane>,
 }
 
 impl PgCatalog {
     /// The catalog on `pool` (migrated: see [`crate::migrate`]).
     pub fn new(pool: PgPool) -> Self {
-        PgCatalog { pool }
+        let lane = Arc::new(CommitLane::new(pool.clone()));
+        PgCatalog { pool, lane }
     }
 
     /// The pool.
@@ -37,7 +43,7 @@ impl LedgerCatalog for PgCatalog {
     type Store = PgLedger;
 
     fn store(&self, name: &LedgerName) -> PgLedger {
-        PgLedger::for_ledger(self.pool.clone(), name.clone())
+        PgLedger::in_lane(self.pool.clone(), name.clone(), self.lane.clone())
     }
 
     async fn create_ledger(&self, name: &LedgerName, at: Timestamp) -> Result<bool, StoreError> {

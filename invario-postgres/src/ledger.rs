@@ -13,46 +13,15 @@ use invario_core::{
     StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
     VerificationRecord, VerificationSource, commit_if_fence_admits,
 };
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::CitusProbe;
+use crate::commit_lane::{CommitLane, FencedWrite, on_lane_connection};
 use crate::rows::{
     ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, tile_from_row, timestamp,
     to_datetime, to_sequence, tree_state_from_row,
 };
-
-/// Runs `$work` (an expression using `$connection: &mut PgConnection`) on
-/// the store's own writer connection, opening it when needed. A lost
-/// connection (closed, or its backend terminated) is replaced and the work
-/// tried once more: a fenced write cannot land twice (the second try finds
-/// the head moved), and a read has nothing to undo. A macro, not a function
-/// taking a closure: the work borrows the caller's values across the await.
-macro_rules! on_writer_connection {
-    ($store:expr, |$connection:ident| $work:expr) => {{
-        let mut writer = $store.writer.lock().await;
-        let mut retried = false;
-        loop {
-            let $connection: &mut PgConnection = match writer.as_mut() {
-                Some(connection) => connection,
-                None => match $store.connect_writer().await {
-                    Ok(connection) => writer.insert(connection),
-                    Err(error) => break Err(error),
-                },
-            };
-            match $work.await {
-                Err(error) if lost_connection(&error) => {
-                    *writer = None;
-                    if retried {
-                        break Err(error);
-                    }
-                    retried = true;
-                }
-                answer => break answer,
-            }
-        }
-    }};
-}
 
 /// The store of one ledger on a PostgreSQL pool: every statement is about
 /// that ledger's rows only.
@@ -65,10 +34,9 @@ pub struct PgLedger {
     /// (SQLSTATE XX000, from its COPY into the shards), not as 23505, so an
     /// append cannot presume its ids new and always looks them up.
     citus: CitusProbe,
-    /// The writer's own connection, opened on its first fenced write and kept:
-    /// a pooled one would cost a ping when taken and another when returned,
-    /// two round trips around a write that is one.
-    writer: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// The writers' own connection (see [`crate::commit_lane`]): this
+    /// store's alone, or shared with the other ledgers of its catalog.
+    lane: Arc<CommitLane>,
 }
 
 impl PgLedger {
@@ -147,20 +115,18 @@ impl PgLedger {
     /// The store of ledger `ledger` on `pool` (whether it exists is checked
     /// by each statement: see [`StoreError::UnknownLedger`]).
     pub fn for_ledger(pool: PgPool, ledger: LedgerName) -> Self {
-        PgLedger { pool, ledger, citus: CitusProbe::default(), writer: Arc::default() }
+        let lane = Arc::new(CommitLane::new(pool.clone()));
+        PgLedger::in_lane(pool, ledger, lane)
+    }
+
+    /// The store of ledger `ledger`, writing through `lane` (shared by a catalog's ledgers).
+    pub(crate) fn in_lane(pool: PgPool, ledger: LedgerName, lane: Arc<CommitLane>) -> Self {
+        PgLedger { pool, ledger, citus: CitusProbe::default(), lane }
     }
 
     /// Whether the database has the Citus extension (asked once per store).
     async fn is_citus(&self) -> Result<bool, StoreError> {
         self.citus.is_citus(&self.pool).await
-    }
-
-    /// Opens the writer's connection, bounded like taking one from the pool.
-    async fn connect_writer(&self) -> Result<PgConnection, sqlx::Error> {
-        let options = self.pool.connect_options();
-        tokio::time::timeout(crate::ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// The pool.
@@ -331,8 +297,7 @@ impl LedgerStore for PgLedger {
                 plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
             return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
         }
-        let write = FencedWrite::new(fence, keys, plan)?;
-        on_writer_connection!(self, |connection| write.call(connection, &self.ledger)).map_err(write_error)
+        self.lane.write(&self.ledger, FencedWrite::new(fence, keys, plan)?).await
     }
 
     async fn writer_state(&self) -> Result<WriterState, StoreError> {
@@ -345,8 +310,12 @@ impl LedgerStore for PgLedger {
         // would wait out its acquire timeout). Head and tree come from one
         // statement; the edge tiles, read after, can only be as new or newer,
         // and a write planned on a state that moved meanwhile is fenced.
-        let state: Result<Result<WriterState, StoreError>, sqlx::Error> =
-            on_writer_connection!(self, |connection| read_writer_state(connection, &self.ledger));
+        let mut connection = self.lane.take_connection().await?;
+        let state: Result<Result<WriterState, StoreError>, sqlx::Error> = on_lane_connection!(
+            self.lane,
+            &mut connection.slot,
+            |lane_connection| read_writer_state(lane_connection, &self.ledger)
+        );
         state.map_err(store_error)?
     }
 
@@ -604,20 +573,21 @@ impl AppendSession for PgAppend {
 }
 
 /// A plan's new rows as the column arrays `UNNEST` takes.
-struct PlanRows {
-    ids: Vec<Uuid>,
-    amounts: Vec<String>,
-    currencies: Vec<&'static str>,
-    occurred: Vec<Option<DateTime<Utc>>>,
-    metadata: Vec<String>,
-    sequences: Vec<i64>,
-    prev_hashes: Vec<Vec<u8>>,
-    entry_hashes: Vec<Vec<u8>>,
-    recorded: Vec<DateTime<Utc>>,
+#[derive(Debug)]
+pub(crate) struct PlanRows {
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) amounts: Vec<String>,
+    pub(crate) currencies: Vec<&'static str>,
+    pub(crate) occurred: Vec<Option<DateTime<Utc>>>,
+    pub(crate) metadata: Vec<String>,
+    pub(crate) sequences: Vec<i64>,
+    pub(crate) prev_hashes: Vec<Vec<u8>>,
+    pub(crate) entry_hashes: Vec<Vec<u8>>,
+    pub(crate) recorded: Vec<DateTime<Utc>>,
 }
 
 impl PlanRows {
-    fn of(plan: &AppendPlan) -> Result<PlanRows, StoreError> {
+    pub(crate) fn of(plan: &AppendPlan) -> Result<PlanRows, StoreError> {
         let entries = plan.new_entries();
         let mut rows = PlanRows {
             ids: Vec::with_capacity(entries.len()),
@@ -646,91 +616,11 @@ impl PlanRows {
     }
 }
 
-/// A fenced write's arguments for `invario_append_v2` (the migrations
-/// `append_function` and `key_epoch`), built once and sent again if the
-/// connection is lost.
-struct FencedWrite {
-    key_epoch: Option<i64>,
-    fence: (i64, Vec<u8>, i64, Vec<u8>),
-    rows: PlanRows,
-    tiles: TileColumns,
-    tree: (i64, Vec<u8>, Vec<u8>),
-    head: (i64, Vec<u8>, Option<DateTime<Utc>>),
-}
-
-impl FencedWrite {
-    fn new(fence: &Fence, keys: Option<KeyEpoch>, plan: &AppendPlan) -> Result<FencedWrite, StoreError> {
-        let (Some(tree), Some(head)) = (plan.tree_update(), plan.head_move()) else {
-            return Err(StoreError::Contract("a fenced write needs a plan that adds entries".into()));
-        };
-        // An epoch beyond bigint was never read from the table: it cannot match.
-        let key_epoch =
-            keys.map(|epoch| i64::try_from(epoch.0).map_err(|_| StoreError::KeysChanged)).transpose()?;
-        Ok(FencedWrite {
-            key_epoch,
-            fence: (
-                to_sequence(fence.head.sequence_number)?,
-                fence.head.entry_hash.as_bytes().to_vec(),
-                to_sequence(fence.tree.size)?,
-                fence.tree.root.0.to_vec(),
-            ),
-            rows: PlanRows::of(plan)?,
-            tiles: tile_columns(tree)?,
-            tree: (
-                to_sequence(tree.state.head.size)?,
-                tree.state.head.root.0.to_vec(),
-                hashes_to_bytes(tree.state.frontier.hashes()),
-            ),
-            head: (
-                to_sequence(head.sequence_number)?,
-                head.entry_hash.as_bytes().to_vec(),
-                head.recorded_at.map(to_datetime),
-            ),
-        })
-    }
-
-    /// One call in autocommit on `connection`: one round trip, the commit included.
-    async fn call(&self, connection: &mut PgConnection, ledger: &LedgerName) -> Result<(), sqlx::Error> {
-        let rows = &self.rows;
-        sqlx::query(
-            "SELECT invario_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                                      $17, $18, $19, $20, $21, $22, $23, $24)",
-        )
-        .bind(self.key_epoch)
-        .bind(ledger.as_str())
-        .bind(self.fence.0)
-        .bind(&self.fence.1)
-        .bind(self.fence.2)
-        .bind(&self.fence.3)
-        .bind(&rows.ids)
-        .bind(&rows.amounts)
-        .bind(&rows.currencies)
-        .bind(&rows.occurred)
-        .bind(&rows.metadata)
-        .bind(&rows.sequences)
-        .bind(&rows.prev_hashes)
-        .bind(&rows.entry_hashes)
-        .bind(&rows.recorded)
-        .bind(&self.tiles.0)
-        .bind(&self.tiles.1)
-        .bind(&self.tiles.2)
-        .bind(self.tree.0)
-        .bind(&self.tree.1)
-        .bind(&self.tree.2)
-        .bind(self.head.0)
-        .bind(&self.head.1)
-        .bind(self.head.2)
-        .execute(connection)
-        .await
-        .map(drop)
-    }
-}
-
 /// Whether the writer's connection is gone (closed, or its backend
 /// terminated): the call rolled back or its outcome is unknown, and a new
 /// connection may try again — the fence refuses a second write if the
 /// first one committed.
-fn lost_connection(error: &sqlx::Error) -> bool {
+pub(crate) fn lost_connection(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(database) => database
@@ -762,10 +652,10 @@ const TREE_AND_HEAD_UPDATE: &str = concat!(
 );
 
 /// Tile levels, indexes and hash bytes: the three arrays `UNNEST` takes.
-type TileColumns = (Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
+pub(crate) type TileColumns = (Vec<i16>, Vec<i64>, Vec<Vec<u8>>);
 
 /// The tiles of a tree update as [`TileColumns`].
-fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreError> {
+pub(crate) fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreError> {
     let levels = tree.tiles.iter().map(|tile| i16::from(tile.coord.level)).collect();
     let indexes = tree.tiles.iter().map(|tile| to_sequence(tile.coord.index)).collect::<Result<_, _>>()?;
     let hashes = tree.tiles.iter().map(|tile| hashes_to_bytes(&tile.hashes)).collect();
@@ -773,15 +663,15 @@ fn tile_columns(tree: &invario_core::TreeUpdate) -> Result<TileColumns, StoreErr
 }
 
 /// The SQLSTATE `invario_append_v1` raises when the writer's fence does not hold.
-const FENCED_SQLSTATE: &str = "IVF01";
+pub(crate) const FENCED_SQLSTATE: &str = "IVF01";
 /// The SQLSTATE `invario_append_v2` raises when the key table's epoch moved.
-const KEYS_CHANGED_SQLSTATE: &str = "IVK01";
+pub(crate) const KEYS_CHANGED_SQLSTATE: &str = "IVK01";
 
 /// A write's error: a unique key on a transaction id firing (SQLSTATE 23505,
 /// matched by code: Citus suffixes constraint names with the shard) means an
 /// id presumed new was stored already, and the transaction rolled back.
 /// Under the head lock no other unique key can fire.
-fn write_error(error: sqlx::Error) -> StoreError {
+pub(crate) fn write_error(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
             StoreError::AlreadyStored

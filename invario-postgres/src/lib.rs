@@ -6,6 +6,7 @@
 //! statements and move the head — one database transaction.
 
 mod catalog;
+mod commit_lane;
 mod keys;
 mod ledger;
 mod rows;
@@ -17,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use catalog::PgCatalog;
+pub use commit_lane::{LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT};
 pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
 pub use sqlx::PgPool;

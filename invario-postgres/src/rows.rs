@@ -36,7 +36,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 /// can succeed. A backend terminated by `pg_terminate_backend` (a failover, an
 /// administrator) answers 57P01 before it closes the connection; a standby
 /// that is not promoted yet answers 25006. Matched by code, never by message.
-fn is_transient_sqlstate(code: &str) -> bool {
+pub(crate) fn is_transient_sqlstate(code: &str) -> bool {
     code.starts_with("08") // connection exception
         || code.starts_with("53") // insufficient resources: too many connections, disk full, out of memory
         || matches!(

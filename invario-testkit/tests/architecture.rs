@@ -4,7 +4,8 @@
 //!   the core's hashing or planning functions, or hash anything itself. (The
 //!   types already keep them from building an `AppendPlan`; this keeps them
 //!   from working around it.)
-//! * The same for the migrations' write functions (`invario_append…`): they
+//! * The same for the migrations' write functions (`invario_append…`,
+//!   `invario_write…`): they
 //!   write the plan they are handed, and neither hash nor read stored rows.
 //! * "`invario-tlog` knows nothing of ledgers and performs no I/O": its code
 //!   names no ledger type and no I/O, and it depends on no crate of ours.
@@ -83,12 +84,15 @@ fn the_check_catches_a_forbidden_call() {
 const WRITE_FUNCTION_FORBIDDEN: [&str; 6] =
     ["sha256", "sha224", "digest(", "md5(", "from ledger_entries", "from transactions"];
 
-/// The bodies (between `$$`) of the `invario_append…` functions a migration creates.
+/// Names of the write functions: `invario_append…` and the `invario_write…` helpers they call.
+const WRITE_FUNCTION_PREFIXES: [&str; 2] = ["function invario_append", "function invario_write"];
+
+/// The bodies (between `$$`) of the write functions a migration creates.
 fn write_function_bodies(sql: &str) -> Vec<String> {
     let lower = sql.to_lowercase();
     let mut bodies = Vec::new();
     let mut rest = lower.as_str();
-    while let Some(start) = rest.find("function invario_append") {
+    while let Some(start) = WRITE_FUNCTION_PREFIXES.iter().filter_map(|prefix| rest.find(prefix)).min() {
         let after = &rest[start..];
         let Some(open) = after.find("$$") else { break };
         let body = &after[open + 2..];
@@ -124,7 +128,10 @@ fn write_functions_in_the_migrations_never_hash_or_look_up() {
             }
         }
     }
-    assert!(functions >= 1, "no invario_append function found in migrations/; did it move?");
+    assert!(
+        functions >= 4,
+        "the invario_append/invario_write functions were not all found in migrations/; did they move?"
+    );
 }
 
 #[test]
@@ -138,6 +145,8 @@ fn the_write_function_check_catches_a_hash_and_a_lookup() {
     let writing =
         "CREATE FUNCTION invario_append_v9() AS $$ INSERT INTO transactions SELECT * FROM unnest(p) $$;";
     assert_eq!(forbidden_in_write_function(&write_function_bodies(writing)[0]), None);
+    let helper = "CREATE FUNCTION invario_write_planned_v9() AS $$ SELECT digest(p, 'md5') $$;";
+    assert_eq!(forbidden_in_write_function(&write_function_bodies(helper)[0]), Some("digest("));
 }
 
 /// What `invario-tlog`'s code may not name: the ledger's vocabulary and the

@@ -5,6 +5,7 @@
 mod appends;
 mod keys;
 mod schema;
+mod shared_commit;
 mod tampering;
 
 use futures_util::future::BoxFuture;
