@@ -20,8 +20,8 @@ use std::sync::{Mutex, PoisonError};
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use uuid::Uuid;
 
-use crate::ledger::{PlanRows, TileColumns, lost_connection, tile_columns, write_error};
-use crate::rows::{is_transient_sqlstate, to_sequence};
+use crate::ledger::{PlanRows, TileColumns, tile_columns, write_error, write_error_for_sqlstate};
+use crate::rows::{to_sequence, unreachable_database};
 
 /// Most ledgers one shared commit writes: in the rare case one of their
 /// writes fails, each is written again in a subtransaction of its own, and
@@ -237,18 +237,10 @@ fn abandoned() -> StoreError {
 struct SharedCommitError(String);
 
 /// One ledger's failure in a shared commit, from its SQLSTATE, classified as
-/// [`write_error`] classifies a lone write's.
+/// a lone write's is.
 fn ledger_error(code: &str, message: Option<String>) -> StoreError {
-    let described =
-        || Box::new(SharedCommitError(format!("{} (SQLSTATE {code})", message.unwrap_or_default())));
-    match code {
-        "23505" => StoreError::AlreadyStored,
-        crate::ledger::FENCED_SQLSTATE => StoreError::Fenced,
-        crate::ledger::KEYS_CHANGED_SQLSTATE => StoreError::KeysChanged,
-        "53100" => StoreError::OutOfSpace(described()),
-        code if is_transient_sqlstate(code) => StoreError::Unavailable(described()),
-        _ => StoreError::Backend(described()),
-    }
+    let source = Box::new(SharedCommitError(format!("{} (SQLSTATE {code})", message.unwrap_or_default())));
+    write_error_for_sqlstate(code, source)
 }
 
 /// The failure of a whole shared commit, told to each of its writers.
@@ -257,7 +249,7 @@ fn shared_error(error: &sqlx::Error) -> StoreError {
         sqlx::Error::Database(database) => {
             ledger_error(database.code().as_deref().unwrap_or(""), Some(database.message().to_owned()))
         }
-        other if lost_connection(other) || matches!(other, sqlx::Error::PoolTimedOut) => {
+        other if unreachable_database(other) => {
             StoreError::Unavailable(Box::new(SharedCommitError(other.to_string())))
         }
         other => StoreError::Backend(Box::new(SharedCommitError(other.to_string()))),

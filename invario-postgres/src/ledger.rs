@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::CitusProbe;
 use crate::commit_lane::{CommitLane, FencedWrite, on_lane_connection};
 use crate::rows::{
-    ENTRY_COLUMNS, EntryRow, hash, metadata_json, micros, sequence, store_error, tile_from_row, timestamp,
-    to_datetime, to_sequence, tree_state_from_row,
+    ENTRY_COLUMNS, EntryRow, error_for_sqlstate, hash, metadata_json, micros, sequence, store_error,
+    tile_from_row, timestamp, to_datetime, to_sequence, tree_state_from_row,
 };
 
 /// The store of one ledger on a PostgreSQL pool: every statement is about
@@ -672,18 +672,27 @@ pub(crate) const KEYS_CHANGED_SQLSTATE: &str = "IVK01";
 /// id presumed new was stored already, and the transaction rolled back.
 /// Under the head lock no other unique key can fire.
 pub(crate) fn write_error(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
-            StoreError::AlreadyStored
-        }
-        // Raised by `invario_append_v1` when the fence does not hold.
-        sqlx::Error::Database(database) if database.code().as_deref() == Some(FENCED_SQLSTATE) => {
-            StoreError::Fenced
-        }
-        // Raised by `invario_append_v2` when the key epoch moved.
-        sqlx::Error::Database(database) if database.code().as_deref() == Some(KEYS_CHANGED_SQLSTATE) => {
-            StoreError::KeysChanged
-        }
-        _ => store_error(error),
+    let code = match &error {
+        sqlx::Error::Database(database) => database.code().map(|code| code.into_owned()),
+        _ => None,
+    };
+    match code {
+        Some(code) => write_error_for_sqlstate(&code, Box::new(error)),
+        None => store_error(error),
+    }
+}
+
+/// What a write failing with SQLSTATE `code` means to the core: the three
+/// refusals that leave nothing written and send the core another way, else
+/// what any statement's failure means ([`error_for_sqlstate`]). Shared by a
+/// lone write and each ledger of a shared commit.
+pub(crate) fn write_error_for_sqlstate(code: &str, source: invario_core::ports::BoxError) -> StoreError {
+    match code {
+        "23505" => StoreError::AlreadyStored,
+        // Raised by `invario_append_v1` (and `_many_v1`) when the fence does not hold.
+        FENCED_SQLSTATE => StoreError::Fenced,
+        // Raised by `invario_append_v2` (and `_many_v1`) when the key epoch moved.
+        KEYS_CHANGED_SQLSTATE => StoreError::KeysChanged,
+        _ => error_for_sqlstate(code, source),
     }
 }

@@ -11,23 +11,39 @@ pub(crate) const ENTRY_COLUMNS: &str = "e.sequence_number, e.prev_hash, e.entry_
      t.transaction_id, t.amount::text AS amount, t.currency, t.occurred_at, t.metadata::text AS metadata";
 
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    match error {
+    let code = match &error {
+        sqlx::Error::Database(database) => database.code().map(|code| code.into_owned()),
+        _ => None,
+    };
+    match code {
+        Some(code) => error_for_sqlstate(&code, Box::new(error)),
+        None if unreachable_database(&error) => StoreError::Unavailable(Box::new(error)),
+        None => StoreError::Backend(Box::new(error)),
+    }
+}
+
+/// Whether `error` (not one the database answered) says the database cannot
+/// be reached: the operation did not happen, or its outcome is unknown.
+pub(crate) fn unreachable_database(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => StoreError::Unavailable(Box::new(error)),
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    )
+}
+
+/// What a failure the database answered with SQLSTATE `code` means to the
+/// core; `source` is kept as its cause.
+pub(crate) fn error_for_sqlstate(code: &str, source: invario_core::ports::BoxError) -> StoreError {
+    match code {
         // disk_full: nothing was written; writes work again once space is freed.
-        sqlx::Error::Database(ref database) if database.code().as_deref() == Some("53100") => {
-            StoreError::OutOfSpace(Box::new(error))
-        }
-        sqlx::Error::Database(ref database)
-            if database.code().is_some_and(|code| is_transient_sqlstate(&code)) =>
-        {
-            StoreError::Unavailable(Box::new(error))
-        }
-        other => StoreError::Backend(Box::new(other)),
+        "53100" => StoreError::OutOfSpace(source),
+        code if is_transient_sqlstate(code) => StoreError::Unavailable(source),
+        _ => StoreError::Backend(source),
     }
 }
 
