@@ -139,6 +139,9 @@ async fn citus_workers(admin: &mut PgConnection) -> Vec<(String, i32)> {
         .unwrap_or_else(|error| panic!("cannot list the Citus workers: {error}"))
 }
 
+/// How often a test database asks the coordinator to add a worker before giving up.
+const CITUS_ADD_NODE_ATTEMPTS: usize = 5;
+
 /// Makes the new database `url` (already created on every node) a Citus
 /// database: the extension on each worker and on the coordinator, the
 /// coordinator and `workers` registered, as `../shared/citus/cluster.sh` does
@@ -173,12 +176,31 @@ async fn join_citus_cluster(url: &str, workers: &[(String, i32)]) {
         .await
         .unwrap_or_else(|error| panic!("cannot register the Citus coordinator: {error}"));
     for (host, port) in workers {
-        sqlx::query("SELECT citus_add_node($1, $2)")
-            .bind(host)
-            .bind(port)
-            .execute(&mut coordinator)
-            .await
-            .unwrap_or_else(|error| panic!("cannot add the Citus worker {host}:{port}: {error}"));
+        // The coordinator opens a fresh connection to the worker for this; on a
+        // busy two-core CI machine that has been seen to fail once ("failure on
+        // connection marked as essential") and succeed when asked again.
+        // Adding a node that is already there is a no-op, so asking again is safe.
+        let mut failures = Vec::new();
+        while failures.len() < CITUS_ADD_NODE_ATTEMPTS {
+            match sqlx::query("SELECT citus_add_node($1, $2)")
+                .bind(host)
+                .bind(port)
+                .execute(&mut coordinator)
+                .await
+            {
+                Ok(_) => break,
+                Err(error) => {
+                    failures.push(error.to_string());
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if failures.len() == CITUS_ADD_NODE_ATTEMPTS {
+            panic!(
+                "cannot add the Citus worker {host}:{port} after {CITUS_ADD_NODE_ATTEMPTS} attempts: {}",
+                failures.join("; ")
+            );
+        }
     }
     let _ = coordinator.close().await;
 }
