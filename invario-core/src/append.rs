@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
-use crate::merkle::entry_leaf_hash;
-use crate::tiles::{TreeError, TreeSnapshot, TreeUpdate, extend_tree};
+use crate::chain::{EntryHash, LedgerEntry, LedgerHead, SequenceExhausted};
+use crate::merkle::{TreeHash, entry_leaf_hash};
+use crate::tiles::{Tile, TreeError, TreeSnapshot, TreeState, TreeUpdate, extend_tree};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionErrors, TransactionFieldError, TransactionId};
 
@@ -22,6 +22,22 @@ pub struct AppendSnapshot {
     pub existing: Vec<LedgerEntry>,
     /// The Merkle tree's state and right-edge tiles, read under the same lock.
     pub tree: TreeSnapshot,
+}
+
+/// The tree as an adapter read it under the append lock: the stored `state`,
+/// the `stored_edge` tiles ([`stored_edge_tiles`](crate::tiles::stored_edge_tiles)
+/// of its size), and the entry hashes of the last
+/// [`unstored_leaves`](crate::tiles::unstored_leaves) entries up to its size,
+/// in order. The partial level-0 tile, never stored, is rebuilt from those
+/// entries here (the core hashes, never the adapter) and checked against the
+/// stored frontier: an altered entry or tree state is refused.
+pub fn tree_snapshot(
+    state: TreeState,
+    stored_edge: Vec<Tile>,
+    last_entry_hashes: &[EntryHash],
+) -> Result<TreeSnapshot, TreeError> {
+    let leaves: Vec<TreeHash> = last_entry_hashes.iter().map(entry_leaf_hash).collect();
+    TreeSnapshot::from_stored(state, stored_edge, &leaves)
 }
 
 /// Whether a receipt's entry was written by this request or an earlier one.

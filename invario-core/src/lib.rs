@@ -86,7 +86,7 @@ mod properties;
 pub use amount::{Amount, AmountError};
 pub use append::{
     AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
-    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill,
+    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill, tree_snapshot,
 };
 #[allow(deprecated)]
 pub use chain::Checkpoint;

@@ -10,14 +10,14 @@ use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use uuid::Uuid;
 
-use crate::append::{AppendPlan, AppendSnapshot};
-use crate::chain::{LedgerEntry, LedgerHead};
+use crate::append::{AppendPlan, AppendSnapshot, tree_snapshot};
+use crate::chain::{EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::merkle::TreeHash;
 use crate::ports::{AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, VerificationSource};
-use crate::tiles::{Tile, TileCoord, TreeSnapshot, TreeState, edge_tiles};
+use crate::tiles::{Tile, TileCoord, TreeState, stored_edge_tiles, unstored_leaves};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
 
@@ -74,8 +74,18 @@ impl MemoryLedger {
                 .filter_map(|id| state.position_of.get(id).map(|&position| state.entries[position].clone()))
                 .collect();
             let tree = state.tree();
-            let edge = state.tiles(&edge_tiles(tree.head.size));
-            AppendSnapshot { head: state.head(), existing, tree: TreeSnapshot { state: tree, edge } }
+            let size = tree.head.size as usize;
+            let last: Vec<EntryHash> = state
+                .entries
+                .get(size - unstored_leaves(tree.head.size)..size)
+                .unwrap_or_default()
+                .iter()
+                .map(|entry| entry.entry_hash)
+                .collect();
+            let edge = state.tiles(&stored_edge_tiles(tree.head.size));
+            let tree =
+                tree_snapshot(tree, edge, &last).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+            AppendSnapshot { head: state.head(), existing, tree }
         };
         Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })
     }

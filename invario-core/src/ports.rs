@@ -5,7 +5,7 @@ use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
 use crate::append::{AppendPlan, AppendSnapshot};
-use crate::chain::{LedgerEntry, LedgerHead};
+use crate::chain::{EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
 use crate::keys::{ApiKeyRecord, KeyEpoch, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
@@ -159,6 +159,14 @@ pub trait LedgerStore: Send + Sync {
 
     /// Up to `limit` entries with sequence numbers above `after`, ascending.
     async fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// The entry hashes of the entries numbered `after + 1 ..= after +
+    /// count`, in order (fewer when the ledger ends sooner): the leaves the
+    /// core rebuilds the partial level-0 tile from, which is never stored.
+    /// The default reads the whole entries; adapters read the hashes alone.
+    async fn entry_hashes(&self, after: u64, count: usize) -> Result<Vec<EntryHash>, StoreError> {
+        Ok(self.entries_after(after, count).await?.into_iter().map(|entry| entry.entry_hash).collect())
+    }
 
     /// The stored Merkle tree state.
     async fn tree_state(&self) -> Result<TreeState, StoreError>;

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::hashes_to_bytes;
-use invario_core::tiles::edge_tiles;
+use invario_core::tiles::{stored_edge_tiles, unstored_leaves};
 use invario_core::writer::{Fence, WriterState};
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, KeyEpoch, LedgerEntry, LedgerHead, LedgerName, LedgerStore,
-    StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot, TreeState,
-    VerificationRecord, VerificationSource, commit_if_fence_admits,
+    AppendPlan, AppendSession, AppendSnapshot, EntryHash, KeyEpoch, LedgerEntry, LedgerHead, LedgerName,
+    LedgerStore, StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot,
+    TreeState, VerificationRecord, VerificationSource, commit_if_fence_admits, tree_snapshot,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -64,8 +64,9 @@ impl PgLedger {
             Some(ids) => self.stored_entries(&mut transaction, ids).await?,
             None => Vec::new(),
         };
-        let edge = read_tiles(&mut *transaction, &self.ledger, &edge_tiles(tree.head.size)).await?;
-        let tree = TreeSnapshot { state: tree, edge };
+        let edge =
+            edge_query(&self.ledger, &tree)?.fetch_all(&mut *transaction).await.map_err(store_error)?;
+        let tree = edge_from_rows(tree, &edge)?;
         Ok(PgAppend {
             transaction,
             ledger: self.ledger.clone(),
@@ -162,6 +163,51 @@ const SELECT_HEAD: &str =
 const SELECT_TILES: &str = "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
      JOIN tree_tiles t ON t.ledger_id = $3 AND t.level = wanted.level AND t.tile_index = wanted.tile_index";
 const SELECT_TREE: &str = "SELECT tree_size, root_hash, frontier FROM tree_state WHERE ledger_id = $1";
+/// The tree's edge in one statement: the stored edge tiles at the levels ($1)
+/// and indexes ($2) of ledger $3, and, as rows of level -1 indexed by
+/// sequence number, the entry hashes of entries $4 + 1 ..= $5, the leaves the
+/// core rebuilds the (never stored) partial level-0 tile from.
+const SELECT_EDGE: &str = "SELECT t.level, t.tile_index, t.hashes FROM UNNEST($1::smallint[], $2::bigint[]) AS wanted(level, tile_index) \
+     JOIN tree_tiles t ON t.ledger_id = $3 AND t.level = wanted.level AND t.tile_index = wanted.tile_index \
+     UNION ALL SELECT -1::smallint, e.sequence_number, e.entry_hash FROM ledger_entries e \
+     WHERE e.ledger_id = $3 AND e.sequence_number > $4 AND e.sequence_number <= $5";
+
+/// The [`SELECT_EDGE`] statement for the tree in `state`.
+fn edge_query<'q>(
+    ledger: &'q LedgerName,
+    state: &TreeState,
+) -> Result<sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let coords = stored_edge_tiles(state.head.size);
+    let levels: Vec<i16> = coords.iter().map(|coord| i16::from(coord.level)).collect();
+    let indexes: Vec<i64> = coords.iter().map(|coord| to_sequence(coord.index)).collect::<Result<_, _>>()?;
+    let size = to_sequence(state.head.size)?;
+    // Planned on every call, as `read_tiles` explains.
+    Ok(sqlx::query(SELECT_EDGE)
+        .persistent(false)
+        .bind(levels)
+        .bind(indexes)
+        .bind(ledger.as_str())
+        .bind(size - unstored_leaves(state.head.size) as i64)
+        .bind(size))
+}
+
+/// The tree snapshot from `state` and the rows of [`SELECT_EDGE`] (the core
+/// rebuilds and checks the partial level-0 tile).
+fn edge_from_rows(state: TreeState, rows: &[sqlx::postgres::PgRow]) -> Result<TreeSnapshot, StoreError> {
+    let mut tiles = Vec::new();
+    let mut leaves: Vec<(i64, EntryHash)> = Vec::new();
+    for row in rows {
+        if row.try_get::<i16, _>("level").map_err(store_error)? < 0 {
+            let sequence_number: i64 = row.try_get("tile_index").map_err(store_error)?;
+            leaves.push((sequence_number, hash(&row.try_get::<Vec<u8>, _>("hashes").map_err(store_error)?)?));
+        } else {
+            tiles.push(tile_from_row(row)?);
+        }
+    }
+    leaves.sort_unstable_by_key(|(sequence_number, _)| *sequence_number);
+    let last: Vec<EntryHash> = leaves.into_iter().map(|(_, entry_hash)| entry_hash).collect();
+    tree_snapshot(state, tiles, &last).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
 
 async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(
     executor: E,
@@ -238,24 +284,12 @@ async fn read_writer_state(
         (Ok(head), Ok(tree)) => (head, tree),
         (Err(error), _) | (_, Err(error)) => return Ok(Err(error)),
     };
-    let levels: Vec<i16> = edge_tiles(tree.head.size).iter().map(|coord| i16::from(coord.level)).collect();
-    let indexes: Vec<i64> =
-        match edge_tiles(tree.head.size).iter().map(|coord| to_sequence(coord.index)).collect() {
-            Ok(indexes) => indexes,
-            Err(error) => return Ok(Err(error)),
-        };
-    let rows = sqlx::query(SELECT_TILES)
-        .persistent(false)
-        .bind(&levels)
-        .bind(&indexes)
-        .bind(ledger.as_str())
-        .fetch_all(&mut *connection)
-        .await?;
-    let edge = match rows.iter().map(tile_from_row).collect() {
-        Ok(edge) => edge,
+    let query = match edge_query(ledger, &tree) {
+        Ok(query) => query,
         Err(error) => return Ok(Err(error)),
     };
-    Ok(Ok(WriterState { head, tree: TreeSnapshot { state: tree, edge } }))
+    let rows = query.fetch_all(&mut *connection).await?;
+    Ok(edge_from_rows(tree, &rows).map(|tree| WriterState { head, tree }))
 }
 
 fn head_from_row(row: &sqlx::postgres::PgRow) -> Result<LedgerHead, StoreError> {
@@ -351,6 +385,23 @@ impl LedgerStore for PgLedger {
         .map_err(store_error)?
         .into_iter()
         .map(EntryRow::into_entry)
+        .collect()
+    }
+
+    async fn entry_hashes(&self, after: u64, count: usize) -> Result<Vec<EntryHash>, StoreError> {
+        let last = after.saturating_add(count as u64);
+        sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT entry_hash FROM ledger_entries \
+             WHERE ledger_id = $1 AND sequence_number > $2 AND sequence_number <= $3 ORDER BY sequence_number",
+        )
+        .bind(self.ledger.as_str())
+        .bind(to_sequence(after)?)
+        .bind(to_sequence(last)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|bytes| hash(bytes))
         .collect()
     }
 

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::{hashes_from_bytes, hashes_to_bytes};
-use invario_core::tiles::edge_tiles;
+use invario_core::tiles::{stored_edge_tiles, unstored_leaves};
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, LedgerEntry, LedgerHead, LedgerName, LedgerStore, StoreError,
-    StoredEntry, StoredTransaction, Tile, TileCoord, Timestamp, TransactionId, TreeHash, TreeSnapshot,
-    TreeState, VerificationRecord, VerificationSource,
+    AppendPlan, AppendSession, AppendSnapshot, EntryHash, LedgerEntry, LedgerHead, LedgerName, LedgerStore,
+    StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, Timestamp, TransactionId, TreeHash,
+    TreeState, VerificationRecord, VerificationSource, tree_snapshot,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteRow;
@@ -240,8 +240,36 @@ async fn begin_and_read(
         .map_err(store_error)?;
     let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
     let tree = read_tree(&mut *transaction, ledger).await?;
-    let edge = read_tiles(&mut *transaction, ledger, &edge_tiles(tree.head.size)).await?;
-    Ok(AppendSnapshot { head, existing, tree: TreeSnapshot { state: tree, edge } })
+    let edge = read_tiles(&mut *transaction, ledger, &stored_edge_tiles(tree.head.size)).await?;
+    let leaves = unstored_leaves(tree.head.size);
+    let last = read_entry_hashes(&mut *transaction, ledger, tree.head.size - leaves as u64, leaves).await?;
+    let tree = tree_snapshot(tree, edge, &last).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok(AppendSnapshot { head, existing, tree })
+}
+
+/// The entry hashes of entries `after + 1 ..= after + count`, in order.
+async fn read_entry_hashes<'c, E: sqlx::SqliteExecutor<'c>>(
+    executor: E,
+    ledger: &LedgerName,
+    after: u64,
+    count: usize,
+) -> Result<Vec<EntryHash>, StoreError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar::<_, Vec<u8>>(
+        "SELECT entry_hash FROM ledger_entries \
+         WHERE ledger_id = $1 AND sequence_number > $2 AND sequence_number <= $3 ORDER BY sequence_number",
+    )
+    .bind(ledger.as_str())
+    .bind(to_sequence(after)?)
+    .bind(to_sequence(after.saturating_add(count as u64))?)
+    .fetch_all(executor)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|bytes| hash(bytes))
+    .collect()
 }
 
 #[async_trait]
@@ -301,6 +329,10 @@ impl LedgerStore for SqliteLedger {
         .await
         .map_err(store_error)?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn entry_hashes(&self, after: u64, count: usize) -> Result<Vec<EntryHash>, StoreError> {
+        read_entry_hashes(&self.pool, &self.ledger, after, count).await
     }
 
     async fn tree_state(&self) -> Result<TreeState, StoreError> {

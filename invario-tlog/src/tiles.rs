@@ -5,8 +5,15 @@
 //! prefix of its later self, so a tile read today serves proofs for any past
 //! tree size by taking the prefix that size had.
 //!
+//! A partial level-0 tile is never stored: its hashes are the leaf hashes of
+//! the last `size % 256` entries, which the log holds anyway. Readers rebuild
+//! it from those leaves and check it against the stored frontier
+//! ([`leaf_edge_tile`], [`TreeSnapshot::from_stored`]), so an append writes a
+//! level-0 tile only when it fills, and most small appends write no tile at
+//! all (a level-1 tile changes only when a level-0 tile fills).
+//!
 //! This module is arithmetic and planning only: which tiles an append
-//! rewrites ([`extend_tree`]), which tiles a proof needs ([`tiles_for_proof`]),
+//! writes ([`extend_tree`]), which tiles a proof needs ([`tiles_for_proof`]),
 //! and a [`TileSet`] that answers subtree hashes from tiles read at a size.
 
 use std::cell::RefCell;
@@ -69,13 +76,14 @@ impl TreeState {
     }
 }
 
-/// What an adapter reads under the append lock for the tree: the state and
-/// the partial tiles at its right edge ([`edge_tiles`]).
+/// The tree as an append extends it: the state and the partial tiles at its
+/// right edge ([`edge_tiles`]), the level-0 one rebuilt from the last leaves
+/// ([`TreeSnapshot::from_stored`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeSnapshot {
     /// The stored state.
     pub state: TreeState,
-    /// The stored tiles at the coordinates [`edge_tiles`] names for its size.
+    /// The tiles at the coordinates [`edge_tiles`] names for its size.
     pub edge: Vec<Tile>,
 }
 
@@ -83,6 +91,24 @@ impl TreeSnapshot {
     /// The snapshot of an empty tree.
     pub fn empty() -> Self {
         TreeSnapshot { state: TreeState::empty(), edge: Vec::new() }
+    }
+
+    /// The snapshot of a stored tree: its `state`, the `stored` tiles at the
+    /// coordinates [`stored_edge_tiles`] names for its size (others are
+    /// ignored), and `last_leaves`, the leaf hashes of its last
+    /// [`unstored_leaves`] entries, from which the partial level-0 tile is
+    /// rebuilt and checked against the state's frontier ([`leaf_edge_tile`]).
+    pub fn from_stored(
+        state: TreeState,
+        stored: Vec<Tile>,
+        last_leaves: &[TreeHash],
+    ) -> Result<Self, TreeError> {
+        let wanted = stored_edge_tiles(state.head.size);
+        let mut edge: Vec<Tile> = stored.into_iter().filter(|tile| wanted.contains(&tile.coord)).collect();
+        edge.extend(leaf_edge_tile(&state, last_leaves)?);
+        // In the order `edge_tiles` names them, as `after` keeps them.
+        edge.sort_by_key(|tile| tile.coord);
+        Ok(TreeSnapshot { state, edge })
     }
 
     /// The snapshot once `update` (an extension of this snapshot) is
@@ -93,18 +119,30 @@ impl TreeSnapshot {
         let edge = edge_tiles(update.state.head.size)
             .into_iter()
             .filter_map(|coord| {
-                update.tiles.iter().chain(&self.edge).find(|tile| tile.coord == coord).cloned()
+                update
+                    .tiles
+                    .iter()
+                    .chain(&update.leaf_edge)
+                    .chain(&self.edge)
+                    .find(|tile| tile.coord == coord)
+                    .cloned()
             })
             .collect();
         TreeSnapshot { state: update.state.clone(), edge }
     }
 }
 
-/// What an append writes for the tree: every tile it created or grew, and the new state.
+/// What an append writes for the tree: every tile to store that it created
+/// or grew, and the new state; beside them, the partial level-0 tile it left
+/// (never stored: see the module docs), for a writer that keeps its edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeUpdate {
-    /// Tiles to insert or grow (a grown tile's old hashes are a prefix of the new).
+    /// Tiles to insert or grow (a grown tile's old hashes are a prefix of the
+    /// new). Never a partial level-0 tile.
     pub tiles: Vec<Tile>,
+    /// The partial level-0 tile at the new size, when the append touched one:
+    /// not written, kept by [`TreeSnapshot::after`].
+    pub leaf_edge: Option<Tile>,
     /// The state after the append.
     pub state: TreeState,
 }
@@ -140,6 +178,29 @@ pub enum TreeError {
         /// The tree size.
         tree_size: u64,
     },
+    /// Fewer leaves were read than the partial level-0 tile (never stored) holds.
+    #[error(
+        "the tree of size {tree_size} ends in {needed} entries past its last full tile, but {read} were read"
+    )]
+    LeafEdgeShort {
+        /// The tree size.
+        tree_size: u64,
+        /// Leaves the partial level-0 tile holds at that size.
+        needed: usize,
+        /// Leaves read.
+        read: usize,
+    },
+    /// The last leaves do not rebuild the stored frontier: an entry or the
+    /// stored tree state was altered.
+    #[error(
+        "the last {leaves} entries do not match the stored tree of size {tree_size} (its frontier): an entry or the tree state was altered"
+    )]
+    LeafEdgeMismatch {
+        /// The tree size.
+        tree_size: u64,
+        /// Leaves compared.
+        leaves: usize,
+    },
 }
 
 /// The partial tiles at the right edge of a tree of `tree_size` leaves: the
@@ -157,6 +218,49 @@ pub fn edge_tiles(tree_size: u64) -> Vec<TileCoord> {
         }
         level += 1;
     }
+}
+
+/// The edge tiles a store holds for a tree of `tree_size` leaves: every
+/// [`edge_tiles`] coordinate but level 0's (a partial level-0 tile is never
+/// stored).
+pub fn stored_edge_tiles(tree_size: u64) -> Vec<TileCoord> {
+    edge_tiles(tree_size).into_iter().filter(|coord| coord.level > 0).collect()
+}
+
+/// How many entries past the last full level-0 tile a tree of `tree_size`
+/// leaves holds: the leaves of its partial level-0 tile, which readers
+/// rebuild from the last entries.
+pub fn unstored_leaves(tree_size: u64) -> usize {
+    (tree_size % TILE_WIDTH as u64) as usize
+}
+
+/// The partial level-0 tile of the tree in `state` (`None` when its size is
+/// a multiple of 256), rebuilt from `last_leaves`, the leaf hashes of its
+/// last [`unstored_leaves`] entries, and checked against the stored
+/// frontier: the subtrees of those leaves are the frontier's smallest ones.
+/// A different count or a mismatch is refused.
+pub fn leaf_edge_tile(state: &TreeState, last_leaves: &[TreeHash]) -> Result<Option<Tile>, TreeError> {
+    let size = state.head.size;
+    let needed = unstored_leaves(size);
+    if last_leaves.len() != needed {
+        return Err(TreeError::LeafEdgeShort { tree_size: size, needed, read: last_leaves.len() });
+    }
+    if needed == 0 {
+        return Ok(None);
+    }
+    let mut rebuilt = Frontier::EMPTY;
+    for leaf in last_leaves {
+        rebuilt.push(*leaf, |_| {});
+    }
+    let stored = state.frontier.hashes();
+    let smallest = stored.len().checked_sub(rebuilt.hashes().len()).map(|start| &stored[start..]);
+    if smallest != Some(rebuilt.hashes()) {
+        return Err(TreeError::LeafEdgeMismatch { tree_size: size, leaves: needed });
+    }
+    Ok(Some(Tile {
+        coord: TileCoord { level: 0, index: size / TILE_WIDTH as u64 },
+        hashes: last_leaves.to_vec(),
+    }))
 }
 
 /// Appends `leaves` (leaf hashes, in order) to the tree in `snapshot`: the
@@ -197,22 +301,25 @@ pub fn extend_tree(
         });
     }
     let new_size = frontier.size();
-    let tiles = touched
+    let (leaf_edge, tiles): (Vec<Tile>, Vec<Tile>) = touched
         .into_iter()
         .filter_map(|coord| tiles.remove(&coord).map(|hashes| Tile { coord, hashes }))
-        .collect();
+        .partition(|tile| tile.coord.level == 0 && tile.hashes.len() < TILE_WIDTH);
     Ok(TreeUpdate {
         tiles,
+        leaf_edge: leaf_edge.into_iter().next(),
         state: TreeState { head: TreeHead { size: new_size, root: frontier.root() }, frontier },
     })
 }
 
 /// Tiles read for a tree size: answers complete subtree hashes of that size,
-/// reading each tile only as far as it reached at that size.
+/// reading each tile only as far as it reached at that size, and the
+/// subtrees of the frontier of that size from the frontier when given one.
 #[derive(Debug, Clone)]
 pub struct TileSet {
     tree_size: u64,
     tiles: BTreeMap<TileCoord, Vec<TreeHash>>,
+    frontier: Option<Frontier>,
 }
 
 impl TileSet {
@@ -225,8 +332,37 @@ impl TileSet {
                 (tile.coord, tile.hashes)
             })
             .collect();
-        TileSet { tree_size, tiles }
+        TileSet { tree_size, tiles, frontier: None }
     }
+
+    /// Also answers the subtrees of `frontier` (the stored compact range)
+    /// from it, when it is the frontier of this set's size; otherwise ignored.
+    pub fn with_frontier(mut self, frontier: &Frontier) -> Self {
+        if frontier.size() == self.tree_size {
+            self.frontier = Some(frontier.clone());
+        }
+        self
+    }
+}
+
+/// The root of the frontier's subtree at (`level`, `index`), if it is one of
+/// them: the frontier of size `n` holds, for each set bit `k` of `n`, the
+/// subtree of height `k` that starts where the larger ones end.
+pub fn frontier_subtree(frontier: &Frontier, level: u8, index: u64) -> Option<TreeHash> {
+    let size = frontier.size();
+    let mut start: u64 = 0;
+    let mut hashes = frontier.hashes().iter();
+    for height in (0..64u8).rev() {
+        if size >> height & 1 == 0 {
+            continue;
+        }
+        let hash = hashes.next()?;
+        if height == level && start >> height == index {
+            return Some(*hash);
+        }
+        start += 1 << height;
+    }
+    None
 }
 
 /// The tile and the run of its hashes that make up the subtree (`level`, `index`).
@@ -245,6 +381,11 @@ impl SubtreeSource for TileSet {
         if level >= 64 || end > self.tree_size {
             return None;
         }
+        if let Some(hash) =
+            self.frontier.as_ref().and_then(|frontier| frontier_subtree(frontier, level, index))
+        {
+            return Some(hash);
+        }
         let (coord, offset, count) = locate(level, index)?;
         let run = self.tiles.get(&coord)?.get(offset..offset + count)?;
         Some(root_of_leaves(run))
@@ -255,18 +396,36 @@ impl SubtreeSource for TileSet {
 /// proof generation once against a recorder (it never branches on hash
 /// values), then fetch exactly those tiles.
 pub fn tiles_for_proof<T>(build: impl FnOnce(&dyn SubtreeSource) -> T) -> Vec<TileCoord> {
-    struct Recorder(RefCell<BTreeSet<TileCoord>>);
-    impl SubtreeSource for Recorder {
+    tiles_for_proof_beside(None, build)
+}
+
+/// [`tiles_for_proof`] for a [`TileSet`] that will also hold `frontier`
+/// ([`TileSet::with_frontier`], the frontier of the size `build` reads at):
+/// the subtrees the frontier answers need no tile. A proof at the tree's
+/// current size then reads its right edge from the frontier, never from the
+/// partial tiles there.
+pub fn tiles_for_proof_beside<T>(
+    frontier: Option<&Frontier>,
+    build: impl FnOnce(&dyn SubtreeSource) -> T,
+) -> Vec<TileCoord> {
+    struct Recorder<'a> {
+        frontier: Option<&'a Frontier>,
+        coords: RefCell<BTreeSet<TileCoord>>,
+    }
+    impl SubtreeSource for Recorder<'_> {
         fn subtree(&self, level: u8, index: u64) -> Option<TreeHash> {
-            if let Some((coord, _, _)) = locate(level, index) {
-                self.0.borrow_mut().insert(coord);
+            let in_frontier = self.frontier.and_then(|frontier| frontier_subtree(frontier, level, index));
+            if in_frontier.is_none()
+                && let Some((coord, _, _)) = locate(level, index)
+            {
+                self.coords.borrow_mut().insert(coord);
             }
             Some(TreeHash::default())
         }
     }
-    let recorder = Recorder(RefCell::new(BTreeSet::new()));
+    let recorder = Recorder { frontier, coords: RefCell::new(BTreeSet::new()) };
     let _ = build(&recorder);
-    recorder.0.into_inner().into_iter().collect()
+    recorder.coords.into_inner().into_iter().collect()
 }
 
 impl SubtreeSource for &dyn SubtreeSource {
@@ -289,6 +448,21 @@ mod tests {
         (0..count).map(|i| leaf_hash(&Sha256::digest(i.to_be_bytes()))).collect()
     }
 
+    /// What a reader rebuilds of the stored tree: the stored edge tiles and
+    /// the partial level-0 tile from the last leaves.
+    fn read_back(
+        stored: &BTreeMap<TileCoord, Vec<TreeHash>>,
+        state: &TreeState,
+        all: &[TreeHash],
+    ) -> TreeSnapshot {
+        let size = state.head.size;
+        let edge = stored_edge_tiles(size)
+            .into_iter()
+            .map(|coord| Tile { coord, hashes: stored[&coord].clone() })
+            .collect();
+        TreeSnapshot::from_stored(state.clone(), edge, &all[all.len() - unstored_leaves(size)..]).unwrap()
+    }
+
     /// Builds a tree in appends of the given sizes, keeping every tile as an
     /// adapter would (insert, or replace a grown one).
     fn store(appends: &[u64]) -> (BTreeMap<TileCoord, Vec<TreeHash>>, TreeState, Vec<TreeHash>) {
@@ -297,22 +471,19 @@ mod tests {
         let mut all = Vec::new();
         for &count in appends {
             let new = leaves(all.len() as u64 + count)[all.len()..].to_vec();
-            let edge = edge_tiles(state.head.size)
-                .into_iter()
-                .map(|coord| Tile { coord, hashes: stored[&coord].clone() })
-                .collect();
-            let update = extend_tree(
-                &TreeSnapshot { state: state.clone(), edge },
-                state.head.size,
-                new.iter().copied(),
-            )
-            .unwrap();
+            let update =
+                extend_tree(&read_back(&stored, &state, &all), state.head.size, new.iter().copied()).unwrap();
             for tile in update.tiles {
                 if let Some(old) = stored.get(&tile.coord) {
                     assert!(tile.hashes.starts_with(old), "a tile only grows");
                     assert!(old.len() < TILE_WIDTH, "a full tile never changes");
                 }
                 assert!(tile.hashes.len() <= TILE_WIDTH);
+                assert!(
+                    tile.coord.level > 0 || tile.hashes.len() == TILE_WIDTH,
+                    "a partial level-0 tile is never written: {:?}",
+                    tile.coord
+                );
                 stored.insert(tile.coord, tile.hashes);
             }
             all.extend(new);
@@ -332,22 +503,15 @@ mod tests {
             let mut carried = TreeSnapshot::empty();
             let mut size = 0;
             for (done, &count) in appends.iter().enumerate() {
-                let (stored, state, _) = store(&appends[..done]);
-                let read_back = TreeSnapshot {
-                    state,
-                    edge: edge_tiles(size).into_iter().map(|coord| Tile { coord, hashes: stored[&coord].clone() }).collect(),
-                };
-                proptest::prop_assert_eq!(&carried, &read_back);
+                let (stored, state, all) = store(&appends[..done]);
+                proptest::prop_assert_eq!(&carried, &read_back(&stored, &state, &all));
                 let new = leaves(size + count)[size as usize..].to_vec();
                 let update = extend_tree(&carried, size, new.iter().copied()).unwrap();
                 carried = carried.after(&update);
                 size += count;
             }
-            let (stored, state, _) = store(&appends);
-            proptest::prop_assert_eq!(&carried.state, &state);
-            for tile in &carried.edge {
-                proptest::prop_assert_eq!(&tile.hashes[..tile.coord.width_at(size)], &stored[&tile.coord][..tile.coord.width_at(size)]);
-            }
+            let (stored, state, all) = store(&appends);
+            proptest::prop_assert_eq!(&carried, &read_back(&stored, &state, &all));
             proptest::prop_assert_eq!(carried.edge.len(), edge_tiles(size).len());
         }
     }
@@ -386,7 +550,10 @@ mod tests {
         let (stored, state, all) = store(&[1, 254, 1, 1, 300, 7, 65_536 - 564, 3, 1_000]);
         assert_eq!(state.head.size, all.len() as u64);
         assert_eq!(state.head.root, root_of_leaves(&all));
-        let tiles: Vec<Tile> = stored.into_iter().map(|(coord, hashes)| Tile { coord, hashes }).collect();
+        let mut tiles: Vec<Tile> = stored.into_iter().map(|(coord, hashes)| Tile { coord, hashes }).collect();
+        // The partial level-0 tile, as a reader rebuilds it from the last entries.
+        let last = &all[all.len() - unstored_leaves(state.head.size)..];
+        tiles.extend(leaf_edge_tile(&state, last).unwrap());
         for size in [1u64, 2, 255, 256, 257, 511, 512, 65_535, 65_536, 65_537, all.len() as u64] {
             let set = TileSet::new(size, tiles.clone());
             let root = root_of_leaves(&all[..size as usize]);
@@ -416,6 +583,47 @@ mod tests {
     }
 
     #[test]
+    fn the_frontier_answers_the_right_edge_so_proofs_at_the_current_size_skip_its_tiles() {
+        let (stored, state, all) = store(&[65_536 + 300]);
+        let size = state.head.size;
+        let root = root_of_leaves(&all);
+        // Only the stored tiles: neither the partial level-0 tile nor any rebuilt one.
+        let stored: Vec<Tile> = stored.into_iter().map(|(coord, hashes)| Tile { coord, hashes }).collect();
+        let edge_leaf_tile = TileCoord { level: 0, index: size / TILE_WIDTH as u64 };
+        for index in [0, 1, 255, 256, 40_000, 65_535, 65_536, 65_791] {
+            let needed =
+                tiles_for_proof_beside(Some(&state.frontier), |source| inclusion_proof(&source, index, size));
+            assert!(!needed.contains(&edge_leaf_tile), "leaf {index}: {needed:?}");
+            let set = TileSet::new(size, stored.clone()).with_frontier(&state.frontier);
+            let proof = inclusion_proof(&set, index, size).unwrap();
+            assert_eq!(verify_inclusion(index, size, &all[index as usize], &proof, &root), Ok(()));
+        }
+        for first in [1, 300, 65_536, 65_791] {
+            let needed = tiles_for_proof_beside(Some(&state.frontier), |source| {
+                consistency_proof(&source, first, size)
+            });
+            assert!(!needed.contains(&edge_leaf_tile), "from {first}: {needed:?}");
+            let set = TileSet::new(size, stored.clone()).with_frontier(&state.frontier);
+            let proof = consistency_proof(&set, first, size).unwrap();
+            let first_root = root_of_leaves(&all[..first as usize]);
+            assert_eq!(verify_consistency(first, size, &first_root, &root, &proof), Ok(()));
+        }
+        assert_eq!(
+            tree_root(&TileSet::new(size, vec![]).with_frontier(&state.frontier), size).unwrap(),
+            root
+        );
+        // A leaf inside the partial tile needs its neighbours: that tile is named.
+        let inside =
+            tiles_for_proof_beside(Some(&state.frontier), |source| inclusion_proof(&source, size - 5, size));
+        assert!(inside.contains(&edge_leaf_tile));
+        // A frontier of another size is not used: 65,835 leaves end in a subtree of
+        // two at leaves 65,832–65,833, complete at this size too but not this frontier's.
+        let (_, other, _) = store(&[65_536 + 299]);
+        assert!(frontier_subtree(&other.frontier, 1, 32_916).is_some());
+        assert!(TileSet::new(size, vec![]).with_frontier(&other.frontier).subtree(1, 32_916).is_none());
+    }
+
+    #[test]
     fn a_tile_set_never_answers_beyond_its_size() {
         let (stored, _, _) = store(&[600]);
         let tiles: Vec<Tile> = stored.into_iter().map(|(coord, hashes)| Tile { coord, hashes }).collect();
@@ -430,7 +638,7 @@ mod tests {
 
     #[test]
     fn a_tree_behind_the_chain_or_missing_its_edge_is_refused() {
-        let (stored, state, _) = store(&[300]);
+        let (stored, state, all) = store(&[300]);
         assert_eq!(
             extend_tree(&TreeSnapshot { state: state.clone(), edge: vec![] }, 300, leaves(1)),
             Err(TreeError::EdgeTile {
@@ -440,13 +648,72 @@ mod tests {
                 tree_size: 300
             })
         );
-        let edge = vec![Tile {
-            coord: TileCoord { level: 0, index: 1 },
-            hashes: stored[&TileCoord { level: 0, index: 1 }].clone(),
-        }];
         assert_eq!(
-            extend_tree(&TreeSnapshot { state, edge }, 301, leaves(1)),
+            extend_tree(&read_back(&stored, &state, &all), 301, leaves(1)),
             Err(TreeError::Behind { tree_size: 300, chain_size: 301 })
         );
+    }
+
+    #[test]
+    fn small_appends_write_no_tile_until_one_fills() {
+        let (stored, state, all) = store(&[300]);
+        assert_eq!(
+            stored.keys().copied().collect::<Vec<_>>(),
+            vec![TileCoord { level: 0, index: 0 }, TileCoord { level: 1, index: 0 }]
+        );
+        let snapshot = read_back(&stored, &state, &all);
+        let update = extend_tree(&snapshot, 300, leaves(301)[300..].iter().copied()).unwrap();
+        assert!(
+            update.tiles.is_empty(),
+            "one more leaf in a partial tile writes nothing: {:?}",
+            update.tiles
+        );
+        assert_eq!(update.leaf_edge.as_ref().map(|tile| tile.hashes.len()), Some(45));
+        // The 512th leaf fills level-0 tile 1 and grows level-1 tile 0: both written, no edge left at level 0.
+        let update = extend_tree(&snapshot, 300, leaves(512)[300..].iter().copied()).unwrap();
+        let written: Vec<(TileCoord, usize)> =
+            update.tiles.iter().map(|t| (t.coord, t.hashes.len())).collect();
+        assert_eq!(
+            written,
+            vec![(TileCoord { level: 0, index: 1 }, 256), (TileCoord { level: 1, index: 0 }, 2)]
+        );
+        assert_eq!(update.leaf_edge, None);
+    }
+
+    #[test]
+    fn the_rebuilt_leaf_tile_must_match_the_stored_frontier() {
+        let (_, state, all) = store(&[300]);
+        let last = &all[256..];
+        let tile = leaf_edge_tile(&state, last).unwrap().unwrap();
+        assert_eq!((tile.coord, tile.hashes.as_slice()), (TileCoord { level: 0, index: 1 }, last));
+        let mismatch = Err(TreeError::LeafEdgeMismatch { tree_size: 300, leaves: 44 });
+        let mut altered = last.to_vec();
+        altered[17].0[0] ^= 1;
+        assert_eq!(leaf_edge_tile(&state, &altered), mismatch, "an altered leaf");
+        let mut reordered = last.to_vec();
+        reordered.swap(3, 4);
+        assert_eq!(leaf_edge_tile(&state, &reordered), mismatch, "two leaves swapped");
+        let shifted = &all[255..299];
+        assert_eq!(leaf_edge_tile(&state, shifted), mismatch, "the right count from the wrong place");
+        assert_eq!(
+            leaf_edge_tile(&state, &last[1..]),
+            Err(TreeError::LeafEdgeShort { tree_size: 300, needed: 44, read: 43 }),
+            "one missing"
+        );
+        assert_eq!(
+            leaf_edge_tile(&state, &all[255..]),
+            Err(TreeError::LeafEdgeShort { tree_size: 300, needed: 44, read: 45 }),
+            "one too many"
+        );
+        let (_, full, _) = store(&[512]);
+        assert_eq!(leaf_edge_tile(&full, &[]), Ok(None), "no partial tile at a multiple of 256");
+        assert_eq!(
+            leaf_edge_tile(&full, &all[..1]),
+            Err(TreeError::LeafEdgeShort { tree_size: 512, needed: 0, read: 1 })
+        );
+        // A stored tile from an older version at a level-0 edge coordinate is ignored: the leaves rule.
+        let stale = Tile { coord: TileCoord { level: 0, index: 1 }, hashes: all[256..260].to_vec() };
+        let snapshot = TreeSnapshot::from_stored(state.clone(), vec![stale], last).unwrap();
+        assert_eq!(snapshot.edge.iter().find(|t| t.coord.level == 0).map(|t| t.hashes.len()), Some(44));
     }
 }

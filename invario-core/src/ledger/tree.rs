@@ -15,7 +15,10 @@ use crate::note::Note;
 use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::proof::TlogProof;
 use crate::tiled::{TileResource, encode_bundle};
-use crate::tiles::{TileSet, TreeError, TreeState, tiles_for_proof};
+use crate::tiles::{
+    TILE_WIDTH, Tile, TileCoord, TileSet, TreeError, TreeState, leaf_edge_tile, tiles_for_proof_beside,
+    unstored_leaves,
+};
 use crate::transaction::TransactionId;
 
 /// Entries the backfill adds to the tree per database transaction.
@@ -160,7 +163,10 @@ impl<S: LedgerStore> Ledger<S> {
     pub async fn tile_resource(&self, resource: &TileResource) -> Result<Option<Vec<u8>>, StoreError> {
         match *resource {
             TileResource::Hashes { coord, width } => {
-                let tiles = self.store().tiles(&[coord]).await?;
+                // The state first: a level-0 tile partial at that size is rebuilt
+                // from the entries; one that filled since is stored whole.
+                let state = self.store().tree_state().await?;
+                let tiles = self.tiles_of(&state, &[coord]).await?;
                 Ok(tiles
                     .into_iter()
                     .find(|tile| tile.coord == coord && tile.hashes.len() >= width)
@@ -200,17 +206,50 @@ impl<S: LedgerStore> Ledger<S> {
         Ok((state, size))
     }
 
-    /// Reads the tiles `build` needs at `size` (found by running it once
-    /// against a recorder) and runs it on them.
+    /// Reads the tiles `build` needs at `size` of the tree in `state` (found
+    /// by running it once against a recorder) and runs it on them. At the
+    /// current size the frontier answers the right edge, so most proofs read
+    /// no partial tile.
     async fn with_tiles<T>(
         &self,
+        state: &TreeState,
         size: u64,
         build: impl Fn(&dyn SubtreeSource) -> Result<T, ProofError>,
     ) -> Result<T, ProofRequestError> {
-        let coords = tiles_for_proof(|source| build(source));
-        let tiles = self.store().tiles(&coords).await?;
-        let set = TileSet::new(size, tiles);
+        let frontier = (size == state.head.size).then_some(&state.frontier);
+        let coords = tiles_for_proof_beside(frontier, |source| build(source));
+        let tiles = self.tiles_of(state, &coords).await?;
+        let mut set = TileSet::new(size, tiles);
+        if let Some(frontier) = frontier {
+            set = set.with_frontier(frontier);
+        }
         build(&set).map_err(|error| self_check(&format!("reading the tree at size {size}"), error))
+    }
+
+    /// The tiles at `coords` of the tree in `state` (or of an earlier size):
+    /// the stored ones, and the partial level-0 tile at `state`'s size, which
+    /// is never stored, rebuilt from the last entries' hashes and checked
+    /// against the state's frontier (a mismatch is refused as corrupt).
+    async fn tiles_of(&self, state: &TreeState, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
+        let size = state.head.size;
+        let leaves = unstored_leaves(size);
+        let leaf_edge = TileCoord { level: 0, index: size / TILE_WIDTH as u64 };
+        let stored_coords: Vec<TileCoord> =
+            coords.iter().copied().filter(|coord| leaves == 0 || *coord != leaf_edge).collect();
+        let mut tiles = self.store().tiles(&stored_coords).await?;
+        if leaves > 0 && coords.contains(&leaf_edge) {
+            let hashes: Vec<TreeHash> = self
+                .store()
+                .entry_hashes(size - leaves as u64, leaves)
+                .await?
+                .iter()
+                .map(entry_leaf_hash)
+                .collect();
+            let rebuilt =
+                leaf_edge_tile(state, &hashes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+            tiles.extend(rebuilt);
+        }
+        Ok(tiles)
     }
 
     /// The root at `size` from the tiles; at the current size it must equal
@@ -356,7 +395,7 @@ impl<S: LedgerStore> Ledger<S> {
             )));
         }
         let (hashes, root_hash) = self
-            .with_tiles(size, |set| {
+            .with_tiles(state, size, |set| {
                 Ok((inclusion_proof(&set, leaf_index, size)?, Self::root_at(state, set, size)?))
             })
             .await?;
@@ -377,7 +416,7 @@ impl<S: LedgerStore> Ledger<S> {
             return Err(out_of_range("first", first, 0, second));
         }
         let (hashes, first_root, second_root) = self
-            .with_tiles(second, |set| {
+            .with_tiles(&state, second, |set| {
                 let first_root = tree_root(&set, first)?;
                 Ok((consistency_proof(&set, first, second)?, first_root, Self::root_at(&state, set, second)?))
             })

@@ -52,7 +52,12 @@ fn tree_of(entries: &[LedgerEntry]) -> TreeSnapshot {
     let update = extend_tree(&TreeSnapshot::empty(), 0, leaves).unwrap();
     let edge = edge_tiles(update.state.head.size);
     TreeSnapshot {
-        edge: update.tiles.into_iter().filter(|tile| edge.contains(&tile.coord)).collect(),
+        edge: update
+            .tiles
+            .into_iter()
+            .chain(update.leaf_edge)
+            .filter(|tile| edge.contains(&tile.coord))
+            .collect(),
         state: update.state,
     }
 }

@@ -4,6 +4,7 @@
 
 mod appends;
 mod keys;
+mod leaf_tile;
 mod schema;
 mod shared_commit;
 mod tampering;

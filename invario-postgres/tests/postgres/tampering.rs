@@ -210,8 +210,16 @@ async fn plain_edits_fail_with_the_append_only_message() {
 
 #[tokio::test]
 async fn tree_tiles_only_grow_and_the_tree_state_only_moves_forward() {
-    let (_ledger, database) = ledger_with(2).await;
+    // 257 entries: level-0 tile 0 is full and stored, level-1 tile 0 holds its one hash
+    // (a partial level-0 tile is never stored).
+    let (_ledger, database) = ledger_with(257).await;
     let pool = database.pool();
+    let stored: Vec<(i16, i32)> =
+        sqlx::query_as("SELECT level, octet_length(hashes) / 32 FROM tree_tiles ORDER BY level, tile_index")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![(0, 256), (1, 1)]);
     for (statement, message) in [
         ("UPDATE tree_tiles SET hashes = substring(hashes FROM 1 FOR 32)", "may only grow"),
         ("UPDATE tree_tiles SET hashes = decode(repeat('ab', 96), 'hex')", "may only grow"),
@@ -226,7 +234,7 @@ async fn tree_tiles_only_grow_and_the_tree_state_only_moves_forward() {
         assert!(error.contains(message), "{statement}: {error}");
     }
     // Growing a partial tile by one more hash, keeping its prefix, is what an append does.
-    sqlx::query("UPDATE tree_tiles SET hashes = hashes || decode(repeat('cd', 32), 'hex') WHERE level = 0")
+    sqlx::query("UPDATE tree_tiles SET hashes = hashes || decode(repeat('cd', 32), 'hex') WHERE level = 1")
         .execute(pool)
         .await
         .expect("a partial tile may grow");

@@ -22,7 +22,9 @@ fn serve(entries: &[Vec<u8>], size: u64) -> (TreeHead, BTreeMap<TileResource, Ve
     for resource in resources_at(size) {
         let bytes = match resource {
             TileResource::Hashes { coord, width } => {
-                let tile = update.tiles.iter().find(|tile| tile.coord == coord).unwrap();
+                // A partial level-0 tile is never stored: a reader rebuilds it from the entries.
+                let tile =
+                    update.tiles.iter().chain(&update.leaf_edge).find(|tile| tile.coord == coord).unwrap();
                 crate::merkle::hashes_to_bytes(&tile.hashes[..width])
             }
             TileResource::Entries { index, width } => {
