@@ -163,14 +163,22 @@ impl<S: LedgerStore> Ledger<S> {
     pub async fn tile_resource(&self, resource: &TileResource) -> Result<Option<Vec<u8>>, StoreError> {
         match *resource {
             TileResource::Hashes { coord, width } => {
-                // The state first: a level-0 tile partial at that size is rebuilt
-                // from the entries; one that filled since is stored whole.
+                let serve = |tiles: Vec<Tile>| {
+                    tiles
+                        .into_iter()
+                        .find(|tile| tile.coord == coord && tile.hashes.len() >= width)
+                        .map(|tile| crate::merkle::hashes_to_bytes(&tile.hashes[..width]))
+                };
+                if let Some(bytes) = serve(self.store().tiles(&[coord]).await?) {
+                    return Ok(Some(bytes));
+                }
+                if coord.level > 0 {
+                    return Ok(None);
+                }
+                // The partial level-0 tile is never stored: rebuilt at the size
+                // read now (or read again, stored whole, if it filled meanwhile).
                 let state = self.store().tree_state().await?;
-                let tiles = self.tiles_of(&state, &[coord]).await?;
-                Ok(tiles
-                    .into_iter()
-                    .find(|tile| tile.coord == coord && tile.hashes.len() >= width)
-                    .map(|tile| crate::merkle::hashes_to_bytes(&tile.hashes[..width])))
+                Ok(serve(self.tiles_of(&state, &[coord]).await?))
             }
             TileResource::Entries { index, width } => {
                 let Some(first) = index.checked_mul(crate::tiles::TILE_WIDTH as u64) else {
