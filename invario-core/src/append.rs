@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use crate::chain::{EntryHash, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::merkle::{TreeHash, entry_leaf_hash};
-use crate::tiles::{Tile, TreeError, TreeSnapshot, TreeState, TreeUpdate, extend_tree};
+use crate::ports::StoreError;
+use crate::tiles::{Tile, TreeError, TreeSnapshot, TreeState, TreeUpdate, extend_tree, leaf_edge_tile};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionErrors, TransactionFieldError, TransactionId};
 
@@ -30,14 +31,33 @@ pub struct AppendSnapshot {
 /// [`unstored_leaves`](crate::tiles::unstored_leaves) entries up to its size,
 /// in order. The partial level-0 tile, never stored, is rebuilt from those
 /// entries here (the core hashes, never the adapter) and checked against the
-/// stored frontier: an altered entry or tree state is refused.
+/// stored frontier: an altered entry or tree state is refused as
+/// [`StoreError::Corrupt`].
 pub fn tree_snapshot(
     state: TreeState,
     stored_edge: Vec<Tile>,
     last_entry_hashes: &[EntryHash],
-) -> Result<TreeSnapshot, TreeError> {
-    let leaves: Vec<TreeHash> = last_entry_hashes.iter().map(entry_leaf_hash).collect();
-    TreeSnapshot::from_stored(state, stored_edge, &leaves)
+) -> Result<TreeSnapshot, StoreError> {
+    TreeSnapshot::from_stored(state, stored_edge, &leaves_of(last_entry_hashes)).map_err(corrupt_tree)
+}
+
+/// The partial level-0 tile of the tree in `state`, rebuilt from the entry
+/// hashes of its last [`unstored_leaves`](crate::tiles::unstored_leaves)
+/// entries and checked against its frontier, as [`tree_snapshot`] does.
+pub(crate) fn leaf_edge_from_entries(
+    state: &TreeState,
+    last_entry_hashes: &[EntryHash],
+) -> Result<Option<Tile>, StoreError> {
+    leaf_edge_tile(state, &leaves_of(last_entry_hashes)).map_err(corrupt_tree)
+}
+
+fn leaves_of(entry_hashes: &[EntryHash]) -> Vec<TreeHash> {
+    entry_hashes.iter().map(entry_leaf_hash).collect()
+}
+
+/// Stored rows that do not rebuild the stored tree.
+fn corrupt_tree(error: TreeError) -> StoreError {
+    StoreError::Corrupt(error.to_string())
 }
 
 /// Whether a receipt's entry was written by this request or an earlier one.

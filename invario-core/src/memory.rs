@@ -83,8 +83,7 @@ impl MemoryLedger {
                 .map(|entry| entry.entry_hash)
                 .collect();
             let edge = state.tiles(&stored_edge_tiles(tree.head.size));
-            let tree =
-                tree_snapshot(tree, edge, &last).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+            let tree = tree_snapshot(tree, edge, &last)?;
             AppendSnapshot { head: state.head(), existing, tree }
         };
         Ok(MemoryAppend { state: Arc::clone(&self.state), snapshot, _lock: lock })

@@ -206,7 +206,7 @@ fn edge_from_rows(state: TreeState, rows: &[sqlx::postgres::PgRow]) -> Result<Tr
     }
     leaves.sort_unstable_by_key(|(sequence_number, _)| *sequence_number);
     let last: Vec<EntryHash> = leaves.into_iter().map(|(_, entry_hash)| entry_hash).collect();
-    tree_snapshot(state, tiles, &last).map_err(|error| StoreError::Corrupt(error.to_string()))
+    tree_snapshot(state, tiles, &last)
 }
 
 async fn read_tree<'c, E: sqlx::PgExecutor<'c>>(

@@ -243,7 +243,7 @@ async fn begin_and_read(
     let edge = read_tiles(&mut *transaction, ledger, &stored_edge_tiles(tree.head.size)).await?;
     let leaves = unstored_leaves(tree.head.size);
     let last = read_entry_hashes(&mut *transaction, ledger, tree.head.size - leaves as u64, leaves).await?;
-    let tree = tree_snapshot(tree, edge, &last).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let tree = tree_snapshot(tree, edge, &last)?;
     Ok(AppendSnapshot { head, existing, tree })
 }
 

@@ -191,7 +191,9 @@ async fn join_citus_cluster(url: &str, workers: &[(String, i32)]) {
                 Ok(_) => break,
                 Err(error) => {
                     failures.push(error.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if failures.len() < CITUS_ADD_NODE_ATTEMPTS {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
                 }
             }
         }

@@ -234,6 +234,12 @@ pub fn unstored_leaves(tree_size: u64) -> usize {
     (tree_size % TILE_WIDTH as u64) as usize
 }
 
+/// Where the partial level-0 tile of a tree of `tree_size` leaves sits
+/// (`None` when the size is a multiple of 256: there is none).
+pub fn leaf_edge_coord(tree_size: u64) -> Option<TileCoord> {
+    (unstored_leaves(tree_size) > 0).then_some(TileCoord { level: 0, index: tree_size / TILE_WIDTH as u64 })
+}
+
 /// The partial level-0 tile of the tree in `state` (`None` when its size is
 /// a multiple of 256), rebuilt from `last_leaves`, the leaf hashes of its
 /// last [`unstored_leaves`] entries, and checked against the stored
@@ -245,9 +251,9 @@ pub fn leaf_edge_tile(state: &TreeState, last_leaves: &[TreeHash]) -> Result<Opt
     if last_leaves.len() != needed {
         return Err(TreeError::LeafEdgeShort { tree_size: size, needed, read: last_leaves.len() });
     }
-    if needed == 0 {
+    let Some(coord) = leaf_edge_coord(size) else {
         return Ok(None);
-    }
+    };
     let mut rebuilt = Frontier::EMPTY;
     for leaf in last_leaves {
         rebuilt.push(*leaf, |_| {});
@@ -257,10 +263,7 @@ pub fn leaf_edge_tile(state: &TreeState, last_leaves: &[TreeHash]) -> Result<Opt
     if smallest != Some(rebuilt.hashes()) {
         return Err(TreeError::LeafEdgeMismatch { tree_size: size, leaves: needed });
     }
-    Ok(Some(Tile {
-        coord: TileCoord { level: 0, index: size / TILE_WIDTH as u64 },
-        hashes: last_leaves.to_vec(),
-    }))
+    Ok(Some(Tile { coord, hashes: last_leaves.to_vec() }))
 }
 
 /// Appends `leaves` (leaf hashes, in order) to the tree in `snapshot`: the
@@ -533,6 +536,10 @@ mod tests {
     #[test]
     fn the_edge_is_the_partial_tile_of_each_level() {
         assert_eq!(edge_tiles(0), vec![]);
+        assert_eq!(leaf_edge_coord(0), None);
+        assert_eq!(leaf_edge_coord(256), None);
+        assert_eq!(leaf_edge_coord(70_000), Some(TileCoord { level: 0, index: 273 }));
+        assert_eq!(stored_edge_tiles(70_000), edge_tiles(70_000)[1..].to_vec());
         assert_eq!(edge_tiles(256), vec![TileCoord { level: 1, index: 0 }]);
         assert_eq!(edge_tiles(65_536), vec![TileCoord { level: 2, index: 0 }]);
         assert_eq!(

@@ -2,7 +2,7 @@
 //! from the stored tiles (each checked before it is handed out), and the
 //! backfill that builds the tree for entries from before it existed.
 
-use crate::append::plan_tree_backfill;
+use crate::append::{leaf_edge_from_entries, plan_tree_backfill};
 use crate::chain::LedgerEntry;
 use crate::checkpoint::Checkpoint;
 use crate::integrity::{StoredTransaction, recompute_hash};
@@ -16,8 +16,7 @@ use crate::ports::{AppendSession, LedgerStore, StoreError};
 use crate::proof::TlogProof;
 use crate::tiled::{TileResource, encode_bundle};
 use crate::tiles::{
-    TILE_WIDTH, Tile, TileCoord, TileSet, TreeError, TreeState, leaf_edge_tile, tiles_for_proof_beside,
-    unstored_leaves,
+    Tile, TileCoord, TileSet, TreeError, TreeState, leaf_edge_coord, tiles_for_proof_beside, unstored_leaves,
 };
 use crate::transaction::TransactionId;
 
@@ -240,22 +239,14 @@ impl<S: LedgerStore> Ledger<S> {
     /// against the state's frontier (a mismatch is refused as corrupt).
     async fn tiles_of(&self, state: &TreeState, coords: &[TileCoord]) -> Result<Vec<Tile>, StoreError> {
         let size = state.head.size;
-        let leaves = unstored_leaves(size);
-        let leaf_edge = TileCoord { level: 0, index: size / TILE_WIDTH as u64 };
+        let leaf_edge = leaf_edge_coord(size).filter(|coord| coords.contains(coord));
         let stored_coords: Vec<TileCoord> =
-            coords.iter().copied().filter(|coord| leaves == 0 || *coord != leaf_edge).collect();
+            coords.iter().copied().filter(|coord| Some(*coord) != leaf_edge).collect();
         let mut tiles = self.store().tiles(&stored_coords).await?;
-        if leaves > 0 && coords.contains(&leaf_edge) {
-            let hashes: Vec<TreeHash> = self
-                .store()
-                .entry_hashes(size - leaves as u64, leaves)
-                .await?
-                .iter()
-                .map(entry_leaf_hash)
-                .collect();
-            let rebuilt =
-                leaf_edge_tile(state, &hashes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-            tiles.extend(rebuilt);
+        if leaf_edge.is_some() {
+            let leaves = unstored_leaves(size);
+            let last = self.store().entry_hashes(size - leaves as u64, leaves).await?;
+            tiles.extend(leaf_edge_from_entries(state, &last)?);
         }
         Ok(tiles)
     }
