@@ -256,32 +256,30 @@ fn shared_error(error: &sqlx::Error) -> StoreError {
     }
 }
 
-/// A fenced write's arguments for `invario_append_v2` (the migrations
-/// `append_function` and `key_epoch`), built once and sent again if the
-/// connection is lost.
+/// What a fenced write sends besides its rows: the key epoch, the fence,
+/// and the tiles, tree state and head it moves the ledger to.
 #[derive(Debug)]
-pub(crate) struct FencedWrite {
-    key_epoch: Option<i64>,
-    fence: (i64, Vec<u8>, i64, Vec<u8>),
-    rows: PlanRows,
-    tiles: TileColumns,
-    tree: (i64, Vec<u8>, Vec<u8>),
-    head: (i64, Vec<u8>, Option<DateTime<Utc>>),
+pub(crate) struct WriteFrame {
+    pub(crate) key_epoch: Option<i64>,
+    pub(crate) fence: (i64, Vec<u8>, i64, Vec<u8>),
+    pub(crate) tiles: TileColumns,
+    pub(crate) tree: (i64, Vec<u8>, Vec<u8>),
+    pub(crate) head: (i64, Vec<u8>, Option<DateTime<Utc>>),
 }
 
-impl FencedWrite {
+impl WriteFrame {
     pub(crate) fn new(
         fence: &Fence,
         keys: Option<KeyEpoch>,
         plan: &AppendPlan,
-    ) -> Result<FencedWrite, StoreError> {
+    ) -> Result<WriteFrame, StoreError> {
         let (Some(tree), Some(head)) = (plan.tree_update(), plan.head_move()) else {
             return Err(StoreError::Contract("a fenced write needs a plan that adds entries".into()));
         };
         // An epoch beyond bigint was never read from the table: it cannot match.
         let key_epoch =
             keys.map(|epoch| i64::try_from(epoch.0).map_err(|_| StoreError::KeysChanged)).transpose()?;
-        Ok(FencedWrite {
+        Ok(WriteFrame {
             key_epoch,
             fence: (
                 to_sequence(fence.head.sequence_number)?,
@@ -289,7 +287,6 @@ impl FencedWrite {
                 to_sequence(fence.tree.size)?,
                 fence.tree.root.0.to_vec(),
             ),
-            rows: PlanRows::of(plan)?,
             tiles: tile_columns(tree)?,
             tree: (
                 to_sequence(tree.state.head.size)?,
@@ -303,20 +300,39 @@ impl FencedWrite {
             ),
         })
     }
+}
+
+/// A fenced write's arguments for `invario_append_v2` (the migrations
+/// `append_function` and `key_epoch`), built once and sent again if the
+/// connection is lost.
+#[derive(Debug)]
+pub(crate) struct FencedWrite {
+    frame: WriteFrame,
+    rows: PlanRows,
+}
+
+impl FencedWrite {
+    pub(crate) fn new(
+        fence: &Fence,
+        keys: Option<KeyEpoch>,
+        plan: &AppendPlan,
+    ) -> Result<FencedWrite, StoreError> {
+        Ok(FencedWrite { frame: WriteFrame::new(fence, keys, plan)?, rows: PlanRows::of(plan)? })
+    }
 
     /// One call in autocommit on `connection`: one round trip, the commit included.
     async fn call(&self, connection: &mut PgConnection, ledger: &LedgerName) -> Result<(), sqlx::Error> {
-        let rows = &self.rows;
+        let (rows, frame) = (&self.rows, &self.frame);
         sqlx::query(
             "SELECT invario_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
                                       $17, $18, $19, $20, $21, $22, $23, $24)",
         )
-        .bind(self.key_epoch)
+        .bind(frame.key_epoch)
         .bind(ledger.as_str())
-        .bind(self.fence.0)
-        .bind(&self.fence.1)
-        .bind(self.fence.2)
-        .bind(&self.fence.3)
+        .bind(frame.fence.0)
+        .bind(&frame.fence.1)
+        .bind(frame.fence.2)
+        .bind(&frame.fence.3)
         .bind(&rows.ids)
         .bind(&rows.amounts)
         .bind(&rows.currencies)
@@ -326,15 +342,15 @@ impl FencedWrite {
         .bind(&rows.prev_hashes)
         .bind(&rows.entry_hashes)
         .bind(&rows.recorded)
-        .bind(&self.tiles.0)
-        .bind(&self.tiles.1)
-        .bind(&self.tiles.2)
-        .bind(self.tree.0)
-        .bind(&self.tree.1)
-        .bind(&self.tree.2)
-        .bind(self.head.0)
-        .bind(&self.head.1)
-        .bind(self.head.2)
+        .bind(&frame.tiles.0)
+        .bind(&frame.tiles.1)
+        .bind(&frame.tiles.2)
+        .bind(frame.tree.0)
+        .bind(&frame.tree.1)
+        .bind(&frame.tree.2)
+        .bind(frame.head.0)
+        .bind(&frame.head.1)
+        .bind(frame.head.2)
         .execute(connection)
         .await
         .map(drop)
@@ -380,14 +396,14 @@ impl SharedWrite {
         let mut replies = Vec::with_capacity(group.len());
         for (index, WaitingWrite { ledger, write, reply }) in (1_i32..).zip(group) {
             replies.push(reply);
-            shared.key_epochs.push(write.key_epoch);
+            let FencedWrite { frame: WriteFrame { key_epoch, fence, tiles, tree, head }, rows } = write;
+            shared.key_epochs.push(key_epoch);
             shared.ledgers.push(ledger.as_str().to_owned());
-            let (fence_sequence, fence_hash, fence_tree_size, fence_root) = write.fence;
+            let (fence_sequence, fence_hash, fence_tree_size, fence_root) = fence;
             shared.fence_sequences.push(fence_sequence);
             shared.fence_hashes.push(fence_hash);
             shared.fence_tree_sizes.push(fence_tree_size);
             shared.fence_roots.push(fence_root);
-            let rows = write.rows;
             shared.row_ledgers.extend(std::iter::repeat_n(index, rows.ids.len()));
             shared.ids.extend(rows.ids);
             shared.amounts.extend(rows.amounts);
@@ -398,16 +414,16 @@ impl SharedWrite {
             shared.prev_hashes.extend(rows.prev_hashes);
             shared.entry_hashes.extend(rows.entry_hashes);
             shared.recorded.extend(rows.recorded);
-            let (levels, indexes, hashes) = write.tiles;
+            let (levels, indexes, hashes) = tiles;
             shared.tile_ledgers.extend(std::iter::repeat_n(index, levels.len()));
             shared.tile_levels.extend(levels);
             shared.tile_indexes.extend(indexes);
             shared.tile_hashes.extend(hashes);
-            let (tree_size, root, frontier) = write.tree;
+            let (tree_size, root, frontier) = tree;
             shared.tree_sizes.push(tree_size);
             shared.roots.push(root);
             shared.frontiers.push(frontier);
-            let (head_sequence, head_hash, head_recorded) = write.head;
+            let (head_sequence, head_hash, head_recorded) = head;
             shared.head_sequences.push(head_sequence);
             shared.head_hashes.push(head_hash);
             shared.head_recorded.push(head_recorded);

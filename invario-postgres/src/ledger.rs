@@ -331,6 +331,10 @@ impl LedgerStore for PgLedger {
                 plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
             return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
         }
+        if plan.new_entries().len() >= crate::copy_write::COPY_WRITE_MIN_ROWS {
+            // Large enough to stream: goes alone, by COPY.
+            return crate::copy_write::write_by_copy(&self.lane, &self.ledger, fence, keys, plan).await;
+        }
         self.lane.write(&self.ledger, FencedWrite::new(fence, keys, plan)?).await
     }
 

@@ -7,6 +7,7 @@
 
 mod catalog;
 mod commit_lane;
+mod copy_write;
 mod keys;
 mod ledger;
 mod rows;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use catalog::PgCatalog;
 pub use commit_lane::{LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT};
+pub use copy_write::COPY_WRITE_MIN_ROWS;
 pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
 pub use sqlx::PgPool;

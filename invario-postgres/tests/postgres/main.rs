@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod appends;
+mod copy_write;
 mod keys;
 mod leaf_tile;
 mod schema;
@@ -37,4 +38,18 @@ async fn first_break(ledger: &Ledger<PgLedger>) -> (String, Option<u64>, String)
     let report = ledger.verify_full().await.unwrap();
     let found = report.first_break.expect("tampering must be detected");
     (found.kind().to_owned(), found.sequence(), found.to_string())
+}
+
+/// A plan of `ids` on a ledger's stored state, as its writer would make it:
+/// the fence and the plan.
+fn planned(
+    state: invario_core::writer::WriterState,
+    ids: &[u128],
+    step: i64,
+) -> (invario_core::writer::Fence, invario_core::AppendPlan) {
+    let fence = state.fence();
+    let plan =
+        plan_append(&state.into_snapshot(), ids.iter().map(|&n| transaction(n, "1.00")).collect(), at(step))
+            .expect("planned");
+    (fence, plan)
 }

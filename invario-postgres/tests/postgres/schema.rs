@@ -169,7 +169,7 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
     let applied = invario_postgres::migrate(pool).await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
-        ["ledgers", "append function", "checkpoint cosignatures", "key epoch", "shared commit"]
+        ["ledgers", "append function", "checkpoint cosignatures", "key epoch", "shared commit", "copy write"]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().position(), position, "the head moved into default unchanged");

@@ -2,8 +2,7 @@
 //! ledgers of one catalog have ready at the same moment go to PostgreSQL in
 //! one call and one transaction, and each still lands or fails on its own.
 
-use invario_core::writer::{Fence, WriterState};
-use invario_core::{AppendPlan, KeyEpoch, LedgerCatalog, LedgerName, StoreError};
+use invario_core::{KeyEpoch, LedgerCatalog, LedgerName, StoreError};
 use invario_postgres::PgCatalog;
 
 use super::*;
@@ -18,15 +17,6 @@ async fn catalog_with(names: &[&str]) -> (PgCatalog, Vec<Ledger<PgLedger>>, Test
         ledgers.push(Ledger::new(catalog.store(&name)));
     }
     (catalog, ledgers, database)
-}
-
-/// A plan on a ledger's stored state: the fence and the plan.
-fn planned(state: WriterState, ids: &[u128], step: i64) -> (Fence, AppendPlan) {
-    let fence = state.fence();
-    let plan =
-        plan_append(&state.into_snapshot(), ids.iter().map(|&n| transaction(n, "1.00")).collect(), at(step))
-            .expect("planned");
-    (fence, plan)
 }
 
 /// How many transactions wrote the heads of `names` (rows written by one

@@ -1,0 +1,143 @@
+//! Large fenced writes go by binary COPY (issue 27, lever L4): what they
+//! store reads back exactly and verifies, and they are refused as a call to
+//! the append function is — fenced, an id stored already, a stale key epoch —
+//! with nothing written. (A write of that size always goes by COPY.)
+
+use invario_core::{KeyEpoch, LedgerEntry, ReceiptStatus, StoreError, Transaction};
+use invario_postgres::COPY_WRITE_MIN_ROWS;
+use invario_testkit::strategies;
+use proptest::prelude::*;
+
+use super::*;
+
+/// Hides the array function a write below [`COPY_WRITE_MIN_ROWS`] calls, so
+/// a write that lands can only have gone by COPY.
+async fn without_the_array_function(pool: &PgPool) {
+    sqlx::query("ALTER FUNCTION invario_append_v2 RENAME TO invario_append_v2_hidden")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn stored_entries(ledger: &Ledger<PgLedger>) -> Vec<LedgerEntry> {
+    ledger.store().entries_after(0, usize::MAX).await.unwrap()
+}
+
+fn ids(first: u128, count: usize) -> Vec<u128> {
+    (first..).take(count).collect()
+}
+
+#[tokio::test]
+async fn a_large_write_lands_only_by_copy_and_reads_back_exactly() {
+    let database = fresh_database().await;
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
+    without_the_array_function(database.pool()).await;
+
+    // Contents COPY's binary format must carry unchanged: scales up to 18
+    // fraction digits, 28 significant digits, negative amounts, no
+    // occurred_at, and metadata with quotes, backslashes, tabs, newlines and
+    // characters outside ASCII.
+    let awkward = [
+        json!({"amount": "9999999999.999999999999999999", "currency": "EUR"}),
+        json!({"amount": "-0.000000000000000001", "currency": "JPY", "occurred_at": "1970-01-01T00:00:00Z"}),
+        json!({"amount": "100.50", "currency": "BRL",
+               "metadata": {"note": "tab\there \"quoted\" back\\slash\nnext line", "city": "São Paulo ✓"}}),
+        json!({"amount": "-12", "currency": "USD", "occurred_at": "2026-12-04T23:59:59.999999Z",
+               "metadata": {"empty": ""}}),
+    ];
+    let mut items: Vec<serde_json::Value> = awkward
+        .iter()
+        .enumerate()
+        .map(|(n, fields)| {
+            let mut item = fields.clone();
+            item["transaction_id"] = json!(uuid::Uuid::from_u128(100_000 + n as u128).to_string());
+            item
+        })
+        .collect();
+    items.extend((2..).take(COPY_WRITE_MIN_ROWS).map(|n| {
+        json!({"transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "10.00", "currency": "BRL"})
+    }));
+    let receipts = ledger.ingest_json(&items, at(2)).await.unwrap();
+
+    let stored = stored_entries(&ledger).await;
+    let written: Vec<LedgerEntry> = receipts.into_iter().map(|receipt| receipt.entry).collect();
+    assert_eq!(stored[1..], written[..], "every row reads back as the core planned it");
+    let amounts: Vec<String> = sqlx::query_scalar(
+        "SELECT amount::text FROM transactions WHERE transaction_id = ANY($1) ORDER BY transaction_id",
+    )
+    .bind((100_000..100_004).map(uuid::Uuid::from_u128).collect::<Vec<_>>())
+    .fetch_all(database.pool())
+    .await
+    .unwrap();
+    assert_eq!(amounts, ["9999999999.999999999999999999", "-0.000000000000000001", "100.50", "-12"]);
+    assert!(ledger.verify_full().await.unwrap().is_intact());
+    assert_eq!(ledger.fenced_writes(), 0);
+
+    // A write below the threshold still calls the array function.
+    let refused = ledger.ingest(vec![transaction(5_000, "1.00")], at(3)).await;
+    assert!(refused.is_err(), "a small write went by COPY: {refused:?}");
+}
+
+#[tokio::test]
+async fn a_large_write_is_refused_like_a_call_with_nothing_written() {
+    let database = fresh_database().await;
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
+    let store = ledger.store();
+    let before = stored_entries(&ledger).await;
+    // A stale key epoch.
+    let (fence, plan) = planned(store.writer_state().await.unwrap(), &ids(10, COPY_WRITE_MIN_ROWS), 2);
+    let outcome = store.write_fenced(&fence, Some(KeyEpoch(0)), &plan).await;
+    assert!(matches!(outcome, Err(StoreError::KeysChanged)), "{outcome:?}");
+    assert_eq!(stored_entries(&ledger).await, before, "nothing written: {outcome:?}");
+
+    // An id stored already, presumed new: the unique key fires inside the COPY.
+    let mut replaying = ids(10, COPY_WRITE_MIN_ROWS);
+    replaying[COPY_WRITE_MIN_ROWS / 2] = 1;
+    let (fence, plan) = planned(store.writer_state().await.unwrap(), &replaying, 2);
+    let outcome = store.write_fenced(&fence, None, &plan).await;
+    assert!(matches!(outcome, Err(StoreError::AlreadyStored)), "{outcome:?}");
+    assert_eq!(stored_entries(&ledger).await, before, "nothing written: {outcome:?}");
+
+    // Another writer moved the ledger after this plan's state was read.
+    let (fence, plan) = planned(store.writer_state().await.unwrap(), &ids(10, COPY_WRITE_MIN_ROWS), 2);
+    let other_writer = Ledger::new(PgLedger::new(database.pool().clone()));
+    other_writer.ingest(vec![transaction(2, "1.00")], at(2)).await.unwrap();
+    let before = stored_entries(&ledger).await;
+    let outcome = store.write_fenced(&fence, None, &plan).await;
+    assert!(matches!(outcome, Err(StoreError::Fenced)), "{outcome:?}");
+    assert_eq!(stored_entries(&ledger).await, before, "nothing written: {outcome:?}");
+
+    // Through the core the replay is answered and the rest written, by COPY.
+    let mut batch: Vec<Transaction> =
+        ids(10, COPY_WRITE_MIN_ROWS).iter().map(|&n| transaction(n, "1.00")).collect();
+    batch.push(transaction(1, "1.00"));
+    let receipts = ledger.ingest(batch, at(3)).await.unwrap();
+    assert_eq!(receipts.last().unwrap().status, ReceiptStatus::Replayed);
+    assert_eq!(receipts.last().unwrap().entry, before[0]);
+    assert_eq!(receipts[0].entry.sequence_number, 3);
+    assert!(ledger.verify_full().await.unwrap().is_intact());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, max_shrink_iters: 8, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random valid transactions, written by COPY, read back as planned.
+    #[test]
+    fn random_transactions_written_by_copy_read_back_as_planned(
+        batch in prop::collection::vec(strategies::transaction(), COPY_WRITE_MIN_ROWS..COPY_WRITE_MIN_ROWS + 30),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let database = fresh_database().await;
+            without_the_array_function(database.pool()).await;
+            let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+            let receipts = ledger.ingest(batch, at(1)).await.unwrap();
+            let written: Vec<LedgerEntry> = receipts.into_iter().map(|receipt| receipt.entry).collect();
+            prop_assert_eq!(stored_entries(&ledger).await, written);
+            prop_assert!(ledger.verify_full().await.unwrap().is_intact());
+            Ok(())
+        })?;
+    }
+}
