@@ -7,7 +7,9 @@
 //! span's `correlation_id`, `route` and `method`), so a client's id finds every
 //! line its request caused; a field the event sets itself wins.
 
+use std::cell::RefCell;
 use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -47,7 +49,18 @@ where
     let filter = EnvFilter::try_new(filter)
         .map_err(|error| TelemetryError::Filter(filter.into(), error.to_string()))?;
     let result = match format {
-        LogFormat::Json => Registry::default().with(filter).with(JsonLines { sink }).try_init(),
+        LogFormat::Json => {
+            let sink = Arc::new(sink);
+            let held_sink = Arc::clone(&sink);
+            let installed = Registry::default().with(filter).with(JsonLines { sink }).try_init();
+            if installed.is_ok() {
+                // Set once, with the one global logger.
+                let _ = HELD_LINES_SINK.set(Box::new(move |lines: &[u8]| {
+                    let _ = held_sink.make_writer().write_all(lines);
+                }));
+            }
+            installed
+        }
         LogFormat::Pretty => Registry::default()
             .with(filter)
             .with(tracing_subscriber::fmt::layer().with_writer(sink).with_target(false))
@@ -67,7 +80,45 @@ fn level_name(level: &tracing::Level) -> &'static str {
 }
 
 struct JsonLines<W> {
-    sink: W,
+    sink: Arc<W>,
+}
+
+/// Where [`in_one_write`] sends the lines it held (the JSON logger's sink).
+static HELD_LINES_SINK: OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>> = OnceLock::new();
+
+thread_local! {
+    /// The lines held on this thread by [`in_one_write`], if it is running.
+    static HELD_LINES: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` (which must not await: the lines are held per thread) and
+/// writes the JSON lines it logged with one `write(2)` when it ends: a batch
+/// of a thousand receipts costs the log pipe one write, not a thousand.
+/// Lines keep their order and content; nested calls join the outer one.
+pub(crate) fn in_one_write<T>(work: impl FnOnce() -> T) -> T {
+    let outermost = HELD_LINES.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_some() {
+            return false;
+        }
+        *held = Some(Vec::new());
+        true
+    });
+    if !outermost {
+        return work();
+    }
+    // Flushed when dropped, so a panic in `work` does not keep holding lines.
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            let lines = HELD_LINES.with(|held| held.borrow_mut().take()).unwrap_or_default();
+            if let (false, Some(sink)) = (lines.is_empty(), HELD_LINES_SINK.get()) {
+                sink(&lines);
+            }
+        }
+    }
+    let _flush = Flush;
+    work()
 }
 
 /// An event's or a span's fields, values already rendered as JSON text, so
@@ -205,6 +256,15 @@ where
             }
         }
         line.extend_from_slice(b"}\n");
-        let _ = self.sink.make_writer().write_all(&line);
+        let held = HELD_LINES.with(|held| match held.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(&line);
+                true
+            }
+            None => false,
+        });
+        if !held {
+            let _ = self.sink.make_writer().write_all(&line);
+        }
     }
 }

@@ -84,9 +84,11 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
     let receipts = outcome.inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     crate::metrics::record_append(&runtime.name, created);
-    for receipt in &receipts {
-        log_processed(&receipt.entry, receipt.status);
-    }
+    crate::telemetry::in_one_write(|| {
+        for receipt in &receipts {
+            log_processed(&receipt.entry, receipt.status);
+        }
+    });
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
     let entries: Vec<LedgerEntry> = receipts.into_iter().map(|receipt| receipt.entry).collect();
     Ok(match with_proofs(&runtime, &call, &entries).await? {

@@ -11,13 +11,13 @@ use invario_testkit::harness::{TestDatabase, fresh_database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-/// Every log line the test process wrote.
+/// Every log line the test process wrote, write by write.
 #[derive(Clone, Default)]
-pub(crate) struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct CapturedLogs(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Write for CapturedLogs {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        self.0.lock().unwrap().push(bytes.to_vec());
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -37,9 +37,7 @@ pub(crate) fn logs() -> &'static CapturedLogs {
 
 /// Log lines (parsed) that mention `needle`.
 pub(crate) fn log_lines_with(needle: &str) -> Vec<Value> {
-    let bytes = logs().0.lock().unwrap().clone();
-    String::from_utf8(bytes)
-        .unwrap()
+    all_logs()
         .lines()
         .filter(|line| line.contains(needle))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}")))
@@ -48,7 +46,17 @@ pub(crate) fn log_lines_with(needle: &str) -> Vec<Value> {
 
 /// All captured log text.
 pub(crate) fn all_logs() -> String {
-    String::from_utf8(logs().0.lock().unwrap().clone()).unwrap()
+    String::from_utf8(logs().0.lock().unwrap().concat()).unwrap()
+}
+
+/// The captured writes (each one `write` call's text) that mention `needle`.
+pub(crate) fn log_writes_with(needle: &str) -> Vec<String> {
+    let writes = logs().0.lock().unwrap().clone();
+    writes
+        .into_iter()
+        .map(|bytes| String::from_utf8(bytes).unwrap())
+        .filter(|text| text.contains(needle))
+        .collect()
 }
 
 pub(crate) struct TestApp {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{all_logs, error_code, log_lines_with, spawn_app, transaction};
+use crate::helpers::{all_logs, error_code, log_lines_with, log_writes_with, spawn_app, transaction};
 
 #[tokio::test]
 async fn a_new_transaction_gets_201_a_receipt_and_a_location() {
@@ -261,6 +261,32 @@ async fn concurrent_single_requests_are_group_committed_into_one_valid_chain() {
     let commits: HashSet<&str> = entries.iter().map(|e| e["recorded_at"].as_str().unwrap()).collect();
     eprintln!("group commit: 200 requests in {} database transactions", commits.len());
     assert!(commits.len() < 100, "200 requests took {} database transactions", commits.len());
+}
+
+#[tokio::test]
+async fn a_batch_logs_one_line_per_item_in_one_write() {
+    let app = spawn_app().await;
+    let items: Vec<Value> = (7_001..7_004).map(|n| transaction(n, "3.00")).collect();
+    let response = app
+        .client
+        .post(app.url("/v1/transactions/batch"))
+        .bearer_auth(&app.write_key)
+        .header("x-correlation-id", "corr-batch-lines-7")
+        .json(&json!({ "transactions": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let writes = log_writes_with("corr-batch-lines-7");
+    let processed: Vec<&String> =
+        writes.iter().filter(|text| text.contains("transaction_processed")).collect();
+    assert_eq!(processed.len(), 1, "the batch's lines came in {} writes: {writes:?}", processed.len());
+    let lines: Vec<Value> = processed[0].lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let sequence: Vec<&Value> = lines.iter().map(|line| &line["sequence_number"]).collect();
+    assert_eq!(sequence, [1, 2, 3], "one line per item, in order");
+    assert!(lines.iter().all(
+        |line| line["event"] == "transaction_processed" && line["correlation_id"] == "corr-batch-lines-7"
+    ));
 }
 
 #[tokio::test]
