@@ -83,8 +83,11 @@ struct JsonLines<W> {
     sink: Arc<W>,
 }
 
-/// Where [`in_one_write`] sends the lines it held (the JSON logger's sink).
-static HELD_LINES_SINK: OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>> = OnceLock::new();
+/// Writes lines to the JSON logger's sink.
+type LineSink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Where [`in_one_write`] sends the lines it held.
+static HELD_LINES_SINK: OnceLock<LineSink> = OnceLock::new();
 
 thread_local! {
     /// The lines held on this thread by [`in_one_write`], if it is running.
