@@ -11,7 +11,8 @@ use proptest::prelude::*;
 use super::*;
 
 /// Hides the array function a write below [`COPY_WRITE_MIN_ROWS`] calls, so
-/// a write that lands can only have gone by COPY.
+/// a write that lands can only have gone by COPY (on plain PostgreSQL; Citus
+/// writes on the locking path).
 async fn without_the_array_function(pool: &PgPool) {
     sqlx::query("ALTER FUNCTION invario_append_v2 RENAME TO invario_append_v2_hidden")
         .execute(pool)
@@ -74,9 +75,15 @@ async fn a_large_write_lands_only_by_copy_and_reads_back_exactly() {
     assert!(ledger.verify_full().await.unwrap().is_intact());
     assert_eq!(ledger.fenced_writes(), 0);
 
-    // A write below the threshold still calls the array function.
-    let refused = ledger.ingest(vec![transaction(5_000, "1.00")], at(3)).await;
-    assert!(refused.is_err(), "a small write went by COPY: {refused:?}");
+    let small = ledger.ingest(vec![transaction(5_000, "1.00")], at(3)).await;
+    if invario_postgres::is_citus(database.pool()).await.unwrap() {
+        // On Citus every write takes the coordinator's locking path: neither
+        // the function nor COPY, so hiding the function changes nothing.
+        assert!(small.is_ok(), "{small:?}");
+    } else {
+        // A write below the threshold still calls the array function.
+        assert!(small.is_err(), "a small write went by COPY: {small:?}");
+    }
 }
 
 #[tokio::test]
@@ -121,7 +128,7 @@ async fn a_large_write_is_refused_like_a_call_with_nothing_written() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, max_shrink_iters: 8, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4, max_shrink_iters: 8, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Random valid transactions, written by COPY, read back as planned.
     #[test]
