@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::chain::{EntryHash, LedgerEntry, LedgerHead, SequenceExhausted};
+use crate::MAX_SEQUENCE_NUMBER;
+use crate::chain::{ChainPosition, EntryHash, LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::merkle::{TreeHash, entry_leaf_hash};
 use crate::ports::StoreError;
 use crate::tiles::{Tile, TreeError, TreeSnapshot, TreeState, TreeUpdate, extend_tree, leaf_edge_tile};
@@ -302,50 +303,194 @@ pub fn plan_append(
     batch: Vec<Transaction>,
     now: Timestamp,
 ) -> Result<AppendPlan, AppendRefusal> {
-    let submitted = batch.len();
-    let stored: HashMap<TransactionId, &LedgerEntry> =
-        snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry)).collect();
-    let mut first_index: HashMap<TransactionId, usize> = HashMap::with_capacity(batch.len());
-    let mut problems = Vec::new();
-    for (index, transaction) in batch.iter().enumerate() {
-        let transaction_id = transaction.transaction_id;
-        if let Some(&first) = first_index.get(&transaction_id) {
-            problems.push(RejectedItem {
-                index,
-                problem: ItemProblem::DuplicateInBatch { transaction_id, first_index: first },
-            });
-            continue;
-        }
-        first_index.insert(transaction_id, index);
-        if let Some(entry) = stored.get(&transaction_id)
-            && entry.transaction != *transaction
-        {
-            problems.push(RejectedItem {
-                index,
-                problem: ItemProblem::Conflict { transaction_id, existing_sequence: entry.sequence_number },
-            });
-        }
-    }
-    if !problems.is_empty() {
-        return Err(BatchRejection { items: problems }.into());
+    let known = Known::stored_in(snapshot);
+    let mut growth = Growth::on(&snapshot.head, now);
+    let receipts = growth.plan_batch(&known, batch).map_err(|(refusal, _)| refusal)?;
+    Ok(AppendPlan::chained_on(snapshot, receipts, growth.new_entries)?)
+}
+
+/// Most rows that batches joined into one write hold together
+/// ([`plan_append_batches`]); a batch larger than this is written alone.
+/// Past it the write gains little and the batches behind it wait longer.
+pub const MAX_JOINED_ROWS: usize = 8_000;
+
+/// Batches planned to go out in one write ([`plan_append_batches`]): each one
+/// accepted whole or refused whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedPlan {
+    outcomes: Vec<JoinedOutcome>,
+    write: AppendPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JoinedOutcome {
+    Accepted(Vec<Receipt>),
+    /// Refused; the batch is kept to be handed back if the write is redone.
+    Refused(AppendRefusal, Vec<Transaction>),
+}
+
+impl JoinedPlan {
+    /// What to write: the accepted batches' new entries and the head after them.
+    pub fn write(&self) -> &AppendPlan {
+        &self.write
     }
 
-    let recorded_at = recording_time(&snapshot.head, now);
-    let mut position = snapshot.head.position();
-    let mut receipts = Vec::with_capacity(batch.len());
-    let mut new_entries = Vec::new();
-    for transaction in batch {
-        if let Some(entry) = stored.get(&transaction.transaction_id) {
-            receipts.push(Receipt { entry: (*entry).clone(), status: ReceiptStatus::Replayed });
-            continue;
-        }
-        let entry = LedgerEntry::next(position, transaction, recorded_at)?;
-        position = entry.position();
-        receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
-        new_entries.push(entry);
+    /// One answer per batch, in the order given: its receipts, or why it was refused.
+    pub fn into_outcomes(self) -> Vec<Result<Vec<Receipt>, AppendRefusal>> {
+        self.outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                JoinedOutcome::Accepted(receipts) => Ok(receipts),
+                JoinedOutcome::Refused(refusal, _) => Err(refusal),
+            })
+            .collect()
     }
-    debug_assert_eq!(receipts.len(), submitted, "one receipt per submitted item");
-    Ok(AppendPlan::chained_on(snapshot, receipts, new_entries)?)
+
+    /// The submitted batches back, in order (each receipt holds its item's content).
+    pub fn into_batches(self) -> Vec<Vec<Transaction>> {
+        self.outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                JoinedOutcome::Accepted(receipts) => {
+                    receipts.into_iter().map(|receipt| receipt.entry.transaction).collect()
+                }
+                JoinedOutcome::Refused(_, batch) => batch,
+            })
+            .collect()
+    }
+}
+
+/// Plans several batches for one write, in the order given, each all or
+/// nothing exactly as [`plan_append`] would plan it alone after the batches
+/// before it were written: their new entries count as stored for the batches
+/// after (a later batch replays or conflicts with them), and a refused batch
+/// leaves no trace. Only a tree that cannot be extended refuses the whole.
+pub fn plan_append_batches(
+    snapshot: &AppendSnapshot,
+    batches: Vec<Vec<Transaction>>,
+    now: Timestamp,
+) -> Result<JoinedPlan, AppendRefusal> {
+    let mut known = Known::stored_in(snapshot);
+    let mut growth = Growth::on(&snapshot.head, now);
+    let count = batches.len();
+    let mut outcomes = Vec::with_capacity(count);
+    for (index, batch) in batches.into_iter().enumerate() {
+        let first_new = growth.new_entries.len();
+        outcomes.push(match growth.plan_batch(&known, batch) {
+            Ok(receipts) => {
+                if index + 1 < count {
+                    for (offset, entry) in growth.new_entries[first_new..].iter().enumerate() {
+                        known.planned.insert(entry.transaction_id(), first_new + offset);
+                    }
+                }
+                JoinedOutcome::Accepted(receipts)
+            }
+            Err((refusal, batch)) => JoinedOutcome::Refused(refusal, batch),
+        });
+    }
+    let write = AppendPlan::chained_on(snapshot, Vec::new(), growth.new_entries)?;
+    Ok(JoinedPlan { outcomes, write })
+}
+
+/// The ids a batch is planned against: the stored entries read with the
+/// snapshot, and the new entries of batches planned before it in the same
+/// write (by their index among the new entries).
+struct Known<'s> {
+    stored: HashMap<TransactionId, &'s LedgerEntry>,
+    planned: HashMap<TransactionId, usize>,
+}
+
+impl<'s> Known<'s> {
+    fn stored_in(snapshot: &'s AppendSnapshot) -> Self {
+        Known {
+            stored: snapshot.existing.iter().map(|entry| (entry.transaction_id(), entry)).collect(),
+            planned: HashMap::new(),
+        }
+    }
+
+    fn get<'a>(&'a self, id: &TransactionId, new_entries: &'a [LedgerEntry]) -> Option<&'a LedgerEntry> {
+        match self.stored.get(id) {
+            Some(entry) => Some(entry),
+            None => self.planned.get(id).and_then(|&index| new_entries.get(index)),
+        }
+    }
+}
+
+/// The chain as batches are planned onto it: the new entries so far, and
+/// where the next one goes.
+struct Growth {
+    position: ChainPosition,
+    recorded_at: Timestamp,
+    new_entries: Vec<LedgerEntry>,
+}
+
+impl Growth {
+    fn on(head: &LedgerHead, now: Timestamp) -> Self {
+        Growth { position: head.position(), recorded_at: recording_time(head, now), new_entries: Vec::new() }
+    }
+
+    /// Plans one batch all or nothing onto the chain so far; when refused,
+    /// nothing is added and the batch is handed back.
+    fn plan_batch(
+        &mut self,
+        known: &Known<'_>,
+        batch: Vec<Transaction>,
+    ) -> Result<Vec<Receipt>, (AppendRefusal, Vec<Transaction>)> {
+        let submitted = batch.len();
+        let mut first_index: HashMap<TransactionId, usize> = HashMap::with_capacity(batch.len());
+        let mut problems = Vec::new();
+        let mut replays = 0_u64;
+        for (index, transaction) in batch.iter().enumerate() {
+            let transaction_id = transaction.transaction_id;
+            if let Some(&first) = first_index.get(&transaction_id) {
+                problems.push(RejectedItem {
+                    index,
+                    problem: ItemProblem::DuplicateInBatch { transaction_id, first_index: first },
+                });
+                continue;
+            }
+            first_index.insert(transaction_id, index);
+            if let Some(entry) = known.get(&transaction_id, &self.new_entries) {
+                replays += 1;
+                if entry.transaction != *transaction {
+                    problems.push(RejectedItem {
+                        index,
+                        problem: ItemProblem::Conflict {
+                            transaction_id,
+                            existing_sequence: entry.sequence_number,
+                        },
+                    });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err((BatchRejection { items: problems }.into(), batch));
+        }
+        // Checked before any entry is built, so a refusal adds nothing: the
+        // entry that would follow the last sequence number is the one refused.
+        let new_items = submitted as u64 - replays;
+        if self.position.sequence_number.checked_add(new_items).is_none_or(|last| last > MAX_SEQUENCE_NUMBER)
+        {
+            let after = MAX_SEQUENCE_NUMBER.max(self.position.sequence_number);
+            return Err((SequenceExhausted { after }.into(), batch));
+        }
+
+        let mut receipts = Vec::with_capacity(submitted);
+        for transaction in batch {
+            if let Some(entry) = known.get(&transaction.transaction_id, &self.new_entries) {
+                receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Replayed });
+                continue;
+            }
+            // Cannot fail: the sequence numbers were counted above.
+            let entry = LedgerEntry::next(self.position, transaction, self.recorded_at)
+                .map_err(|exhausted| (exhausted.into(), Vec::new()))?;
+            self.position = entry.position();
+            receipts.push(Receipt { entry: entry.clone(), status: ReceiptStatus::Created });
+            self.new_entries.push(entry);
+        }
+        debug_assert_eq!(receipts.len(), submitted, "one receipt per submitted item");
+        Ok(receipts)
+    }
 }
 
 /// The outcome of planning items that do not depend on each other (group

@@ -85,8 +85,9 @@ mod properties;
 
 pub use amount::{Amount, AmountError};
 pub use append::{
-    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
-    Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_each, plan_tree_backfill, tree_snapshot,
+    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, JoinedPlan,
+    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, RejectedItem, plan_append, plan_append_batches,
+    plan_append_each, plan_tree_backfill, tree_snapshot,
 };
 #[allow(deprecated)]
 pub use chain::Checkpoint;
@@ -106,7 +107,10 @@ pub use ledger::tree::{
     BuildTreeError, ConsistencyProof, InclusionProof, ProofRequestError, TREE_BACKFILL_CHUNK, TreeHead,
     tlog_proof_extra,
 };
-pub use ledger::{EntriesPage, Expectations, IngestError, IntegrityStatus, Ledger, MAX_PAGE_SIZE, PageError};
+pub use ledger::{
+    BatchRequest, EntriesPage, Expectations, IngestError, IntegrityStatus, Ledger, MAX_PAGE_SIZE, PageError,
+    joins, valid_batch,
+};
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
 pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};
 pub use merkle::{Frontier, ProofError, TreeHash, verify_consistency, verify_inclusion};

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use invario_core::{
-    Amount, AuthError, AuthenticationError, CacheFence, IngestError, KeyAdmin, KeyAdminError, KeyCache,
-    KeyChange, Ledger, MemoryKeyStore, MemoryLedger, PageError, ReceiptStatus, Scope, Timestamp, Transaction,
+    Amount, AuthError, AuthenticationError, BatchRequest, CacheFence, IngestError, KeyAdmin, KeyAdminError,
+    KeyCache, KeyChange, KeyEpoch, Ledger, LedgerHead, MAX_BATCH_SIZE, MAX_JOINED_ROWS, MemoryKeyStore,
+    MemoryLedger, PageError, ReceiptStatus, Scope, StoreError, Timestamp, Transaction, joins,
 };
 use rand_core::{OsRng, TryRngCore};
 use serde_json::json;
@@ -57,6 +58,79 @@ fn batches_are_bounded() {
         let too_many: Vec<_> = (1..=10_001).map(|n| transaction(n, "1")).collect();
         let error = ledger.ingest(too_many, at(0)).await.unwrap_err();
         assert_eq!(error.to_string(), "transactions may hold at most 10000 items (got 10001)");
+    });
+}
+
+#[test]
+fn joined_batches_with_stale_keys_are_handed_back_and_the_rest_written() {
+    block_on(async {
+        // The memory store hands out no key epochs: every epoch counts as moved.
+        let ledger = Ledger::new(MemoryLedger::new());
+        let request = |ids: &[u128], keys| BatchRequest {
+            transactions: ids.iter().map(|&n| transaction(n, "1")).collect(),
+            keys,
+        };
+        let answers = ledger
+            .ingest_batches(
+                vec![
+                    request(&[1, 2], Some(KeyEpoch(3))),
+                    request(&[3], None),
+                    request(&[4], Some(KeyEpoch(5))),
+                    request(&[5, 1], None),
+                ],
+                at(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 4);
+        for keyed in [&answers[0], &answers[2]] {
+            assert!(matches!(keyed, Err(IngestError::Store(StoreError::KeysChanged))), "{keyed:?}");
+        }
+        let written: Vec<u64> = [&answers[1], &answers[3]]
+            .into_iter()
+            .flat_map(|answer| answer.as_ref().unwrap().iter().map(|receipt| receipt.entry.sequence_number))
+            .collect();
+        assert_eq!(
+            written,
+            [1, 2, 3],
+            "the unkeyed batches, in order; 1 is new since its batch was not written"
+        );
+        for absent in [2, 4] {
+            assert!(ledger.entry(transaction(absent, "1").transaction_id).await.unwrap().is_none());
+        }
+        assert_eq!(ledger.head().await.unwrap().sequence_number, 3);
+    });
+}
+
+#[test]
+fn joined_batches_out_of_bounds_are_refused_and_write_nothing() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        let batch = |from: u128, count: usize| BatchRequest {
+            transactions: (from..from + count as u128).map(|n| transaction(n, "1")).collect(),
+            keys: None,
+        };
+        let refusals = [
+            (vec![batch(1, 1), batch(2, 0)], "transactions must hold at least one item"),
+            (vec![batch(1, MAX_BATCH_SIZE + 1)], "transactions may hold at most 10000 items (got 10001)"),
+            (
+                vec![batch(1, MAX_JOINED_ROWS), batch(100_000, 1)],
+                "batches joined in one write may hold at most 8000 items together (got 8001)",
+            ),
+        ];
+        for (requests, message) in refusals {
+            let error = ledger.ingest_batches(requests, at(1)).await.unwrap_err();
+            assert_eq!(error.to_string(), message);
+            assert_eq!(ledger.head().await.unwrap(), LedgerHead::EMPTY);
+        }
+        // One batch alone may be as large as any batch.
+        let alone = ledger.ingest_batches(vec![batch(1, MAX_BATCH_SIZE)], at(1)).await.unwrap();
+        assert_eq!(alone[0].as_ref().unwrap().len(), MAX_BATCH_SIZE);
+        // The rule the appender groups by.
+        assert!(joins(0, MAX_BATCH_SIZE));
+        assert!(joins(MAX_JOINED_ROWS - 1, 1));
+        assert!(!joins(MAX_JOINED_ROWS, 1));
+        assert!(!joins(1, usize::MAX));
     });
 }
 

@@ -1,13 +1,15 @@
-//! Group commit: concurrent single-transaction requests are funnelled into one
-//! task that appends them together in one database transaction, answering each
-//! caller only after its entry is durable.
+//! Group commit: concurrent requests are funnelled into one task per ledger
+//! that appends them together in one database transaction, answering each
+//! caller only after its entries are durable. Single transactions are grouped
+//! with single transactions (each succeeds or fails alone), batches with
+//! batches (each all or nothing, joined up to [`MAX_JOINED_ROWS`] rows).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use invario_core::{
-    IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore, MAX_BATCH_SIZE, Receipt, StoreError,
-    Transaction,
+    BatchRequest, IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore, MAX_BATCH_SIZE,
+    MAX_JOINED_ROWS, Receipt, ReceiptStatus, StoreError, Transaction, joins,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -62,12 +64,89 @@ impl AppendFailure {
 /// One caller's answer.
 pub(crate) type AppendOutcome = Result<Result<Receipt, ItemProblem>, AppendFailure>;
 
-struct Job {
+/// A batch's answer: its receipts, or why the core refused it (it alone), or
+/// why nothing of its group was written.
+pub(crate) type BatchOutcome = Result<Result<Vec<Receipt>, IngestError>, AppendFailure>;
+
+/// One queued request.
+enum Job {
+    One(Single),
+    Batch(Batch),
+}
+
+struct Single {
     transaction: Transaction,
     /// The key epoch the request was authenticated at from the cache, for the
     /// write to check; `None` when its key was read from the table.
     keys: Option<KeyEpoch>,
     reply: oneshot::Sender<AppendOutcome>,
+}
+
+struct Batch {
+    request: BatchRequest,
+    reply: oneshot::Sender<BatchOutcome>,
+}
+
+impl Job {
+    /// Answers the caller with a failure of the whole write.
+    fn fail(self, failure: AppendFailure) {
+        // A caller that gave up waiting needs no answer.
+        match self {
+            Job::One(single) => drop(single.reply.send(Err(failure))),
+            Job::Batch(batch) => drop(batch.reply.send(Err(failure))),
+        }
+    }
+}
+
+/// The requests written together: singles, or batches.
+enum Group {
+    Singles(Vec<Single>),
+    Batches { batches: Vec<Batch>, rows: usize },
+}
+
+impl Group {
+    fn starting(job: Job) -> Group {
+        match job {
+            Job::One(single) => Group::Singles(vec![single]),
+            Job::Batch(batch) => {
+                Group::Batches { rows: batch.request.transactions.len(), batches: vec![batch] }
+            }
+        }
+    }
+
+    /// Whether another request may still join.
+    fn has_room(&self, max_singles: usize) -> bool {
+        match self {
+            Group::Singles(singles) => singles.len() < max_singles,
+            Group::Batches { rows, .. } => *rows < MAX_JOINED_ROWS,
+        }
+    }
+
+    /// Adds `job`, or hands it back when it is of the other kind or does not
+    /// fit (it then starts the next group).
+    fn join(&mut self, job: Job, max_singles: usize) -> Result<(), Job> {
+        match (self, job) {
+            (Group::Singles(singles), Job::One(single)) if singles.len() < max_singles => {
+                singles.push(single);
+                Ok(())
+            }
+            (Group::Batches { batches, rows }, Job::Batch(batch))
+                if joins(*rows, batch.request.transactions.len()) =>
+            {
+                *rows += batch.request.transactions.len();
+                batches.push(batch);
+                Ok(())
+            }
+            (_, job) => Err(job),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Group::Singles(singles) => singles.len(),
+            Group::Batches { batches, .. } => batches.len(),
+        }
+    }
 }
 
 /// Group-commit settings.
@@ -136,15 +215,28 @@ impl Appender {
     /// that answer never comes.
     pub(crate) async fn append(&self, transaction: Transaction, keys: Option<KeyEpoch>) -> AppendOutcome {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send_timeout(Job { transaction, keys, reply }, self.queue_wait).await.map_err(|error| {
-            match error {
-                mpsc::error::SendTimeoutError::Timeout(_) => AppendFailure::Busy,
-                mpsc::error::SendTimeoutError::Closed(_) => {
-                    AppendFailure::Stopped("the appender has stopped")
-                }
-            }
-        })?;
+        self.queue(Job::One(Single { transaction, keys, reply })).await?;
         answer.await.map_err(|_| AppendFailure::Stopped("the appender dropped the request"))?
+    }
+
+    /// Appends one batch, all or nothing, with whatever other batches are
+    /// queued ([`Ledger::ingest_batches`]), answering once durable; pushes
+    /// back like [`append`](Self::append). `transactions` must be a valid
+    /// batch ([`invario_core::valid_batch`]).
+    pub(crate) async fn append_batch(&self, transactions: Vec<Transaction>) -> BatchOutcome {
+        let (reply, answer) = oneshot::channel();
+        // Batch requests authenticate from the key table (no epoch to check):
+        // a stale epoch would need the batch kept to be sent again.
+        let request = BatchRequest { transactions, keys: None };
+        self.queue(Job::Batch(Batch { request, reply })).await?;
+        answer.await.map_err(|_| AppendFailure::Stopped("the appender dropped the request"))?
+    }
+
+    async fn queue(&self, job: Job) -> Result<(), AppendFailure> {
+        self.jobs.send_timeout(job, self.queue_wait).await.map_err(|error| match error {
+            mpsc::error::SendTimeoutError::Timeout(_) => AppendFailure::Busy,
+            mpsc::error::SendTimeoutError::Closed(_) => AppendFailure::Stopped("the appender has stopped"),
+        })
     }
 }
 
@@ -154,107 +246,171 @@ async fn run<S: LedgerStore>(
     settings: GroupCommit,
     mut queue: mpsc::Receiver<Job>,
 ) {
-    let max_batch = settings.max_batch;
+    let max_singles = settings.max_batch;
     // The window only pays when others are writing too: a lone client would
     // wait it out on every request (measured: 285 instead of 644 tx/s), so
-    // after a batch of one the next batch takes only what is already queued.
+    // after a group of one the next group takes only what is already queued.
     let mut others_writing = false;
-    while let Some(first) = queue.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < max_batch {
+    // A request that did not fit the last group starts the next.
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let mut group = Group::starting(first);
+        while held.is_none() && group.has_room(max_singles) {
             match queue.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => held = group.join(job, max_singles).err(),
                 Err(_) => break,
             }
         }
-        if others_writing && !settings.window.is_zero() && jobs.len() < max_batch {
+        if others_writing && !settings.window.is_zero() {
             let deadline = Instant::now() + settings.window;
-            while jobs.len() < max_batch {
+            while held.is_none() && group.has_room(max_singles) {
                 match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(job)) => jobs.push(job),
+                    Ok(Some(job)) => held = group.join(job, max_singles).err(),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        others_writing = jobs.len() > 1;
-        // The group checks the oldest epoch among its keys: it holds only if
-        // every cached key in the group is current.
-        let keys = jobs.iter().filter_map(|job| job.keys).min();
-        // Kept in case the check fails: requests whose keys were read from
-        // the table are then written on their own, at once.
-        let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
-            jobs.iter()
-                .enumerate()
-                .filter(|(_, job)| job.keys.is_none())
-                .map(|(index, job)| (index, job.transaction.clone()))
-                .collect()
-        } else {
-            Vec::new()
+        others_writing = group.len() > 1 || held.is_some();
+        let down = match group {
+            Group::Singles(singles) => write_singles(&name, &ledger, singles).await,
+            Group::Batches { batches, .. } => write_batches(&name, &ledger, batches).await,
         };
-        let (transactions, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-        let outcome = ledger.ingest_each_with_keys(transactions, now(), keys).await;
-        crate::metrics::record_fences(&name, ledger.fenced_writes());
-        if keys.is_some() && matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) {
-            let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
-            let mut unkeyed = unkeyed.into_iter().peekable();
-            let (mut retry_replies, mut retry_transactions) = (Vec::new(), Vec::new());
-            for (index, reply) in replies.into_iter().enumerate() {
-                match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
-                    Some((_, transaction)) => {
-                        retry_replies.push(reply);
-                        retry_transactions.push(transaction);
-                    }
-                    None => {
-                        let _ = reply.send(Err(failure.clone()));
-                    }
-                }
+        // Requests queued while the database was found unreachable or full
+        // would each wait out another connection timeout behind this one
+        // (measured: 10 s answers during a crash); they get the same
+        // retryable answer now. Nothing of theirs was written.
+        if let Some(failure) = down {
+            for job in held.take().into_iter().chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+                job.fail(failure.clone());
             }
-            if !retry_transactions.is_empty() {
-                let outcome = ledger.ingest_each(retry_transactions, now()).await;
-                crate::metrics::record_fences(&name, ledger.fenced_writes());
-                answer(&name, retry_replies, outcome, &mut queue);
-            }
-            continue;
         }
-        answer(&name, replies, outcome, &mut queue);
     }
 }
 
-/// Answers each caller of a group with its outcome.
-fn answer(
+/// Writes a group of singles and answers each; `Some` when the database was
+/// found down (see [`AppendFailure::database_down`]).
+async fn write_singles<S: LedgerStore>(
+    name: &LedgerName,
+    ledger: &Ledger<S>,
+    jobs: Vec<Single>,
+) -> Option<AppendFailure> {
+    // The group checks the oldest epoch among its keys: it holds only if
+    // every cached key in the group is current.
+    let keys = jobs.iter().filter_map(|job| job.keys).min();
+    // Kept in case the check fails: requests whose keys were read from
+    // the table are then written on their own, at once.
+    let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
+        jobs.iter()
+            .enumerate()
+            .filter(|(_, job)| job.keys.is_none())
+            .map(|(index, job)| (index, job.transaction.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (transactions, replies): (Vec<_>, Vec<_>) =
+        jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
+    let outcome = ledger.ingest_each_with_keys(transactions, now(), keys).await;
+    crate::metrics::record_fences(name, ledger.fenced_writes());
+    if keys.is_some() && matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) {
+        let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
+        let mut unkeyed = unkeyed.into_iter().peekable();
+        let (mut retry_replies, mut retry_transactions) = (Vec::new(), Vec::new());
+        for (index, reply) in replies.into_iter().enumerate() {
+            match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
+                Some((_, transaction)) => {
+                    retry_replies.push(reply);
+                    retry_transactions.push(transaction);
+                }
+                None => {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+        }
+        if !retry_transactions.is_empty() {
+            let outcome = ledger.ingest_each(retry_transactions, now()).await;
+            crate::metrics::record_fences(name, ledger.fenced_writes());
+            return answer_singles(name, retry_replies, outcome);
+        }
+        return None;
+    }
+    answer_singles(name, replies, outcome)
+}
+
+/// Answers each caller of a group of singles with its outcome; `Some` when
+/// the database was found down.
+fn answer_singles(
     name: &LedgerName,
     replies: Vec<oneshot::Sender<AppendOutcome>>,
     outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>,
-    queue: &mut mpsc::Receiver<Job>,
-) {
+) -> Option<AppendFailure> {
     match outcome {
         Ok(outcomes) => {
             let created = outcomes
                 .iter()
-                .filter(|outcome| {
-                    matches!(outcome, Ok(receipt) if receipt.status == invario_core::ReceiptStatus::Created)
-                })
+                .filter(|outcome| matches!(outcome, Ok(receipt) if receipt.status == ReceiptStatus::Created))
                 .count();
             crate::metrics::record_append(name, created);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
+            None
         }
-        Err(error) => {
-            let failure = AppendFailure::Ingest(Arc::new(error));
-            for reply in replies {
-                let _ = reply.send(Err(failure.clone()));
-            }
-            // Requests queued while the database was found unreachable or
-            // full would each wait out another connection timeout behind
-            // this one (measured: 10 s answers during a crash); they get
-            // the same retryable answer now. Nothing of theirs was written.
-            if failure.database_down() {
-                while let Ok(job) = queue.try_recv() {
-                    let _ = job.reply.send(Err(failure.clone()));
-                }
-            }
-        }
+        Err(error) => fail_all(replies, error),
     }
+}
+
+/// Writes a group of batches and answers each; `Some` when the database was
+/// found down.
+async fn write_batches<S: LedgerStore>(
+    name: &LedgerName,
+    ledger: &Ledger<S>,
+    jobs: Vec<Batch>,
+) -> Option<AppendFailure> {
+    let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
+    let outcome = ledger.ingest_batches(requests, now()).await;
+    crate::metrics::record_fences(name, ledger.fenced_writes());
+    match outcome {
+        Ok(answers) => {
+            let created = answers
+                .iter()
+                .filter_map(|answer| answer.as_ref().ok())
+                .flatten()
+                .filter(|receipt| receipt.status == ReceiptStatus::Created)
+                .count();
+            crate::metrics::record_append(name, created);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(match answer {
+                    // Only a request that carried a key epoch hears this:
+                    // the caller authenticates again, as for a single.
+                    Err(IngestError::Store(StoreError::KeysChanged)) => {
+                        Err(AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged))))
+                    }
+                    answer => Ok(answer),
+                });
+            }
+            None
+        }
+        Err(error) => fail_all(replies, error),
+    }
+}
+
+/// Answers every caller of a group with the failure of its write; `Some`
+/// when the failure says the database is down.
+fn fail_all<A>(
+    replies: Vec<oneshot::Sender<Result<A, AppendFailure>>>,
+    error: IngestError,
+) -> Option<AppendFailure> {
+    let failure = AppendFailure::Ingest(Arc::new(error));
+    for reply in replies {
+        let _ = reply.send(Err(failure.clone()));
+    }
+    failure.database_down().then_some(failure)
 }

@@ -293,7 +293,9 @@ impl From<&IngestError> for ApiError {
             IngestError::Quarantined(_) => ApiError::Quarantined(error.to_string()),
             IngestError::Exhausted(_) => ApiError::LedgerFull(error.to_string()),
             // The tree is built by `invario migrate` before serve starts; behind or damaged here is a bug or tampering.
-            IngestError::Tree(_) => ApiError::Internal { detail: error.to_string() },
+            IngestError::Tree(_) | IngestError::TooManyJoined(_) => {
+                ApiError::Internal { detail: error.to_string() }
+            }
             IngestError::Store(store) => store.into(),
         }
     }

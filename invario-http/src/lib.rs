@@ -186,10 +186,24 @@ where
     tracing::info!(event = "server_started", address = %address);
     listener::serve_connections(listener, warp::service(routes), config.http, shutdown).await;
     // Requests are done; let the appenders drain what they queued, then stop.
+    // A write stuck behind a lock gets the same grace as a request did.
     drop(app);
     let tasks = std::mem::take(&mut *ledger_tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    for task in tasks.appenders {
-        let _ = task.await;
+    let abort_handles: Vec<_> = tasks.appenders.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+    let drained = tokio::time::timeout(config.http.shutdown_timeout, async {
+        for task in tasks.appenders {
+            let _ = task.await;
+        }
+    });
+    if drained.await.is_err() {
+        tracing::warn!(
+            event = "shutdown_timed_out",
+            timeout_seconds = config.http.shutdown_timeout.as_secs_f64(),
+            "appends still queued are abandoned (their database transactions roll back); none of them was acknowledged",
+        );
+        for handle in abort_handles {
+            handle.abort();
+        }
     }
     let _ = stop_monitor.send(true);
     for task in tasks.background {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::append::{
-    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, MAX_BATCH_SIZE,
-    Receipt, plan_append, plan_append_each,
+    AppendPlan, AppendRefusal, AppendSnapshot, BatchRejection, IndependentPlan, ItemProblem, JoinedPlan,
+    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, plan_append, plan_append_batches, plan_append_each,
 };
 use crate::chain::{LedgerEntry, LedgerHead, SequenceExhausted};
 use crate::idempotency::{IdempotencyStrategy, ReplayTracker, can_presume_new};
@@ -41,6 +41,10 @@ pub enum IngestError {
     /// More than [`MAX_BATCH_SIZE`] items.
     #[error("transactions may hold at most {max} items (got {0})", max = MAX_BATCH_SIZE)]
     BatchTooLarge(usize),
+    /// Batches joined in one write ([`Ledger::ingest_batches`]) holding more
+    /// than [`MAX_JOINED_ROWS`] items together.
+    #[error("batches joined in one write may hold at most {max} items together (got {0})", max = MAX_JOINED_ROWS)]
+    TooManyJoined(usize),
     /// Some items are invalid or conflict; every one is listed.
     #[error(transparent)]
     Rejected(#[from] BatchRejection),
@@ -120,13 +124,13 @@ struct Writer {
 }
 
 /// What the fast path did with a batch.
-enum FastWrite<A> {
+enum FastWrite<A: Planned> {
     /// Written (or answered without a write): the answer.
-    Done(A),
+    Done(A::Answer),
     /// Nothing written; the batch goes on to the locking path, looking its ids
     /// up first when one was found stored. `keys_checked`: the store checked
     /// the write's key epoch and found it current (the locking path cannot).
-    Locking { batch: Vec<Transaction>, look_up: bool, keys_checked: bool },
+    Locking { batch: A::Submission, look_up: bool, keys_checked: bool },
 }
 
 impl<S: LedgerStore> Ledger<S> {
@@ -215,6 +219,73 @@ impl<S: LedgerStore> Ledger<S> {
         self.append_with(batch, now, keys, plan_append_each).await
     }
 
+    /// Appends batches submitted separately (batch requests queued together)
+    /// in one write, in the order given: each batch all or nothing, answered
+    /// exactly as [`ingest`](Self::ingest) would answer it after the batches
+    /// before it (an id recorded by an earlier batch is a replay or a
+    /// conflict for a later one). One answer per batch, in order; the outer
+    /// error is the shared write's failure, when nothing was written.
+    ///
+    /// Each batch must hold 1 to [`MAX_BATCH_SIZE`] items (see
+    /// [`valid_batch`]) and together at most [`MAX_JOINED_ROWS`] unless there
+    /// is only one ([`joins`]); otherwise nothing is written and the call is refused.
+    ///
+    /// Keys: the write checks the oldest epoch among the requests (it holds
+    /// only if every cached key is current). When it has moved, the requests
+    /// that carried an epoch are answered [`StoreError::KeysChanged`] with
+    /// nothing of theirs written — authenticate them again from the store and
+    /// send them again without one — and the others are written without it.
+    pub async fn ingest_batches(
+        &self,
+        requests: Vec<BatchRequest>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Vec<Receipt>, IngestError>>, IngestError> {
+        let sizes = || requests.iter().map(|request| request.transactions.len());
+        if sizes().any(|size| size == 0) {
+            return Err(IngestError::EmptyBatch);
+        }
+        if let Some(size) = sizes().find(|&size| size > MAX_BATCH_SIZE) {
+            return Err(IngestError::BatchTooLarge(size));
+        }
+        let rows = sizes().sum::<usize>();
+        if requests.len() > 1 && rows > MAX_JOINED_ROWS {
+            return Err(IngestError::TooManyJoined(rows));
+        }
+        let keys = requests.iter().filter_map(|request| request.keys).min();
+        // Kept in case the epoch has moved: the requests whose keys were read
+        // from the store are then written on their own, at once.
+        let unkeyed: Vec<(usize, Vec<Transaction>)> = match keys {
+            Some(_) => requests
+                .iter()
+                .enumerate()
+                .filter(|(_, request)| request.keys.is_none())
+                .map(|(index, request)| (index, request.transactions.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let count = requests.len();
+        let batches = requests.into_iter().map(|request| request.transactions).collect();
+        match self.append_with(batches, now, keys, plan_append_batches).await {
+            Ok(outcomes) => Ok(answers(outcomes)),
+            Err(IngestError::Store(StoreError::KeysChanged)) if keys.is_some() => {
+                let (indexes, batches): (Vec<usize>, Vec<_>) = unkeyed.into_iter().unzip();
+                let mut written = match batches.is_empty() {
+                    true => Vec::new(),
+                    false => answers(self.append_with(batches, now, None, plan_append_batches).await?),
+                }
+                .into_iter();
+                let mut indexes = indexes.into_iter().peekable();
+                Ok((0..count)
+                    .map(|index| match indexes.next_if_eq(&index).and_then(|_| written.next()) {
+                        Some(answer) => answer,
+                        None => Err(StoreError::KeysChanged.into()),
+                    })
+                    .collect())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// The one append sequence both planners share: checks; then — while
     /// ids may be presumed new — a write from the kept state under its fence
     /// (one round trip where the adapter allows), or a locked write without
@@ -222,13 +293,13 @@ impl<S: LedgerStore> Ledger<S> {
     /// same `now`. The service's writes take turns (the writer lock).
     async fn append_with<P: Planned>(
         &self,
-        mut batch: Vec<Transaction>,
+        mut batch: P::Submission,
         now: Timestamp,
         keys: Option<KeyEpoch>,
         plan: Planner<P>,
     ) -> Result<P::Answer, IngestError> {
-        self.check_writable(batch.len())?;
-        let ids = transaction_ids(&batch);
+        self.check_writable(batch.rows())?;
+        let ids = batch.ids();
         let mut writer = self.writer.lock().await;
         let mut look_up = !self.presume_new();
         let fast = !look_up && writer.pause.allows_fast_write();
@@ -285,12 +356,12 @@ impl<S: LedgerStore> Ledger<S> {
     async fn write_from_state<P: Planned>(
         &self,
         writer: &mut Writer,
-        batch: Vec<Transaction>,
+        batch: P::Submission,
         ids: &[TransactionId],
         now: Timestamp,
         keys: Option<KeyEpoch>,
         plan: Planner<P>,
-    ) -> Result<FastWrite<P::Answer>, IngestError> {
+    ) -> Result<FastWrite<P>, IngestError> {
         let state = match writer.state.take() {
             Some(state) => state,
             None => self.store.writer_state().await?,
@@ -381,21 +452,7 @@ impl<S: LedgerStore> Ledger<S> {
         items: Vec<SubmittedTransaction>,
         now: Timestamp,
     ) -> Result<Vec<Receipt>, IngestError> {
-        if items.len() > MAX_BATCH_SIZE {
-            return Err(IngestError::BatchTooLarge(items.len()));
-        }
-        let mut batch = Vec::with_capacity(items.len());
-        let mut failures = Vec::new();
-        for (index, SubmittedTransaction(item)) in items.into_iter().enumerate() {
-            match item {
-                Ok(transaction) => batch.push(transaction),
-                Err(errors) => failures.push((index, errors)),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(BatchRejection::from_invalid(failures).into());
-        }
-        self.ingest(batch, now).await
+        self.ingest(valid_batch(items)?, now).await
     }
 
     /// The entry recording transaction `id`.
@@ -425,9 +482,50 @@ impl<S: LedgerStore> Ledger<S> {
     }
 }
 
-/// The ids of a batch, in order.
-fn transaction_ids(batch: &[Transaction]) -> Vec<TransactionId> {
-    batch.iter().map(|transaction| transaction.transaction_id).collect()
+/// One batch request for [`Ledger::ingest_batches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRequest {
+    /// The batch, valid items only ([`valid_batch`]).
+    pub transactions: Vec<Transaction>,
+    /// The key epoch the request was authenticated at from a cached key
+    /// record, for the write to check; `None` when its key was read from the store.
+    pub keys: Option<KeyEpoch>,
+}
+
+/// The transactions of a batch as it was submitted, when it may be written:
+/// 1 to [`MAX_BATCH_SIZE`] items, every one valid. Otherwise the refusal,
+/// listing every invalid item by index.
+pub fn valid_batch(items: Vec<SubmittedTransaction>) -> Result<Vec<Transaction>, IngestError> {
+    if items.is_empty() {
+        return Err(IngestError::EmptyBatch);
+    }
+    if items.len() > MAX_BATCH_SIZE {
+        return Err(IngestError::BatchTooLarge(items.len()));
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    let mut failures = Vec::new();
+    for (index, SubmittedTransaction(item)) in items.into_iter().enumerate() {
+        match item {
+            Ok(transaction) => batch.push(transaction),
+            Err(errors) => failures.push((index, errors)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(BatchRejection::from_invalid(failures).into());
+    }
+    Ok(batch)
+}
+
+/// Whether a batch of `rows` items may join a write that already holds
+/// `joined` rows of other batches ([`Ledger::ingest_batches`]): the first
+/// batch always starts one; the rest join up to [`MAX_JOINED_ROWS`] in all.
+pub fn joins(joined: usize, rows: usize) -> bool {
+    joined == 0 || joined.saturating_add(rows) <= MAX_JOINED_ROWS
+}
+
+/// Each batch's answer as [`IngestError`]s.
+fn answers(outcomes: Vec<Result<Vec<Receipt>, AppendRefusal>>) -> Vec<Result<Vec<Receipt>, IngestError>> {
+    outcomes.into_iter().map(|outcome| outcome.map_err(IngestError::from)).collect()
 }
 
 /// Commits `plan` on `session`, or lets the session roll back when the plan
@@ -436,11 +534,41 @@ async fn write<A: AppendSession>(session: A, plan: &AppendPlan) -> Result<(), St
     if plan.new_entries().is_empty() { Ok(()) } else { session.commit(plan).await }
 }
 
-/// A planner: [`plan_append`] or [`plan_append_each`].
-type Planner<P> = fn(&AppendSnapshot, Vec<Transaction>, Timestamp) -> Result<P, AppendRefusal>;
+/// A planner: [`plan_append`], [`plan_append_each`] or [`plan_append_batches`].
+type Planner<P> = fn(&AppendSnapshot, <P as Planned>::Submission, Timestamp) -> Result<P, AppendRefusal>;
+
+/// What one write is asked to record: a batch, or batches joined.
+trait Submission {
+    /// Every transaction id, in order.
+    fn ids(&self) -> Vec<TransactionId>;
+    /// How many transactions.
+    fn rows(&self) -> usize;
+}
+
+impl Submission for Vec<Transaction> {
+    fn ids(&self) -> Vec<TransactionId> {
+        self.iter().map(|transaction| transaction.transaction_id).collect()
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Submission for Vec<Vec<Transaction>> {
+    fn ids(&self) -> Vec<TransactionId> {
+        self.iter().flatten().map(|transaction| transaction.transaction_id).collect()
+    }
+
+    fn rows(&self) -> usize {
+        self.iter().map(Vec::len).sum()
+    }
+}
 
 /// What a planner returns, as the append sequence needs it.
 trait Planned {
+    /// What the planner is handed.
+    type Submission: Submission;
     /// What the caller is answered.
     type Answer;
     /// What to write.
@@ -448,10 +576,11 @@ trait Planned {
     /// The answer, once written.
     fn answer(self) -> Self::Answer;
     /// The submitted transactions back, when every item was created.
-    fn into_transactions(self) -> Option<Vec<Transaction>>;
+    fn into_transactions(self) -> Option<Self::Submission>;
 }
 
 impl Planned for AppendPlan {
+    type Submission = Vec<Transaction>;
     type Answer = Vec<Receipt>;
 
     fn write(&self) -> &AppendPlan {
@@ -469,6 +598,7 @@ impl Planned for AppendPlan {
 }
 
 impl Planned for IndependentPlan {
+    type Submission = Vec<Transaction>;
     type Answer = Vec<Result<Receipt, ItemProblem>>;
 
     fn write(&self) -> &AppendPlan {
@@ -481,5 +611,22 @@ impl Planned for IndependentPlan {
 
     fn into_transactions(self) -> Option<Vec<Transaction>> {
         IndependentPlan::into_transactions(self)
+    }
+}
+
+impl Planned for JoinedPlan {
+    type Submission = Vec<Vec<Transaction>>;
+    type Answer = Vec<Result<Vec<Receipt>, AppendRefusal>>;
+
+    fn write(&self) -> &AppendPlan {
+        JoinedPlan::write(self)
+    }
+
+    fn answer(self) -> Self::Answer {
+        self.into_outcomes()
+    }
+
+    fn into_transactions(self) -> Option<Vec<Vec<Transaction>>> {
+        Some(self.into_batches())
     }
 }

@@ -92,6 +92,57 @@ proptest! {
     }
 
     #[test]
+    fn joined_batches_are_answered_as_if_written_one_after_another(
+        pool in strategies::distinct_transactions(2..12),
+        recorded_count in 0usize..4,
+        picks in prop::collection::vec(
+            prop::collection::vec((any::<prop::sample::Index>(), 0u8..5), 1..6), 1..6),
+    ) {
+        let recorded: Vec<_> = pool.iter().take(recorded_count).cloned().collect();
+        // Items picked from one pool, so later batches replay earlier ones;
+        // one in five is altered (a conflict), and a pick may repeat in a batch.
+        let batches: Vec<Vec<Transaction>> = picks
+            .iter()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|(pick, kind)| {
+                        let mut transaction = pool[pick.index(pool.len())].clone();
+                        if *kind == 0 {
+                            transaction.metadata = altered(&transaction.metadata);
+                        }
+                        transaction
+                    })
+                    .collect()
+            })
+            .collect();
+        block_on(async {
+            let serial = Ledger::new(MemoryLedger::new());
+            let joined = Ledger::new(MemoryLedger::new());
+            if !recorded.is_empty() {
+                serial.ingest(recorded.clone(), at(0)).await.unwrap();
+                joined.ingest(recorded.clone(), at(0)).await.unwrap();
+            }
+            let mut expected = Vec::new();
+            for batch in &batches {
+                expected.push(answer_text(serial.ingest(batch.clone(), at(7)).await));
+            }
+            let requests = batches
+                .iter()
+                .map(|batch| BatchRequest { transactions: batch.clone(), keys: None })
+                .collect();
+            let answers: Vec<_> =
+                joined.ingest_batches(requests, at(7)).await.unwrap().into_iter().map(answer_text).collect();
+            prop_assert_eq!(answers, expected);
+            prop_assert_eq!(joined.head().await.unwrap(), serial.head().await.unwrap());
+            let report = joined.verify_full().await.unwrap();
+            prop_assert_eq!(report.first_break, None);
+            prop_assert_eq!(report.head, serial.head().await.unwrap());
+            Ok(())
+        })?;
+    }
+
+    #[test]
     fn every_accepted_amount_round_trips_to_its_canonical_text(text in strategies::amount_text()) {
         let amount = Amount::parse(&text).unwrap();
         prop_assert_eq!(amount.to_string(), text.clone());
@@ -257,4 +308,52 @@ proptest! {
         let crate::transaction::SubmittedTransaction(straight) = serde_json::from_str(&text).unwrap();
         prop_assert_eq!(straight, Transaction::from_json(&tree), "{}", text);
     }
+}
+
+/// Other metadata than `metadata`.
+fn altered(metadata: &Metadata) -> Metadata {
+    let changed = Metadata::from_pairs([("changed", "yes")]).unwrap();
+    if changed == *metadata { Metadata::empty() } else { changed }
+}
+
+/// A batch's answer, comparable: the receipts, or the refusal's full text.
+fn answer_text(
+    answer: Result<Vec<crate::append::Receipt>, IngestError>,
+) -> Result<Vec<crate::append::Receipt>, String> {
+    answer.map_err(|error| format!("{error:?}"))
+}
+
+#[test]
+fn a_joined_batch_that_would_pass_the_last_sequence_number_is_refused_alone() {
+    use crate::append::{AppendRefusal, plan_append_batches};
+    use crate::chain::MAX_SEQUENCE_NUMBER;
+    let transaction = |n: u128| {
+        Transaction::from_json(&serde_json::json!({
+            "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
+        }))
+        .unwrap()
+    };
+    let head = MAX_SEQUENCE_NUMBER - 1;
+    let snapshot = AppendSnapshot {
+        head: LedgerHead { sequence_number: head, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
+        existing: vec![],
+        tree: fake_tree(head),
+    };
+    let batches = vec![vec![transaction(1), transaction(2)], vec![transaction(3)], vec![transaction(3)]];
+    let plan = plan_append_batches(&snapshot, batches, at(1)).unwrap();
+    assert_eq!(plan.write().new_entries().len(), 1, "only the batch that fits is written");
+    assert_eq!(plan.write().new_head().sequence_number, MAX_SEQUENCE_NUMBER);
+    let batches_back = plan.clone().into_batches();
+    assert_eq!(batches_back[0], vec![transaction(1), transaction(2)], "a refused batch is handed back whole");
+    let outcomes = plan.into_outcomes();
+    let Err(AppendRefusal::Exhausted(exhausted)) = &outcomes[0] else {
+        panic!("expected exhaustion: {outcomes:?}")
+    };
+    assert_eq!(exhausted.after, MAX_SEQUENCE_NUMBER);
+    let created = outcomes[1].as_ref().unwrap();
+    assert_eq!(created[0].status, ReceiptStatus::Created);
+    // The third batch replays the second: it needs no sequence number, so it fits.
+    let replayed = outcomes[2].as_ref().unwrap();
+    assert_eq!(replayed[0].status, ReceiptStatus::Replayed);
+    assert_eq!(replayed[0].entry, created[0].entry);
 }

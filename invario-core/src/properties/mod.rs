@@ -12,7 +12,7 @@ use crate::amount::Amount;
 use crate::append::{AppendSnapshot, ItemProblem, ReceiptStatus, plan_append};
 use crate::chain::{ChainPosition, EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{IntegrityBreak, StoredTransaction, VerificationRecord, Verifier};
-use crate::ledger::{IngestError, Ledger};
+use crate::ledger::{BatchRequest, IngestError, Ledger};
 use crate::memory::MemoryLedger;
 use crate::merkle::{entry_leaf_hash, root_of_leaves};
 use crate::metadata::Metadata;

@@ -12,7 +12,6 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::api::{App, Call, KeyTrust, authenticate, json_response};
-use crate::clock::now;
 use crate::error::ApiError;
 use crate::metrics::BATCHES_REJECTED_TOTAL;
 
@@ -65,7 +64,8 @@ pub(super) async fn create<C: LedgerCatalog + 'static, K: KeyStore>(
     Ok(response)
 }
 
-/// `POST /v1/transactions/batch`: all items appended, or none.
+/// `POST /v1/transactions/batch`: all items appended, or none; group-committed
+/// with other batches.
 pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     call: Call,
@@ -79,11 +79,13 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
     })?;
     let count = items.len();
     let runtime = app.runtime(&call).await?;
-    let outcome = runtime.ledger.ingest_submitted(items, now()).await;
-    crate::metrics::record_fences(&runtime.name, runtime.ledger.fenced_writes());
-    let receipts = outcome.inspect_err(|error| log_rejection(error, count))?;
+    let transactions = invario_core::valid_batch(items).inspect_err(|error| log_rejection(error, count))?;
+    let receipts = runtime
+        .appender
+        .append_batch(transactions)
+        .await?
+        .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
-    crate::metrics::record_append(&runtime.name, created);
     crate::telemetry::in_one_write(|| {
         for receipt in &receipts {
             log_processed(&receipt.entry, receipt.status);

@@ -7,7 +7,9 @@ use std::time::Duration;
 use invario_http::{GroupCommit, HttpLimits, ServiceConfig};
 use serde_json::Value;
 
-use crate::helpers::{error_code, log_lines_with, spawn_app, spawn_app_with, transaction};
+use crate::helpers::{
+    error_code, hold_the_append_lock, log_lines_with, spawn_app, spawn_app_with, transaction,
+};
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_405_naming_the_allowed_methods() {
@@ -157,16 +159,6 @@ async fn a_full_append_queue_pushes_back_with_503_and_retry_after_then_drains() 
         .await
         .unwrap();
     assert_eq!(stored, 2, "the refused request wrote nothing");
-}
-
-/// Holds the append lock (the head row) in another session until dropped or rolled back.
-async fn hold_the_append_lock(app: &crate::helpers::TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut blocker = app.database.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'default' FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    blocker
 }
 
 #[tokio::test]

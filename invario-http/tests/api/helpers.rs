@@ -161,3 +161,13 @@ pub(crate) async fn error_code(response: reqwest::Response) -> (u16, String, Val
     let body: Value = response.json().await.unwrap();
     (status, body["error"]["code"].as_str().unwrap_or_default().to_owned(), body)
 }
+
+/// Holds the append lock (the head row) in another session until dropped or rolled back.
+pub(crate) async fn hold_the_append_lock(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut blocker = app.database.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'default' FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    blocker
+}

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{all_logs, error_code, log_lines_with, log_writes_with, spawn_app, transaction};
+use crate::helpers::{
+    all_logs, error_code, hold_the_append_lock, log_lines_with, log_writes_with, spawn_app, transaction,
+};
 
 #[tokio::test]
 async fn a_new_transaction_gets_201_a_receipt_and_a_location() {
@@ -261,6 +263,68 @@ async fn concurrent_single_requests_are_group_committed_into_one_valid_chain() {
     let commits: HashSet<&str> = entries.iter().map(|e| e["recorded_at"].as_str().unwrap()).collect();
     eprintln!("group commit: 200 requests in {} database transactions", commits.len());
     assert!(commits.len() < 100, "200 requests took {} database transactions", commits.len());
+}
+
+#[tokio::test]
+async fn queued_batches_are_written_together_each_all_or_nothing() {
+    let app = spawn_app().await;
+    let post = |items: Vec<Value>| {
+        let request = app
+            .client
+            .post(app.url("/v1/transactions/batch"))
+            .bearer_auth(&app.write_key)
+            .json(&json!({ "transactions": items }));
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        })
+    };
+    let blocker = hold_the_append_lock(&app).await;
+    // The first batch is taken at once and waits for the lock; the next ones
+    // queue behind it, in the order sent, and go out together after it.
+    let first = post(vec![transaction(1, "1.00")]);
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(150));
+    pause().await;
+    let second = post(vec![transaction(2, "2.00"), transaction(3, "3.00")]);
+    pause().await;
+    let conflicting = post(vec![transaction(4, "4.00"), transaction(1, "9.99")]);
+    pause().await;
+    let replaying = post(vec![transaction(3, "3.00"), transaction(5, "5.00")]);
+    pause().await;
+    blocker.rollback().await.unwrap();
+
+    let sequences = |body: &Value| -> Vec<u64> {
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["sequence_number"].as_u64().unwrap())
+            .collect()
+    };
+    let (status, first) = first.await.unwrap();
+    assert_eq!((status, sequences(&first)), (201, vec![1]));
+    let (status, second) = second.await.unwrap();
+    assert_eq!((status, sequences(&second)), (201, vec![2, 3]));
+    let (status, refused) = conflicting.await.unwrap();
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("validation_failed")), "{refused}");
+    assert_eq!(refused["error"]["details"][0]["index"], 1, "{refused}");
+    let (status, replaying) = replaying.await.unwrap();
+    assert_eq!(status, 201, "{replaying}");
+    // 3 was recorded by the batch before it in the same write; 4 never was.
+    assert_eq!(sequences(&replaying), [3, 4]);
+    assert_eq!(
+        replaying["entries"][0], second["entries"][1],
+        "the same receipt as the batch that recorded it"
+    );
+    assert_eq!(
+        second["entries"][0]["recorded_at"], replaying["entries"][1]["recorded_at"],
+        "the queued batches were written together"
+    );
+    assert_ne!(first["entries"][0]["recorded_at"], second["entries"][0]["recorded_at"]);
+    let missing = app.get("/v1/transactions/00000000-0000-0000-0000-000000000004").await;
+    assert_eq!(missing.status(), 404, "nothing of the refused batch was written");
+    let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(head["sequence_number"], 4);
 }
 
 #[tokio::test]
