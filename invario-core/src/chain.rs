@@ -63,6 +63,17 @@ impl EntryHash {
         hex::encode(self.0)
     }
 
+    /// [`to_hex`](Self::to_hex) into `buffer`, without allocating (receipts
+    /// print two hashes each, thousands to a batch).
+    fn hex_in<'b>(&self, buffer: &'b mut [u8; 64]) -> &'b str {
+        // 32 bytes fill 64 hex digits exactly, and hex digits are ASCII:
+        // neither step can fail, and the fallback is never taken.
+        match hex::encode_to_slice(self.0, buffer) {
+            Ok(()) => std::str::from_utf8(buffer).unwrap_or_default(),
+            Err(_) => "",
+        }
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -71,7 +82,7 @@ impl EntryHash {
 
 impl fmt::Display for EntryHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex_in(&mut [0; 64]))
     }
 }
 
@@ -83,7 +94,7 @@ impl fmt::Debug for EntryHash {
 
 impl serde::Serialize for EntryHash {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        serializer.serialize_str(self.hex_in(&mut [0; 64]))
     }
 }
 
