@@ -267,7 +267,37 @@ pub(crate) struct WriteFrame {
     pub(crate) head: (i64, Vec<u8>, Option<DateTime<Utc>>),
 }
 
+/// A statement whose arguments are being bound.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 impl WriteFrame {
+    /// Binds the key epoch, the ledger and the fence: the leading arguments of
+    /// `invario_append_v2` and of `invario_fence_v1`.
+    pub(crate) fn bind_fence<'q>(&'q self, query: PgQuery<'q>, ledger: &'q LedgerName) -> PgQuery<'q> {
+        query
+            .bind(self.key_epoch)
+            .bind(ledger.as_str())
+            .bind(self.fence.0)
+            .bind(&self.fence.1)
+            .bind(self.fence.2)
+            .bind(&self.fence.3)
+    }
+
+    /// Binds the tiles, the tree state and the head: the trailing arguments of
+    /// `invario_append_v2` and of `invario_advance_v1` (after its ledger).
+    pub(crate) fn bind_advance<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.tiles.0)
+            .bind(&self.tiles.1)
+            .bind(&self.tiles.2)
+            .bind(self.tree.0)
+            .bind(&self.tree.1)
+            .bind(&self.tree.2)
+            .bind(self.head.0)
+            .bind(&self.head.1)
+            .bind(self.head.2)
+    }
+
     pub(crate) fn new(
         fence: &Fence,
         keys: Option<KeyEpoch>,
@@ -323,37 +353,22 @@ impl FencedWrite {
     /// One call in autocommit on `connection`: one round trip, the commit included.
     async fn call(&self, connection: &mut PgConnection, ledger: &LedgerName) -> Result<(), sqlx::Error> {
         let (rows, frame) = (&self.rows, &self.frame);
-        sqlx::query(
+        let query = sqlx::query(
             "SELECT invario_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
                                       $17, $18, $19, $20, $21, $22, $23, $24)",
-        )
-        .bind(frame.key_epoch)
-        .bind(ledger.as_str())
-        .bind(frame.fence.0)
-        .bind(&frame.fence.1)
-        .bind(frame.fence.2)
-        .bind(&frame.fence.3)
-        .bind(&rows.ids)
-        .bind(&rows.amounts)
-        .bind(&rows.currencies)
-        .bind(&rows.occurred)
-        .bind(&rows.metadata)
-        .bind(&rows.sequences)
-        .bind(&rows.prev_hashes)
-        .bind(&rows.entry_hashes)
-        .bind(&rows.recorded)
-        .bind(&frame.tiles.0)
-        .bind(&frame.tiles.1)
-        .bind(&frame.tiles.2)
-        .bind(frame.tree.0)
-        .bind(&frame.tree.1)
-        .bind(&frame.tree.2)
-        .bind(frame.head.0)
-        .bind(&frame.head.1)
-        .bind(frame.head.2)
-        .execute(connection)
-        .await
-        .map(drop)
+        );
+        let query = frame
+            .bind_fence(query, ledger)
+            .bind(&rows.ids)
+            .bind(&rows.amounts)
+            .bind(&rows.currencies)
+            .bind(&rows.occurred)
+            .bind(&rows.metadata)
+            .bind(&rows.sequences)
+            .bind(&rows.prev_hashes)
+            .bind(&rows.entry_hashes)
+            .bind(&rows.recorded);
+        frame.bind_advance(query).execute(connection).await.map(drop)
     }
 }
 

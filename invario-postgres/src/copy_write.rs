@@ -66,31 +66,15 @@ async fn copy_write(
     entries: &[LedgerEntry],
 ) -> Result<(), sqlx::Error> {
     let mut transaction = connection.begin().await?;
-    sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)")
-        .bind(frame.key_epoch)
-        .bind(ledger.as_str())
-        .bind(frame.fence.0)
-        .bind(&frame.fence.1)
-        .bind(frame.fence.2)
-        .bind(&frame.fence.3)
+    frame
+        .bind_fence(sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)"), ledger)
         .execute(&mut *transaction)
         .await?;
     copy_rows(&mut transaction, COPY_TRANSACTIONS, entries, |rows, entry| rows.transaction(ledger, entry))
         .await?;
     copy_rows(&mut transaction, COPY_ENTRIES, entries, |rows, entry| rows.entry(ledger, entry)).await?;
-    sqlx::query("SELECT invario_advance_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-        .bind(ledger.as_str())
-        .bind(&frame.tiles.0)
-        .bind(&frame.tiles.1)
-        .bind(&frame.tiles.2)
-        .bind(frame.tree.0)
-        .bind(&frame.tree.1)
-        .bind(&frame.tree.2)
-        .bind(frame.head.0)
-        .bind(&frame.head.1)
-        .bind(frame.head.2)
-        .execute(&mut *transaction)
-        .await?;
+    let advance = sqlx::query("SELECT invario_advance_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+    frame.bind_advance(advance.bind(ledger.as_str())).execute(&mut *transaction).await?;
     transaction.commit().await
 }
 
