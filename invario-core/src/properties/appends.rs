@@ -193,17 +193,6 @@ proptest! {
 fn sequence_numbers_never_wrap_or_repeat_at_the_end_of_the_range() {
     use crate::append::{AppendRefusal, plan_append_each};
     use crate::chain::MAX_SEQUENCE_NUMBER;
-    let transaction = |n: u128| {
-        Transaction::from_json(&serde_json::json!({
-            "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
-        }))
-        .unwrap()
-    };
-    let near_the_end = |sequence_number| AppendSnapshot {
-        head: LedgerHead { sequence_number, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
-        existing: vec![],
-        tree: fake_tree(sequence_number),
-    };
     let last = plan_append(&near_the_end(MAX_SEQUENCE_NUMBER - 1), vec![transaction(1)], at(1)).unwrap();
     assert_eq!(last.new_head().sequence_number, MAX_SEQUENCE_NUMBER);
 
@@ -327,18 +316,7 @@ fn answer_text(
 fn a_joined_batch_that_would_pass_the_last_sequence_number_is_refused_alone() {
     use crate::append::{AppendRefusal, plan_append_batches};
     use crate::chain::MAX_SEQUENCE_NUMBER;
-    let transaction = |n: u128| {
-        Transaction::from_json(&serde_json::json!({
-            "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
-        }))
-        .unwrap()
-    };
-    let head = MAX_SEQUENCE_NUMBER - 1;
-    let snapshot = AppendSnapshot {
-        head: LedgerHead { sequence_number: head, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
-        existing: vec![],
-        tree: fake_tree(head),
-    };
+    let snapshot = near_the_end(MAX_SEQUENCE_NUMBER - 1);
     let batches = vec![vec![transaction(1), transaction(2)], vec![transaction(3)], vec![transaction(3)]];
     let plan = plan_append_batches(&snapshot, batches, at(1)).unwrap();
     assert_eq!(plan.write().new_entries().len(), 1, "only the batch that fits is written");
@@ -356,4 +334,21 @@ fn a_joined_batch_that_would_pass_the_last_sequence_number_is_refused_alone() {
     let replayed = outcomes[2].as_ref().unwrap();
     assert_eq!(replayed[0].status, ReceiptStatus::Replayed);
     assert_eq!(replayed[0].entry, created[0].entry);
+}
+
+/// Transaction `n`: 1 BRL, id `n`.
+fn transaction(n: u128) -> Transaction {
+    Transaction::from_json(&serde_json::json!({
+        "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "BRL",
+    }))
+    .unwrap()
+}
+
+/// A snapshot whose head is at `sequence_number`, with a made-up tree.
+fn near_the_end(sequence_number: u64) -> AppendSnapshot {
+    AppendSnapshot {
+        head: LedgerHead { sequence_number, entry_hash: EntryHash([1; 32]), recorded_at: Some(at(0)) },
+        existing: vec![],
+        tree: fake_tree(sequence_number),
+    }
 }
