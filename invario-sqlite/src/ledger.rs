@@ -48,6 +48,28 @@ impl SqliteLedger {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// Takes the writer's lock and opens an append on its snapshot, reading
+    /// the stored entries of `look_up` (`None`: ids presumed new).
+    async fn begin(&self, look_up: Option<&[TransactionId]>) -> Result<SqliteAppend, StoreError> {
+        let writer = Arc::clone(&self.writer).lock_owned().await;
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        match begin_and_read(&mut connection, &self.ledger, look_up).await {
+            Ok(snapshot) => Ok(SqliteAppend {
+                connection,
+                ledger: self.ledger.clone(),
+                snapshot,
+                presumed_new: look_up.is_none(),
+                committed: false,
+                _writer: writer,
+            }),
+            Err(error) => {
+                // The transaction may be open: the connection does not go back to the pool.
+                connection.close_on_drop();
+                Err(error)
+            }
+        }
+    }
 }
 
 /// An append holding the single writer's lock inside an open `BEGIN IMMEDIATE`
@@ -65,6 +87,9 @@ pub struct SqliteAppend {
     connection: PoolConnection<Sqlite>,
     ledger: LedgerName,
     snapshot: AppendSnapshot,
+    /// Its ids were not looked up: a unique key firing on one means it is
+    /// stored already ([`StoreError::AlreadyStored`]).
+    presumed_new: bool,
     committed: bool,
     _writer: OwnedMutexGuard<()>,
 }
@@ -222,23 +247,30 @@ fn entry_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
 
 /// Opens the append's `BEGIN IMMEDIATE` transaction on `connection` and reads
 /// what the core plans from.
+/// Opens the append transaction and reads its snapshot; `look_up`: the ids
+/// whose stored entries it must hold (`None`: presumed new, none read).
 async fn begin_and_read(
     connection: &mut PoolConnection<Sqlite>,
     ledger: &LedgerName,
-    ids: &[TransactionId],
+    look_up: Option<&[TransactionId]>,
 ) -> Result<AppendSnapshot, StoreError> {
     let transaction = &mut **connection;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *transaction).await.map_err(store_error)?;
     let head = read_head(&mut *transaction, ledger).await?;
-    let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .map_err(|error| StoreError::Contract(error.to_string()))?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(SELECT_EXISTING.as_str()))
-        .bind(ids_json)
-        .bind(ledger.as_str())
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-    let existing = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+    let existing = match look_up {
+        Some(ids) if !ids.is_empty() => {
+            let ids_json = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|error| StoreError::Contract(error.to_string()))?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(SELECT_EXISTING.as_str()))
+                .bind(ids_json)
+                .bind(ledger.as_str())
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?
+        }
+        _ => Vec::new(),
+    };
     let tree = read_tree(&mut *transaction, ledger).await?;
     let edge = read_tiles(&mut *transaction, ledger, &stored_edge_tiles(tree.head.size)).await?;
     let leaves = unstored_leaves(tree.head.size);
@@ -278,22 +310,11 @@ impl LedgerStore for SqliteLedger {
     type Source = SqliteSnapshot;
 
     async fn begin_append(&self, ids: &[TransactionId]) -> Result<SqliteAppend, StoreError> {
-        let writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        match begin_and_read(&mut connection, &self.ledger, ids).await {
-            Ok(snapshot) => Ok(SqliteAppend {
-                connection,
-                ledger: self.ledger.clone(),
-                snapshot,
-                committed: false,
-                _writer: writer,
-            }),
-            Err(error) => {
-                // The transaction may be open: the connection does not go back to the pool.
-                connection.close_on_drop();
-                Err(error)
-            }
-        }
+        self.begin(Some(ids)).await
+    }
+
+    async fn begin_append_presuming_new(&self, _ids: &[TransactionId]) -> Result<SqliteAppend, StoreError> {
+        self.begin(None).await
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -433,6 +454,20 @@ impl VerificationSource for SqliteSnapshot {
     }
 }
 
+/// What an insert of new rows failing with `error` means: a unique key
+/// firing on ids `presumed_new` is a stored id (the transaction is rolled back
+/// when the append is dropped); anything else is the store's.
+fn insert_error(presumed_new: bool, error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database)
+            if presumed_new && database.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+        {
+            StoreError::AlreadyStored
+        }
+        _ => store_error(error),
+    }
+}
+
 #[async_trait]
 impl AppendSession for SqliteAppend {
     fn snapshot(&self) -> &AppendSnapshot {
@@ -440,6 +475,7 @@ impl AppendSession for SqliteAppend {
     }
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        let presumed_new = self.presumed_new;
         let connection = &mut *self.connection;
         let ledger = self.ledger.as_str();
         // One multi-row INSERT per table per chunk: every statement is a round
@@ -463,7 +499,11 @@ impl AppendSession for SqliteAppend {
                     .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
                     .push_bind(metadata.as_str());
             });
-            transactions.build().execute(&mut *connection).await.map_err(store_error)?;
+            transactions
+                .build()
+                .execute(&mut *connection)
+                .await
+                .map_err(|error| insert_error(presumed_new, error))?;
             let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
             );
@@ -475,7 +515,11 @@ impl AppendSession for SqliteAppend {
                     .push_bind(entry.entry_hash.as_bytes().as_slice())
                     .push_bind(entry.recorded_at.unix_micros());
             });
-            entries.build().execute(&mut *connection).await.map_err(store_error)?;
+            entries
+                .build()
+                .execute(&mut *connection)
+                .await
+                .map_err(|error| insert_error(presumed_new, error))?;
         }
         if let Some(head) = plan.head_move() {
             sqlx::query(

@@ -116,6 +116,39 @@ async fn plain_edits_are_refused_and_edits_behind_the_triggers_are_caught() {
     assert_eq!((found.kind(), found.sequence()), ("hash_mismatch", Some(3)));
 }
 
+/// Contiguity is checked where the head moves, not per inserted row: an entry
+/// slipped in past the head behind the ledger's back is no longer refused at
+/// insert, but the next append is refused with nothing written (its head
+/// may not move onto a run with a gap, or with entries beyond it) and
+/// verification reports the gap.
+#[tokio::test]
+async fn an_entry_slipped_in_past_the_head_blocks_appends_and_is_reported() {
+    let file = TempSqliteFile::new().await;
+    let ledger = Ledger::new(SqliteLedger::new(file.pool().clone()));
+    ledger.ingest((1..=4).map(|n| transaction(n, "10.00")).collect(), at(1)).await.unwrap();
+    let head = ledger.head().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+         VALUES ('default', 7, $1, zeroblob(32), zeroblob(32), 0)",
+    )
+    .bind(uuid::Uuid::from_u128(99).to_string())
+    .execute(file.pool())
+    .await
+    .unwrap();
+    for (batch, refusal) in [(5..=5, "contiguous"), (5..=7, "UNIQUE")] {
+        let error = ledger
+            .ingest(batch.clone().map(|n| transaction(n, "1.00")).collect(), at(2))
+            .await
+            .expect_err("an append onto a broken run")
+            .to_string();
+        assert!(error.contains(refusal), "{batch:?}: {error}");
+        assert_eq!(ledger.head().await.unwrap(), head, "{batch:?}: nothing was written");
+        assert_eq!(ledger.entry(transaction(5, "1.00").transaction_id).await.unwrap(), None);
+    }
+    let found = ledger.verify_full().await.unwrap().first_break.expect("the stray entry is reported");
+    assert_eq!((found.kind(), found.sequence()), ("sequence_gap", Some(5)), "{found:?}");
+}
+
 /// A SQLite file from before ledgers holding a chain (and a checkpoint copy
 /// and tiles) migrates — every ledger table rebuilt — with all its rows in
 /// `default`: the same head and tree, every entry verified, ids still idempotent.
@@ -177,7 +210,7 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     let applied = invario_sqlite::migrate(&pool).await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
-        ["ledgers", "checkpoint cosignatures"]
+        ["ledgers", "checkpoint cosignatures", "contiguity at head move"]
     );
     let ledger = Ledger::new(SqliteLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().position(), position);
