@@ -323,8 +323,9 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "INVARIO_LISTEN", default_value = "0.0.0.0:8000")]
     pub(crate) listen: String,
-    /// How long group commit waits for more requests after the first (only
-    /// while more than one client is writing; a lone client never waits).
+    /// Longest group commit waits for more requests after the first (only
+    /// while more than one client is writing, and only until one request from
+    /// each caller just answered has come; a lone client never waits).
     #[arg(long, env = "INVARIO_GROUP_COMMIT_WINDOW", default_value = "1ms", value_parser = humantime::parse_duration)]
     pub(crate) group_commit_window: Duration,
     /// Most transactions per group commit (1 turns group commit off; at most the batch limit, 10000).

@@ -251,6 +251,12 @@ async fn run<S: LedgerStore>(
     // wait it out on every request (measured: 285 instead of 644 tx/s), so
     // after a group of one the next group takes only what is already queued.
     let mut others_writing = false;
+    // The window is waited out only until the requests expected have come:
+    // those of the callers just answered (each sends its next soon) and
+    // those queued while that group was written. Waiting longer only idles
+    // the database (measured: SQLite and PostgreSQL, 16 clients); waiting
+    // for them lets the groups of many clients merge (256 clients).
+    let mut expected = 0;
     // A request that did not fit the last group starts the next.
     let mut held: Option<Job> = None;
     loop {
@@ -262,22 +268,19 @@ async fn run<S: LedgerStore>(
             },
         };
         let mut group = Group::starting(first);
-        while held.is_none() && group.has_room(max_singles) {
-            match queue.try_recv() {
-                Ok(job) => held = group.join(job, max_singles).err(),
-                Err(_) => break,
-            }
-        }
-        if others_writing && !settings.window.is_zero() {
+        take_queued(&mut group, &mut held, &mut queue, max_singles);
+        if others_writing && !settings.window.is_zero() && group.len() < expected {
             let deadline = Instant::now() + settings.window;
-            while held.is_none() && group.has_room(max_singles) {
+            while held.is_none() && group.has_room(max_singles) && group.len() < expected {
                 match tokio::time::timeout_at(deadline, queue.recv()).await {
                     Ok(Some(job)) => held = group.join(job, max_singles).err(),
                     Ok(None) | Err(_) => break,
                 }
             }
+            take_queued(&mut group, &mut held, &mut queue, max_singles);
         }
         others_writing = group.len() > 1 || held.is_some();
+        let answered = group.len();
         let down = match group {
             Group::Singles(singles) => write_singles(&name, &ledger, singles).await,
             Group::Batches { batches, .. } => write_batches(&name, &ledger, batches).await,
@@ -290,6 +293,23 @@ async fn run<S: LedgerStore>(
             for job in held.take().into_iter().chain(std::iter::from_fn(|| queue.try_recv().ok())) {
                 job.fail(failure.clone());
             }
+        }
+        expected = answered + queue.len() + usize::from(held.is_some());
+    }
+}
+
+/// Adds to `group` the requests queued already, until one does not fit (it
+/// is `held` for the next group) or the queue is empty.
+fn take_queued(
+    group: &mut Group,
+    held: &mut Option<Job>,
+    queue: &mut mpsc::Receiver<Job>,
+    max_singles: usize,
+) {
+    while held.is_none() && group.has_room(max_singles) {
+        match queue.try_recv() {
+            Ok(job) => *held = group.join(job, max_singles).err(),
+            Err(_) => break,
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Posting transactions: receipts, idempotency, batches, group commit.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
+use invario_http::{GroupCommit, ServiceConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    all_logs, error_code, hold_the_append_lock, log_lines_with, log_writes_with, spawn_app, transaction,
+    all_logs, error_code, hold_the_append_lock, log_lines_with, log_writes_with, spawn_app, spawn_app_with,
+    transaction,
 };
 
 #[tokio::test]
@@ -263,6 +266,42 @@ async fn concurrent_single_requests_are_group_committed_into_one_valid_chain() {
     let commits: HashSet<&str> = entries.iter().map(|e| e["recorded_at"].as_str().unwrap()).collect();
     eprintln!("group commit: 200 requests in {} database transactions", commits.len());
     assert!(commits.len() < 100, "200 requests took {} database transactions", commits.len());
+}
+
+/// The group-commit window is not waited out once the requests expected
+/// have come: with a 1 s window, 8 clients posting one after another (each
+/// waits for its answer) would wait a second a round under a fixed window;
+/// the appender closes each group as soon as the callers it just answered
+/// are back, so the rounds take milliseconds and still share commits.
+#[tokio::test]
+async fn a_group_closes_once_the_callers_just_answered_are_back() {
+    const CLIENTS: u128 = 8;
+    const ROUNDS: u128 = 6;
+    let window = Duration::from_secs(1);
+    let config = ServiceConfig {
+        group_commit: GroupCommit { window, ..GroupCommit::default() },
+        ..ServiceConfig::default()
+    };
+    let app = spawn_app_with(config).await;
+    let started = Instant::now();
+    let clients = (0..CLIENTS).map(|client| {
+        let (http, url, key) = (app.client.clone(), app.url("/v1/transactions"), app.write_key.clone());
+        async move {
+            for round in 0..ROUNDS {
+                let body = transaction(1 + client * ROUNDS + round, "1.00");
+                let status = http.post(&url).bearer_auth(&key).json(&body).send().await.unwrap().status();
+                assert_eq!(status, 201);
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < window * 3,
+        "{ROUNDS} rounds of {CLIENTS} clients took {elapsed:?}: the {window:?} window was waited out"
+    );
+    let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
+    assert_eq!(head["sequence_number"], (CLIENTS * ROUNDS) as u64);
 }
 
 #[tokio::test]
