@@ -241,15 +241,15 @@ impl<S: LedgerStore> Ledger<S> {
         now: Timestamp,
     ) -> Result<Vec<Result<Vec<Receipt>, IngestError>>, IngestError> {
         let sizes = || requests.iter().map(|request| request.transactions.len());
-        if sizes().any(|size| size == 0) {
-            return Err(IngestError::EmptyBatch);
+        if let Some(problem) = sizes().find_map(batch_size_problem) {
+            return Err(problem);
         }
-        if let Some(size) = sizes().find(|&size| size > MAX_BATCH_SIZE) {
-            return Err(IngestError::BatchTooLarge(size));
-        }
-        let rows = sizes().sum::<usize>();
-        if requests.len() > 1 && rows > MAX_JOINED_ROWS {
-            return Err(IngestError::TooManyJoined(rows));
+        let mut joined = 0;
+        for size in sizes() {
+            if !joins(joined, size) {
+                return Err(IngestError::TooManyJoined(sizes().sum()));
+            }
+            joined += size;
         }
         let keys = requests.iter().filter_map(|request| request.keys).min();
         // Kept in case the epoch has moved: the requests whose keys were read
@@ -496,11 +496,8 @@ pub struct BatchRequest {
 /// 1 to [`MAX_BATCH_SIZE`] items, every one valid. Otherwise the refusal,
 /// listing every invalid item by index.
 pub fn valid_batch(items: Vec<SubmittedTransaction>) -> Result<Vec<Transaction>, IngestError> {
-    if items.is_empty() {
-        return Err(IngestError::EmptyBatch);
-    }
-    if items.len() > MAX_BATCH_SIZE {
-        return Err(IngestError::BatchTooLarge(items.len()));
+    if let Some(problem) = batch_size_problem(items.len()) {
+        return Err(problem);
     }
     let mut batch = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
@@ -514,6 +511,16 @@ pub fn valid_batch(items: Vec<SubmittedTransaction>) -> Result<Vec<Transaction>,
         return Err(BatchRejection::from_invalid(failures).into());
     }
     Ok(batch)
+}
+
+/// Why a batch of `size` items may not be written, if it may not: empty, or
+/// over [`MAX_BATCH_SIZE`].
+fn batch_size_problem(size: usize) -> Option<IngestError> {
+    match size {
+        0 => Some(IngestError::EmptyBatch),
+        size if size > MAX_BATCH_SIZE => Some(IngestError::BatchTooLarge(size)),
+        _ => None,
+    }
 }
 
 /// Whether a batch of `rows` items may join a write that already holds
