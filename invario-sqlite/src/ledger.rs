@@ -8,12 +8,13 @@ use futures_util::stream::{BoxStream, StreamExt};
 use invario_core::merkle::{hashes_from_bytes, hashes_to_bytes};
 use invario_core::tiles::{stored_edge_tiles, unstored_leaves};
 use invario_core::{
-    AppendPlan, AppendSession, AppendSnapshot, EntryHash, LedgerEntry, LedgerHead, LedgerName, LedgerStore,
-    StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, Timestamp, TransactionId, TreeHash,
-    TreeState, VerificationRecord, VerificationSource, tree_snapshot,
+    AppendPlan, AppendSession, AppendSnapshot, ChainPosition, EntryHash, Fence, KeyEpoch, LedgerEntry,
+    LedgerHead, LedgerName, LedgerStore, StoreError, StoredEntry, StoredTransaction, Tile, TileCoord,
+    Timestamp, TransactionId, TreeHash, TreeHead, TreeState, VerificationRecord, VerificationSource,
+    tree_snapshot,
 };
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::{hash, sequence, store_error, to_sequence, uuid};
@@ -317,6 +318,29 @@ impl LedgerStore for SqliteLedger {
         self.begin(None).await
     }
 
+    /// The kept state's write: one read under the lock (the fence), not the
+    /// head, tree, tiles and edge leaves the locking path reads.
+    async fn write_fenced(
+        &self,
+        fence: &Fence,
+        keys: Option<KeyEpoch>,
+        plan: &AppendPlan,
+    ) -> Result<(), StoreError> {
+        if keys.is_some() {
+            // The key store hands out no epochs here: never asked in practice.
+            return Err(StoreError::KeysChanged);
+        }
+        let _writer = self.writer.lock().await;
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        let written = write_if_fence_admits(&mut connection, &self.ledger, fence, plan).await;
+        if written.is_err() {
+            // As with an append that did not commit: the transaction may be
+            // open or half rolled back, so the connection is closed, not reused.
+            connection.close_on_drop();
+        }
+        written
+    }
+
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger_entries e \
@@ -475,93 +499,139 @@ impl AppendSession for SqliteAppend {
     }
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        let presumed_new = self.presumed_new;
         let connection = &mut *self.connection;
-        let ledger = self.ledger.as_str();
-        // One multi-row INSERT per table per chunk: every statement is a round
-        // trip to sqlx's SQLite worker thread, so statements, not rows, cost.
-        for chunk in plan.new_entries().chunks(ROWS_PER_INSERT) {
-            let mut transactions = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
-            );
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for entry in chunk {
-                let metadata = serde_json::to_string(entry.transaction.metadata.as_map())
-                    .map_err(|error| StoreError::Contract(error.to_string()))?;
-                encoded.push((entry, metadata, to_sequence(entry.sequence_number)?));
-            }
-            transactions.push_values(&encoded, |mut row, (entry, metadata, _)| {
-                let transaction = &entry.transaction;
-                row.push_bind(ledger)
-                    .push_bind(transaction.transaction_id.to_string())
-                    .push_bind(transaction.amount.to_canonical_string())
-                    .push_bind(transaction.currency.code())
-                    .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
-                    .push_bind(metadata.as_str());
-            });
-            transactions
-                .build()
-                .execute(&mut *connection)
-                .await
-                .map_err(|error| insert_error(presumed_new, error))?;
-            let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
-            );
-            entries.push_values(&encoded, |mut row, (entry, _, sequence)| {
-                row.push_bind(ledger)
-                    .push_bind(*sequence)
-                    .push_bind(entry.transaction.transaction_id.to_string())
-                    .push_bind(entry.prev_hash.as_bytes().as_slice())
-                    .push_bind(entry.entry_hash.as_bytes().as_slice())
-                    .push_bind(entry.recorded_at.unix_micros());
-            });
-            entries
-                .build()
-                .execute(&mut *connection)
-                .await
-                .map_err(|error| insert_error(presumed_new, error))?;
+        write_plan(connection, &self.ledger, self.presumed_new, plan).await?;
+        sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// Writes `plan`'s rows, head, tiles and tree state inside the open
+/// transaction on `connection` (the caller commits). A unique key firing on
+/// ids `presumed_new` answers [`StoreError::AlreadyStored`].
+async fn write_plan(
+    connection: &mut SqliteConnection,
+    ledger: &LedgerName,
+    presumed_new: bool,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    let ledger = ledger.as_str();
+    // One multi-row INSERT per table per chunk: every statement is a round
+    // trip to sqlx's SQLite worker thread, so statements, not rows, cost.
+    for chunk in plan.new_entries().chunks(ROWS_PER_INSERT) {
+        let mut transactions = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
+        );
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            let metadata = serde_json::to_string(entry.transaction.metadata.as_map())
+                .map_err(|error| StoreError::Contract(error.to_string()))?;
+            encoded.push((entry, metadata, to_sequence(entry.sequence_number)?));
         }
-        if let Some(head) = plan.head_move() {
+        transactions.push_values(&encoded, |mut row, (entry, metadata, _)| {
+            let transaction = &entry.transaction;
+            row.push_bind(ledger)
+                .push_bind(transaction.transaction_id.to_string())
+                .push_bind(transaction.amount.to_canonical_string())
+                .push_bind(transaction.currency.code())
+                .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
+                .push_bind(metadata.as_str());
+        });
+        transactions
+            .build()
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| insert_error(presumed_new, error))?;
+        let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+        );
+        entries.push_values(&encoded, |mut row, (entry, _, sequence)| {
+            row.push_bind(ledger)
+                .push_bind(*sequence)
+                .push_bind(entry.transaction.transaction_id.to_string())
+                .push_bind(entry.prev_hash.as_bytes().as_slice())
+                .push_bind(entry.entry_hash.as_bytes().as_slice())
+                .push_bind(entry.recorded_at.unix_micros());
+        });
+        entries.build().execute(&mut *connection).await.map_err(|error| insert_error(presumed_new, error))?;
+    }
+    if let Some(head) = plan.head_move() {
+        sqlx::query(
+            "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
+        )
+        .bind(to_sequence(head.sequence_number)?)
+        .bind(head.entry_hash.as_bytes().as_slice())
+        .bind(head.recorded_at.map(|time| time.unix_micros()))
+        .bind(ledger)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    if let Some(tree) = plan.tree_update() {
+        for tile in &tree.tiles {
             sqlx::query(
-                "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
+                "INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES ($4, $1, $2, $3) \
+                 ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = excluded.hashes",
             )
-            .bind(to_sequence(head.sequence_number)?)
-            .bind(head.entry_hash.as_bytes().as_slice())
-            .bind(head.recorded_at.map(|time| time.unix_micros()))
-            .bind(ledger)
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
-        }
-        if let Some(tree) = plan.tree_update() {
-            for tile in &tree.tiles {
-                sqlx::query(
-                    "INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES ($4, $1, $2, $3) \
-                     ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = excluded.hashes",
-                )
-                .bind(i64::from(tile.coord.level))
-                .bind(to_sequence(tile.coord.index)?)
-                .bind(hashes_to_bytes(&tile.hashes))
-                .bind(ledger)
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
-            }
-            sqlx::query(
-                "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = $4",
-            )
-            .bind(to_sequence(tree.state.head.size)?)
-            .bind(tree.state.head.root.0.as_slice())
-            .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+            .bind(i64::from(tile.coord.level))
+            .bind(to_sequence(tile.coord.index)?)
+            .bind(hashes_to_bytes(&tile.hashes))
             .bind(ledger)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
         }
-        sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
-        self.committed = true;
-        Ok(())
+        sqlx::query(
+            "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = $4",
+        )
+        .bind(to_sequence(tree.state.head.size)?)
+        .bind(tree.state.head.root.0.as_slice())
+        .bind(hashes_to_bytes(tree.state.frontier.hashes()))
+        .bind(ledger)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
     }
+    Ok(())
+}
+
+/// The fenced write on an open connection: `BEGIN IMMEDIATE`, one read of
+/// the head's position and the tree's head to compare with `fence`, then
+/// `plan`'s writes and `COMMIT`. Nothing else is read: the plan was made on
+/// the writer's kept state, so the tiles and the edge leaves the locking
+/// path reads would only be compared, never used.
+async fn write_if_fence_admits(
+    connection: &mut SqliteConnection,
+    ledger: &LedgerName,
+    fence: &Fence,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await.map_err(store_error)?;
+    let row = sqlx::query(
+        "SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash \
+         FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1",
+    )
+    .bind(ledger.as_str())
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(store_error)?
+    .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
+    let stored_head = ChainPosition {
+        sequence_number: sequence(row.try_get("sequence_number").map_err(store_error)?)?,
+        entry_hash: hash(&row.try_get::<Vec<u8>, _>("entry_hash").map_err(store_error)?)?,
+    };
+    let stored_tree = TreeHead {
+        size: sequence(row.try_get("tree_size").map_err(store_error)?)?,
+        root: TreeHash::from_slice(&row.try_get::<Vec<u8>, _>("root_hash").map_err(store_error)?)
+            .map_err(|error| StoreError::Corrupt(format!("tree root: {error}")))?,
+    };
+    if stored_head != fence.head || stored_tree != fence.tree {
+        return Err(StoreError::Fenced);
+    }
+    write_plan(connection, ledger, true, plan).await?;
+    sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
+    Ok(())
 }
 
 #[cfg(test)]
