@@ -499,106 +499,132 @@ impl AppendSession for SqliteAppend {
     }
 
     async fn commit(mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        let connection = &mut *self.connection;
-        write_plan(connection, &self.ledger, self.presumed_new, plan).await?;
-        sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
+        write_plan_and_commit(&mut self.connection, &self.ledger, self.presumed_new, plan).await?;
         self.committed = true;
         Ok(())
     }
 }
 
 /// Writes `plan`'s rows, head, tiles and tree state inside the open
-/// transaction on `connection` (the caller commits). A unique key firing on
-/// ids `presumed_new` answers [`StoreError::AlreadyStored`].
-async fn write_plan(
+/// transaction on `connection`, and commits it. A unique key firing on ids
+/// `presumed_new` answers [`StoreError::AlreadyStored`]; on any error the
+/// transaction is left open for the caller to close.
+///
+/// Every call is a round trip to sqlx's SQLite worker thread (a channel
+/// send and two thread wake-ups), so statements are sent together: each
+/// chunk's two multi-row INSERTs are one call, and the last chunk's call
+/// also carries the head, tiles, tree state and `COMMIT` (positional
+/// parameters run on across the statements of one call).
+async fn write_plan_and_commit(
     connection: &mut SqliteConnection,
     ledger: &LedgerName,
     presumed_new: bool,
     plan: &AppendPlan,
 ) -> Result<(), StoreError> {
     let ledger = ledger.as_str();
-    // One multi-row INSERT per table per chunk: every statement is a round
-    // trip to sqlx's SQLite worker thread, so statements, not rows, cost.
-    for chunk in plan.new_entries().chunks(ROWS_PER_INSERT) {
-        let mut transactions = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
-        );
+    let mut chunks = plan.new_entries().chunks(ROWS_PER_INSERT).peekable();
+    loop {
+        let chunk = chunks.next().unwrap_or_default();
         let mut encoded = Vec::with_capacity(chunk.len());
         for entry in chunk {
             let metadata = serde_json::to_string(entry.transaction.metadata.as_map())
                 .map_err(|error| StoreError::Contract(error.to_string()))?;
             encoded.push((entry, metadata, to_sequence(entry.sequence_number)?));
         }
-        transactions.push_values(&encoded, |mut row, (entry, metadata, _)| {
-            let transaction = &entry.transaction;
-            row.push_bind(ledger)
-                .push_bind(transaction.transaction_id.to_string())
-                .push_bind(transaction.amount.to_canonical_string())
-                .push_bind(transaction.currency.code())
-                .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
-                .push_bind(metadata.as_str());
-        });
-        transactions
+        let mut statements = sqlx::QueryBuilder::<Sqlite>::new("");
+        if !encoded.is_empty() {
+            statements.push(
+                "INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata) ",
+            );
+            statements.push_values(&encoded, |mut row, (entry, metadata, _)| {
+                let transaction = &entry.transaction;
+                row.push_bind(ledger)
+                    .push_bind(transaction.transaction_id.to_string())
+                    .push_bind(transaction.amount.to_canonical_string())
+                    .push_bind(transaction.currency.code())
+                    .push_bind(transaction.occurred_at.map(|time| time.unix_micros()))
+                    .push_bind(metadata.as_str());
+            });
+            statements.push(
+                "; INSERT INTO ledger_entries \
+                 (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
+            );
+            statements.push_values(&encoded, |mut row, (entry, _, sequence)| {
+                row.push_bind(ledger)
+                    .push_bind(*sequence)
+                    .push_bind(entry.transaction.transaction_id.to_string())
+                    .push_bind(entry.prev_hash.as_bytes().as_slice())
+                    .push_bind(entry.entry_hash.as_bytes().as_slice())
+                    .push_bind(entry.recorded_at.unix_micros());
+            });
+            statements.push("; ");
+        }
+        let last = chunks.peek().is_none();
+        if last {
+            push_head_tree_and_commit(&mut statements, ledger, plan)?;
+        }
+        statements
             .build()
             .execute(&mut *connection)
             .await
             .map_err(|error| insert_error(presumed_new, error))?;
-        let mut entries = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) ",
-        );
-        entries.push_values(&encoded, |mut row, (entry, _, sequence)| {
-            row.push_bind(ledger)
-                .push_bind(*sequence)
-                .push_bind(entry.transaction.transaction_id.to_string())
-                .push_bind(entry.prev_hash.as_bytes().as_slice())
-                .push_bind(entry.entry_hash.as_bytes().as_slice())
-                .push_bind(entry.recorded_at.unix_micros());
-        });
-        entries.build().execute(&mut *connection).await.map_err(|error| insert_error(presumed_new, error))?;
+        if last {
+            return Ok(());
+        }
     }
+}
+
+/// Adds to `statements` the plan's head move, tiles and tree state, then `COMMIT`.
+fn push_head_tree_and_commit(
+    statements: &mut sqlx::QueryBuilder<Sqlite>,
+    ledger: &str,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
     if let Some(head) = plan.head_move() {
-        sqlx::query(
-            "UPDATE ledger_head SET sequence_number = $1, entry_hash = $2, recorded_at = $3 WHERE ledger_id = $4",
-        )
-        .bind(to_sequence(head.sequence_number)?)
-        .bind(head.entry_hash.as_bytes().as_slice())
-        .bind(head.recorded_at.map(|time| time.unix_micros()))
-        .bind(ledger)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+        statements
+            .push("UPDATE ledger_head SET sequence_number = ")
+            .push_bind(to_sequence(head.sequence_number)?)
+            .push(", entry_hash = ")
+            .push_bind(head.entry_hash.as_bytes().as_slice())
+            .push(", recorded_at = ")
+            .push_bind(head.recorded_at.map(|time| time.unix_micros()))
+            .push(" WHERE ledger_id = ")
+            .push_bind(ledger)
+            .push("; ");
     }
     if let Some(tree) = plan.tree_update() {
         for tile in &tree.tiles {
-            sqlx::query(
-                "INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES ($4, $1, $2, $3) \
-                 ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = excluded.hashes",
-            )
-            .bind(i64::from(tile.coord.level))
-            .bind(to_sequence(tile.coord.index)?)
-            .bind(hashes_to_bytes(&tile.hashes))
-            .bind(ledger)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+            statements
+                .push("INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes) VALUES (")
+                .push_bind(ledger)
+                .push(", ")
+                .push_bind(i64::from(tile.coord.level))
+                .push(", ")
+                .push_bind(to_sequence(tile.coord.index)?)
+                .push(", ")
+                .push_bind(hashes_to_bytes(&tile.hashes))
+                .push(
+                    ") ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = excluded.hashes; ",
+                );
         }
-        sqlx::query(
-            "UPDATE tree_state SET tree_size = $1, root_hash = $2, frontier = $3 WHERE ledger_id = $4",
-        )
-        .bind(to_sequence(tree.state.head.size)?)
-        .bind(tree.state.head.root.0.as_slice())
-        .bind(hashes_to_bytes(tree.state.frontier.hashes()))
-        .bind(ledger)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+        statements
+            .push("UPDATE tree_state SET tree_size = ")
+            .push_bind(to_sequence(tree.state.head.size)?)
+            .push(", root_hash = ")
+            .push_bind(tree.state.head.root.0.as_slice())
+            .push(", frontier = ")
+            .push_bind(hashes_to_bytes(tree.state.frontier.hashes()))
+            .push(" WHERE ledger_id = ")
+            .push_bind(ledger)
+            .push("; ");
     }
+    statements.push("COMMIT");
     Ok(())
 }
 
-/// The fenced write on an open connection: `BEGIN IMMEDIATE`, one read of
-/// the head's position and the tree's head to compare with `fence`, then
-/// `plan`'s writes and `COMMIT`. Nothing else is read: the plan was made on
+/// The fenced write on an open connection: `BEGIN IMMEDIATE` and one read of
+/// the head's position and the tree's head to compare with `fence` (one
+/// call), then `plan`'s writes and `COMMIT` (one call for up to 1,000 rows). Nothing else is read: the plan was made on
 /// the writer's kept state, so the tiles and the edge leaves the locking
 /// path reads would only be compared, never used.
 async fn write_if_fence_admits(
@@ -607,9 +633,9 @@ async fn write_if_fence_admits(
     fence: &Fence,
     plan: &AppendPlan,
 ) -> Result<(), StoreError> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await.map_err(store_error)?;
+    // One call: the lock, then the one read the fence needs.
     let row = sqlx::query(
-        "SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash \
+        "BEGIN IMMEDIATE; SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash \
          FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1",
     )
     .bind(ledger.as_str())
@@ -629,9 +655,7 @@ async fn write_if_fence_admits(
     if stored_head != fence.head || stored_tree != fence.tree {
         return Err(StoreError::Fenced);
     }
-    write_plan(connection, ledger, true, plan).await?;
-    sqlx::query("COMMIT").execute(&mut *connection).await.map_err(store_error)?;
-    Ok(())
+    write_plan_and_commit(connection, ledger, true, plan).await
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub async fn connect(url: &str) -> Result<SqlitePool, SqliteSetupError> {
         .busy_timeout(BUSY_TIMEOUT);
     SqlitePoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
+        // A ping is a round trip to the connection's worker thread on every
+        // acquire, and a local file's connection does not go stale: one that
+        // failed mid-write is closed, never returned (see `SqliteAppend`).
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|error| SqliteSetupError::Open(error.to_string()))
