@@ -65,6 +65,7 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
         "1 server",
         "without the wait",
         "DIY trigger chain behind a bare HTTP route",
+        "refused before the write",
     ] {
         assert!(stdout.contains(baseline), "no {baseline} baseline:\n{stdout}");
     }
@@ -72,10 +73,10 @@ fn every_scenario_runs_and_reports_against_its_baseline() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let measurements = json["measurements"].as_array().unwrap();
     // 1 + 5 + 3 (lookup-first and replay-heavy lever rows) + 1 + (3 per level × 2 levels + the key cache lever at 1 client)
-    // + 3 + 2 + 4 + 4 + 6 measures × 2 growth sizes + 3 ledger counts × group commit on and off
+    // + 3 + 2 + 4 + 5 (SQLite: adapter, raw, group commit on and off, the HTTP ceiling) + 6 measures × 2 growth sizes + 3 ledger counts × group commit on and off
     // + one and two servers on one ledger + 2 round-trip counts
     // + Prefer: wait=signed at 1 client for 2 checkpoint intervals + the chain behind a bare HTTP route at 1 client
-    assert_eq!(measurements.len(), 55, "{json:#}");
+    assert_eq!(measurements.len(), 56, "{json:#}");
     for measurement in measurements {
         let value = measurement["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "a measurement without a positive figure: {measurement}");

@@ -104,6 +104,44 @@ pub(super) async fn drive_singles(
     .await
 }
 
+/// `clients` posting single transactions of `stream` that the server must
+/// refuse (the amount breaks its rule: 422 naming `amount`): authentication,
+/// parsing and the core's checks, but no write — the most the HTTP path
+/// alone lets a level reach on this machine.
+pub(super) async fn drive_refused_singles(
+    api: &Server,
+    key: &str,
+    clients: usize,
+    duration: Duration,
+    stream: u64,
+) -> anyhow::Result<LoadResult> {
+    let client = http_client()?;
+    let endpoint = format!("{}/v1/transactions", api.base_url);
+    let key = key.to_owned();
+    drive(clients, duration, 0, move |index| {
+        let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+        async move {
+            let mut transaction = workload::transaction_json(stream, index);
+            transaction["amount"] = serde_json::Value::from("12.3.4");
+            let response = client
+                .post(&endpoint)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(transaction.to_string().into_bytes())
+                .send()
+                .await?;
+            let status = response.status();
+            let text = response.text().await?;
+            ensure!(
+                status.as_u16() == 422 && text.contains("amount"),
+                "POST {endpoint} with a malformed amount answered {status}: {text}"
+            );
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Single POSTs asking `Prefer: wait=signed`: each answer must be 201 and
 /// carry its tlog-proof (so it waited for a signed checkpoint).
 pub(super) async fn drive_singles_waiting_for_proofs(
