@@ -400,8 +400,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "INVARIO_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_timeout: Duration,
     /// API key records kept in memory between requests, emptied on every key
-    /// change PostgreSQL notifies (0: read the key table on every request, e.g.
-    /// behind a pooler that drops LISTEN). The embedded default has no cache.
+    /// change (PostgreSQL notifies it; on SQLite the key table's epoch shows it)
+    /// (0: read the key table on every request, e.g. behind a pooler that drops
+    /// LISTEN).
     #[arg(long, env = "INVARIO_KEY_CACHE_SIZE", default_value_t = invario_core::DEFAULT_KEY_CACHE_CAPACITY)]
     pub(crate) key_cache_size: usize,
     /// Serve the tlog-tiles read API (`…/tlog/checkpoint`, `…/tlog/tile/…`)

@@ -34,7 +34,8 @@ const IDLE_CHECK: Duration = Duration::from_secs(10);
 pub struct KeyCacheSettings {
     /// Most key records kept in memory; 0 turns the cache off (every request
     /// reads the key table). Only used on a store with a change feed
-    /// (PostgreSQL); elsewhere every request reads the store anyway.
+    /// (PostgreSQL's notifications, SQLite's key epoch); elsewhere every
+    /// request reads the store anyway.
     pub capacity: usize,
 }
 

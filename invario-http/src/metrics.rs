@@ -24,7 +24,7 @@ pub const APPEND_BATCH_SIZE: &str = "invario_append_batch_size";
 pub const DATABASE_ERRORS_TOTAL: &str = "invario_database_errors_total";
 /// Gauge: 1 while authentication serves cached key records (the key change
 /// feed is connected), 0 while every request reads the key table; absent
-/// when there is no cache (SQLite, `--key-cache-size 0`).
+/// when there is no cache (`--key-cache-size 0`).
 pub const KEY_CACHE_LIVE: &str = "invario_key_cache_live";
 /// Counter: database transactions that appended entries.
 pub const APPEND_COMMITS_TOTAL: &str = "invario_append_commits_total";

@@ -1,7 +1,9 @@
 //! The key store port on SQLite.
 
 use async_trait::async_trait;
-use invario_core::{ApiKeyRecord, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp};
+use invario_core::{
+    ApiKeyRecord, KeyChange, KeyChanges, KeyEpoch, KeyHash, KeyStore, Owner, Scopes, StoreError, Timestamp,
+};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
@@ -87,6 +89,26 @@ impl KeyStore for SqliteKeyStore {
             .transpose()
     }
 
+    async fn key_by_hash_with_epoch(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(ApiKeyRecord, Option<KeyEpoch>)>, StoreError> {
+        // One statement: the record and the epoch come from one snapshot.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS}, e.epoch AS key_epoch FROM api_keys CROSS JOIN api_key_epoch e WHERE key_hash = $1"
+        )))
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|row| {
+            let epoch: i64 = row.try_get("key_epoch").map_err(store_error)?;
+            let epoch = key_epoch(epoch)?;
+            Ok((record(&row)?, Some(epoch)))
+        })
+        .transpose()
+    }
+
     async fn revoke_owner(&self, owner: &Owner, at: Timestamp) -> Result<u64, StoreError> {
         let result =
             sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE owner = $1 AND revoked_at IS NULL")
@@ -128,5 +150,39 @@ impl KeyStore for SqliteKeyStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    fn change_feed(&self) -> Option<Box<dyn KeyChanges>> {
+        Some(Box::new(SqliteKeyChanges { pool: self.pool.clone(), seen: None }))
+    }
+}
+
+pub(crate) fn key_epoch(stored: i64) -> Result<KeyEpoch, StoreError> {
+    u64::try_from(stored).map(KeyEpoch).map_err(|_| StoreError::Corrupt(format!("api_key_epoch {stored}")))
+}
+
+/// Key changes seen through the key table's epoch (migration `key_epoch`):
+/// SQLite has no notifications, so each catch-up reads the epoch — one
+/// statement, which sees every change committed before it began.
+struct SqliteKeyChanges {
+    pool: SqlitePool,
+    /// The epoch the last catch-up read (`None`: not read yet, or lost).
+    seen: Option<i64>,
+}
+
+#[async_trait]
+impl KeyChanges for SqliteKeyChanges {
+    async fn catch_up(&mut self) -> KeyChange {
+        let read =
+            sqlx::query_scalar::<_, i64>("SELECT epoch FROM api_key_epoch").fetch_one(&self.pool).await;
+        let Ok(epoch) = read else {
+            self.seen = None;
+            return KeyChange::Lost;
+        };
+        match self.seen.replace(epoch) {
+            None => KeyChange::Listening,
+            Some(previous) if previous == epoch => KeyChange::Unchanged,
+            Some(_) => KeyChange::Changed,
+        }
     }
 }

@@ -326,13 +326,9 @@ impl LedgerStore for SqliteLedger {
         keys: Option<KeyEpoch>,
         plan: &AppendPlan,
     ) -> Result<(), StoreError> {
-        if keys.is_some() {
-            // The key store hands out no epochs here: never asked in practice.
-            return Err(StoreError::KeysChanged);
-        }
         let _writer = self.writer.lock().await;
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        let written = write_if_fence_admits(&mut connection, &self.ledger, fence, plan).await;
+        let written = write_if_fence_admits(&mut connection, &self.ledger, fence, keys, plan).await;
         if written.is_err() {
             // As with an append that did not commit: the transaction may be
             // open or half rolled back, so the connection is closed, not reused.
@@ -622,6 +618,16 @@ fn push_head_tree_and_commit(
     Ok(())
 }
 
+/// The fenced write's read under the lock: the head's position and the tree's head.
+const FENCE: &str = "BEGIN IMMEDIATE; SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash \
+     FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1";
+/// [`FENCE`] and the key table's epoch (migration `key_epoch`), for a write
+/// authenticated from a cached key record.
+const FENCE_AND_KEY_EPOCH: &str = "BEGIN IMMEDIATE; \
+     SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash, e.epoch AS key_epoch \
+     FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id CROSS JOIN api_key_epoch e \
+     WHERE h.ledger_id = $1";
+
 /// The fenced write on an open connection: `BEGIN IMMEDIATE` and one read of
 /// the head's position and the tree's head to compare with `fence` (one
 /// call), then `plan`'s writes and `COMMIT` (one call for up to 1,000 rows). Nothing else is read: the plan was made on
@@ -631,18 +637,17 @@ async fn write_if_fence_admits(
     connection: &mut SqliteConnection,
     ledger: &LedgerName,
     fence: &Fence,
+    keys: Option<KeyEpoch>,
     plan: &AppendPlan,
 ) -> Result<(), StoreError> {
-    // One call: the lock, then the one read the fence needs.
-    let row = sqlx::query(
-        "BEGIN IMMEDIATE; SELECT h.sequence_number, h.entry_hash, s.tree_size, s.root_hash \
-         FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id WHERE h.ledger_id = $1",
-    )
-    .bind(ledger.as_str())
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(store_error)?
-    .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
+    // One call: the lock, then the one read the fence (and the key epoch) needs.
+    let read = if keys.is_some() { FENCE_AND_KEY_EPOCH } else { FENCE };
+    let row = sqlx::query(read)
+        .bind(ledger.as_str())
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::UnknownLedger(ledger.clone()))?;
     let stored_head = ChainPosition {
         sequence_number: sequence(row.try_get("sequence_number").map_err(store_error)?)?,
         entry_hash: hash(&row.try_get::<Vec<u8>, _>("entry_hash").map_err(store_error)?)?,
@@ -652,6 +657,14 @@ async fn write_if_fence_admits(
         root: TreeHash::from_slice(&row.try_get::<Vec<u8>, _>("root_hash").map_err(store_error)?)
             .map_err(|error| StoreError::Corrupt(format!("tree root: {error}")))?,
     };
+    if let Some(expected) = keys {
+        // Checked first, as the PostgreSQL function does: a key changed since
+        // the request's record was cached refuses the write whatever the fence.
+        let stored = crate::keys::key_epoch(row.try_get("key_epoch").map_err(store_error)?)?;
+        if stored != expected {
+            return Err(StoreError::KeysChanged);
+        }
+    }
     if stored_head != fence.head || stored_tree != fence.tree {
         return Err(StoreError::Fenced);
     }

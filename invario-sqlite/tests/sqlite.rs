@@ -210,7 +210,7 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     let applied = invario_sqlite::migrate(&pool).await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
-        ["ledgers", "checkpoint cosignatures", "contiguity at head move"]
+        ["ledgers", "checkpoint cosignatures", "contiguity at head move", "key epoch"]
     );
     let ledger = Ledger::new(SqliteLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().position(), position);
@@ -226,4 +226,65 @@ async fn a_file_from_before_ledgers_migrates_with_all_its_rows_in_default() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+}
+
+/// The key table's epoch on SQLite (migration `key_epoch`): a write carrying
+/// the epoch its key was read at lands only while no key changed since; the
+/// change feed reports every key change and nothing else (`last_used_at` is
+/// written by authentication itself and decides nothing).
+#[tokio::test]
+async fn a_write_carrying_a_key_epoch_lands_only_while_no_key_changed_and_the_feed_sees_each_change() {
+    use invario_core::{IngestError, KeyAdmin, KeyChange, KeyEpoch, KeyStore, ReceiptStatus, StoreError};
+    let file = TempSqliteFile::new().await;
+    let keys = KeyAdmin::new(invario_sqlite::SqliteKeyStore::new(file.pool().clone()));
+    let ledger = Ledger::new(SqliteLedger::new(file.pool().clone()));
+    let mut feed = keys.store().change_feed().expect("SQLite follows its key epoch");
+    assert_eq!(feed.catch_up().await, KeyChange::Listening);
+    assert_eq!(feed.catch_up().await, KeyChange::Unchanged);
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let (secret, record) = keys.create_key(&mut rng, "svc", r#"{"write": true}"#, None, at(0)).await.unwrap();
+    assert_eq!(feed.catch_up().await, KeyChange::Changed, "a key created");
+    let (_, Some(read_at)) = keys.store().key_by_hash_with_epoch(&secret.hash()).await.unwrap().unwrap()
+    else {
+        panic!("SQLite hands out key epochs");
+    };
+    assert!(read_at > KeyEpoch(1), "epochs start at 1 and the creation moved it: {read_at:?}");
+    keys.store().touch_last_used(record.id, at(1)).await.unwrap();
+    assert_eq!(feed.catch_up().await, KeyChange::Unchanged, "a use noted is no key change");
+
+    let written =
+        ledger.ingest_each_with_keys(vec![transaction(1, "1")], at(1), Some(read_at)).await.unwrap();
+    assert!(matches!(&written[0], Ok(receipt) if receipt.status == ReceiptStatus::Created), "{written:?}");
+
+    let (_, other) = keys.create_key(&mut rng, "other", r#"{"read": true}"#, None, at(2)).await.unwrap();
+    keys.revoke_prefix(&other.prefix, at(3)).await.unwrap();
+    assert_eq!(feed.catch_up().await, KeyChange::Changed, "a key created and one revoked");
+    let (_, Some(now_at)) = keys.store().key_by_hash_with_epoch(&secret.hash()).await.unwrap().unwrap()
+    else {
+        panic!("SQLite hands out key epochs");
+    };
+    assert!(now_at > read_at, "{now_at:?} after {read_at:?}");
+
+    let head = ledger.head().await.unwrap();
+    let refused = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(4), Some(read_at)).await;
+    assert!(matches!(refused, Err(IngestError::Store(StoreError::KeysChanged))), "{refused:?}");
+    assert_eq!(ledger.head().await.unwrap(), head, "nothing was written");
+    assert!(ledger.entry(transaction(2, "2").transaction_id).await.unwrap().is_none());
+
+    let written = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(5), Some(now_at)).await.unwrap();
+    assert!(matches!(&written[0], Ok(receipt) if receipt.entry.sequence_number == 2), "{written:?}");
+    let stale = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(6), Some(read_at)).await;
+    assert!(matches!(stale, Err(IngestError::Store(StoreError::KeysChanged))), "{stale:?}");
+    let replay = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(6), Some(now_at)).await.unwrap();
+    assert!(matches!(&replay[0], Ok(receipt) if receipt.status == ReceiptStatus::Replayed), "{replay:?}");
+
+    // A change made by hand in SQL moves the epoch too.
+    sqlx::query("UPDATE api_keys SET scopes = '{\"read\": true}' WHERE owner = 'svc'")
+        .execute(file.pool())
+        .await
+        .unwrap();
+    assert_eq!(feed.catch_up().await, KeyChange::Changed, "an edit by hand");
+    let edited = ledger.ingest_each_with_keys(vec![transaction(3, "3")], at(7), Some(now_at)).await;
+    assert!(matches!(edited, Err(IngestError::Store(StoreError::KeysChanged))), "{edited:?}");
+    assert!(ledger.verify_full().await.unwrap().is_intact());
 }
