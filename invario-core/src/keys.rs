@@ -113,6 +113,15 @@ pub struct KeyHash(pub [u8; 32]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyEpoch(pub u64);
 
+impl KeyEpoch {
+    /// Whether a write carrying this epoch (the one its key was cached at) may
+    /// still land when the key table stands at `stored`: only if no key
+    /// changed since, so a revoked key never writes through a stale cache.
+    pub fn still_holds(self, stored: KeyEpoch) -> bool {
+        self == stored
+    }
+}
+
 impl fmt::Debug for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyHash({})", hex::encode(self.0))

@@ -37,7 +37,14 @@ pub struct Fence {
 impl Fence {
     /// Whether `snapshot` (read under the store's lock) is what this fence expects.
     pub fn admits(&self, snapshot: &AppendSnapshot) -> bool {
-        snapshot.head.position() == self.head && snapshot.tree.state.head == self.tree
+        self.admits_stored(snapshot.head.position(), snapshot.tree.state.head)
+    }
+
+    /// Whether the stored head and tree (read under the store's lock, by a
+    /// store that reads nothing else for a fenced write) are what this fence
+    /// expects: both must match, or the write was planned on another state.
+    pub fn admits_stored(&self, head: ChainPosition, tree: TreeHead) -> bool {
+        head == self.head && tree == self.tree
     }
 }
 
@@ -111,6 +118,45 @@ impl FencePause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::EntryHash;
+    use crate::keys::KeyEpoch;
+    use crate::merkle::TreeHash;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A fenced write lands on exactly the state it was planned on: any
+        /// moved head sequence, head hash, tree size or root refuses it.
+        #[test]
+        fn a_fence_admits_only_its_own_stored_state(
+            sequence in 0u64..1_000_000,
+            head_hash in any::<[u8; 32]>(),
+            size in 0u64..1_000_000,
+            root in any::<[u8; 32]>(),
+            which in 0usize..4,
+            flip in 0usize..32,
+        ) {
+            let fence = Fence {
+                head: ChainPosition { sequence_number: sequence, entry_hash: EntryHash(head_hash) },
+                tree: TreeHead { size, root: TreeHash(root) },
+            };
+            prop_assert!(fence.admits_stored(fence.head, fence.tree));
+            let (mut head, mut tree) = (fence.head, fence.tree);
+            match which {
+                0 => head.sequence_number += 1,
+                1 => head.entry_hash.0[flip] ^= 1,
+                2 => tree.size = tree.size.wrapping_sub(1),
+                _ => tree.root.0[flip] ^= 0x80,
+            }
+            prop_assert!(!fence.admits_stored(head, tree));
+        }
+
+        /// A cached key's write holds only while the key table has not moved.
+        #[test]
+        fn a_key_epoch_holds_only_at_the_same_epoch(cached in 1u64..u64::MAX, moved in 1u64..1_000) {
+            prop_assert!(KeyEpoch(cached).still_holds(KeyEpoch(cached)));
+            prop_assert!(!KeyEpoch(cached).still_holds(KeyEpoch(cached.saturating_add(moved))));
+        }
+    }
 
     #[test]
     fn a_fence_pauses_the_fast_path_and_repeated_fences_pause_longer() {

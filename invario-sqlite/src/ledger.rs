@@ -661,11 +661,11 @@ async fn write_if_fence_admits(
         // Checked first, as the PostgreSQL function does: a key changed since
         // the request's record was cached refuses the write whatever the fence.
         let stored = crate::keys::key_epoch(row.try_get("key_epoch").map_err(store_error)?)?;
-        if stored != expected {
+        if !expected.still_holds(stored) {
             return Err(StoreError::KeysChanged);
         }
     }
-    if stored_head != fence.head || stored_tree != fence.tree {
+    if !fence.admits_stored(stored_head, stored_tree) {
         return Err(StoreError::Fenced);
     }
     write_plan_and_commit(connection, ledger, true, plan).await
