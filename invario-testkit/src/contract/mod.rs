@@ -214,6 +214,76 @@ pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerS
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
+/// A write authenticated from a cached key carries the key table's epoch the
+/// key was read at, and lands only while no key changed since: a creation, a
+/// revocation, anything but a use noted moves the epoch and refuses the
+/// write with nothing written. A replay is checked for the epoch first; once
+/// replays dominate (lookup first), a write carrying an epoch is handed back
+/// rather than written unchecked. `fresh` gives a ledger store and a key
+/// store on one database. Answers whether the stores hand out epochs at all
+/// (Citus does not; then a write carrying one must be refused).
+pub async fn a_write_carrying_a_key_epoch_lands_only_while_no_key_changed<S: LedgerStore, K: KeyStore, G>(
+    fresh: impl Future<Output = (S, K, G)>,
+) -> bool {
+    let (store, key_store, _guard) = fresh.await;
+    let keys = KeyAdmin::new(key_store);
+    let ledger = Ledger::new(store);
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let refused_keys = |outcome: &Result<_, IngestError>| {
+        matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged)))
+    };
+    let (secret, _) =
+        keys.create_key(&mut rng, "svc", r#"{"write": true}"#, None, at(0)).await.expect("create");
+    let (_, epoch) =
+        keys.store().key_by_hash_with_epoch(&secret.hash()).await.expect("read").expect("present");
+    let Some(read_at) = epoch else {
+        let refused = ledger.ingest_each_with_keys(vec![transaction(1, "1")], at(1), Some(KeyEpoch(1))).await;
+        assert!(refused_keys(&refused), "a store without epochs cannot check one: {refused:?}");
+        assert!(ledger.entry(transaction(1, "1").transaction_id).await.expect("read").is_none());
+        return false;
+    };
+
+    let written =
+        ledger.ingest_each_with_keys(vec![transaction(1, "1")], at(1), Some(read_at)).await.expect("written");
+    assert!(matches!(&written[0], Ok(receipt) if receipt.status == ReceiptStatus::Created), "{written:?}");
+
+    // Any key change moves the epoch: here another key's creation and revocation.
+    let (_, other) =
+        keys.create_key(&mut rng, "other", r#"{"read": true}"#, None, at(2)).await.expect("create");
+    keys.revoke_prefix(&other.prefix, at(3)).await.expect("revoke");
+    let (_, now_at) =
+        keys.store().key_by_hash_with_epoch(&secret.hash()).await.expect("read").expect("present");
+    let now_at = now_at.expect("a store that handed out an epoch hands out the next");
+    assert!(now_at > read_at, "{now_at:?} after {read_at:?}");
+
+    let head = ledger.head().await.expect("head");
+    let refused = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(4), Some(read_at)).await;
+    assert!(refused_keys(&refused), "{refused:?}");
+    assert_eq!(ledger.head().await.expect("head"), head, "nothing was written");
+    assert!(ledger.entry(transaction(2, "2").transaction_id).await.expect("read").is_none());
+
+    let written =
+        ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(5), Some(now_at)).await.expect("written");
+    assert!(matches!(&written[0], Ok(receipt) if receipt.entry.sequence_number == 2), "{written:?}");
+    // A replay meets the unique key after the epoch was checked, and is
+    // answered from the locking path; with a stale epoch it is refused first.
+    let stale = ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(6), Some(read_at)).await;
+    assert!(refused_keys(&stale), "{stale:?}");
+    let replay =
+        ledger.ingest_each_with_keys(vec![transaction(2, "2")], at(6), Some(now_at)).await.expect("replayed");
+    assert!(matches!(&replay[0], Ok(receipt) if receipt.status == ReceiptStatus::Replayed), "{replay:?}");
+    // Replays now dominate the recent writes (lookup first): that path cannot
+    // check an epoch, so the write is handed back rather than written unchecked.
+    for _ in 0..4 {
+        ledger.ingest_each(vec![transaction(2, "2")], at(7)).await.expect("replayed");
+    }
+    let handed_back = ledger.ingest_each_with_keys(vec![transaction(3, "3")], at(8), Some(now_at)).await;
+    assert!(refused_keys(&handed_back), "{handed_back:?}");
+    assert!(ledger.entry(transaction(3, "3").transaction_id).await.expect("read").is_none());
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
+    true
+}
+
 /// Two writers on one ledger (two services, or a service and the CLI): each
 /// keeps its state, so each write of one moves the ledger under the other's
 /// state. The fence catches it: the write is redone on the locking path,
