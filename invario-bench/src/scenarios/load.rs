@@ -6,6 +6,25 @@ pub(super) fn http_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).tcp_nodelay(true).build()?)
 }
 
+/// POSTs a JSON body with the key (and a `Prefer` header when given);
+/// answers the status and the body's text.
+async fn post_json(
+    client: &reqwest::Client,
+    endpoint: &str,
+    key: &str,
+    prefer: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, String)> {
+    let mut request =
+        client.post(endpoint).bearer_auth(key).header("content-type", "application/json").body(body);
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
+}
+
 /// POSTs a JSON body with the key; anything but 201 Created fails the run.
 pub(super) async fn post_created(
     client: &reqwest::Client,
@@ -13,16 +32,8 @@ pub(super) async fn post_created(
     key: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<()> {
-    let response = client
-        .post(endpoint)
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    ensure!(status.as_u16() == 201, "POST {endpoint} answered {status}: {text}");
+    let (status, text) = post_json(client, endpoint, key, None, body).await?;
+    ensure!(status == 201, "POST {endpoint} answered {status}: {text}");
     Ok(())
 }
 
@@ -123,17 +134,10 @@ pub(super) async fn drive_refused_singles(
         async move {
             let mut transaction = workload::transaction_json(stream, index);
             transaction["amount"] = serde_json::Value::from("12.3.4");
-            let response = client
-                .post(&endpoint)
-                .bearer_auth(&key)
-                .header("content-type", "application/json")
-                .body(transaction.to_string().into_bytes())
-                .send()
-                .await?;
-            let status = response.status();
-            let text = response.text().await?;
+            let body = transaction.to_string().into_bytes();
+            let (status, text) = post_json(&client, &endpoint, &key, None, body).await?;
             ensure!(
-                status.as_u16() == 422 && text.contains("amount"),
+                status == 422 && text.contains("amount"),
                 "POST {endpoint} with a malformed amount answered {status}: {text}"
             );
             Ok(())
@@ -159,17 +163,8 @@ pub(super) async fn drive_singles_waiting_for_proofs(
         let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
         async move {
             let body = workload::transaction_json(stream, index).to_string().into_bytes();
-            let response = client
-                .post(&endpoint)
-                .bearer_auth(&key)
-                .header("content-type", "application/json")
-                .header("prefer", "wait=signed")
-                .body(body)
-                .send()
-                .await?;
-            let status = response.status();
-            let text = response.text().await?;
-            ensure!(status.as_u16() == 201, "POST {endpoint} (wait=signed) answered {status}: {text}");
+            let (status, text) = post_json(&client, &endpoint, &key, Some("wait=signed"), body).await?;
+            ensure!(status == 201, "POST {endpoint} (wait=signed) answered {status}: {text}");
             ensure!(text.contains("\"proof\":\"c2sp.org/tlog-proof@v1"), "no proof in the answer: {text}");
             Ok(())
         }
