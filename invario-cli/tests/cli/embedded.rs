@@ -70,33 +70,17 @@ async fn the_embedded_default_keeps_everything_across_restarts_and_catches_tampe
         assert_eq!(response.status(), 201);
         receipts.push(response.json::<Value>().await.unwrap());
     }
-    let head_before: Value = client
-        .get(format!("{}/v1/ledger/head", server.address))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let head_before = get_json(&client, &format!("{}/v1/ledger/head", server.address), &key).await;
     server.terminate();
 
     let server = serve_in(&folder, None).await;
-    let head_after: Value = client
-        .get(format!("{}/v1/ledger/head", server.address))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let head_after = get_json(&client, &format!("{}/v1/ledger/head", server.address), &key).await;
     assert_eq!(head_after, head_before);
     assert_eq!(head_after["sequence_number"], 3);
     for receipt in &receipts {
         let url =
             format!("{}/v1/transactions/{}", server.address, receipt["transaction_id"].as_str().unwrap());
-        let stored: Value = client.get(url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        let stored = get_json(&client, &url, &key).await;
         assert_eq!(&stored, receipt, "every receipt survives the restart unchanged");
     }
     let verified = invario_in(&folder, None, &["verify"]);
@@ -213,14 +197,6 @@ async fn a_forged_or_truncated_embedded_ledger_is_caught_at_start_up_by_verify_a
 }
 
 /// A key created by `invario create-key` in `folder` for `owner` with `scopes`.
-fn key_of(folder: &std::path::Path, owner: &str, scopes: &str) -> String {
-    let output = invario_in(folder, None, &["create-key", "--owner", owner, "--scopes", scopes]);
-    let stdout = exited(&output, 0);
-    let key =
-        stdout.lines().find_map(|line| line.strip_prefix("🔑 Key: ")).unwrap_or_else(|| panic!("{stdout}"));
-    key.to_owned()
-}
-
 /// On SQLite the server caches key records too (the key table's epoch tells
 /// it of changes): a key revoked by `invario revoke-key` — another process,
 /// another connection — is refused on the very next request, read or write,
@@ -261,15 +237,8 @@ async fn on_sqlite_a_cached_key_revoked_by_another_process_is_refused_at_once() 
             .unwrap();
         assert_eq!(missing.status(), 404, "round {round}: nothing of the refused write is stored");
     }
-    let head: Value = client
-        .get(format!("{}/v1/ledger/head", server.address))
-        .bearer_auth(key_of(&folder, "last", r#"{"read": true}"#))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reader = key_of(&folder, "last", r#"{"read": true}"#);
+    let head = get_json(&client, &format!("{}/v1/ledger/head", server.address), &reader).await;
     assert_eq!(head["sequence_number"], 5 * 2, "every accepted write is in the chain, once: {head}");
     let verified = exited(&invario_in(&folder, None, &["verify"]), 0);
     assert!(verified.contains("intact"), "{verified}");

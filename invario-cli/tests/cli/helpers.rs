@@ -21,12 +21,23 @@ pub(crate) async fn ledger_of(database: &TestDatabase, count: u128) {
 pub(crate) fn embedded_folder_with_key(prefix: &str) -> (std::path::PathBuf, String) {
     let folder = std::env::temp_dir().join(format!("{prefix}-{}", rand_id()));
     std::fs::create_dir_all(&folder).unwrap();
-    let key = created_key(&invario_in(
-        &folder,
-        None,
-        &["create-key", "--owner", "ClientName", "--scopes", r#"{"write": true, "read": true}"#],
-    ));
+    let key = key_of(&folder, "ClientName", r#"{"write": true, "read": true}"#);
     (folder, key)
+}
+
+/// A key for `owner` with `scopes`, created by `invario create-key` in the
+/// embedded folder.
+pub(crate) fn key_of(folder: &std::path::Path, owner: &str, scopes: &str) -> String {
+    created_key_for(&invario_in(folder, None, &["create-key", "--owner", owner, "--scopes", scopes]), owner)
+}
+
+/// GETs `url` with `key`; the answer must be 200 with a JSON body.
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> Value {
+    let response = client.get(url).bearer_auth(key).send().await.unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {url}: {error}: {body}"))
 }
 
 /// A PostgreSQL ledger served with its checkpoint key and sink in a temp folder.

@@ -35,15 +35,7 @@ async fn proofs_check_out(server: &Server, key: &str, database: Option<&str>, fo
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let tree: Value = client
-        .get(format!("{}/v1/ledger/tree", server.address))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tree = get_json(&client, &format!("{}/v1/ledger/tree", server.address), key).await;
     let root = tree["root_hash"].as_str().unwrap().to_owned();
     assert_eq!(tree["tree_size"], 270);
 

@@ -139,12 +139,18 @@ pub(crate) async fn serve_at(
     panic!("invario serve did not come up on {listen}");
 }
 
+/// The key `invario create-key --owner ClientName` printed (the format checked).
 pub(crate) fn created_key(output: &Output) -> String {
+    created_key_for(output, "ClientName")
+}
+
+/// The key `invario create-key --owner <owner>` printed (the format checked).
+pub(crate) fn created_key_for(output: &Output, owner: &str) -> String {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert_eq!(lines[0], "✅ API Key Created for 'ClientName'");
+    assert_eq!(lines[0], format!("✅ API Key Created for '{owner}'"));
     let key = lines[1].strip_prefix("🔑 Key: ").expect("the key line");
     assert!(
         key.starts_with("inv_live_")
