@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::lock::Mutex as AsyncMutex;
 use invario_core::{LedgerCatalog, LedgerHead, LedgerInfo, LedgerName, StoreError, Timestamp, TreeState};
 use sqlx::SqlitePool;
 
@@ -15,7 +14,7 @@ use crate::store_error;
 #[derive(Debug, Clone)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
-    writer: Arc<AsyncMutex<()>>,
+    writer: crate::ledger::Writer,
 }
 
 impl SqliteCatalog {
