@@ -613,7 +613,7 @@ impl Planned for IndependentPlan {
     }
 
     fn answer(self) -> Self::Answer {
-        self.outcomes
+        self.into_outcomes()
     }
 
     fn into_transactions(self) -> Option<Vec<Transaction>> {
