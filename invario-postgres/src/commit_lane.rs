@@ -70,21 +70,51 @@ pub(crate) use on_lane_connection;
 /// turns in the core), and each call locks its heads in name order.
 pub const LANE_CONNECTIONS: usize = 2;
 
+/// Connections a lane delegates Citus writes on (see [`CommitLane::write_delegated`]):
+/// a ledger's writes take turns, so each connection carries one ledger's write
+/// at a time, and writes of ledgers on different workers commit side by side.
+pub const DELEGATED_CONNECTIONS: usize = 8;
+
 /// The writers' connections and the writes waiting for one.
 #[derive(Debug)]
 pub(crate) struct CommitLane {
     pool: PgPool,
-    /// One permit per connection slot of `idle`.
+    /// The connections shared commits (and lone writes, COPY writes and the
+    /// writer state's reads) go on, on plain PostgreSQL.
+    shared: Slots,
+    /// The connections Citus writes are delegated on: never shared by two
+    /// ledgers' writes, since no Citus write touches two ledgers' shards.
+    delegated: Slots,
+    /// Writes queued while every shared connection was busy, oldest first.
+    waiting: Mutex<Vec<WaitingWrite>>,
+}
+
+/// Connection slots, each opened on first use, and one permit per slot.
+#[derive(Debug)]
+struct Slots {
     free: Semaphore,
     /// The slots not in use (`None`: not opened yet, or lost).
     idle: Mutex<Vec<Option<PgConnection>>>,
-    /// Writes queued while every connection was busy, oldest first.
-    waiting: Mutex<Vec<WaitingWrite>>,
+}
+
+impl Slots {
+    fn new(count: usize) -> Self {
+        Slots { free: Semaphore::new(count), idle: Mutex::new((0..count).map(|_| None).collect()) }
+    }
+
+    /// Waits for a free slot.
+    async fn take(&self) -> Result<LaneConnection<'_>, StoreError> {
+        // The semaphore is never closed.
+        let permit = self.free.acquire().await.map_err(|_| abandoned())?;
+        // A permit is only held with a slot taken, so one is idle now.
+        let slot = lock(&self.idle).pop().flatten();
+        Ok(LaneConnection { slots: self, slot, _permit: permit })
+    }
 }
 
 /// A connection slot taken from a lane; given back when dropped.
 pub(crate) struct LaneConnection<'a> {
-    lane: &'a CommitLane,
+    slots: &'a Slots,
     /// The slot (`None` until opened by [`on_lane_connection`]).
     pub(crate) slot: Option<PgConnection>,
     _permit: SemaphorePermit<'a>,
@@ -93,7 +123,7 @@ pub(crate) struct LaneConnection<'a> {
 impl Drop for LaneConnection<'_> {
     fn drop(&mut self) {
         // Given back before the permit (a field) is released.
-        lock(&self.lane.idle).push(self.slot.take());
+        lock(&self.slots.idle).push(self.slot.take());
     }
 }
 
@@ -110,23 +140,19 @@ struct WaitingWrite {
 }
 
 impl CommitLane {
-    /// A lane on `pool`'s database; its connection is opened on first use.
+    /// A lane on `pool`'s database; its connections are opened on first use.
     pub(crate) fn new(pool: PgPool) -> Self {
         CommitLane {
             pool,
-            free: Semaphore::new(LANE_CONNECTIONS),
-            idle: Mutex::new((0..LANE_CONNECTIONS).map(|_| None).collect()),
+            shared: Slots::new(LANE_CONNECTIONS),
+            delegated: Slots::new(DELEGATED_CONNECTIONS),
             waiting: Mutex::default(),
         }
     }
 
-    /// Waits for a free connection slot.
+    /// Waits for a free shared connection slot.
     pub(crate) async fn take_connection(&self) -> Result<LaneConnection<'_>, StoreError> {
-        // The semaphore is never closed.
-        let permit = self.free.acquire().await.map_err(|_| abandoned())?;
-        // A permit is only held with a slot taken, so one is idle now.
-        let slot = lock(&self.idle).pop().flatten();
-        Ok(LaneConnection { lane: self, slot, _permit: permit })
+        self.shared.take().await
     }
 
     /// Opens the lane's connection, bounded like taking one from the pool.
@@ -159,6 +185,21 @@ impl CommitLane {
             let group = self.take_group();
             self.commit(&mut connection.slot, group).await;
         }
+    }
+
+    /// Writes `write` for `ledger` on Citus: one call of `invario_append_delegated_v1`
+    /// in autocommit, which the coordinator hands whole to the worker holding
+    /// the ledger (`distribute_on_citus` distributed the function by its
+    /// ledger), so the append is one hop and a one-phase commit there.
+    pub(crate) async fn write_delegated(
+        &self,
+        ledger: &LedgerName,
+        write: FencedWrite,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.delegated.take().await?;
+        let outcome = on_lane_connection!(self, &mut connection.slot, |lane_connection| write
+            .call_delegated(lane_connection, ledger));
+        outcome.map_err(write_error)
     }
 
     /// The oldest waiting writes that fit one commit: at most one per ledger
@@ -274,8 +315,12 @@ impl WriteFrame {
     /// Binds the key epoch, the ledger and the fence: the leading arguments of
     /// `invario_append_v2` and of `invario_fence_v1`.
     pub(crate) fn bind_fence<'q>(&'q self, query: PgQuery<'q>, ledger: &'q LedgerName) -> PgQuery<'q> {
+        self.bind_ledger_fence(query.bind(self.key_epoch), ledger)
+    }
+
+    /// Binds the ledger and the fence: the leading arguments of `invario_append_v1` and `invario_append_delegated_v1`.
+    fn bind_ledger_fence<'q>(&'q self, query: PgQuery<'q>, ledger: &'q LedgerName) -> PgQuery<'q> {
         query
-            .bind(self.key_epoch)
             .bind(ledger.as_str())
             .bind(self.fence.0)
             .bind(&self.fence.1)
@@ -357,17 +402,23 @@ impl FencedWrite {
             "SELECT invario_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
                                       $17, $18, $19, $20, $21, $22, $23, $24)",
         );
-        let query = frame
-            .bind_fence(query, ledger)
-            .bind(&rows.ids)
-            .bind(&rows.amounts)
-            .bind(&rows.currencies)
-            .bind(&rows.occurred)
-            .bind(&rows.metadata)
-            .bind(&rows.sequences)
-            .bind(&rows.prev_hashes)
-            .bind(&rows.entry_hashes)
-            .bind(&rows.recorded);
+        let query = rows.bind(frame.bind_fence(query, ledger));
+        frame.bind_advance(query).execute(connection).await.map(drop)
+    }
+
+    /// The same write without the key epoch, as one call of
+    /// `invario_append_delegated_v1`: on Citus, delegated to the ledger's worker.
+    async fn call_delegated(
+        &self,
+        connection: &mut PgConnection,
+        ledger: &LedgerName,
+    ) -> Result<(), sqlx::Error> {
+        let (rows, frame) = (&self.rows, &self.frame);
+        let query = sqlx::query(
+            "SELECT invario_append_delegated_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                                      $17, $18, $19, $20, $21, $22, $23)",
+        );
+        let query = rows.bind(frame.bind_ledger_fence(query, ledger));
         frame.bind_advance(query).execute(connection).await.map(drop)
     }
 }

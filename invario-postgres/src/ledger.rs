@@ -11,13 +11,13 @@ use invario_core::writer::{Fence, WriterState};
 use invario_core::{
     AppendPlan, AppendSession, AppendSnapshot, EntryHash, KeyEpoch, LedgerEntry, LedgerHead, LedgerName,
     LedgerStore, StoreError, StoredEntry, StoredTransaction, Tile, TileCoord, TransactionId, TreeSnapshot,
-    TreeState, VerificationRecord, VerificationSource, commit_if_fence_admits, tree_snapshot,
+    TreeState, VerificationRecord, VerificationSource, tree_snapshot,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::CitusProbe;
-use crate::commit_lane::{CommitLane, FencedWrite, on_lane_connection};
+use crate::commit_lane::{CommitLane, FencedWrite, PgQuery, on_lane_connection};
 use crate::rows::{
     ENTRY_COLUMNS, EntryRow, error_for_sqlstate, hash, metadata_json, micros, sequence, store_error,
     tile_from_row, timestamp, to_datetime, to_sequence, tree_state_from_row,
@@ -325,11 +325,9 @@ impl LedgerStore for PgLedger {
                 // Never handed out on Citus (the key store keeps no epochs there).
                 return Err(StoreError::KeysChanged);
             }
-            // Citus reports a unique key firing inside a distributed insert as
-            // an internal error, so the ids are looked up under the lock.
-            let ids: Vec<TransactionId> =
-                plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
-            return commit_if_fence_admits(self.begin(Some(&ids)).await?, fence, plan).await;
+            // One call, handed by the coordinator to the ledger's worker: a
+            // stored id fires the unique key there, reported with its SQLSTATE.
+            return self.lane.write_delegated(&self.ledger, FencedWrite::new(fence, None, plan)?).await;
         }
         if plan.new_entries().len() >= crate::copy_write::COPY_WRITE_MIN_ROWS {
             // Large enough to stream: goes alone, by COPY.
@@ -668,6 +666,20 @@ impl PlanRows {
             rows.recorded.push(to_datetime(entry.recorded_at));
         }
         Ok(rows)
+    }
+
+    /// Binds the rows, in the order the append functions take them.
+    pub(crate) fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.amounts)
+            .bind(&self.currencies)
+            .bind(&self.occurred)
+            .bind(&self.metadata)
+            .bind(&self.sequences)
+            .bind(&self.prev_hashes)
+            .bind(&self.entry_hashes)
+            .bind(&self.recorded)
     }
 }
 

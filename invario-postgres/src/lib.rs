@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use catalog::PgCatalog;
-pub use commit_lane::{LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT};
+pub use commit_lane::{DELEGATED_CONNECTIONS, LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT};
 pub use copy_write::COPY_WRITE_MIN_ROWS;
 pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
@@ -110,6 +110,12 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<MigrationInfo>, PgSetupError> 
 /// The ledger tables, colocated by `ledger_id` (the first is the one the others colocate with).
 const DISTRIBUTED_TABLES: [&str; 6] =
     ["ledger_head", "tree_state", "ledger_entries", "transactions", "tree_tiles", "checkpoints"];
+/// The write function a Citus writer calls, distributed by its ledger
+/// argument and colocated with the ledger tables, so the coordinator hands a
+/// call whole to the worker holding the ledger (issue 27, lever L9).
+const DELEGATED_WRITE_FUNCTION: &str = "invario_append_delegated_v1(text, bigint, bytea, bigint, bytea, uuid[], text[], \
+     text[], timestamptz[], text[], bigint[], bytea[], bytea[], timestamptz[], smallint[], bigint[], bytea[], \
+     bigint, bytea, bytea, bigint, bytea, timestamptz)";
 /// Small tables every node reads.
 const REFERENCE_TABLES: [&str; 2] = ["ledgers", "api_keys"];
 /// The insert guards of the migrations (table, trigger, function): a new
@@ -171,10 +177,19 @@ pub async fn distribute_on_citus(pool: &PgPool) -> Result<(), PgSetupError> {
             .fetch_all(&mut *connection)
             .await
             .map_err(failed)?;
-    if DISTRIBUTED_TABLES
-        .iter()
-        .chain(&REFERENCE_TABLES)
-        .all(|table| distributed.iter().any(|done| done == table))
+    let function_distributed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_object \
+         WHERE classid = 'pg_proc'::regclass AND objid = $1::regprocedure AND distribution_argument_index IS NOT NULL)",
+    )
+    .bind(DELEGATED_WRITE_FUNCTION)
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(failed)?;
+    if function_distributed
+        && DISTRIBUTED_TABLES
+            .iter()
+            .chain(&REFERENCE_TABLES)
+            .all(|table| distributed.iter().any(|done| done == table))
     {
         return Ok(());
     }
@@ -216,6 +231,14 @@ pub async fn distribute_on_citus(pool: &PgPool) -> Result<(), PgSetupError> {
             );
             sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *connection).await.map_err(failed)?;
         }
+    }
+    if !function_distributed {
+        sqlx::query("SELECT create_distributed_function($1::regprocedure, 'p_ledger', colocate_with => $2)")
+            .bind(DELEGATED_WRITE_FUNCTION)
+            .bind(first)
+            .execute(&mut *connection)
+            .await
+            .map_err(failed)?;
     }
     sqlx::query("RESET citus.enable_unsafe_triggers").execute(&mut *connection).await.map_err(failed)?;
     Ok(())

@@ -115,6 +115,78 @@ async fn each_ledgers_rows_live_on_one_worker_on_citus() {
     assert!(!nodes_used.is_empty());
 }
 
+/// On Citus an append is one call handed whole to the worker holding its
+/// ledger (issue 27, lever L9): the coordinator's plan of the write function
+/// is a single task on that worker, not statements run from the coordinator.
+/// A write by it lands; one meeting a stored id is refused as already stored
+/// and one on a stale fence as fenced, nothing of either written. On plain
+/// PostgreSQL the function is only created (the writer never calls it there).
+#[tokio::test]
+async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
+    use invario_core::{LedgerCatalog, LedgerName, StoreError};
+    let database = fresh_database().await;
+    let pool = database.pool();
+    let citus = invario_postgres::is_citus(pool).await.unwrap();
+    let expected = std::env::var("INVARIO_TEST_EXPECT_CITUS").is_ok_and(|value| value == "1");
+    assert!(citus || !expected, "INVARIO_TEST_EXPECT_CITUS=1 but the test server is plain PostgreSQL");
+    let created: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'invario_append_delegated_v1')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(created, "the migration creates the delegated write function");
+    if !citus {
+        return;
+    }
+    let catalog = invario_postgres::PgCatalog::new(pool.clone());
+    let ledger = LedgerName::parse("tenant-9").unwrap();
+    catalog.create_ledger(&ledger, at(0)).await.unwrap();
+
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (COSTS OFF) SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
+         '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let worker: i32 = sqlx::query_scalar(
+        "SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n ON n.groupid = p.groupid \
+         WHERE p.shardid = get_shard_id_for_distribution_column('ledger_head', 'tenant-9')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(plan[0].trim(), "Custom Scan (Citus Adaptive)", "{plan:#?}");
+    assert!(plan.iter().any(|line| line.trim() == "Task Count: 1"), "{plan:#?}");
+    assert!(plan.iter().any(|line| line.contains(&format!("port={worker} "))), "not on {worker}: {plan:#?}");
+
+    let store = catalog.store(&ledger);
+    let first_state = store.writer_state().await.unwrap();
+    let (stale_fence, _) = planned(first_state.clone(), &[9], 1);
+    let (fence, written) = planned(first_state, &[1, 2, 3], 1);
+    store.write_fenced(&fence, None, &written).await.unwrap();
+    assert_eq!(store.head().await.unwrap().sequence_number, 3);
+
+    let (fence, meeting_a_stored_id) = planned(store.writer_state().await.unwrap(), &[4, 3], 2);
+    let refused = store.write_fenced(&fence, None, &meeting_a_stored_id).await.unwrap_err();
+    assert!(matches!(refused, StoreError::AlreadyStored), "{refused:?}");
+    let (_, on_a_stale_fence) = planned(store.writer_state().await.unwrap(), &[5], 2);
+    let refused = store.write_fenced(&stale_fence, None, &on_a_stale_fence).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced), "{refused:?}");
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE ledger_id = 'tenant-9'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (store.head().await.unwrap().sequence_number, stored),
+        (3, 3),
+        "nothing of either refusal written"
+    );
+    assert!(Ledger::new(store).verify_full().await.unwrap().is_intact());
+}
+
 /// A database from before ledgers (every migration up to the key change
 /// notifications) holding a chain migrates with all its rows in `default`:
 /// the same head, every entry readable and verified, ids still idempotent.
@@ -169,7 +241,15 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
     let applied = invario_postgres::migrate(pool).await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.description.as_str()).collect::<Vec<_>>(),
-        ["ledgers", "append function", "checkpoint cosignatures", "key epoch", "shared commit", "copy write"]
+        [
+            "ledgers",
+            "append function",
+            "checkpoint cosignatures",
+            "key epoch",
+            "shared commit",
+            "copy write",
+            "citus delegated append"
+        ]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
     assert_eq!(ledger.head().await.unwrap().position(), position, "the head moved into default unchanged");
