@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use super::*;
 
 /// Hides the array function a write below [`COPY_WRITE_MIN_ROWS`] calls, so
-/// a write that lands can only have gone by COPY (on plain PostgreSQL; Citus
-/// writes on the locking path).
+/// a write that lands can only have gone by COPY (on plain PostgreSQL; on
+/// Citus every write is one call of `invario_append_delegated_v1`).
 async fn without_the_array_function(pool: &PgPool) {
     sqlx::query("ALTER FUNCTION invario_append_v2 RENAME TO invario_append_v2_hidden")
         .execute(pool)
@@ -77,8 +77,8 @@ async fn a_large_write_lands_only_by_copy_and_reads_back_exactly() {
 
     let small = ledger.ingest(vec![transaction(5_000, "1.00")], at(3)).await;
     if invario_postgres::is_citus(database.pool()).await.unwrap() {
-        // On Citus every write takes the coordinator's locking path: neither
-        // the function nor COPY, so hiding the function changes nothing.
+        // On Citus every write, large or small, is one delegated call of
+        // `invario_append_delegated_v1`: hiding v2 changes nothing.
         assert!(small.is_ok(), "{small:?}");
     } else {
         // A write below the threshold still calls the array function.

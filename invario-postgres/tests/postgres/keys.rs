@@ -23,8 +23,8 @@ async fn a_write_carrying_a_key_epoch_lands_only_while_no_key_changed() {
     let stores = async { (PgLedger::new(pool.clone()), PgKeyStore::new(pool.clone()), database) };
     let epochs_handed_out =
         invario_testkit::contract::a_write_carrying_a_key_epoch_lands_only_while_no_key_changed(stores).await;
-    // Citus writes go through the coordinator's locking path, which cannot
-    // check an epoch: none is handed out there.
+    // A Citus write runs on the ledger's worker, where the key epoch (on the
+    // coordinator) is not: none is handed out there.
     assert_eq!(epochs_handed_out, !citus, "plain PostgreSQL hands out epochs, Citus does not");
 }
 
