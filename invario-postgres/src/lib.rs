@@ -154,8 +154,11 @@ pub(crate) async fn citus_installed(pool: &PgPool) -> Result<bool, sqlx::Error> 
 
 /// On Citus, distributes each ledger table by `ledger_id` (colocated: every
 /// append is a single-shard transaction on one worker) and makes `ledgers`
-/// and `api_keys` reference tables; tables already distributed are left as
-/// they are, so it is safe to repeat. On plain PostgreSQL it does nothing.
+/// and `api_keys` reference tables, and distributes the write function a
+/// Citus writer calls by its ledger argument (so the coordinator hands each
+/// append to the worker holding the ledger); tables and the function already
+/// distributed are left as they are, so it is safe to repeat. On plain
+/// PostgreSQL it does nothing.
 ///
 /// Two schema guards change on Citus: the statement trigger that checks
 /// appended sequence numbers are contiguous is dropped (Citus cannot hand a
