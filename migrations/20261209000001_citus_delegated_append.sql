@@ -7,15 +7,16 @@
 -- or shares a commit with invario_append_many_v1).
 --
 -- It writes what invario_append_v1 writes, in the same order, under the same
--- fence, and like it hashes nothing and decides nothing (a stored id fires the
--- unique key, reported to the writer as SQLSTATE 23505; no key epoch: Citus
--- writes never carry one). What differs is cost on Citus, where every
--- statement on a distributed table goes through Citus's planner even on the
--- worker: an INSERT … SELECT from arrays is run by collecting the rows and
--- copying them into the shard (≈ 1–2 ms each, measured, even with no rows),
--- while a single-row INSERT is routed at once (≈ 0.14 ms). So a write of up to
--- six rows inserts row by row, a larger one by INSERT … SELECT, and tiles only
--- when there are any.
+-- fence (it calls invario_fence_v1, with no key epoch: Citus writes never
+-- carry one), and like it hashes nothing and decides nothing (a stored id
+-- fires the unique key, reported to the writer as SQLSTATE 23505). What
+-- differs is cost on Citus, where every statement on a distributed table goes
+-- through Citus's planner even on the worker: an INSERT … SELECT from arrays
+-- is run by collecting the rows and copying them into the shard (≈ 1–2 ms
+-- each, measured, even with no rows), while a single-row INSERT is routed at
+-- once (≈ 0.14 ms). So a write of up to six rows inserts row by row, a larger
+-- one by INSERT … SELECT, and tiles only when there are any (hence not
+-- through invario_advance_v1, which always runs the tile upsert).
 CREATE FUNCTION invario_append_delegated_v1(
     p_ledger text,
     p_fence_sequence bigint, p_fence_hash bytea, p_fence_tree_size bigint, p_fence_root bytea,
@@ -29,16 +30,7 @@ DECLARE
     row_count int := coalesce(cardinality(p_ids), 0);
     i int;
 BEGIN
-    PERFORM 1 FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id
-    WHERE h.ledger_id = p_ledger
-      AND h.sequence_number = p_fence_sequence AND h.entry_hash = p_fence_hash
-      AND s.tree_size = p_fence_tree_size AND s.root_hash = p_fence_root
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invario: ledger % moved since this writer''s last append (expected head % and tree size %)',
-            p_ledger, p_fence_sequence, p_fence_tree_size
-            USING ERRCODE = 'IVF01';
-    END IF;
+    PERFORM invario_fence_v1(NULL, p_ledger, p_fence_sequence, p_fence_hash, p_fence_tree_size, p_fence_root);
 
     IF row_count <= 6 THEN
         FOR i IN 1..row_count LOOP
