@@ -143,6 +143,21 @@ async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
     let ledger = LedgerName::parse("tenant-9").unwrap();
     catalog.create_ledger(&ledger, at(0)).await.unwrap();
 
+    // Custom plans on every node that runs the call: with cached generic
+    // plans Citus re-plans and keeps one more local plan per call (a worker
+    // backend grew by tens of MB a minute under load).
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT result FROM run_command_on_workers(\
+         $$SELECT proconfig::text FROM pg_proc WHERE proname = 'invario_append_delegated_v1'$$)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        !settings.is_empty() && settings.iter().all(|config| config == "{plan_cache_mode=force_custom_plan}"),
+        "{settings:?}"
+    );
+
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN (COSTS OFF) SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
          '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)",
@@ -248,7 +263,8 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
             "key epoch",
             "shared commit",
             "copy write",
-            "citus delegated append"
+            "citus delegated append",
+            "citus custom plans"
         ]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
