@@ -158,11 +158,14 @@ impl<K: KeyStore> KeyAdmin<K> {
         record: &ApiKeyRecord,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if record.needs_last_used_touch(now) {
+        let claimed = match &self.cache {
+            Some((cache, _)) => record.needs_last_used_touch(now) && cache.claim_last_used_touch(hash, now),
+            None => record.needs_last_used_touch(now),
+        };
+        if claimed {
+            // A failed write leaves the claim in place: the column is advisory,
+            // and the next refresh comes a minute later.
             self.store.touch_last_used(record.id, now).await?;
-            if let Some((cache, _)) = &self.cache {
-                cache.note_used(hash, now);
-            }
         }
         Ok(())
     }

@@ -114,10 +114,21 @@ impl KeyCache {
         }
     }
 
-    /// Notes that the store's `last_used_at` of a cached key is now `at`.
-    pub fn note_used(&self, hash: &KeyHash, at: Timestamp) {
-        if let Some(cached) = self.state().records.get_mut(hash) {
-            cached.record.last_used_at = Some(at);
+    /// Claims the refresh of a key's `last_used_at` at `at`: true when the
+    /// caller is to write it (the key is not cached, or cached and due — its
+    /// cached record now says it was used at `at`), false when a request before
+    /// it already claimed this refresh. Claiming before writing lets requests
+    /// that arrive together write the column once, not once each: on Citus
+    /// every such write is a two-phase commit over all nodes (≈ 100 ms), and a
+    /// burst of them queues on the key's row.
+    pub fn claim_last_used_touch(&self, hash: &KeyHash, at: Timestamp) -> bool {
+        match self.state().records.get_mut(hash) {
+            Some(cached) if !cached.record.needs_last_used_touch(at) => false,
+            Some(cached) => {
+                cached.record.last_used_at = Some(at);
+                true
+            }
+            None => true,
         }
     }
 
@@ -251,16 +262,27 @@ mod tests {
     }
 
     #[test]
-    fn use_is_noted_on_the_cached_record() {
+    fn a_due_refresh_of_last_used_is_claimed_once() {
         let cache = KeyCache::new(2);
         cache.apply(KeyChange::Listening);
         let key = record(1);
+        let other = record(2);
         cache.fill(miss(cache.lookup(&key.key_hash)), key.clone());
-        let at = Timestamp::from_unix_micros(5_000_000).unwrap_or_else(|error| panic!("{error}"));
-        cache.note_used(&key.key_hash, at);
+        let micros = |seconds: i64| {
+            Timestamp::from_unix_micros(seconds * 1_000_000).unwrap_or_else(|error| panic!("{error}"))
+        };
+        assert!(cache.claim_last_used_touch(&key.key_hash, micros(5)), "never used: due");
         match cache.lookup(&key.key_hash) {
-            CacheLookup::Hit(cached) => assert_eq!(cached.record.last_used_at, Some(at)),
+            CacheLookup::Hit(cached) => assert_eq!(cached.record.last_used_at, Some(micros(5))),
             CacheLookup::Miss(_) => panic!("expected a hit"),
         }
+        // Requests of the same burst, and of the same minute, find it claimed.
+        assert!(!cache.claim_last_used_touch(&key.key_hash, micros(5)));
+        assert!(!cache.claim_last_used_touch(&key.key_hash, micros(64)));
+        assert!(cache.claim_last_used_touch(&key.key_hash, micros(65)), "a minute later: due again");
+        assert!(!cache.claim_last_used_touch(&key.key_hash, micros(65)));
+        // A key the cache does not hold is always the caller's to write.
+        assert!(cache.claim_last_used_touch(&other.key_hash, micros(65)));
+        assert!(cache.claim_last_used_touch(&other.key_hash, micros(65)));
     }
 }
