@@ -158,10 +158,8 @@ impl<K: KeyStore> KeyAdmin<K> {
         record: &ApiKeyRecord,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let claimed = match &self.cache {
-            Some((cache, _)) => record.needs_last_used_touch(now) && cache.claim_last_used_touch(hash, now),
-            None => record.needs_last_used_touch(now),
-        };
+        let claimed = record.needs_last_used_touch(now)
+            && self.cache.as_ref().is_none_or(|(cache, _)| cache.claim_last_used_touch(hash, now));
         if claimed {
             // A failed write leaves the claim in place: the column is advisory,
             // and the next refresh comes a minute later.
