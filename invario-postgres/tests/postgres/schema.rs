@@ -264,7 +264,8 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
             "shared commit",
             "copy write",
             "citus delegated append",
-            "citus custom plans"
+            "citus custom plans",
+            "leaner write functions"
         ]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));

