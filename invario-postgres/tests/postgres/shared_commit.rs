@@ -67,6 +67,55 @@ async fn writes_ready_together_on_several_ledgers_share_one_commit() {
     }
 }
 
+/// Rows of `table` whose xmax is a MultiXact (several transactions on one row
+/// version: here, a lock taken by one and an update made by another).
+async fn multixact_row_versions(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect").execute(pool).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM generate_series(0, (pg_relation_size($1::regclass) / 8192)::int - 1) AS page, \
+         LATERAL heap_page_items(get_raw_page($1, page)) WHERE (t_infomask & 4096) <> 0",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A shared commit moves each head and tree state in the (sub)transaction that
+/// locked it. Locked in one and moved in another, every moved row version
+/// would carry a MultiXact: two per ledger per commit, each written to the
+/// MultiXact logs, looked up by every later reader of the row and counted
+/// toward the cluster's MultiXact wraparound vacuums.
+#[tokio::test]
+async fn a_shared_commit_leaves_no_multixact_on_the_rows_it_moves() {
+    let names = ["mx-a", "mx-b", "mx-c", "mx-d", "mx-e"];
+    let (_catalog, ledgers, database) = catalog_with(&names).await;
+    if invario_postgres::is_citus(database.pool()).await.unwrap() {
+        return; // Shared commits never run on Citus (each write goes to its ledger's worker alone).
+    }
+    let mut writes = Vec::new();
+    for (index, ledger) in ledgers.iter().enumerate() {
+        let state = ledger.store().writer_state().await.unwrap();
+        writes.push(planned(state, &[10 * index as u128 + 1], 1));
+    }
+    let outcomes = futures_util::future::join_all(
+        ledgers
+            .iter()
+            .zip(&writes)
+            .map(|(ledger, (fence, plan))| ledger.store().write_fenced(fence, None, plan)),
+    )
+    .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(
+        head_writers(database.pool(), &names).await
+            <= i64::try_from(invario_postgres::LANE_CONNECTIONS).unwrap() + 1,
+        "some of the writes shared a commit"
+    );
+    for table in ["ledger_head", "tree_state"] {
+        assert_eq!(multixact_row_versions(database.pool(), table).await, 0, "{table}");
+    }
+}
+
 #[tokio::test]
 async fn each_ledger_of_a_shared_commit_keeps_its_own_outcome() {
     // The first writes take a connection each while the others queue.
