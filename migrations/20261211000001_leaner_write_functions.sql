@@ -10,11 +10,12 @@
 --   transaction and moved them in the subtransaction its error handler opens,
 --   and a row locked by one transaction and updated by another (a
 --   subtransaction is another) gets a MultiXact as the old version's xmax:
---   two per ledger per call, ≈ 10,000 a second with 64 clients over 16
---   ledgers, each written to the MultiXact logs and looked up by every later
---   reader of the row (GetMultiXactIdMembers was among PostgreSQL's top
---   functions in a perf profile of that load), and driving the cluster toward
---   anti-wraparound vacuums of MultiXact ids. The fence is also one indexed
+--   ≈ 10,000 of them in one run of the bench's many-ledgers scenario (five
+--   pages of pg_multixact/offsets; none since), each written to the MultiXact
+--   logs and looked up by later readers of the row (GetMultiXactIdMembers was
+--   among PostgreSQL's top functions in a perf profile of 64 clients over 16
+--   ledgers), and each bringing the cluster nearer its anti-wraparound
+--   vacuums of MultiXact ids. The fence is also one indexed
 --   lookup per ledger instead of one join of both tables with all the fences,
 --   sorted and locked together (0.045–0.15 ms per call of ≈ 3.9 ledgers,
 --   depending on the plan PL/pgSQL had cached, against ≈ 0.015 ms per

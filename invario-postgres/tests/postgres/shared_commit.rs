@@ -82,10 +82,10 @@ async fn multixact_row_versions(pool: &PgPool, table: &str) -> i64 {
 }
 
 /// A shared commit moves each head and tree state in the (sub)transaction that
-/// locked it. Locked in one and moved in another, every moved row version
-/// would carry a MultiXact: two per ledger per commit, each written to the
-/// MultiXact logs, looked up by every later reader of the row and counted
-/// toward the cluster's MultiXact wraparound vacuums.
+/// locked it. Locked in one and moved in another, the moved row versions
+/// would carry MultiXacts, each written to the MultiXact logs, looked up by
+/// later readers of the row and counted toward the cluster's MultiXact
+/// wraparound vacuums.
 #[tokio::test]
 async fn a_shared_commit_leaves_no_multixact_on_the_rows_it_moves() {
     let names = ["mx-a", "mx-b", "mx-c", "mx-d", "mx-e"];
