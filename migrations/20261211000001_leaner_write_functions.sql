@@ -1,82 +1,25 @@
--- Leaner write functions (issue 27): the same functions with the same
--- arguments and the same outcomes, doing their work in fewer steps. Measured
--- with pg_stat_statements (track = all) on plain PostgreSQL:
+-- The shared commit, leaner (issue 27): invario_append_many_v1 with the same
+-- arguments and the same outcomes, measured with pg_stat_statements
+-- (track = all) on plain PostgreSQL.
 --
--- * invario_append_v2 runs invario_append_v1's statements itself instead of
---   calling it: the nested PL/pgSQL call cost 0.026 ms of a lone append's
---   0.24 ms. invario_append_v1 stays, unchanged, for servers that call it.
--- * invario_append_many_v1 locks its ledgers' heads and tree states in the
---   same subtransaction that moves them. It locked them in the call's
---   transaction and moved them in the subtransaction its error handler opens,
---   and a row locked by one transaction and updated by another (a
---   subtransaction is another) gets a MultiXact as the old version's xmax:
---   ≈ 10,000 of them in one run of the bench's many-ledgers scenario (five
---   pages of pg_multixact/offsets; none since), each written to the MultiXact
---   logs and looked up by later readers of the row (GetMultiXactIdMembers was
---   among PostgreSQL's top functions in a perf profile of 64 clients over 16
---   ledgers), and each bringing the cluster nearer its anti-wraparound
---   vacuums of MultiXact ids. The fence is also one indexed
---   lookup per ledger instead of one join of both tables with all the fences,
---   sorted and locked together (0.045–0.15 ms per call of ≈ 3.9 ledgers,
---   depending on the plan PL/pgSQL had cached, against ≈ 0.015 ms per
---   ledger). Heads are still locked in ledger-name order (the same collation
---   as before), in the shared write and in the one-by-one retry after a
---   failure, so servers of either version sharing commits over the same
---   ledgers cannot deadlock.
+-- It locks its ledgers' heads and tree states in the same subtransaction that
+-- moves them. It locked them in the call's transaction and moved them in the
+-- subtransaction its error handler opens, and a row locked by one transaction
+-- and updated by another (a subtransaction is another) gets a MultiXact as the
+-- old version's xmax: ≈ 10,000 of them in one run of the bench's many-ledgers
+-- scenario (five pages of pg_multixact/offsets; none since), each written to
+-- the MultiXact logs and looked up by later readers of the row
+-- (GetMultiXactIdMembers was among PostgreSQL's top functions in a perf
+-- profile of 64 clients over 16 ledgers), and each bringing the cluster nearer
+-- its anti-wraparound vacuums of MultiXact ids. The fence is also one indexed
+-- lookup per ledger instead of one join of both tables with all the fences,
+-- sorted and locked together (0.045–0.15 ms per call of ≈ 3.9 ledgers,
+-- depending on the plan PL/pgSQL had cached, against ≈ 0.015 ms per ledger).
+-- Heads are still locked in ledger-name order (the same collation as before),
+-- in the shared write and in the one-by-one retry after a failure, so servers
+-- of either version sharing commits over the same ledgers cannot deadlock.
 --
--- Like the functions they replace they hash nothing and decide nothing.
-
-CREATE OR REPLACE FUNCTION invario_append_v2(
-    p_key_epoch bigint,
-    p_ledger text,
-    p_fence_sequence bigint, p_fence_hash bytea, p_fence_tree_size bigint, p_fence_root bytea,
-    p_ids uuid[], p_amounts text[], p_currencies text[], p_occurred timestamptz[], p_metadata text[],
-    p_sequences bigint[], p_prev_hashes bytea[], p_entry_hashes bytea[], p_recorded timestamptz[],
-    p_tile_levels smallint[], p_tile_indexes bigint[], p_tile_hashes bytea[],
-    p_tree_size bigint, p_root bytea, p_frontier bytea,
-    p_head_sequence bigint, p_head_hash bytea, p_head_recorded timestamptz
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_key_epoch IS NOT NULL THEN
-        PERFORM 1 FROM api_key_epoch WHERE epoch = p_key_epoch;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'invario: the API keys changed since the request''s key was read (epoch %)', p_key_epoch
-                USING ERRCODE = 'IVK01';
-        END IF;
-    END IF;
-
-    PERFORM 1 FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id
-    WHERE h.ledger_id = p_ledger
-      AND h.sequence_number = p_fence_sequence AND h.entry_hash = p_fence_hash
-      AND s.tree_size = p_fence_tree_size AND s.root_hash = p_fence_root
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invario: ledger % moved since this writer''s last append (expected head % and tree size %)',
-            p_ledger, p_fence_sequence, p_fence_tree_size
-            USING ERRCODE = 'IVF01';
-    END IF;
-
-    INSERT INTO transactions (ledger_id, transaction_id, amount, currency, occurred_at, metadata)
-    SELECT p_ledger, id, amount::numeric, currency, occurred_at, metadata::jsonb
-    FROM unnest(p_ids, p_amounts, p_currencies, p_occurred, p_metadata)
-         AS batch(id, amount, currency, occurred_at, metadata);
-
-    INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at)
-    SELECT p_ledger, * FROM unnest(p_sequences, p_ids, p_prev_hashes, p_entry_hashes, p_recorded);
-
-    IF cardinality(p_tile_levels) > 0 THEN
-        INSERT INTO tree_tiles (ledger_id, level, tile_index, hashes)
-        SELECT p_ledger, * FROM unnest(p_tile_levels, p_tile_indexes, p_tile_hashes)
-        ON CONFLICT (ledger_id, level, tile_index) DO UPDATE SET hashes = EXCLUDED.hashes;
-    END IF;
-
-    UPDATE tree_state SET tree_size = p_tree_size, root_hash = p_root, frontier = p_frontier
-    WHERE ledger_id = p_ledger;
-
-    UPDATE ledger_head SET sequence_number = p_head_sequence, entry_hash = p_head_hash, recorded_at = p_head_recorded
-    WHERE ledger_id = p_ledger;
-END;
-$$;
+-- Like the function it replaces it hashes nothing and decides nothing.
 
 CREATE OR REPLACE FUNCTION invario_append_many_v1(
     p_key_epochs bigint[], p_ledgers text[],
@@ -141,17 +84,9 @@ BEGIN
             alone := array_fill(false, ARRAY[ledger_count]);
             alone[i] := true;
             BEGIN
-                PERFORM 1 FROM ledger_head h JOIN tree_state s ON s.ledger_id = h.ledger_id
-                WHERE h.ledger_id = p_ledgers[i]
-                  AND h.sequence_number = p_fence_sequences[i] AND h.entry_hash = p_fence_hashes[i]
-                  AND s.tree_size = p_fence_tree_sizes[i] AND s.root_hash = p_fence_roots[i]
-                FOR UPDATE;
-                IF NOT FOUND THEN
-                    codes[i] := 'IVF01';
-                    messages[i] := format('invario: ledger %s moved since this writer''s last append (expected head %s and tree size %s)',
-                                          p_ledgers[i], p_fence_sequences[i], p_fence_tree_sizes[i]);
-                    CONTINUE;
-                END IF;
+                -- Raises IVF01, kept below as this ledger's outcome, if it moved.
+                PERFORM invario_fence_v1(NULL, p_ledgers[i], p_fence_sequences[i], p_fence_hashes[i],
+                                         p_fence_tree_sizes[i], p_fence_roots[i]);
                 PERFORM invario_write_planned_v1(alone, p_ledgers,
                     p_row_ledgers, p_ids, p_amounts, p_currencies, p_occurred, p_metadata,
                     p_sequences, p_prev_hashes, p_entry_hashes, p_recorded,
