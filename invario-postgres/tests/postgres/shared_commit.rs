@@ -271,12 +271,12 @@ async fn many_ledgers_appending_at_once_through_the_core_lose_nothing() {
 
 /// Two servers sharing commits over the same ledgers (two catalogs, each with
 /// its own connections), their writers going through the ledgers in opposite
-/// orders: every call locks its heads in ledger-name order, whatever order its
-/// writes queued in, so neither waits on the other in a cycle (PostgreSQL would
-/// abort one as a deadlock, failing every write of that call). Each write lands
-/// once; the other server's writes are fenced and redone, never lost.
+/// orders: each write lands once; the other server's writes are fenced and
+/// redone, never lost, and no call fails (a deadlock would fail every write of
+/// one call; that the heads are locked in name order, which rules one out, is
+/// pinned down by `a_shared_commit_locks_its_heads_in_name_order`).
 #[tokio::test]
-async fn two_servers_sharing_commits_over_the_same_ledgers_never_deadlock() {
+async fn two_servers_sharing_commits_over_the_same_ledgers_lose_nothing() {
     const WRITERS: usize = 6;
     const ROUNDS: usize = 8;
     let names: Vec<String> = (0..6).map(|n| format!("both-{n}")).collect();
