@@ -118,8 +118,10 @@ async fn each_ledgers_rows_live_on_one_worker_on_citus() {
 /// On Citus an append is one call handed whole to the worker holding its
 /// ledger (issue 27, lever L9): the coordinator's plan of the write function
 /// is a single task on that worker, not statements run from the coordinator.
-/// A write by it lands; one meeting a stored id is refused as already stored
-/// and one on a stale fence as fenced, nothing of either written. On plain
+/// A write by it lands (on the worker's shard tables); one meeting a stored id
+/// is refused as already stored and one on a stale fence as fenced, nothing of
+/// either written; called where it is not handed on (inside a transaction
+/// block) it goes through Citus and still fences. On plain
 /// PostgreSQL the function is only created (the writer never calls it there).
 #[tokio::test]
 async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
@@ -199,6 +201,22 @@ async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
         (3, 3),
         "nothing of either refusal written"
     );
+
+    // Inside a transaction block the coordinator runs the call itself, where
+    // the ledger's shards are not tables of its own: the function's statements
+    // then go to the distributed tables, through Citus, and still fence.
+    let mut transaction = pool.begin().await.unwrap();
+    let not_delegated = sqlx::query(
+        "SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
+         '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)",
+    )
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    let code = not_delegated.as_database_error().and_then(|error| error.code()).map(|code| code.into_owned());
+    assert_eq!(code.as_deref(), Some("IVF01"), "{not_delegated:?}");
+    assert!(not_delegated.to_string().contains("ledger tenant-9 moved"), "{not_delegated}");
+    transaction.rollback().await.unwrap();
     assert!(Ledger::new(store).verify_full().await.unwrap().is_intact());
 }
 
@@ -265,7 +283,8 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
             "copy write",
             "citus delegated append",
             "citus custom plans",
-            "leaner write functions"
+            "leaner write functions",
+            "citus shard local writes"
         ]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));
