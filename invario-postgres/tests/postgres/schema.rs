@@ -160,13 +160,18 @@ async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
         "{settings:?}"
     );
 
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN (COSTS OFF) SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
-         '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    // A call with no rows on the empty fence: the statement EXPLAIN plans,
+    // and (below) one called where it is not handed on.
+    macro_rules! empty_write_call {
+        () => {
+            "SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
+             '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)"
+        };
+    }
+    let plan: Vec<String> = sqlx::query_scalar(concat!("EXPLAIN (COSTS OFF) ", empty_write_call!()))
+        .fetch_all(pool)
+        .await
+        .unwrap();
     let worker: i32 = sqlx::query_scalar(
         "SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n ON n.groupid = p.groupid \
          WHERE p.shardid = get_shard_id_for_distribution_column('ledger_head', 'tenant-9')",
@@ -206,13 +211,7 @@ async fn on_citus_an_append_is_one_call_handed_to_the_ledgers_worker() {
     // the ledger's shards are not tables of its own: the function's statements
     // then go to the distributed tables, through Citus, and still fence.
     let mut transaction = pool.begin().await.unwrap();
-    let not_delegated = sqlx::query(
-        "SELECT invario_append_delegated_v1('tenant-9', 0, '', 0, '', \
-         '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, '', '', 0, '', NULL)",
-    )
-    .execute(&mut *transaction)
-    .await
-    .unwrap_err();
+    let not_delegated = sqlx::query(empty_write_call!()).execute(&mut *transaction).await.unwrap_err();
     let code = not_delegated.as_database_error().and_then(|error| error.code()).map(|code| code.into_owned());
     assert_eq!(code.as_deref(), Some("IVF01"), "{not_delegated:?}");
     assert!(not_delegated.to_string().contains("ledger tenant-9 moved"), "{not_delegated}");
