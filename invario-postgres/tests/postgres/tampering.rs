@@ -204,6 +204,21 @@ async fn plain_edits_fail_with_the_append_only_message() {
     }
     let forward_to_nowhere = sqlx::query("UPDATE ledger_head SET sequence_number = 3").execute(pool).await;
     assert!(forward_to_nowhere.unwrap_err().to_string().contains("must point at an existing entry"));
+    // An entry there, but not the one the head names (on Citus the check looks in the ledger's shard).
+    let mut transaction = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
+         SELECT 'default', 3, gen_random_uuid(), entry_hash, sha256('real'), now() FROM ledger_head",
+    )
+    .execute(&mut *transaction)
+    .await
+    .unwrap();
+    let onto_another_hash =
+        sqlx::query("UPDATE ledger_head SET sequence_number = 3, entry_hash = sha256('forged')")
+            .execute(&mut *transaction)
+            .await;
+    assert!(onto_another_hash.unwrap_err().to_string().contains("must point at an existing entry"));
+    drop(transaction);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(pool).await.unwrap();
     assert_eq!(count, 2);
 }
