@@ -208,17 +208,18 @@ async fn plain_edits_fail_with_the_append_only_message() {
     let mut transaction = pool.begin().await.unwrap();
     sqlx::query(
         "INSERT INTO ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, recorded_at) \
-         SELECT 'default', 3, gen_random_uuid(), entry_hash, sha256('real'), now() FROM ledger_head",
+         SELECT ledger_id, 3, gen_random_uuid(), entry_hash, sha256('real'), now() FROM ledger_head \
+         WHERE ledger_id = 'default'",
     )
     .execute(&mut *transaction)
     .await
     .unwrap();
     let onto_another_hash =
-        sqlx::query("UPDATE ledger_head SET sequence_number = 3, entry_hash = sha256('forged')")
+        sqlx::query("UPDATE ledger_head SET sequence_number = 3, entry_hash = sha256('forged') WHERE ledger_id = 'default'")
             .execute(&mut *transaction)
             .await;
     assert!(onto_another_hash.unwrap_err().to_string().contains("must point at an existing entry"));
-    drop(transaction);
+    transaction.rollback().await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(pool).await.unwrap();
     assert_eq!(count, 2);
 }
