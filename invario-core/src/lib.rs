@@ -108,8 +108,8 @@ pub use ledger::tree::{
     tlog_proof_extra,
 };
 pub use ledger::{
-    BatchRequest, EntriesPage, Expectations, IngestError, IntegrityStatus, Ledger, MAX_PAGE_SIZE, PageError,
-    joins, valid_batch,
+    BatchGroup, BatchRequest, EntriesPage, Expectations, GroupAnswer, IngestError, IntegrityStatus, Ledger,
+    MAX_PAGE_SIZE, MAX_WRITES_IN_FLIGHT, PageError, joins, valid_batch,
 };
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
 pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};

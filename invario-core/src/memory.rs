@@ -13,13 +13,18 @@ use uuid::Uuid;
 use crate::append::{AppendPlan, AppendSnapshot, tree_snapshot};
 use crate::chain::{EntryHash, LedgerEntry, LedgerHead};
 use crate::integrity::{StoredTransaction, VerificationRecord};
+use crate::keys::KeyEpoch;
 use crate::keys::{ApiKeyRecord, KeyHash, Owner};
 use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::merkle::TreeHash;
-use crate::ports::{AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, VerificationSource};
+use crate::ports::{
+    AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, VerificationSource,
+    commit_if_fence_admits,
+};
 use crate::tiles::{Tile, TileCoord, TreeState, stored_edge_tiles, unstored_leaves};
 use crate::timestamp::Timestamp;
 use crate::transaction::TransactionId;
+use crate::writer::Fence;
 
 #[derive(Debug, Default)]
 struct LedgerState {
@@ -58,9 +63,22 @@ pub struct MemoryLedger {
     /// For a store handed out by a [`MemoryCatalog`]: its name, and whether
     /// the ledger has been created yet.
     catalogued: Option<(LedgerName, Arc<AtomicBool>)>,
+    /// Declares that it [pipelines writes](LedgerStore::pipelines_writes) (see [`MemoryLedger::pipelining`]).
+    pipelining: bool,
 }
 
 impl MemoryLedger {
+    /// The same ledger, declaring that it [pipelines
+    /// writes](LedgerStore::pipelines_writes), with each fenced write
+    /// yielding once before it lands: the core then sends a write while the
+    /// one before it is still in flight, as it does on PostgreSQL. Writes
+    /// still land in the order they are first polled after yielding, and a
+    /// write behind one that failed is fenced. For tests of that path.
+    pub fn pipelining(mut self) -> Self {
+        self.pipelining = true;
+        self
+    }
+
     /// Takes the append lock and reads the snapshot; the entries stored for
     /// `ids` when given (an append that presumes its ids new reads none).
     async fn begin(&self, ids: Option<&[TransactionId]>) -> Result<MemoryAppend, StoreError> {
@@ -218,6 +236,27 @@ impl LedgerStore for MemoryLedger {
 
     async fn begin_append_presuming_new(&self, _ids: &[TransactionId]) -> Result<MemoryAppend, StoreError> {
         self.begin(None).await
+    }
+
+    async fn pipelines_writes(&self) -> bool {
+        self.pipelining
+    }
+
+    async fn write_fenced(
+        &self,
+        fence: &Fence,
+        keys: Option<KeyEpoch>,
+        plan: &AppendPlan,
+    ) -> Result<(), StoreError> {
+        if keys.is_some() {
+            // This model hands out no key epochs.
+            return Err(StoreError::KeysChanged);
+        }
+        if self.pipelining {
+            yield_once().await;
+        }
+        let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
+        commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {
@@ -420,4 +459,18 @@ impl KeyStore for MemoryKeyStore {
         }
         Ok(())
     }
+}
+
+/// Returns pending once (asking to be polled again), then ready.
+async fn yield_once() {
+    let mut yielded = false;
+    futures_util::future::poll_fn(|context| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        context.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
 }

@@ -151,6 +151,26 @@ pub trait LedgerStore: Send + Sync {
         commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
     }
 
+    /// Whether this store takes [`write_fenced_behind`](Self::write_fenced_behind)
+    /// while the write before it is still in flight, so that the core may
+    /// send one write's rows while the previous one commits. The default: no,
+    /// the core then writes one group at a time.
+    async fn pipelines_writes(&self) -> bool {
+        false
+    }
+
+    /// [`write_fenced`](Self::write_fenced) without a key epoch, for a write
+    /// planned on the state another fenced write of this writer — still in
+    /// flight — leaves. Stores that [pipeline](Self::pipelines_writes) send
+    /// the rows at once and wait for the previous write's commit before they
+    /// compare the fence, which then holds only if that write committed. Any
+    /// refusal because the ledger does not continue where `fence` says —
+    /// the rows not extending the head included — is
+    /// [`StoreError::Fenced`], with nothing written.
+    async fn write_fenced_behind(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+        self.write_fenced(fence, None, plan).await
+    }
+
     /// The entry recording transaction `id`, if any.
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError>;
 

@@ -102,6 +102,11 @@ impl FencePause {
         false
     }
 
+    /// Whether the fast path is paused now (nothing is counted).
+    pub fn is_paused(&self) -> bool {
+        self.remaining > 0
+    }
+
     /// A fast write was fenced: pause, twice as long as last time in a row.
     pub fn fenced(&mut self) {
         let pause = if self.next == 0 { FIRST_PAUSE } else { self.next };

@@ -4,12 +4,12 @@
 //! with single transactions (each succeeds or fails alone), batches with
 //! batches (each all or nothing, joined up to [`MAX_JOINED_ROWS`] rows).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use invario_core::{
-    BatchRequest, IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore, MAX_BATCH_SIZE,
-    MAX_JOINED_ROWS, Receipt, ReceiptStatus, StoreError, Transaction, joins,
+    BatchRequest, GroupAnswer, IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore,
+    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, StoreError, Transaction, joins,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -283,7 +283,9 @@ async fn run<S: LedgerStore>(
         let answered = group.len();
         let down = match group {
             Group::Singles(singles) => write_singles(&name, &ledger, singles).await,
-            Group::Batches { batches, .. } => write_batches(&name, &ledger, batches).await,
+            Group::Batches { batches, .. } => {
+                write_batch_groups(&name, &ledger, batches, &mut held, &mut queue, max_singles).await
+            }
         };
         // Requests queued while the database was found unreachable or full
         // would each wait out another connection timeout behind this one
@@ -387,16 +389,78 @@ fn answer_singles(
     }
 }
 
-/// Writes a group of batches and answers each; `Some` when the database was
-/// found down.
-async fn write_batches<S: LedgerStore>(
+/// Writes a group of batches and then the groups of batches queued while
+/// writes are in flight, answering each caller once its group is durable:
+/// the core sends one group's rows while the group before it commits
+/// ([`Ledger::ingest_batch_groups`]). Ends at the first single (`held` for
+/// the next group) or when the queue closes; `Some` when the database was
+/// found down (the requests still queued are then answered by the caller).
+async fn write_batch_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
-    jobs: Vec<Batch>,
+    first: Vec<Batch>,
+    held: &mut Option<Job>,
+    queue: &mut mpsc::Receiver<Job>,
+    max_singles: usize,
 ) -> Option<AppendFailure> {
-    let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
-    let outcome = ledger.ingest_batches(requests, now()).await;
-    crate::metrics::record_fences(name, ledger.fenced_writes());
+    let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
+    let groups = futures_util::stream::unfold((Some(first), held, queue), |(first, held, queue)| {
+        let down = &down;
+        async move {
+            let batches = match first {
+                Some(batches) => batches,
+                None => {
+                    // After a failure that says the database is down the
+                    // requests still queued are answered at once.
+                    if lock(down).is_some() {
+                        return None;
+                    }
+                    let job = match held.take() {
+                        Some(job) => job,
+                        None => queue.recv().await?,
+                    };
+                    let mut group = match job {
+                        Job::Batch(batch) => Group::starting(Job::Batch(batch)),
+                        single @ Job::One(_) => {
+                            *held = Some(single);
+                            return None;
+                        }
+                    };
+                    take_queued(&mut group, held, queue, max_singles);
+                    match group {
+                        Group::Batches { batches, .. } => batches,
+                        // A group started by a batch holds batches only.
+                        Group::Singles(_) => return None,
+                    }
+                }
+            };
+            let (requests, replies): (Vec<_>, Vec<_>) =
+                batches.into_iter().map(|batch| (batch.request, batch.reply)).unzip();
+            Some(((requests, now(), replies), (None, held, queue)))
+        }
+    });
+    ledger
+        .ingest_batch_groups(Box::pin(groups), |replies, outcome| {
+            crate::metrics::record_fences(name, ledger.fenced_writes());
+            if let Some(failure) = answer_batches(name, replies, outcome) {
+                *lock(&down) = Some(failure);
+            }
+        })
+        .await;
+    down.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only ever replaced whole: a panic elsewhere cannot leave it half-changed.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Answers each batch of a group; `Some` when the database was found down.
+fn answer_batches(
+    name: &LedgerName,
+    replies: Vec<oneshot::Sender<BatchOutcome>>,
+    outcome: GroupAnswer,
+) -> Option<AppendFailure> {
     match outcome {
         Ok(answers) => {
             let created = answers

@@ -57,6 +57,73 @@ pub(crate) async fn write_by_copy(
     .map_err(write_error)
 }
 
+/// Writes `plan` by COPY on one of `lane`'s connections while the write
+/// before it (of the same writer, on another connection) may still be in
+/// flight: both COPYs first — the contiguity check at the end of the second
+/// waits for whoever holds the head, then compares with the head as that
+/// write left it (the migration `contiguity_waits_for_the_head`) — then the
+/// fence, tiles, tree and head. Rows that do not extend the head are refused
+/// as a fence is: the ledger is not where this write was planned.
+pub(crate) async fn write_by_copy_behind(
+    lane: &CommitLane,
+    ledger: &LedgerName,
+    fence: &Fence,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    let frame = WriteFrame::new(fence, None, plan)?;
+    let mut connection = lane.take_connection().await?;
+    on_lane_connection!(lane, &mut connection.slot, |lane_connection| copy_write_behind(
+        lane_connection,
+        ledger,
+        &frame,
+        plan.new_entries()
+    ))
+    .map_err(|error| match &error {
+        sqlx::Error::Database(database)
+            if database.code().as_deref() == Some(NOT_CONTIGUOUS_SQLSTATE)
+                || database.constraint() == Some(SEQUENCE_KEY) =>
+        {
+            StoreError::Fenced
+        }
+        _ => write_error(error),
+    })
+}
+
+/// `integrity_constraint_violation`: raised by the contiguity check when
+/// entries do not extend the head.
+const NOT_CONTIGUOUS_SQLSTATE: &str = "23000";
+/// The key on an entry's sequence number: another writer's entries hold the
+/// numbers this write was planned with (never on Citus, whose shard
+/// constraints carry suffixes; this write is not used there).
+const SEQUENCE_KEY: &str = "ledger_entries_pkey";
+
+/// One transaction on `connection`: both COPYs, then fence, tiles, tree and head.
+async fn copy_write_behind(
+    connection: &mut PgConnection,
+    ledger: &LedgerName,
+    frame: &WriteFrame,
+    entries: &[LedgerEntry],
+) -> Result<(), sqlx::Error> {
+    let mut transaction = connection.begin().await?;
+    // Announces the write: a write sent behind this one waits for it before
+    // it locks the head (the migration `contiguity_waits_for_the_head`).
+    sqlx::query("SELECT pg_advisory_xact_lock(invario_write_key($1, $2))")
+        .bind(ledger.as_str())
+        .bind(frame.head.0)
+        .execute(&mut *transaction)
+        .await?;
+    copy_rows(&mut transaction, COPY_TRANSACTIONS, entries, |rows, entry| rows.transaction(ledger, entry))
+        .await?;
+    copy_rows(&mut transaction, COPY_ENTRIES, entries, |rows, entry| rows.entry(ledger, entry)).await?;
+    frame
+        .bind_fence(sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)"), ledger)
+        .execute(&mut *transaction)
+        .await?;
+    let advance = sqlx::query("SELECT invario_advance_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+    frame.bind_advance(advance.bind(ledger.as_str())).execute(&mut *transaction).await?;
+    transaction.commit().await
+}
+
 /// One transaction on `connection`: fence, both COPYs, tiles, tree and head.
 /// An error leaves nothing written (the transaction rolls back when dropped).
 async fn copy_write(

@@ -336,6 +336,18 @@ impl LedgerStore for PgLedger {
         self.lane.write(&self.ledger, FencedWrite::new(fence, keys, plan)?).await
     }
 
+    async fn pipelines_writes(&self) -> bool {
+        // Never on Citus: a write there is one delegated call.
+        matches!(self.is_citus().await, Ok(false))
+    }
+
+    async fn write_fenced_behind(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
+        if self.is_citus().await? {
+            return self.write_fenced(fence, None, plan).await;
+        }
+        crate::copy_write::write_by_copy_behind(&self.lane, &self.ledger, fence, plan).await
+    }
+
     async fn writer_state(&self) -> Result<WriterState, StoreError> {
         if self.is_citus().await? {
             let session = self.begin(None).await?;

@@ -13,7 +13,7 @@ async fn migrate_applies_once_and_then_reports_nothing_to_do() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert_eq!(
         text(&first.stdout),
-        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\nApplied migration 20261127000002 checkpoints\nApplied migration 20261128000001 key change notifications\nApplied migration 20261128000002 ledgers\nApplied migration 20261203000001 append function\nApplied migration 20261204000001 checkpoint cosignatures\nApplied migration 20261204000002 key epoch\nApplied migration 20261205000001 shared commit\nApplied migration 20261206000001 copy write\nApplied migration 20261209000001 citus delegated append\nApplied migration 20261210000001 citus custom plans\nApplied migration 20261211000001 leaner write functions\nApplied migration 20261212000001 citus shard local writes\nApplied migration 20261213000001 citus head check on shard\n"
+        "Applied migration 20260101000001 ledger\nApplied migration 20261127000001 merkle tree\nApplied migration 20261127000002 checkpoints\nApplied migration 20261128000001 key change notifications\nApplied migration 20261128000002 ledgers\nApplied migration 20261203000001 append function\nApplied migration 20261204000001 checkpoint cosignatures\nApplied migration 20261204000002 key epoch\nApplied migration 20261205000001 shared commit\nApplied migration 20261206000001 copy write\nApplied migration 20261209000001 citus delegated append\nApplied migration 20261210000001 citus custom plans\nApplied migration 20261211000001 leaner write functions\nApplied migration 20261212000001 citus shard local writes\nApplied migration 20261213000001 citus head check on shard\nApplied migration 20261214000001 contiguity waits for the head\n"
     );
     let second = invario(&database, &["migrate"]);
     assert!(second.status.success());
@@ -63,7 +63,7 @@ async fn serve_refuses_a_schema_with_pending_migrations() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("15 migration(s) pending") && stderr.contains("run `invario migrate`"),
+        stderr.contains("16 migration(s) pending") && stderr.contains("run `invario migrate`"),
         "{stderr}"
     );
 }

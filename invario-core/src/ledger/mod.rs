@@ -2,9 +2,11 @@
 //! its submodules — verification, the tree and its proofs, signed checkpoints.
 
 pub mod checkpoints;
+pub mod pipeline;
 pub mod tree;
 pub mod verification;
 
+pub use pipeline::{BatchGroup, GroupAnswer, MAX_WRITES_IN_FLIGHT};
 pub use verification::{Expectations, IntegrityStatus};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,21 +237,20 @@ impl<S: LedgerStore> Ledger<S> {
     /// that carried an epoch are answered [`StoreError::KeysChanged`] with
     /// nothing of theirs written — authenticate them again from the store and
     /// send them again without one — and the others are written without it.
-    pub async fn ingest_batches(
+    pub async fn ingest_batches(&self, requests: Vec<BatchRequest>, now: Timestamp) -> GroupAnswer {
+        let mut writer = self.writer.lock().await;
+        self.batches_locked(&mut writer, requests, now).await
+    }
+
+    /// [`ingest_batches`](Self::ingest_batches) with the writer lock held.
+    async fn batches_locked(
         &self,
+        writer: &mut Writer,
         requests: Vec<BatchRequest>,
         now: Timestamp,
-    ) -> Result<Vec<Result<Vec<Receipt>, IngestError>>, IngestError> {
-        let sizes = || requests.iter().map(|request| request.transactions.len());
-        if let Some(problem) = sizes().find_map(batch_size_problem) {
+    ) -> GroupAnswer {
+        if let Some(problem) = group_problem(&requests) {
             return Err(problem);
-        }
-        let mut joined = 0;
-        for size in sizes() {
-            if !joins(joined, size) {
-                return Err(IngestError::TooManyJoined(sizes().sum()));
-            }
-            joined += size;
         }
         let keys = requests.iter().filter_map(|request| request.keys).min();
         // Kept in case the epoch has moved: the requests whose keys were read
@@ -264,14 +265,19 @@ impl<S: LedgerStore> Ledger<S> {
             None => Vec::new(),
         };
         let count = requests.len();
-        let batches = requests.into_iter().map(|request| request.transactions).collect();
-        match self.append_with(batches, now, keys, plan_append_batches).await {
+        let batches: Vec<Vec<Transaction>> =
+            requests.into_iter().map(|request| request.transactions).collect();
+        self.check_writable(batches.rows())?;
+        match self.append_locked(writer, batches, now, keys, plan_append_batches).await {
             Ok(outcomes) => Ok(answers(outcomes)),
             Err(IngestError::Store(StoreError::KeysChanged)) if keys.is_some() => {
                 let (indexes, batches): (Vec<usize>, Vec<_>) = unkeyed.into_iter().unzip();
                 let mut written = match batches.is_empty() {
                     true => Vec::new(),
-                    false => answers(self.append_with(batches, now, None, plan_append_batches).await?),
+                    false => {
+                        self.check_writable(batches.rows())?;
+                        answers(self.append_locked(writer, batches, now, None, plan_append_batches).await?)
+                    }
                 }
                 .into_iter();
                 let mut indexes = indexes.into_iter().peekable();
@@ -293,21 +299,33 @@ impl<S: LedgerStore> Ledger<S> {
     /// same `now`. The service's writes take turns (the writer lock).
     async fn append_with<P: Planned>(
         &self,
-        mut batch: P::Submission,
+        batch: P::Submission,
         now: Timestamp,
         keys: Option<KeyEpoch>,
         plan: Planner<P>,
     ) -> Result<P::Answer, IngestError> {
         self.check_writable(batch.rows())?;
-        let ids = batch.ids();
         let mut writer = self.writer.lock().await;
+        self.append_locked(&mut writer, batch, now, keys, plan).await
+    }
+
+    /// [`append_with`](Self::append_with) once its checks passed, with the writer lock held.
+    async fn append_locked<P: Planned>(
+        &self,
+        writer: &mut Writer,
+        mut batch: P::Submission,
+        now: Timestamp,
+        keys: Option<KeyEpoch>,
+        plan: Planner<P>,
+    ) -> Result<P::Answer, IngestError> {
+        let ids = batch.ids();
         let mut look_up = !self.presume_new();
         let fast = !look_up && writer.pause.allows_fast_write();
         if keys.is_some() && !fast {
             return Err(StoreError::KeysChanged.into());
         }
         if fast {
-            match self.write_from_state(&mut writer, batch, &ids, now, keys, plan).await? {
+            match self.write_from_state(writer, batch, &ids, now, keys, plan).await? {
                 FastWrite::Done(answer) => return Ok(answer),
                 FastWrite::Locking { keys_checked: false, .. } if keys.is_some() => {
                     return Err(StoreError::KeysChanged.into());
@@ -318,12 +336,26 @@ impl<S: LedgerStore> Ledger<S> {
                 }
             }
         }
+        self.append_locking(writer, batch, &ids, look_up, now, plan).await
+    }
+
+    /// The locking path: the head locked and read (with the stored entries
+    /// for `ids` when `look_up`, or while ids may no longer be presumed new).
+    async fn append_locking<P: Planned>(
+        &self,
+        writer: &mut Writer,
+        mut batch: P::Submission,
+        ids: &[TransactionId],
+        look_up: bool,
+        now: Timestamp,
+        plan: Planner<P>,
+    ) -> Result<P::Answer, IngestError> {
         // The locking path's commit, if its outcome were unknown, would leave
         // a kept state behind the ledger: it is set again only on success.
         writer.state = None;
         if !look_up {
-            let session = self.store.begin_append_presuming_new(&ids).await?;
-            if can_presume_new(&session.snapshot().head, &ids) {
+            let session = self.store.begin_append_presuming_new(ids).await?;
+            if can_presume_new(&session.snapshot().head, ids) {
                 let snapshot_had_stored = !session.snapshot().existing.is_empty();
                 let planned = plan(session.snapshot(), batch, now)?;
                 let snapshot = session.snapshot().clone();
@@ -340,7 +372,7 @@ impl<S: LedgerStore> Ledger<S> {
                 batch = planned.into_transactions().ok_or(StoreError::AlreadyStored)?;
             }
         }
-        let session = self.store.begin_append(&ids).await?;
+        let session = self.store.begin_append(ids).await?;
         self.record_write(!session.snapshot().existing.is_empty());
         let planned = plan(session.snapshot(), batch, now)?;
         let snapshot = session.snapshot().clone();
@@ -521,6 +553,23 @@ fn batch_size_problem(size: usize) -> Option<IngestError> {
         size if size > MAX_BATCH_SIZE => Some(IngestError::BatchTooLarge(size)),
         _ => None,
     }
+}
+
+/// Why a group of batch requests may not be written at all, if it may not:
+/// a batch empty or too large, or too many rows joined ([`joins`]).
+fn group_problem(requests: &[BatchRequest]) -> Option<IngestError> {
+    let sizes = || requests.iter().map(|request| request.transactions.len());
+    if let Some(problem) = sizes().find_map(batch_size_problem) {
+        return Some(problem);
+    }
+    let mut joined = 0;
+    for size in sizes() {
+        if !joins(joined, size) {
+            return Some(IngestError::TooManyJoined(sizes().sum()));
+        }
+        joined += size;
+    }
+    None
 }
 
 /// Whether a batch of `rows` items may join a write that already holds

@@ -300,7 +300,7 @@ proptest! {
 }
 
 /// Other metadata than `metadata`.
-fn altered(metadata: &Metadata) -> Metadata {
+pub(super) fn altered(metadata: &Metadata) -> Metadata {
     let changed = Metadata::from_pairs([("changed", "yes")]).unwrap();
     if changed == *metadata { Metadata::empty() } else { changed }
 }

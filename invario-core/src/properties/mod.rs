@@ -3,6 +3,7 @@
 //! Helpers here; the tests by concern in the submodules.
 
 mod appends;
+mod pipeline;
 mod tampering;
 
 use futures_executor::block_on;

@@ -347,12 +347,16 @@ async fn queued_batches_are_written_together_each_all_or_nothing() {
         })
     };
     let blocker = hold_the_append_lock(&app).await;
-    // The first batch is taken at once and waits for the lock; the next ones
-    // queue behind it, in the order sent, and go out together after it.
+    // The first batch is taken at once and waits for the lock. On plain
+    // PostgreSQL the second is sent behind it at once (planned on the state
+    // the first leaves) and waits too; elsewhere it queues. The next ones
+    // queue in the order sent, and go out together after those.
     let first = post(vec![transaction(1, "1.00")]);
     let pause = || tokio::time::sleep(std::time::Duration::from_millis(150));
     pause().await;
     let second = post(vec![transaction(2, "2.00"), transaction(3, "3.00")]);
+    pause().await;
+    let third = post(vec![transaction(6, "6.00")]);
     pause().await;
     let conflicting = post(vec![transaction(4, "4.00"), transaction(1, "9.99")]);
     pause().await;
@@ -372,26 +376,28 @@ async fn queued_batches_are_written_together_each_all_or_nothing() {
     assert_eq!((status, sequences(&first)), (201, vec![1]));
     let (status, second) = second.await.unwrap();
     assert_eq!((status, sequences(&second)), (201, vec![2, 3]));
+    let (status, third) = third.await.unwrap();
+    assert_eq!((status, sequences(&third)), (201, vec![4]));
     let (status, refused) = conflicting.await.unwrap();
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("validation_failed")), "{refused}");
     assert_eq!(refused["error"]["details"][0]["index"], 1, "{refused}");
     let (status, replaying) = replaying.await.unwrap();
     assert_eq!(status, 201, "{replaying}");
-    // 3 was recorded by the batch before it in the same write; 4 never was.
-    assert_eq!(sequences(&replaying), [3, 4]);
+    // 3 was recorded by an earlier batch; 4 (in the refused batch) never was.
+    assert_eq!(sequences(&replaying), [3, 5]);
     assert_eq!(
         replaying["entries"][0], second["entries"][1],
         "the same receipt as the batch that recorded it"
     );
     assert_eq!(
-        second["entries"][0]["recorded_at"], replaying["entries"][1]["recorded_at"],
+        third["entries"][0]["recorded_at"], replaying["entries"][1]["recorded_at"],
         "the queued batches were written together"
     );
     assert_ne!(first["entries"][0]["recorded_at"], second["entries"][0]["recorded_at"]);
     let missing = app.get("/v1/transactions/00000000-0000-0000-0000-000000000004").await;
     assert_eq!(missing.status(), 404, "nothing of the refused batch was written");
     let head: Value = app.get("/v1/ledger/head").await.json().await.unwrap();
-    assert_eq!(head["sequence_number"], 4);
+    assert_eq!(head["sequence_number"], 5);
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! the append function is — fenced, an id stored already, a stale key epoch —
 //! with nothing written. (A write of that size always goes by COPY.)
 
-use invario_core::{KeyEpoch, LedgerEntry, ReceiptStatus, StoreError, Transaction};
+use invario_core::writer::WriterState;
+use invario_core::{AppendSession, KeyEpoch, LedgerEntry, ReceiptStatus, StoreError, Transaction};
 use invario_postgres::COPY_WRITE_MIN_ROWS;
 use invario_testkit::strategies;
 use proptest::prelude::*;
@@ -147,4 +148,92 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// Writes sent behind a write still holding the head (the locked path's
+/// session here) send their rows at once and land only after it commits, in
+/// the order they were planned — the second one, smaller, finishes sending
+/// first and still waits for the first — and they write nothing if it rolls
+/// back (lever L5; never used on Citus, where a write is one delegated call).
+#[tokio::test]
+async fn writes_sent_behind_a_committing_write_land_after_it_in_order() {
+    let database = fresh_database().await;
+    if invario_postgres::is_citus(database.pool()).await.unwrap() {
+        return;
+    }
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
+    let store = ledger.store();
+    assert!(store.pipelines_writes().await);
+    for commit in [true, false] {
+        let before = stored_entries(&ledger).await;
+        let first_id = 10 + 10_000 * u128::from(commit);
+        let session = store.begin_append(&[]).await.unwrap();
+        let holding = plan_append(session.snapshot(), vec![transaction(first_id, "1.00")], at(2)).unwrap();
+        let after_holding = WriterState::after(session.snapshot().clone(), &holding);
+        let (large_fence, large) = planned(after_holding.clone(), &ids(first_id + 1, 3_000), 3);
+        let after_large = WriterState::after(after_holding.into_snapshot(), &large);
+        let (small_fence, small) = planned(after_large.clone(), &ids(first_id + 5_000, 1), 4);
+        let holder = async {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            assert_eq!(stored_entries(&ledger).await, before, "nothing lands while the head is held");
+            if commit { session.commit(&holding).await.unwrap() } else { drop(session) }
+        };
+        let small_later = async {
+            // Sent after the large write announced itself.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            store.write_fenced_behind(&small_fence, &small).await
+        };
+        let ((), large_outcome, small_outcome) =
+            tokio::join!(holder, store.write_fenced_behind(&large_fence, &large), small_later);
+        if commit {
+            large_outcome.unwrap();
+            small_outcome.unwrap();
+            let head = ledger.head().await.unwrap();
+            assert_eq!(head, small.new_head(), "both landed, the small one last");
+            assert_eq!(
+                store.writer_state().await.unwrap(),
+                WriterState::after(after_large.into_snapshot(), &small)
+            );
+        } else {
+            assert!(matches!(large_outcome, Err(StoreError::Fenced)), "{large_outcome:?}");
+            assert!(matches!(small_outcome, Err(StoreError::Fenced)), "{small_outcome:?}");
+            assert_eq!(stored_entries(&ledger).await, before, "nothing written behind a rolled-back write");
+        }
+    }
+    assert!(ledger.verify_full().await.unwrap().is_intact());
+}
+
+/// Rows sent behind a write wait for the write announced just before them
+/// (`invario_write_key`), even while nobody holds the head: otherwise a
+/// write could lock the head before the write ahead of it, still sending
+/// its rows, had. When that write rolls back, the rows do not extend the
+/// head and are refused as a fence.
+#[tokio::test]
+async fn rows_wait_for_the_write_announced_just_before_them() {
+    let database = fresh_database().await;
+    if invario_postgres::is_citus(database.pool()).await.unwrap() {
+        return;
+    }
+    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
+    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
+    let store = ledger.store();
+    let (_, ahead) = planned(store.writer_state().await.unwrap(), &ids(2, 1), 2);
+    let after_ahead = WriterState::after(store.writer_state().await.unwrap().into_snapshot(), &ahead);
+    let (fence, behind) = planned(after_ahead, &ids(3, 1), 3);
+    let mut announcer = database.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(invario_write_key('default', 2))")
+        .execute(&mut *announcer)
+        .await
+        .unwrap();
+    let wait = std::time::Duration::from_millis(400);
+    let started = std::time::Instant::now();
+    let release = async {
+        tokio::time::sleep(wait).await;
+        announcer.rollback().await.unwrap();
+    };
+    let (outcome, ()) = tokio::join!(store.write_fenced_behind(&fence, &behind), release);
+    assert!(started.elapsed() >= wait, "the rows waited for the announced write");
+    assert!(matches!(outcome, Err(StoreError::Fenced)), "{outcome:?}");
+    assert_eq!(ledger.head().await.unwrap().sequence_number, 1, "nothing written");
 }

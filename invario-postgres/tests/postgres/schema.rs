@@ -284,7 +284,8 @@ async fn a_database_from_before_ledgers_migrates_with_all_its_rows_in_default() 
             "citus custom plans",
             "leaner write functions",
             "citus shard local writes",
-            "citus head check on shard"
+            "citus head check on shard",
+            "contiguity waits for the head"
         ]
     );
     let ledger = Ledger::new(PgLedger::new(pool.clone()));

@@ -214,6 +214,85 @@ pub async fn a_fenced_write_lands_only_on_the_state_it_was_planned_on<S: LedgerS
     assert!(ledger.verify_full().await.expect("verify").is_intact());
 }
 
+/// A write sent behind another ([`LedgerStore::write_fenced_behind`]),
+/// planned on the state that write leaves, lands once it has: with both
+/// current it writes everything; behind a write that failed (its fence
+/// stale), or with rows another writer's entries already hold, it answers
+/// [`StoreError::Fenced`] and writes nothing; a stored id answers
+/// [`StoreError::AlreadyStored`], nothing written. Stores that pipeline
+/// writes run the pair concurrently here.
+pub async fn a_write_sent_behind_another_lands_only_after_it<S: LedgerStore, G>(
+    fresh: impl Future<Output = (S, G)>,
+) {
+    let (store, _guard) = fresh.await;
+    let ledger = Ledger::new(store);
+    ledger.ingest(vec![transaction(1, "1")], at(1)).await.expect("ingest");
+    let store = ledger.store();
+    let pipelines = store.pipelines_writes().await;
+    let state = store.writer_state().await.expect("state");
+    let stale = state.clone();
+    let snapshot = state.clone().into_snapshot();
+    let first =
+        plan_append(&snapshot, vec![transaction(2, "2"), transaction(3, "3")], at(2)).expect("planned");
+    let middle = WriterState::after(snapshot, &first);
+    let second =
+        plan_append(&middle.clone().into_snapshot(), vec![transaction(4, "4")], at(2)).expect("planned");
+    let (first_fence, middle_fence) = (state.fence(), middle.fence());
+    let (ahead, behind) = if pipelines {
+        futures_util::join!(
+            store.write_fenced(&first_fence, None, &first),
+            store.write_fenced_behind(&middle_fence, &second)
+        )
+    } else {
+        (
+            store.write_fenced(&first_fence, None, &first).await,
+            store.write_fenced_behind(&middle_fence, &second).await,
+        )
+    };
+    ahead.expect("the first write lands");
+    // Sent at once, the second can reach the head before the first locked
+    // it (the core then writes it again); sent after, it must land.
+    match behind {
+        Ok(()) => {}
+        Err(StoreError::Fenced) if pipelines => {
+            store.write_fenced_behind(&middle_fence, &second).await.expect("written again, it lands");
+        }
+        Err(error) => panic!("the write behind failed: {error}"),
+    }
+    let landed = WriterState::after(middle.into_snapshot(), &second);
+    assert_eq!(store.writer_state().await.expect("state"), landed, "both writes landed, in order");
+
+    // Behind a write that fails (a stale fence), nothing of either is written.
+    let stale_snapshot = stale.clone().into_snapshot();
+    let doomed = plan_append(&stale_snapshot, vec![transaction(5, "5")], at(3)).expect("planned");
+    let after_doomed = WriterState::after(stale_snapshot, &doomed);
+    let orphan = plan_append(&after_doomed.clone().into_snapshot(), vec![transaction(6, "6")], at(3))
+        .expect("planned");
+    let (stale_fence, doomed_fence) = (stale.fence(), after_doomed.fence());
+    let (ahead, behind) = futures_util::join!(
+        store.write_fenced(&stale_fence, None, &doomed),
+        store.write_fenced_behind(&doomed_fence, &orphan)
+    );
+    assert!(matches!(ahead, Err(StoreError::Fenced)), "{ahead:?}");
+    assert!(matches!(behind, Err(StoreError::Fenced)), "{behind:?}");
+    // Alone, its sequence numbers held by entries written since: fenced too.
+    let collides = store.write_fenced_behind(&stale.fence(), &doomed).await;
+    assert!(matches!(collides, Err(StoreError::Fenced)), "{collides:?}");
+    for n in [5, 6] {
+        assert!(ledger.entry(transaction(n, "1").transaction_id).await.expect("read").is_none());
+    }
+    assert_eq!(store.writer_state().await.expect("state"), landed, "nothing was written");
+
+    let replaying =
+        plan_append(&landed.clone().into_snapshot(), vec![transaction(7, "7"), transaction(2, "2")], at(4))
+            .expect("planned as new");
+    let error = store.write_fenced_behind(&landed.fence(), &replaying).await.expect_err("a stored id");
+    assert!(matches!(error, StoreError::AlreadyStored), "{error}");
+    assert!(ledger.entry(transaction(7, "7").transaction_id).await.expect("read").is_none());
+    assert_eq!(store.writer_state().await.expect("state"), landed, "nothing was written");
+    assert!(ledger.verify_full().await.expect("verify").is_intact());
+}
+
 /// A write authenticated from a cached key carries the key table's epoch the
 /// key was read at, and lands only while no key changed since: a creation, a
 /// revocation, anything but a use noted moves the epoch and refuses the
@@ -586,6 +665,10 @@ macro_rules! ledger_store_contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_a_fenced_write_lands_only_on_the_state_it_was_planned_on() {
             $crate::contract::a_fenced_write_lands_only_on_the_state_it_was_planned_on($fresh).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contract_a_write_sent_behind_another_lands_only_after_it() {
+            $crate::contract::a_write_sent_behind_another_lands_only_after_it($fresh).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn contract_a_second_writer_is_fenced_and_nothing_forks() {

@@ -1,0 +1,176 @@
+//! Batch groups written back to back ([`Ledger::ingest_batch_groups`]) are
+//! answered exactly as groups written one after another, whatever fails on
+//! the way: a stored id, a conflict, an id in two groups in flight, another
+//! writer moving the ledger.
+
+use super::*;
+use futures_util::stream::{self, StreamExt};
+use prop::sample::Index;
+
+/// Batch requests of `transactions`, no key epochs.
+fn requests(group: &[Vec<Transaction>]) -> Vec<BatchRequest> {
+    group.iter().map(|batch| BatchRequest { transactions: batch.clone(), keys: None }).collect()
+}
+
+/// A group's answer, comparable: each batch's receipts or refusal text.
+type GroupText = Result<Vec<Result<Vec<crate::append::Receipt>, String>>, String>;
+
+fn group_text(answer: crate::ledger::GroupAnswer) -> GroupText {
+    answer
+        .map(|batches| batches.into_iter().map(|batch| batch.map_err(|error| format!("{error:?}"))).collect())
+        .map_err(|error| format!("{error:?}"))
+}
+
+/// Writes `groups` through [`Ledger::ingest_batch_groups`], the group at
+/// index `i` at time `at(i)`; the answers in order. `before_each` runs when
+/// the stream is asked for a group, with its index.
+async fn write_back_to_back<F, Fut>(
+    ledger: &Ledger<MemoryLedger>,
+    groups: &[Vec<Vec<Transaction>>],
+    before_each: F,
+) -> Vec<GroupText>
+where
+    F: Fn(usize) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let before_each = &before_each;
+    let stream = stream::iter(groups.iter().enumerate()).then(|(index, group)| async move {
+        before_each(index).await;
+        (requests(group), at(i64::try_from(index).unwrap()), index)
+    });
+    let mut answers: Vec<Option<GroupText>> = vec![None; groups.len()];
+    let mut order = Vec::new();
+    ledger
+        .ingest_batch_groups(Box::pin(stream), |index, answer| {
+            order.push(index);
+            answers[index] = Some(group_text(answer));
+        })
+        .await;
+    assert_eq!(order, (0..groups.len()).collect::<Vec<_>>(), "groups are answered in the order they came");
+    answers.into_iter().map(|answer| answer.expect("every group is answered")).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Groups picked from one pool, so that later groups replay or conflict
+    /// with earlier ones (stored, or still in flight), some items altered
+    /// (conflicts) and some repeated in a batch: the answers, the head and
+    /// the chain are those of the same groups written one after another.
+    #[test]
+    fn groups_written_back_to_back_are_answered_as_if_written_in_turn(
+        pool in strategies::distinct_transactions(3..24),
+        recorded_count in 0usize..3,
+        picks in prop::collection::vec(
+            prop::collection::vec(prop::collection::vec((any::<Index>(), 0u8..8), 1..5), 1..4), 1..8),
+    ) {
+        let recorded: Vec<_> = pool.iter().take(recorded_count).cloned().collect();
+        let groups: Vec<Vec<Vec<Transaction>>> = picks
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|batch| {
+                        batch
+                            .iter()
+                            .map(|(pick, kind)| {
+                                let mut transaction = pool[pick.index(pool.len())].clone();
+                                if *kind == 0 {
+                                    transaction.metadata = super::appends::altered(&transaction.metadata);
+                                }
+                                transaction
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        block_on(async {
+            let in_turn = Ledger::new(MemoryLedger::new());
+            let back_to_back = Ledger::new(MemoryLedger::new().pipelining());
+            if !recorded.is_empty() {
+                in_turn.ingest(recorded.clone(), at(-1)).await.unwrap();
+                back_to_back.ingest(recorded.clone(), at(-1)).await.unwrap();
+            }
+            let mut expected = Vec::new();
+            for (index, group) in groups.iter().enumerate() {
+                let answer = in_turn.ingest_batches(requests(group), at(i64::try_from(index).unwrap())).await;
+                expected.push(group_text(answer));
+            }
+            let answers = write_back_to_back(&back_to_back, &groups, |_| async {}).await;
+            prop_assert_eq!(answers, expected);
+            prop_assert_eq!(back_to_back.head().await.unwrap(), in_turn.head().await.unwrap());
+            prop_assert_eq!(back_to_back.fenced_writes(), 0, "a writer alone is never fenced");
+            let report = back_to_back.verify_full().await.unwrap();
+            prop_assert!(report.is_intact(), "{}", report);
+            prop_assert_eq!(back_to_back.tree_head().await.unwrap(), in_turn.tree_head().await.unwrap());
+            Ok(())
+        })?;
+    }
+}
+
+/// Transaction `n`: 1 EUR, id `n`.
+fn numbered(n: u128) -> Transaction {
+    Transaction::from_json(&serde_json::json!({
+        "transaction_id": uuid::Uuid::from_u128(n).to_string(), "amount": "1", "currency": "EUR",
+    }))
+    .unwrap()
+}
+
+/// Another writer appends while the first group is in flight: that write is
+/// fenced (counted once), the group sent behind it fails with it, and both
+/// are written again after the other writer's entry — nothing forks.
+#[test]
+fn another_writer_moving_the_ledger_fences_the_write_in_flight_and_the_one_behind_it() {
+    block_on(async {
+        let store = MemoryLedger::new();
+        let ledger = Ledger::new(store.clone().pipelining());
+        // Its writes land at once, while the first group's is still in flight.
+        let other = Ledger::new(store);
+        ledger.ingest(vec![numbered(1)], at(0)).await.unwrap();
+        let groups = vec![vec![vec![numbered(2), numbered(3)]], vec![vec![numbered(4)], vec![numbered(5)]]];
+        let other = &other;
+        let answers = write_back_to_back(&ledger, &groups, |index| async move {
+            // Asked for the second group while the first is in flight.
+            if index == 1 {
+                other.ingest(vec![numbered(99)], at(50)).await.unwrap();
+            }
+        })
+        .await;
+        let sequences = |answer: &GroupText| -> Vec<Vec<u64>> {
+            answer
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|batch| {
+                    batch.as_ref().unwrap().iter().map(|receipt| receipt.entry.sequence_number).collect()
+                })
+                .collect()
+        };
+        assert_eq!(sequences(&answers[0]), [vec![3, 4]], "written after the other writer's entry (2)");
+        assert_eq!(sequences(&answers[1]), [vec![5], vec![6]]);
+        assert_eq!(ledger.fenced_writes(), 1, "the other writer is counted once");
+        let report = ledger.verify_full().await.unwrap();
+        assert!(report.is_intact() && report.entries_checked == 6, "{report}");
+        assert_eq!(ledger.tree_head().await.unwrap().size, 6);
+    });
+}
+
+/// On a store that does not pipeline, groups are written one at a time,
+/// with the same answers.
+#[test]
+fn without_pipelining_groups_are_written_in_turn() {
+    block_on(async {
+        let ledger = Ledger::new(MemoryLedger::new());
+        let groups = vec![vec![vec![numbered(1)]], vec![vec![numbered(1)], vec![numbered(2)]]];
+        let answers = write_back_to_back(&ledger, &groups, |_| async {}).await;
+        let statuses: Vec<Vec<ReceiptStatus>> = answers[1]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|batch| batch.as_ref().unwrap().iter().map(|receipt| receipt.status).collect())
+            .collect();
+        assert_eq!(statuses, [vec![ReceiptStatus::Replayed], vec![ReceiptStatus::Created]]);
+        assert_eq!(ledger.head().await.unwrap().sequence_number, 2);
+    });
+}
