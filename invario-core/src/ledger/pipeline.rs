@@ -92,9 +92,11 @@ struct Landed<T> {
 impl<S: LedgerStore> Ledger<S> {
     /// Writes groups of batch requests as they come from `groups`, each as
     /// [`ingest_batches`](Self::ingest_batches) writes it, and hands each
-    /// group's answer, once durable or refused, to `answer` with its tag — in
-    /// the order the groups came. Returns once `groups` has ended and every
-    /// group is answered.
+    /// group's answer, once durable or refused, to `answer` with its tag.
+    /// Groups that are written are answered in the order they came; a group
+    /// refused before anything is planned (a batch size, quarantine) is
+    /// answered at once. Returns once `groups` has ended and every group is
+    /// answered.
     ///
     /// Where the store [pipelines writes](LedgerStore::pipelines_writes), a
     /// group is planned on the state the write before it leaves and its rows
@@ -250,7 +252,8 @@ impl<S: LedgerStore> Ledger<S> {
             }
         };
         if planned.write().new_entries().is_empty() {
-            // Every batch refused on its own items: nothing to write or wait for.
+            // Every batch refused on its own items (ids distinct and presumed
+            // new, so not reached from the appender): nothing to write.
             if behind.is_none() {
                 writer.state = Some(WriterState::from_snapshot(snapshot));
             }
