@@ -19,7 +19,7 @@ use crate::ledgers::{LedgerInfo, LedgerName};
 use crate::merkle::TreeHash;
 use crate::ports::{
     AppendSession, KeyStore, LedgerCatalog, LedgerStore, StoreError, VerificationSource,
-    commit_if_fence_admits,
+    write_fenced_under_lock,
 };
 use crate::tiles::{Tile, TileCoord, TreeState, stored_edge_tiles, unstored_leaves};
 use crate::timestamp::Timestamp;
@@ -248,15 +248,10 @@ impl LedgerStore for MemoryLedger {
         keys: Option<KeyEpoch>,
         plan: &AppendPlan,
     ) -> Result<(), StoreError> {
-        if keys.is_some() {
-            // This model hands out no key epochs.
-            return Err(StoreError::KeysChanged);
-        }
         if self.pipelining {
             yield_once().await;
         }
-        let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
-        commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
+        write_fenced_under_lock(self, fence, keys, plan).await
     }
 
     async fn entry_by_id(&self, id: TransactionId) -> Result<Option<LedgerEntry>, StoreError> {

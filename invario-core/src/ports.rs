@@ -144,11 +144,7 @@ pub trait LedgerStore: Send + Sync {
         keys: Option<KeyEpoch>,
         plan: &AppendPlan,
     ) -> Result<(), StoreError> {
-        if keys.is_some() {
-            return Err(StoreError::KeysChanged);
-        }
-        let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
-        commit_if_fence_admits(self.begin_append_presuming_new(&ids).await?, fence, plan).await
+        write_fenced_under_lock(self, fence, keys, plan).await
     }
 
     /// Whether this store takes [`write_fenced_behind`](Self::write_fenced_behind)
@@ -205,6 +201,23 @@ pub trait LedgerStore: Send + Sync {
 
     /// Opens one consistent snapshot of the ledger for verification.
     async fn verification_source(&self) -> Result<Self::Source, StoreError>;
+}
+
+/// [`LedgerStore::write_fenced`] for a store without epochs, by its append
+/// lock: refuses any key epoch ([`StoreError::KeysChanged`]), then locks,
+/// compares the fence and commits ([`commit_if_fence_admits`]). The trait's
+/// default; stores that override `write_fenced` for another reason call it.
+pub async fn write_fenced_under_lock<S: LedgerStore + ?Sized>(
+    store: &S,
+    fence: &Fence,
+    keys: Option<KeyEpoch>,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    if keys.is_some() {
+        return Err(StoreError::KeysChanged);
+    }
+    let ids: Vec<TransactionId> = plan.new_entries().iter().map(LedgerEntry::transaction_id).collect();
+    commit_if_fence_admits(store.begin_append_presuming_new(&ids).await?, fence, plan).await
 }
 
 /// Commits `plan` on `session` if the locked snapshot is what `fence`
