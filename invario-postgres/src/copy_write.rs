@@ -8,8 +8,9 @@
 //! are encoded and sent in chunks, so PostgreSQL stores one chunk while the
 //! next is encoded; a call with arrays must arrive whole before it starts.
 //! A handful of round trips more than that one call costs nothing at this
-//! size. Like the append functions it writes what the core planned: every hash
-//! comes from the plan.
+//! size. A write sent behind another (lever L5, [`FenceAt::End`]) sends its
+//! rows first and compares its fence after them. Like the append functions
+//! it writes what the core planned: every hash comes from the plan.
 
 use invario_core::writer::Fence;
 use invario_core::{AppendPlan, KeyEpoch, LedgerEntry, LedgerName, StoreError};
@@ -38,6 +39,22 @@ const COPY_TRANSACTIONS: &str = "COPY transactions (ledger_id, transaction_id, a
 const COPY_ENTRIES: &str = "COPY ledger_entries (ledger_id, sequence_number, transaction_id, prev_hash, entry_hash, \
      recorded_at) FROM STDIN (FORMAT binary)";
 
+/// When a COPY write compares its fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FenceAt {
+    /// First, under the head's lock, before any row: the usual write.
+    Start,
+    /// After the rows, for a write sent while the write before it (of the
+    /// same writer, on another connection) may still be in flight: the write
+    /// announces itself, sends both COPYs — the contiguity check at the end
+    /// of the second waits for the write announced just ahead and for
+    /// whoever holds the head, then compares with the head they left (the
+    /// migration `contiguity_waits_for_the_head`) — and then compares its
+    /// fence. Rows that do not extend the head are refused as a fence is:
+    /// the ledger is not where this write was planned.
+    End,
+}
+
 /// Writes `plan` by COPY on one of `lane`'s connections, if the fence holds.
 pub(crate) async fn write_by_copy(
     lane: &CommitLane,
@@ -45,6 +62,7 @@ pub(crate) async fn write_by_copy(
     fence: &Fence,
     keys: Option<KeyEpoch>,
     plan: &AppendPlan,
+    fence_at: FenceAt,
 ) -> Result<(), StoreError> {
     let frame = WriteFrame::new(fence, keys, plan)?;
     let mut connection = lane.take_connection().await?;
@@ -52,36 +70,14 @@ pub(crate) async fn write_by_copy(
         lane_connection,
         ledger,
         &frame,
-        plan.new_entries()
-    ))
-    .map_err(write_error)
-}
-
-/// Writes `plan` by COPY on one of `lane`'s connections while the write
-/// before it (of the same writer, on another connection) may still be in
-/// flight: both COPYs first — the contiguity check at the end of the second
-/// waits for whoever holds the head, then compares with the head as that
-/// write left it (the migration `contiguity_waits_for_the_head`) — then the
-/// fence, tiles, tree and head. Rows that do not extend the head are refused
-/// as a fence is: the ledger is not where this write was planned.
-pub(crate) async fn write_by_copy_behind(
-    lane: &CommitLane,
-    ledger: &LedgerName,
-    fence: &Fence,
-    plan: &AppendPlan,
-) -> Result<(), StoreError> {
-    let frame = WriteFrame::new(fence, None, plan)?;
-    let mut connection = lane.take_connection().await?;
-    on_lane_connection!(lane, &mut connection.slot, |lane_connection| copy_write_behind(
-        lane_connection,
-        ledger,
-        &frame,
-        plan.new_entries()
+        plan.new_entries(),
+        fence_at
     ))
     .map_err(|error| match &error {
         sqlx::Error::Database(database)
-            if database.code().as_deref() == Some(NOT_CONTIGUOUS_SQLSTATE)
-                || database.constraint() == Some(SEQUENCE_KEY) =>
+            if fence_at == FenceAt::End
+                && (database.code().as_deref() == Some(NOT_CONTIGUOUS_SQLSTATE)
+                    || database.constraint() == Some(SEQUENCE_KEY)) =>
         {
             StoreError::Fenced
         }
@@ -97,49 +93,36 @@ const NOT_CONTIGUOUS_SQLSTATE: &str = "23000";
 /// constraints carry suffixes; this write is not used there).
 const SEQUENCE_KEY: &str = "ledger_entries_pkey";
 
-/// One transaction on `connection`: both COPYs, then fence, tiles, tree and head.
-async fn copy_write_behind(
-    connection: &mut PgConnection,
-    ledger: &LedgerName,
-    frame: &WriteFrame,
-    entries: &[LedgerEntry],
-) -> Result<(), sqlx::Error> {
-    let mut transaction = connection.begin().await?;
-    // Announces the write: a write sent behind this one waits for it before
-    // it locks the head (the migration `contiguity_waits_for_the_head`).
-    sqlx::query("SELECT pg_advisory_xact_lock(invario_write_key($1, $2))")
-        .bind(ledger.as_str())
-        .bind(frame.head.0)
-        .execute(&mut *transaction)
-        .await?;
-    copy_rows(&mut transaction, COPY_TRANSACTIONS, entries, |rows, entry| rows.transaction(ledger, entry))
-        .await?;
-    copy_rows(&mut transaction, COPY_ENTRIES, entries, |rows, entry| rows.entry(ledger, entry)).await?;
-    frame
-        .bind_fence(sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)"), ledger)
-        .execute(&mut *transaction)
-        .await?;
-    let advance = sqlx::query("SELECT invario_advance_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
-    frame.bind_advance(advance.bind(ledger.as_str())).execute(&mut *transaction).await?;
-    transaction.commit().await
-}
-
-/// One transaction on `connection`: fence, both COPYs, tiles, tree and head.
-/// An error leaves nothing written (the transaction rolls back when dropped).
+/// One transaction on `connection`: the fence where `fence_at` says, both
+/// COPYs, tiles, tree and head. An error leaves nothing written (the
+/// transaction rolls back when dropped).
 async fn copy_write(
     connection: &mut PgConnection,
     ledger: &LedgerName,
     frame: &WriteFrame,
     entries: &[LedgerEntry],
+    fence_at: FenceAt,
 ) -> Result<(), sqlx::Error> {
     let mut transaction = connection.begin().await?;
-    frame
-        .bind_fence(sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)"), ledger)
-        .execute(&mut *transaction)
-        .await?;
+    let fence = || frame.bind_fence(sqlx::query("SELECT invario_fence_v1($1, $2, $3, $4, $5, $6)"), ledger);
+    match fence_at {
+        FenceAt::Start => fence().execute(&mut *transaction).await?,
+        // Announces the write: a write sent behind this one waits for it
+        // before it locks the head.
+        FenceAt::End => {
+            sqlx::query("SELECT pg_advisory_xact_lock(invario_write_key($1, $2))")
+                .bind(ledger.as_str())
+                .bind(frame.head.0)
+                .execute(&mut *transaction)
+                .await?
+        }
+    };
     copy_rows(&mut transaction, COPY_TRANSACTIONS, entries, |rows, entry| rows.transaction(ledger, entry))
         .await?;
     copy_rows(&mut transaction, COPY_ENTRIES, entries, |rows, entry| rows.entry(ledger, entry)).await?;
+    if fence_at == FenceAt::End {
+        fence().execute(&mut *transaction).await?;
+    }
     let advance = sqlx::query("SELECT invario_advance_v1($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
     frame.bind_advance(advance.bind(ledger.as_str())).execute(&mut *transaction).await?;
     transaction.commit().await

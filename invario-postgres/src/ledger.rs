@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::CitusProbe;
 use crate::commit_lane::{CommitLane, FencedWrite, PgQuery, on_lane_connection};
+use crate::copy_write::FenceAt;
 use crate::rows::{
     ENTRY_COLUMNS, EntryRow, error_for_sqlstate, hash, metadata_json, micros, sequence, store_error,
     tile_from_row, timestamp, to_datetime, to_sequence, tree_state_from_row,
@@ -331,7 +332,15 @@ impl LedgerStore for PgLedger {
         }
         if plan.new_entries().len() >= crate::copy_write::COPY_WRITE_MIN_ROWS {
             // Large enough to stream: goes alone, by COPY.
-            return crate::copy_write::write_by_copy(&self.lane, &self.ledger, fence, keys, plan).await;
+            return crate::copy_write::write_by_copy(
+                &self.lane,
+                &self.ledger,
+                fence,
+                keys,
+                plan,
+                FenceAt::Start,
+            )
+            .await;
         }
         self.lane.write(&self.ledger, FencedWrite::new(fence, keys, plan)?).await
     }
@@ -345,7 +354,7 @@ impl LedgerStore for PgLedger {
         if self.is_citus().await? {
             return self.write_fenced(fence, None, plan).await;
         }
-        crate::copy_write::write_by_copy_behind(&self.lane, &self.ledger, fence, plan).await
+        crate::copy_write::write_by_copy(&self.lane, &self.ledger, fence, None, plan, FenceAt::End).await
     }
 
     async fn writer_state(&self) -> Result<WriterState, StoreError> {
