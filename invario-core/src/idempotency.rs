@@ -32,12 +32,18 @@ use crate::transaction::TransactionId;
 /// entries beside the duplicate) or when the sequence range could run out (a
 /// replay takes no sequence number, so the lookup path might still fit).
 pub fn can_presume_new(head: &LedgerHead, ids: &[TransactionId]) -> bool {
-    let fits = u64::try_from(ids.len())
+    let mut seen = HashSet::with_capacity(ids.len());
+    new_entries_fit(head, ids.len()) && ids.iter().all(|id| seen.insert(*id))
+}
+
+/// Whether `count` new entries fit after `head` in the sequence range: the
+/// half of [`can_presume_new`] for a caller that already holds the ids as
+/// a set (distinct when the set is as large as the list).
+pub fn new_entries_fit(head: &LedgerHead, count: usize) -> bool {
+    u64::try_from(count)
         .ok()
         .and_then(|count| head.sequence_number.checked_add(count))
-        .is_some_and(|last| last <= MAX_SEQUENCE_NUMBER);
-    let mut seen = HashSet::with_capacity(ids.len());
-    fits && ids.iter().all(|id| seen.insert(*id))
+        .is_some_and(|last| last <= MAX_SEQUENCE_NUMBER)
 }
 
 /// Writes the tracker remembers.

@@ -21,7 +21,7 @@ use futures_util::stream::{Stream, StreamExt};
 
 use super::{BatchRequest, IngestError, Ledger, Planned, Submission, Writer, answers, group_problem};
 use crate::append::{JoinedPlan, Receipt, plan_append_batches};
-use crate::idempotency::can_presume_new;
+use crate::idempotency::new_entries_fit;
 use crate::ports::{LedgerStore, StoreError};
 use crate::timestamp::Timestamp;
 use crate::transaction::{Transaction, TransactionId};
@@ -208,12 +208,14 @@ impl<S: LedgerStore> Ledger<S> {
         if has_keys || writer.pause.is_paused() || !self.presume_new() {
             return Start::InTurn((requests, now, tag));
         }
-        let ids: Vec<TransactionId> = requests
+        // Hashed once, for three uses: are they distinct, does the write in
+        // flight hold one, and (kept) does the group behind this one.
+        let ids: HashSet<TransactionId> = requests
             .iter()
             .flat_map(|request| &request.transactions)
             .map(|item| item.transaction_id)
             .collect();
-        if behind.as_ref().is_some_and(|flight| ids.iter().any(|id| flight.ids.contains(id))) {
+        if behind.as_ref().is_some_and(|flight| !ids.is_disjoint(flight.ids)) {
             // Its unique key could make each write wait on the other's rows
             // (this one waits for that one's commit anyway): a deadlock the
             // database breaks only after a second. It goes in turn.
@@ -229,7 +231,8 @@ impl<S: LedgerStore> Ledger<S> {
                 },
             },
         };
-        if !can_presume_new(&state.head, &ids) {
+        // What `can_presume_new` checks, on the set: ids distinct, and room for them.
+        if ids.len() != rows || !new_entries_fit(&state.head, rows) {
             if behind.is_none() {
                 writer.state = Some(state);
             }
@@ -274,7 +277,7 @@ impl<S: LedgerStore> Ledger<S> {
             now,
             after,
             behind: behind.is_some(),
-            ids: ids.into_iter().collect(),
+            ids,
             planned,
             write: MaybeDone::Future(write),
         })
