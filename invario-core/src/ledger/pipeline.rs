@@ -14,7 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::future::{BoxFuture, FutureExt, MaybeDone, join_all, poll_fn};
 use futures_util::stream::{Stream, StreamExt};
@@ -165,11 +165,7 @@ impl<S: LedgerStore> Ledger<S> {
             }
             let room = in_flight.len() < MAX_WRITES_IN_FLIGHT && !ended;
             let event = poll_fn(|context| {
-                for flight in in_flight.iter_mut() {
-                    // A finished write stays finished (MaybeDone) until taken.
-                    let _ = flight.write.poll_unpin(context);
-                }
-                if in_flight.front().is_some_and(|flight| matches!(flight.write, MaybeDone::Done(_))) {
+                if drive_until_oldest_ended(&mut in_flight, context).is_ready() {
                     return Poll::Ready(Event::Written);
                 }
                 if room && let Poll::Ready(group) = groups.poll_next_unpin(context) {
@@ -389,16 +385,23 @@ impl<S: LedgerStore> Ledger<S> {
 
 /// Waits until the oldest write in flight has ended, driving the others too.
 async fn oldest_written<T>(in_flight: &mut VecDeque<InFlight<'_, T>>) {
-    poll_fn(|context| {
-        for flight in in_flight.iter_mut() {
-            let _ = flight.write.poll_unpin(context);
-        }
-        match in_flight.front() {
-            Some(flight) if !matches!(flight.write, MaybeDone::Done(_)) => Poll::Pending,
-            _ => Poll::Ready(()),
-        }
-    })
-    .await;
+    poll_fn(|context| drive_until_oldest_ended(in_flight, context)).await;
+}
+
+/// Drives every write in flight (each sends its rows while the ones ahead
+/// commit); ready once the oldest has ended, or none is in flight.
+fn drive_until_oldest_ended<T>(
+    in_flight: &mut VecDeque<InFlight<'_, T>>,
+    context: &mut Context<'_>,
+) -> Poll<()> {
+    for flight in in_flight.iter_mut() {
+        // A finished write stays finished (MaybeDone) until taken.
+        let _ = flight.write.poll_unpin(context);
+    }
+    match in_flight.front() {
+        Some(flight) if !matches!(flight.write, MaybeDone::Done(_)) => Poll::Pending,
+        _ => Poll::Ready(()),
+    }
 }
 
 /// Takes an ended write out of flight: its outcome and its plan back.
