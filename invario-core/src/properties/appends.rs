@@ -101,21 +101,7 @@ proptest! {
         let recorded: Vec<_> = pool.iter().take(recorded_count).cloned().collect();
         // Items picked from one pool, so later batches replay earlier ones;
         // one in five is altered (a conflict), and a pick may repeat in a batch.
-        let batches: Vec<Vec<Transaction>> = picks
-            .iter()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|(pick, kind)| {
-                        let mut transaction = pool[pick.index(pool.len())].clone();
-                        if *kind == 0 {
-                            transaction.metadata = altered(&transaction.metadata);
-                        }
-                        transaction
-                    })
-                    .collect()
-            })
-            .collect();
+        let batches: Vec<Vec<Transaction>> = picks.iter().map(|items| picked(&pool, items)).collect();
         block_on(async {
             let serial = Ledger::new(MemoryLedger::new());
             let joined = Ledger::new(MemoryLedger::new());
@@ -299,8 +285,23 @@ proptest! {
     }
 }
 
+/// The transactions of `pool` that `picks` name, in order; those picked with
+/// kind 0 altered (their metadata changed: a conflict with the original).
+pub(super) fn picked(pool: &[Transaction], picks: &[(prop::sample::Index, u8)]) -> Vec<Transaction> {
+    picks
+        .iter()
+        .map(|(pick, kind)| {
+            let mut transaction = pool[pick.index(pool.len())].clone();
+            if *kind == 0 {
+                transaction.metadata = altered(&transaction.metadata);
+            }
+            transaction
+        })
+        .collect()
+}
+
 /// Other metadata than `metadata`.
-pub(super) fn altered(metadata: &Metadata) -> Metadata {
+fn altered(metadata: &Metadata) -> Metadata {
     let changed = Metadata::from_pairs([("changed", "yes")]).unwrap();
     if changed == *metadata { Metadata::empty() } else { changed }
 }

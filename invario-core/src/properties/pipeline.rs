@@ -67,23 +67,7 @@ proptest! {
         let recorded: Vec<_> = pool.iter().take(recorded_count).cloned().collect();
         let groups: Vec<Vec<Vec<Transaction>>> = picks
             .iter()
-            .map(|group| {
-                group
-                    .iter()
-                    .map(|batch| {
-                        batch
-                            .iter()
-                            .map(|(pick, kind)| {
-                                let mut transaction = pool[pick.index(pool.len())].clone();
-                                if *kind == 0 {
-                                    transaction.metadata = super::appends::altered(&transaction.metadata);
-                                }
-                                transaction
-                            })
-                            .collect()
-                    })
-                    .collect()
-            })
+            .map(|group| group.iter().map(|batch| super::appends::picked(&pool, batch)).collect())
             .collect();
         block_on(async {
             let in_turn = Ledger::new(MemoryLedger::new());
