@@ -157,12 +157,10 @@ proptest! {
 /// back (lever L5; never used on Citus, where a write is one delegated call).
 #[tokio::test]
 async fn writes_sent_behind_a_committing_write_land_after_it_in_order() {
-    let database = fresh_database().await;
+    let (ledger, database) = ledger_with(1).await;
     if invario_postgres::is_citus(database.pool()).await.unwrap() {
         return;
     }
-    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
-    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
     let store = ledger.store();
     assert!(store.pipelines_writes().await);
     for commit in [true, false] {
@@ -211,12 +209,10 @@ async fn writes_sent_behind_a_committing_write_land_after_it_in_order() {
 /// head and are refused as a fence.
 #[tokio::test]
 async fn rows_wait_for_the_write_announced_just_before_them() {
-    let database = fresh_database().await;
+    let (ledger, database) = ledger_with(1).await;
     if invario_postgres::is_citus(database.pool()).await.unwrap() {
         return;
     }
-    let ledger = Ledger::new(PgLedger::new(database.pool().clone()));
-    ledger.ingest(vec![transaction(1, "1.00")], at(1)).await.unwrap();
     let store = ledger.store();
     let (_, ahead) = planned(store.writer_state().await.unwrap(), &ids(2, 1), 2);
     let after_ahead = WriterState::after(store.writer_state().await.unwrap().into_snapshot(), &ahead);
