@@ -347,6 +347,11 @@ pub(crate) struct ServeArgs {
     /// Log level filter, e.g. info or invario_http=debug.
     #[arg(long, env = "INVARIO_LOG", default_value = "info")]
     pub(crate) log_level: String,
+    /// Threads that answer requests (default: one fewer than the machine's
+    /// cores, at least 1, leaving a core to the database and the network
+    /// stack the requests wait on; large batches are parsed on other threads).
+    #[arg(long, env = "INVARIO_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) worker_threads: Option<u16>,
     /// Most database connections.
     #[arg(long, env = "INVARIO_DATABASE_CONNECTIONS", default_value_t = 16)]
     pub(crate) database_connections: u32,

@@ -18,7 +18,11 @@ use crate::output;
 const COMMAND_CONNECTIONS: u32 = 2;
 
 pub(crate) fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command {
+        builder.worker_threads(args.worker_threads.map_or_else(default_worker_threads, usize::from));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -32,6 +36,17 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `serve`'s worker threads when `--worker-threads` is not given: one fewer
+/// than the cores, at least 1. A request's life is mostly waiting — for its
+/// client, for the database — and every wait parks a worker and wakes
+/// another; on a small host a worker per core leaves none for the database and
+/// the network stack, and the workers spend their time waking each other
+/// (measured on 2 cores: 1 worker answered ≈ 20 % more requests than 2, one
+/// client and 64 alike; BENCHMARKS.md, "Batch JSON off the workers").
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1).max(1))
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

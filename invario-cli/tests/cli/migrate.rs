@@ -79,6 +79,20 @@ fn serve_refuses_an_out_of_range_flag_with_exit_2_naming_it() {
     );
 }
 
+#[test]
+fn serve_refuses_zero_or_too_many_worker_threads_naming_the_flag_and_its_range() {
+    for count in ["0", "1025"] {
+        let output = invario_with_url(None, &["serve", "--worker-threads", count]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("invalid value '{count}' for '--worker-threads"))
+                && stderr.contains("1..=1024"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_or_missing_database_is_exit_2_with_a_clear_message() {
     for (url, message) in [

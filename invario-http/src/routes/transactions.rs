@@ -3,8 +3,8 @@
 use invario_core::proofs::ProofRequestError;
 use invario_core::signer::ProofWait;
 use invario_core::{
-    IngestError, KeyStore, LedgerCatalog, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, ReceiptStatus, Scope,
-    SubmittedTransaction, TransactionId,
+    IngestError, KeyStore, LedgerCatalog, LedgerEntry, LedgerStore, MAX_BATCH_SIZE, Receipt, ReceiptStatus,
+    Scope, SubmittedTransaction, TransactionId,
 };
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
 use serde_json::Value;
@@ -70,7 +70,13 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
     app: &App<C, K>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    let BatchBody { transactions } = call.json_body()?;
+    let heavy = call.body.len() >= OFF_RUNTIME_BODY_BYTES;
+    let (call, body) = cpu_work(heavy, move || {
+        let body = call.json_body::<BatchBody>();
+        (call, body)
+    })
+    .await?;
+    let BatchBody { transactions } = body?;
     let items = transactions.ok_or_else(|| {
         ApiError::invalid_field(
             "transactions",
@@ -86,13 +92,17 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
         .await?
         .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
-    crate::telemetry::in_one_write(|| {
-        for receipt in &receipts {
-            log_processed(&receipt.entry, receipt.status);
-        }
-    });
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    let entries: Vec<LedgerEntry> = receipts.into_iter().map(|receipt| receipt.entry).collect();
+    if preferred_wait(&call).is_none() {
+        // The plain answer: lines and receipts written off the runtime too.
+        return cpu_work(heavy, move || {
+            let entries = logged_entries(receipts);
+            let receipts: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
+            json_response(status, &BatchReceipts { entries: receipts })
+        })
+        .await;
+    }
+    let entries = cpu_work(heavy, move || logged_entries(receipts)).await?;
     Ok(match with_proofs(&runtime, &call, &entries).await? {
         Some((wait, bodies)) => {
             applied(json_response(status, &serde_json::json!({ "entries": bodies })), wait)
@@ -101,6 +111,39 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
             let entries: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
             json_response(status, &BatchReceipts { entries })
         }
+    })
+}
+
+/// Logs a batch's `transaction_processed` lines in one write and returns its entries.
+fn logged_entries(receipts: Vec<Receipt>) -> Vec<LedgerEntry> {
+    crate::telemetry::in_one_write(|| {
+        for receipt in &receipts {
+            log_processed(&receipt.entry, receipt.status);
+        }
+    });
+    receipts.into_iter().map(|receipt| receipt.entry).collect()
+}
+
+/// Request bodies from this size on are parsed, and their answers written,
+/// off the runtime's worker threads (see [`cpu_work`]): a batch of 1,000
+/// transactions is ≈ 150 KB.
+const OFF_RUNTIME_BODY_BYTES: usize = 16 * 1024;
+
+/// Runs `work` on the blocking pool when `heavy`, in the caller's span, else
+/// in place. Parsing a large batch or writing its receipts and log lines takes
+/// milliseconds of CPU; on a worker thread that is time no other request is
+/// read and no database reply is handled (measured: BENCHMARKS.md, "Batch
+/// JSON off the workers"). A small body is not worth the hand-over.
+async fn cpu_work<T: Send + 'static>(
+    heavy: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if !heavy {
+        return Ok(work());
+    }
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await.map_err(|error| ApiError::Internal {
+        detail: format!("a batch's JSON work did not finish: {error}"),
     })
 }
 

@@ -403,27 +403,40 @@ async fn queued_batches_are_written_together_each_all_or_nothing() {
 #[tokio::test]
 async fn a_batch_logs_one_line_per_item_in_one_write() {
     let app = spawn_app().await;
-    let items: Vec<Value> = (7_001..7_004).map(|n| transaction(n, "3.00")).collect();
-    let response = app
-        .client
-        .post(app.url("/v1/transactions/batch"))
-        .bearer_auth(&app.write_key)
-        .header("x-correlation-id", "corr-batch-lines-7")
-        .json(&json!({ "transactions": items }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let writes = log_writes_with("corr-batch-lines-7");
-    let processed: Vec<&String> =
-        writes.iter().filter(|text| text.contains("transaction_processed")).collect();
-    assert_eq!(processed.len(), 1, "the batch's lines came in {} writes: {writes:?}", processed.len());
-    let lines: Vec<Value> = processed[0].lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let sequence: Vec<&Value> = lines.iter().map(|line| &line["sequence_number"]).collect();
-    assert_eq!(sequence, [1, 2, 3], "one line per item, in order");
-    assert!(lines.iter().all(
-        |line| line["event"] == "transaction_processed" && line["correlation_id"] == "corr-batch-lines-7"
-    ));
+    // A small batch is handled in place; a large one (≈ 60 KB) is parsed and
+    // answered off the runtime's workers: its lines keep the request's span.
+    let mut first = 1;
+    for (size, correlation_id) in [(3_u64, "corr-batch-lines-7"), (500, "corr-batch-lines-500")] {
+        let items: Vec<Value> =
+            (0..size).map(|n| transaction(u128::from(7_001 + first + n), "3.00")).collect();
+        let response = app
+            .client
+            .post(app.url("/v1/transactions/batch"))
+            .bearer_auth(&app.write_key)
+            .header("x-correlation-id", correlation_id)
+            .json(&json!({ "transactions": items }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["entries"].as_array().map(Vec::len), Some(size as usize));
+        let writes = log_writes_with(correlation_id);
+        let processed: Vec<&String> =
+            writes.iter().filter(|text| text.contains("transaction_processed")).collect();
+        assert_eq!(processed.len(), 1, "the batch's lines came in {} writes: {writes:?}", processed.len());
+        let lines: Vec<Value> =
+            processed[0].lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let sequence: Vec<u64> = lines.iter().map(|line| line["sequence_number"].as_u64().unwrap()).collect();
+        assert_eq!(sequence, (first..first + size).collect::<Vec<u64>>(), "one line per item, in order");
+        assert!(
+            lines
+                .iter()
+                .all(|line| line["event"] == "transaction_processed"
+                    && line["correlation_id"] == correlation_id)
+        );
+        first += size;
+    }
 }
 
 #[tokio::test]
