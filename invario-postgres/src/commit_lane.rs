@@ -64,11 +64,20 @@ macro_rules! on_lane_connection {
 }
 pub(crate) use on_lane_connection;
 
-/// Connections a lane writes on: while one call is in flight the writes that
-/// queue meanwhile go on the next, so the database is not idle between calls.
-/// Their writes never touch the same ledger at once (a ledger's writes take
-/// turns in the core), and each call locks its heads in name order.
-pub const LANE_CONNECTIONS: usize = 2;
+/// Connections a lane's calls (lone and shared commits) go on. One: the
+/// writes that queue while a call is in flight all go in the next call, so
+/// sixteen ledgers' writes share half as many commits as they would over two
+/// connections (measured: 64 clients over 16 ledgers ≈ 9 % more tx/s,
+/// BENCHMARKS.md "One connection for calls, two for COPY"). Their writes never
+/// touch the same ledger at once (a ledger's writes take turns in the core),
+/// and each call locks its heads in name order.
+pub const LANE_CONNECTIONS: usize = 1;
+
+/// Connections COPY writes stream on, apart from the calls: a large write
+/// does not hold up the other ledgers' commits, and a group sent behind
+/// another (lever L5) streams while the one ahead commits — on either kind of
+/// connection — so at most two COPY writes are in flight at once.
+pub const STREAM_CONNECTIONS: usize = 2;
 
 /// Connections a lane delegates Citus writes on (see [`CommitLane::write_delegated`]):
 /// a ledger's writes take turns, so each connection carries one ledger's write
@@ -79,12 +88,14 @@ pub const DELEGATED_CONNECTIONS: usize = 8;
 #[derive(Debug)]
 pub(crate) struct CommitLane {
     pool: PgPool,
-    /// The connections shared commits (and lone writes, COPY writes and the
-    /// writer state's reads) go on, on plain PostgreSQL.
+    /// The connections shared commits (and lone writes and the writer
+    /// state's reads) go on, on plain PostgreSQL.
     shared: Slots,
     /// The connections Citus writes are delegated on: never shared by two
     /// ledgers' writes, since no Citus write touches two ledgers' shards.
     delegated: Slots,
+    /// The connections COPY writes stream on, on plain PostgreSQL.
+    streams: Slots,
     /// Writes queued while every shared connection was busy, oldest first.
     waiting: Mutex<Vec<WaitingWrite>>,
 }
@@ -146,6 +157,7 @@ impl CommitLane {
             pool,
             shared: Slots::new(LANE_CONNECTIONS),
             delegated: Slots::new(DELEGATED_CONNECTIONS),
+            streams: Slots::new(STREAM_CONNECTIONS),
             waiting: Mutex::default(),
         }
     }
@@ -153,6 +165,11 @@ impl CommitLane {
     /// Waits for a free shared connection slot.
     pub(crate) async fn take_connection(&self) -> Result<LaneConnection<'_>, StoreError> {
         self.shared.take().await
+    }
+
+    /// Waits for a free connection slot for a COPY write.
+    pub(crate) async fn take_stream_connection(&self) -> Result<LaneConnection<'_>, StoreError> {
+        self.streams.take().await
     }
 
     /// Opens the lane's connection, bounded like taking one from the pool.

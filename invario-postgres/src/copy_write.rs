@@ -65,7 +65,7 @@ pub(crate) async fn write_by_copy(
     fence_at: FenceAt,
 ) -> Result<(), StoreError> {
     let frame = WriteFrame::new(fence, keys, plan)?;
-    let mut connection = lane.take_connection().await?;
+    let mut connection = lane.take_stream_connection().await?;
     on_lane_connection!(lane, &mut connection.slot, |lane_connection| copy_write(
         lane_connection,
         ledger,

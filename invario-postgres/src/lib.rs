@@ -19,7 +19,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use catalog::PgCatalog;
-pub use commit_lane::{DELEGATED_CONNECTIONS, LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT};
+pub use commit_lane::{
+    DELEGATED_CONNECTIONS, LANE_CONNECTIONS, MAX_LEDGERS_PER_COMMIT, MAX_ROWS_PER_COMMIT, STREAM_CONNECTIONS,
+};
 pub use copy_write::COPY_WRITE_MIN_ROWS;
 pub use keys::{KEY_CHANGES_CHANNEL, KEY_FEED_APPLICATION_NAME, PgKeyStore};
 pub use ledger::{PgAppend, PgLedger};
