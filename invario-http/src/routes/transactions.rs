@@ -93,25 +93,19 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
         .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    if preferred_wait(&call).is_none() {
-        // The plain answer: lines and receipts written off the runtime too.
-        return cpu_work(heavy, move || {
-            let entries = logged_entries(receipts);
-            let receipts: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
-            json_response(status, &BatchReceipts { entries: receipts })
-        })
-        .await;
-    }
     let entries = cpu_work(heavy, move || logged_entries(receipts)).await?;
-    Ok(match with_proofs(&runtime, &call, &entries).await? {
+    match with_proofs(&runtime, &call, &entries).await? {
         Some((wait, bodies)) => {
-            applied(json_response(status, &serde_json::json!({ "entries": bodies })), wait)
+            Ok(applied(json_response(status, &serde_json::json!({ "entries": bodies })), wait))
         }
         None => {
-            let entries: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
-            json_response(status, &BatchReceipts { entries })
+            cpu_work(heavy, move || {
+                let receipts: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
+                json_response(status, &BatchReceipts { entries: receipts })
+            })
+            .await
         }
-    })
+    }
 }
 
 /// Logs a batch's `transaction_processed` lines in one write and returns its entries.
