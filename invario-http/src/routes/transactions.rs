@@ -12,7 +12,9 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::api::{App, Call, KeyTrust, authenticate, json_response};
+use crate::checkpointer::LatestCheckpoint;
 use crate::error::ApiError;
+use crate::ledgers::ProofWaitSettings;
 use crate::metrics::BATCHES_REJECTED_TOTAL;
 
 fn log_processed(entry: &LedgerEntry, status: ReceiptStatus) {
@@ -49,9 +51,11 @@ pub(super) async fn create<C: LedgerCatalog + 'static, K: KeyStore>(
         ReceiptStatus::Created => StatusCode::CREATED,
         ReceiptStatus::Replayed => StatusCode::OK,
     };
-    let proven = with_proofs(&runtime, &call, std::slice::from_ref(&receipt.entry)).await?;
-    let mut response = match proven {
-        Some((wait, mut bodies)) => applied(json_response(status, &bodies.remove(0)), wait),
+    let mut response = match ProofRequest::of(&runtime, &call) {
+        Some(request) => {
+            let mut bodies = request.proofs_of(&runtime, std::slice::from_ref(&receipt.entry)).await?;
+            applied(json_response(status, &bodies.remove(0)), request.wait)
+        }
         None => json_response(status, &receipt.entry.receipt()),
     };
     let location = match call.ledger.as_ref().filter(|ledger| !ledger.is_default()) {
@@ -93,13 +97,16 @@ pub(super) async fn create_batch<C: LedgerCatalog, K: KeyStore>(
         .inspect_err(|error| log_rejection(error, count))?;
     let created = receipts.iter().filter(|r| r.status == ReceiptStatus::Created).count();
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    let entries = cpu_work(heavy, move || logged_entries(receipts)).await?;
-    match with_proofs(&runtime, &call, &entries).await? {
-        Some((wait, bodies)) => {
-            Ok(applied(json_response(status, &serde_json::json!({ "entries": bodies })), wait))
+    match ProofRequest::of(&runtime, &call) {
+        Some(request) => {
+            let entries = cpu_work(heavy, move || logged_entries(receipts)).await?;
+            let bodies = request.proofs_of(&runtime, &entries).await?;
+            Ok(applied(json_response(status, &serde_json::json!({ "entries": bodies })), request.wait))
         }
+        // The plain answer: lines and receipts in one hand-over.
         None => {
             cpu_work(heavy, move || {
+                let entries = logged_entries(receipts);
                 let receipts: Vec<_> = entries.iter().map(LedgerEntry::receipt).collect();
                 json_response(status, &BatchReceipts { entries: receipts })
             })
@@ -157,61 +164,74 @@ fn preferred_wait(call: &Call) -> Option<ProofWait> {
         .next()
 }
 
-/// When the request asks for it and the service signs (with witnesses, for
-/// `witnessed`): waits for a checkpoint covering `entries`, then answers each
-/// receipt with its tlog-proof under `"proof"`. `None`: the preference does
-/// not apply and the plain receipts go out. Past the wait, 503: the entries
-/// stay recorded, and a retry is answered from them.
-async fn with_proofs<S: LedgerStore>(
-    runtime: &crate::ledgers::LedgerRuntime<S>,
-    call: &Call,
-    entries: &[LedgerEntry],
-) -> Result<Option<(ProofWait, Vec<Value>)>, ApiError> {
-    let (Some(wait), Some(settings), Some(latest)) =
-        (preferred_wait(call), runtime.proof_wait.as_ref(), runtime.checkpoints.as_ref())
-    else {
-        return Ok(None);
-    };
-    if wait == ProofWait::Witnessed && !settings.witnessed {
-        return Ok(None);
-    }
-    let last = entries.iter().map(|entry| entry.sequence_number).max().unwrap_or(0);
-    let not_ready = || {
-        ApiError::ProofNotReady(format!(
-            "recorded up to sequence number {last}, but no checkpoint covering it was {} within {} s: nothing is lost — retry the request unchanged (it is answered from what was recorded) or fetch GET …/transactions/{{id}}/proof?format=tlog-proof later",
-            wait.name(),
-            settings.limit.as_secs_f64()
-        ))
-    };
-    let met = |size: u64, served: &str, cosignatures: usize| {
-        wait.is_met(last, size, cosignatures, settings.quorum)
-            && (wait == ProofWait::Signed
-                || crate::checkpointer::quorum_met(
-                    settings.policy.as_deref(),
-                    settings.quorum,
-                    served,
-                    cosignatures,
-                ))
-    };
-    if !latest.wait_for(met, settings.limit).await {
-        return Err(not_ready());
-    }
-    let proofs = runtime.ledger.tlog_proofs_of(entries).await.map_err(|error| match error {
-        ProofRequestError::NotYetSigned { .. } => not_ready(),
-        other => ApiError::from(other),
-    })?;
-    let bodies = entries
-        .iter()
-        .zip(proofs)
-        .map(|(entry, proof)| {
-            let mut body = entry.receipt_json();
-            if let Value::Object(fields) = &mut body {
-                fields.insert("proof".into(), Value::String(proof.to_text()));
-            }
-            body
+/// A `Prefer: wait=…` the service honours: asked for, and the service signs
+/// checkpoints (with witnesses, for `witnessed`). Decided before anything is
+/// answered, so a request without one never waits.
+struct ProofRequest<'r> {
+    wait: ProofWait,
+    settings: &'r ProofWaitSettings,
+    latest: &'r LatestCheckpoint,
+}
+
+impl<'r> ProofRequest<'r> {
+    /// `None`: the preference does not apply and the plain receipts go out.
+    fn of<S: LedgerStore>(runtime: &'r crate::ledgers::LedgerRuntime<S>, call: &Call) -> Option<Self> {
+        let wait = preferred_wait(call)?;
+        let settings = runtime.proof_wait.as_ref()?;
+        let latest = runtime.checkpoints.as_ref()?;
+        (wait != ProofWait::Witnessed || settings.witnessed).then_some(ProofRequest {
+            wait,
+            settings,
+            latest,
         })
-        .collect();
-    Ok(Some((wait, bodies)))
+    }
+
+    /// Waits for a checkpoint covering `entries`, then gives each receipt
+    /// with its tlog-proof under `"proof"`. Past the wait, 503: the entries
+    /// stay recorded, and a retry is answered from them.
+    async fn proofs_of<S: LedgerStore>(
+        &self,
+        runtime: &crate::ledgers::LedgerRuntime<S>,
+        entries: &[LedgerEntry],
+    ) -> Result<Vec<Value>, ApiError> {
+        let (wait, settings) = (self.wait, self.settings);
+        let last = entries.iter().map(|entry| entry.sequence_number).max().unwrap_or(0);
+        let not_ready = || {
+            ApiError::ProofNotReady(format!(
+                "recorded up to sequence number {last}, but no checkpoint covering it was {} within {} s: nothing is lost — retry the request unchanged (it is answered from what was recorded) or fetch GET …/transactions/{{id}}/proof?format=tlog-proof later",
+                wait.name(),
+                settings.limit.as_secs_f64()
+            ))
+        };
+        let met = |size: u64, served: &str, cosignatures: usize| {
+            wait.is_met(last, size, cosignatures, settings.quorum)
+                && (wait == ProofWait::Signed
+                    || crate::checkpointer::quorum_met(
+                        settings.policy.as_deref(),
+                        settings.quorum,
+                        served,
+                        cosignatures,
+                    ))
+        };
+        if !self.latest.wait_for(met, settings.limit).await {
+            return Err(not_ready());
+        }
+        let proofs = runtime.ledger.tlog_proofs_of(entries).await.map_err(|error| match error {
+            ProofRequestError::NotYetSigned { .. } => not_ready(),
+            other => ApiError::from(other),
+        })?;
+        Ok(entries
+            .iter()
+            .zip(proofs)
+            .map(|(entry, proof)| {
+                let mut body = entry.receipt_json();
+                if let Value::Object(fields) = &mut body {
+                    fields.insert("proof".into(), Value::String(proof.to_text()));
+                }
+                body
+            })
+            .collect())
+    }
 }
 
 /// Marks a response as honouring the `Prefer: wait=…` it was asked with.
