@@ -16,7 +16,8 @@ use invario_core::merkle::hashes_to_bytes;
 use invario_core::writer::Fence;
 use invario_core::{AppendPlan, KeyEpoch, LedgerName, MAX_BATCH_SIZE, StoreError};
 use sqlx::{Connection, PgConnection, PgPool, Row};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use uuid::Uuid;
 
@@ -96,8 +97,10 @@ pub(crate) struct CommitLane {
     delegated: Slots,
     /// The connections COPY writes stream on, on plain PostgreSQL.
     streams: Slots,
-    /// Writes queued while every shared connection was busy, oldest first.
+    /// Writes not yet taken into a call, oldest first.
     waiting: Mutex<Vec<WaitingWrite>>,
+    /// Whether a [`drain`](CommitLane::drain) task is writing them.
+    draining: AtomicBool,
 }
 
 /// Connection slots, each opened on first use, and one permit per slot.
@@ -159,6 +162,7 @@ impl CommitLane {
             delegated: Slots::new(DELEGATED_CONNECTIONS),
             streams: Slots::new(STREAM_CONNECTIONS),
             waiting: Mutex::default(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -182,24 +186,54 @@ impl CommitLane {
 
     /// Writes `write` for `ledger`, together with whatever other ledgers'
     /// writes are waiting, and answers once it is durable (or refused).
-    pub(crate) async fn write(&self, ledger: &LedgerName, write: FencedWrite) -> Result<(), StoreError> {
-        let (reply, mut answer) = oneshot::channel();
+    ///
+    /// The calls are made by a task of the lane's own ([`drain`](Self::drain)),
+    /// started when a write finds none running: it keeps the connection while
+    /// writes wait and starts the next call as soon as one answers. When the
+    /// writer whose write was in a call made the next one itself, the
+    /// connection sat idle until that writer's task was scheduled again,
+    /// behind the requests the call had just answered (measured: 64 clients
+    /// over 16 ledgers, ≈ 0.4 ms idle per call with writes waiting, 30 % of
+    /// the connection's time). A writer that stops waiting leaves its write
+    /// queued: it is written all the same.
+    pub(crate) async fn write(
+        self: &Arc<Self>,
+        ledger: &LedgerName,
+        write: FencedWrite,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
         lock(&self.waiting).push(WaitingWrite { ledger: ledger.clone(), write, reply });
-        // Whoever takes a connection first may write this one along with its
-        // own: wait for the answer or a connection, whichever comes first.
-        let mut connection = tokio::select! {
-            biased;
-            outcome = &mut answer => return outcome.unwrap_or_else(|_| Err(abandoned())),
-            connection = self.take_connection() => connection?,
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Arc::clone(self).drain());
+        }
+        answer.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    /// Writes the waiting writes, a group per call, until none waits; then
+    /// gives the connection back (the writer state's reads use it too).
+    async fn drain(self: Arc<Self>) {
+        let mut running = DrainRunning(&self.draining);
+        let Ok(mut connection) = self.take_connection().await else {
+            // Never: the lane's semaphore is never closed. Their writers hear
+            // the outcome is unknown rather than waiting for ever.
+            for write in std::mem::take(&mut *lock(&self.waiting)) {
+                let _ = write.reply.send(Err(abandoned()));
+            }
+            return;
         };
         loop {
-            match answer.try_recv() {
-                Ok(outcome) => return outcome,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            // This write is queued and unanswered, so the group is not empty.
             let group = self.take_group();
+            if group.is_empty() {
+                running.stop();
+                // A write queued after the group was taken and before the flag
+                // fell saw a drain running and started none: this one goes on
+                // unless another drain has started since.
+                if lock(&self.waiting).is_empty() || self.draining.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                running = DrainRunning(&self.draining);
+                continue;
+            }
             self.commit(&mut connection.slot, group).await;
         }
     }
@@ -281,8 +315,24 @@ impl CommitLane {
     }
 }
 
-/// A writer stopped waiting while it held the connection (its task was
-/// cancelled): whether the writes it had taken committed is unknown.
+/// Says a drain is running; clears the lane's flag when dropped, so that a
+/// drain ended early (its task cancelled as the runtime shuts down) does not
+/// keep later writes from starting another.
+struct DrainRunning<'a>(&'a AtomicBool);
+
+impl DrainRunning<'_> {
+    /// Clears the flag now.
+    fn stop(self) {}
+}
+
+impl Drop for DrainRunning<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A write's call ended without an answer (the lane's task was cancelled as
+/// the runtime shut down): whether it committed is unknown.
 fn abandoned() -> StoreError {
     StoreError::Unavailable(Box::new(SharedCommitError(
         "the shared commit was abandoned; its outcome is unknown".into(),

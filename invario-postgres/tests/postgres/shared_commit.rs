@@ -30,23 +30,26 @@ async fn head_writers(pool: &PgPool, names: &[&str]) -> i64 {
         .unwrap()
 }
 
-/// Awaits `writes` while the heads of `held` (the ledgers whose writes are
-/// polled first) are locked by another transaction, released once that many
-/// calls wait on them: those writes then hold every writer connection, so the
-/// writes after them are all queued when a connection frees and go as one
-/// shared commit, however slow the machine.
-async fn with_first_writes_held<T>(
+/// Awaits `first` and then `rest` while the head of `held` (the ledger
+/// `first` writes) is locked by another transaction: `first`'s call waits on
+/// that lock, `rest` is issued only then — so every write of it is queued
+/// while the lane's one call is in flight, however slow the machine — and the
+/// lock is released once they are.
+async fn behind_a_held_call<A, B>(
     pool: &PgPool,
-    held: &[&str],
-    writes: impl std::future::Future<Output = T>,
-) -> T {
+    held: &str,
+    first: impl std::future::Future<Output = A>,
+    rest: impl std::future::Future<Output = B>,
+) -> (A, B) {
     let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = ANY($1) FOR UPDATE")
+    sqlx::query("SELECT 1 FROM ledger_head WHERE ledger_id = $1 FOR UPDATE")
         .bind(held)
         .execute(&mut *holder)
         .await
         .unwrap();
-    let release = async {
+    let first_waits = tokio::sync::Notify::new();
+    let (rest_queued, queued) = tokio::sync::oneshot::channel::<()>();
+    let watch = async {
         let waiting = async {
             loop {
                 let calls: i64 = sqlx::query_scalar(
@@ -56,7 +59,7 @@ async fn with_first_writes_held<T>(
                 .fetch_one(pool)
                 .await
                 .unwrap();
-                if calls >= held.len() as i64 {
+                if calls >= 1 {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -64,10 +67,24 @@ async fn with_first_writes_held<T>(
         };
         tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
             .await
-            .expect("the first writes wait for their heads");
+            .expect("the first write waits for its head");
+        first_waits.notify_one();
+        queued.await.unwrap();
         holder.rollback().await.unwrap();
     };
-    tokio::join!(writes, release).0
+    let issue_rest = async {
+        first_waits.notified().await;
+        let mut rest = std::pin::pin!(rest);
+        // Polled once, every write of `rest` is queued; then the lock goes.
+        let early = futures_util::poll!(rest.as_mut());
+        rest_queued.send(()).unwrap();
+        match early {
+            std::task::Poll::Ready(done) => done,
+            std::task::Poll::Pending => rest.await,
+        }
+    };
+    let (first, rest, ()) = tokio::join!(first, issue_rest, watch);
+    (first, rest)
 }
 
 #[tokio::test]
@@ -80,20 +97,22 @@ async fn writes_ready_together_on_several_ledgers_share_one_commit() {
         let first = 10 * index as u128;
         writes.push(planned(state, &[first + 1, first + 2], 1));
     }
-    // Polled together: the first writes take the connections, the others
-    // queue behind them and go as one call.
-    let all = futures_util::future::join_all(
-        ledgers
+    // The first write's call waits on its head; the others, issued then,
+    // queue behind it and go as one call.
+    let first = ledgers[0].store().write_fenced(&writes[0].0, None, &writes[0].1);
+    let rest = futures_util::future::join_all(
+        ledgers[1..]
             .iter()
-            .zip(&writes)
+            .zip(&writes[1..])
             .map(|(ledger, (fence, plan))| ledger.store().write_fenced(fence, None, plan)),
     );
     let citus = invario_postgres::is_citus(database.pool()).await.unwrap();
-    let outcomes = if citus {
-        all.await
+    let (first, mut outcomes) = if citus {
+        tokio::join!(first, rest)
     } else {
-        with_first_writes_held(database.pool(), &names[..invario_postgres::LANE_CONNECTIONS], all).await
+        behind_a_held_call(database.pool(), names[0], first, rest).await
     };
+    outcomes.push(first);
     for outcome in &outcomes {
         assert!(outcome.is_ok(), "{outcome:?}");
     }
@@ -106,8 +125,8 @@ async fn writes_ready_together_on_several_ledgers_share_one_commit() {
     if !citus {
         assert_eq!(
             head_writers(database.pool(), &names).await,
-            i64::try_from(invario_postgres::LANE_CONNECTIONS).unwrap() + 1,
-            "the first writes take a connection each, the others queue and share one commit"
+            2,
+            "the first write commits alone, the others queued behind it share one commit"
         );
     }
 }
@@ -143,19 +162,19 @@ async fn a_shared_commit_leaves_no_multixact_on_the_rows_it_moves() {
         let state = ledger.store().writer_state().await.unwrap();
         writes.push(planned(state, &[10 * index as u128 + 1], 1));
     }
-    let all = futures_util::future::join_all(
-        ledgers
+    let first = ledgers[0].store().write_fenced(&writes[0].0, None, &writes[0].1);
+    let rest = futures_util::future::join_all(
+        ledgers[1..]
             .iter()
-            .zip(&writes)
+            .zip(&writes[1..])
             .map(|(ledger, (fence, plan))| ledger.store().write_fenced(fence, None, plan)),
     );
-    let outcomes =
-        with_first_writes_held(database.pool(), &names[..invario_postgres::LANE_CONNECTIONS], all).await;
-    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let (first, outcomes) = behind_a_held_call(database.pool(), names[0], first, rest).await;
+    assert!(first.is_ok() && outcomes.iter().all(Result::is_ok), "{first:?} {outcomes:?}");
     assert_eq!(
         head_writers(database.pool(), &names).await,
-        i64::try_from(invario_postgres::LANE_CONNECTIONS).unwrap() + 1,
-        "the writes after the first ones shared a commit"
+        2,
+        "the writes after the first one shared a commit"
     );
     for table in ["ledger_head", "tree_state"] {
         assert_eq!(multixact_row_versions(database.pool(), table).await, 0, "{table}");
@@ -164,7 +183,8 @@ async fn a_shared_commit_leaves_no_multixact_on_the_rows_it_moves() {
 
 #[tokio::test]
 async fn each_ledger_of_a_shared_commit_keeps_its_own_outcome() {
-    // The first writes take a connection each while the others queue.
+    // Polled together, the writes are queued together and the lane's task
+    // writes them in one call; the first ledgers' writes land.
     let holding: Vec<String> =
         (0..invario_postgres::LANE_CONNECTIONS).map(|n| format!("holding-{n}")).collect();
     let mut names: Vec<&str> = holding.iter().map(String::as_str).collect();
