@@ -242,6 +242,16 @@ impl LedgerStore for MemoryLedger {
         self.pipelining
     }
 
+    async fn orders_fenced_writes(&self) -> bool {
+        // Each write yields once, then takes the append lock in turn.
+        self.pipelining
+    }
+
+    async fn shares_commits(&self) -> bool {
+        // So that tests of pipelined writes take that path.
+        self.pipelining
+    }
+
     async fn write_fenced(
         &self,
         fence: &Fence,

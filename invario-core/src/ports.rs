@@ -155,6 +155,27 @@ pub trait LedgerStore: Send + Sync {
         false
     }
 
+    /// Whether this store writes a ledger's fenced writes in the order they
+    /// are issued, each compared with its fence only once the one issued
+    /// before it has ended — so the core may issue a small write planned on
+    /// the state a write still in flight leaves, with
+    /// [`write_fenced`](Self::write_fenced) itself (a write behind one that
+    /// failed is then [`StoreError::Fenced`], with nothing written). The
+    /// default: no, the core then issues one at a time.
+    async fn orders_fenced_writes(&self) -> bool {
+        false
+    }
+
+    /// Whether other ledgers' writes share this ledger's commits at the
+    /// moment, so that a write issued behind another (see
+    /// [`orders_fenced_writes`](Self::orders_fenced_writes)) goes in the
+    /// commit after that one's instead of waiting a turn. Asked for each group
+    /// of single transactions: a ledger writing alone gains nothing from it
+    /// (its groups only get smaller). The default: no.
+    async fn shares_commits(&self) -> bool {
+        false
+    }
+
     /// [`write_fenced`](Self::write_fenced) without a key epoch, for a write
     /// planned on the state another fenced write of this writer — still in
     /// flight — leaves. Stores that [pipeline](Self::pipelines_writes) send

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use invario_core::{
     BatchRequest, GroupAnswer, IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore,
-    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, StoreError, Transaction, joins,
+    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, SingleGroup, StoreError, Transaction, joins,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -282,7 +282,9 @@ async fn run<S: LedgerStore>(
         others_writing = group.len() > 1 || held.is_some();
         let answered = group.len();
         let down = match group {
-            Group::Singles(singles) => write_singles(&name, &ledger, singles).await,
+            Group::Singles(singles) => {
+                write_single_groups(&name, &ledger, singles, &mut held, &mut queue, max_singles).await
+            }
             Group::Batches { batches, .. } => {
                 write_batch_groups(&name, &ledger, batches, &mut held, &mut queue, max_singles).await
             }
@@ -316,18 +318,97 @@ fn take_queued(
     }
 }
 
-/// Writes a group of singles and answers each; `Some` when the database was
-/// found down (see [`AppendFailure::database_down`]).
-async fn write_singles<S: LedgerStore>(
+/// What a group of singles is answered through: each caller's reply, and —
+/// when the group carries a key epoch — the requests whose keys were read
+/// from the table, by position, to be written again at once should the epoch
+/// have moved.
+struct SinglesTag {
+    replies: Vec<oneshot::Sender<AppendOutcome>>,
+    unkeyed: Vec<(usize, Transaction)>,
+}
+
+/// Writes a group of singles and then the groups of singles queued while
+/// writes are in flight, answering each caller once its group is durable
+/// ([`Ledger::ingest_single_groups`]: where the ledgers share commits, a
+/// ledger's next group joins the commit after its write's instead of missing
+/// it). Ends at the first batch (`held` for the next group), when the queue
+/// closes, or after a group whose key epoch had moved (its requests whose
+/// keys were read from the table are then written on their own); `Some` when
+/// the database was found down.
+async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
-    jobs: Vec<Single>,
+    first: Vec<Single>,
+    held: &mut Option<Job>,
+    queue: &mut mpsc::Receiver<Job>,
+    max_singles: usize,
 ) -> Option<AppendFailure> {
-    // The group checks the oldest epoch among its keys: it holds only if
-    // every cached key in the group is current.
+    let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
+    let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
+    let groups = futures_util::stream::unfold((Some(first), held, queue), |(first, held, queue)| {
+        let (down, again) = (&down, &again);
+        async move {
+            let singles = match first {
+                Some(singles) => singles,
+                None => {
+                    // After a failure that says the database is down the
+                    // requests still queued are answered at once; requests
+                    // to write again go before any new group.
+                    if lock(down).is_some() || !lock(again).is_empty() {
+                        return None;
+                    }
+                    let job = match held.take() {
+                        Some(job) => job,
+                        None => queue.recv().await?,
+                    };
+                    let mut group = match job {
+                        Job::One(single) => Group::starting(Job::One(single)),
+                        batch @ Job::Batch(_) => {
+                            *held = Some(batch);
+                            return None;
+                        }
+                    };
+                    take_queued(&mut group, held, queue, max_singles);
+                    match group {
+                        Group::Singles(singles) => singles,
+                        // A group started by a single holds singles only.
+                        Group::Batches { .. } => return None,
+                    }
+                }
+            };
+            Some((singles_group(singles), (None, held, queue)))
+        }
+    });
+    ledger
+        .ingest_single_groups(Box::pin(groups), |tag, outcome| {
+            crate::metrics::record_fences(name, ledger.fenced_writes());
+            let SinglesTag { replies, unkeyed } = tag;
+            if matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) && !unkeyed.is_empty() {
+                lock(&again).extend(answer_keys_changed(replies, unkeyed));
+                return;
+            }
+            if let Some(failure) = answer_singles(name, replies, outcome) {
+                *lock(&down) = Some(failure);
+            }
+        })
+        .await;
+    let again = again.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if !again.is_empty() {
+        let (transactions, replies): (Vec<_>, Vec<_>) = again.into_iter().unzip();
+        let outcome = ledger.ingest_each(transactions, now()).await;
+        crate::metrics::record_fences(name, ledger.fenced_writes());
+        if let Some(failure) = answer_singles(name, replies, outcome) {
+            return Some(failure);
+        }
+    }
+    down.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A group of singles as the core takes it: the transactions with the oldest
+/// key epoch among them (the write holds only if every cached key in the
+/// group is current), written now.
+fn singles_group(jobs: Vec<Single>) -> SingleGroup<SinglesTag> {
     let keys = jobs.iter().filter_map(|job| job.keys).min();
-    // Kept in case the check fails: requests whose keys were read from
-    // the table are then written on their own, at once.
     let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
         jobs.iter()
             .enumerate()
@@ -339,31 +420,28 @@ async fn write_singles<S: LedgerStore>(
     };
     let (transactions, replies): (Vec<_>, Vec<_>) =
         jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-    let outcome = ledger.ingest_each_with_keys(transactions, now(), keys).await;
-    crate::metrics::record_fences(name, ledger.fenced_writes());
-    if keys.is_some() && matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) {
-        let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
-        let mut unkeyed = unkeyed.into_iter().peekable();
-        let (mut retry_replies, mut retry_transactions) = (Vec::new(), Vec::new());
-        for (index, reply) in replies.into_iter().enumerate() {
-            match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
-                Some((_, transaction)) => {
-                    retry_replies.push(reply);
-                    retry_transactions.push(transaction);
-                }
-                None => {
-                    let _ = reply.send(Err(failure.clone()));
-                }
+    ((transactions, keys), now(), SinglesTag { replies, unkeyed })
+}
+
+/// Answers the callers of a group whose key epoch had moved (nothing of it
+/// was written): those that carried an epoch authenticate again; those whose
+/// keys were read from the table are handed back to be written again.
+fn answer_keys_changed(
+    replies: Vec<oneshot::Sender<AppendOutcome>>,
+    unkeyed: Vec<(usize, Transaction)>,
+) -> Vec<(Transaction, oneshot::Sender<AppendOutcome>)> {
+    let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
+    let mut unkeyed = unkeyed.into_iter().peekable();
+    let mut again = Vec::new();
+    for (index, reply) in replies.into_iter().enumerate() {
+        match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
+            Some((_, transaction)) => again.push((transaction, reply)),
+            None => {
+                let _ = reply.send(Err(failure.clone()));
             }
         }
-        if !retry_transactions.is_empty() {
-            let outcome = ledger.ingest_each(retry_transactions, now()).await;
-            crate::metrics::record_fences(name, ledger.fenced_writes());
-            return answer_singles(name, retry_replies, outcome);
-        }
-        return None;
     }
-    answer_singles(name, replies, outcome)
+    again
 }
 
 /// Answers each caller of a group of singles with its outcome; `Some` when

@@ -16,7 +16,7 @@ use invario_core::merkle::hashes_to_bytes;
 use invario_core::writer::Fence;
 use invario_core::{AppendPlan, KeyEpoch, LedgerName, MAX_BATCH_SIZE, StoreError};
 use sqlx::{Connection, PgConnection, PgPool, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use uuid::Uuid;
@@ -101,7 +101,15 @@ pub(crate) struct CommitLane {
     waiting: Mutex<Vec<WaitingWrite>>,
     /// Whether a [`drain`](CommitLane::drain) task is writing them.
     draining: AtomicBool,
+    /// The ledger of the last call's last write.
+    last_ledger: Mutex<Option<LedgerName>>,
+    /// Calls left for which the lane counts as shared (see [`CommitLane::is_shared`]).
+    shared_for: AtomicU32,
 }
+
+/// How many calls after the last one that carried several ledgers' writes
+/// (or another ledger's than the call before) the lane still counts as shared.
+const SHARED_SPAN: u32 = 32;
 
 /// Connection slots, each opened on first use, and one permit per slot.
 #[derive(Debug)]
@@ -163,6 +171,8 @@ impl CommitLane {
             streams: Slots::new(STREAM_CONNECTIONS),
             waiting: Mutex::default(),
             draining: AtomicBool::new(false),
+            last_ledger: Mutex::new(None),
+            shared_for: AtomicU32::new(0),
         }
     }
 
@@ -234,7 +244,31 @@ impl CommitLane {
                 running = DrainRunning(&self.draining);
                 continue;
             }
+            self.note_ledgers(&group);
             self.commit(&mut connection.slot, group).await;
+        }
+    }
+
+    /// Whether several ledgers' writes have shared the lane's calls lately
+    /// (within the last [`SHARED_SPAN`] calls).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared_for.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a call of `group` toward [`is_shared`](Self::is_shared).
+    fn note_ledgers(&self, group: &[WaitingWrite]) {
+        let mut last = lock(&self.last_ledger);
+        let several = group.iter().any(|write| last.as_ref().is_some_and(|ledger| *ledger != write.ledger))
+            || group.windows(2).any(|pair| pair[0].ledger != pair[1].ledger);
+        if several {
+            self.shared_for.store(SHARED_SPAN, Ordering::Relaxed);
+        } else {
+            // Only the lane's one drain task writes it.
+            let left = self.shared_for.load(Ordering::Relaxed);
+            self.shared_for.store(left.saturating_sub(1), Ordering::Relaxed);
+        }
+        if let Some(write) = group.last() {
+            *last = Some(write.ledger.clone());
         }
     }
 

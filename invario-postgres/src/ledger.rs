@@ -350,6 +350,20 @@ impl LedgerStore for PgLedger {
         matches!(self.is_citus().await, Ok(false))
     }
 
+    async fn orders_fenced_writes(&self) -> bool {
+        // The lane's one task takes a ledger's writes oldest first, one per
+        // call, and makes its calls one after another. (A write of
+        // `COPY_WRITE_MIN_ROWS` rows or more streams on a connection of its
+        // own: one issued behind another is then refused as fenced, with
+        // nothing written, unless the one before has committed.) Not on
+        // Citus, where writes are delegated side by side.
+        matches!(self.is_citus().await, Ok(false))
+    }
+
+    async fn shares_commits(&self) -> bool {
+        self.lane.is_shared()
+    }
+
     async fn write_fenced_behind(&self, fence: &Fence, plan: &AppendPlan) -> Result<(), StoreError> {
         if self.is_citus().await? {
             return self.write_fenced(fence, None, plan).await;

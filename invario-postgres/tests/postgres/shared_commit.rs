@@ -2,7 +2,7 @@
 //! ledgers of one catalog have ready at the same moment go to PostgreSQL in
 //! one call and one transaction, and each still lands or fails on its own.
 
-use invario_core::{KeyEpoch, LedgerCatalog, LedgerName, StoreError};
+use invario_core::{KeyEpoch, LedgerCatalog, LedgerName, LedgerStore, StoreError};
 use invario_postgres::PgCatalog;
 
 use super::*;
@@ -178,6 +178,73 @@ async fn a_shared_commit_leaves_no_multixact_on_the_rows_it_moves() {
     );
     for table in ["ledger_head", "tree_state"] {
         assert_eq!(multixact_row_versions(database.pool(), table).await, 0, "{table}");
+    }
+}
+
+/// `state`'s plan for `ids` at `step`, its fence, and the state it leaves.
+fn planned_ahead(
+    state: invario_core::writer::WriterState,
+    ids: &[u128],
+    step: i64,
+) -> (invario_core::writer::Fence, invario_core::AppendPlan, invario_core::writer::WriterState) {
+    let fence = state.fence();
+    let snapshot = state.into_snapshot();
+    let plan = plan_append(&snapshot, ids.iter().map(|&n| transaction(n, "1.00")).collect(), at(step))
+        .expect("planned");
+    let after = invario_core::writer::WriterState::after(snapshot, &plan);
+    (fence, plan, after)
+}
+
+/// What lets the core plan a ledger's next write while its last is in
+/// flight (`LedgerStore::orders_fenced_writes`): two writes of one ledger
+/// queued together, the second planned on the state the first leaves, land
+/// in order; behind a first write that is refused, the second is refused too
+/// and nothing of either is written.
+#[tokio::test]
+async fn a_ledgers_write_queued_behind_another_of_its_own_lands_after_it() {
+    let names = ["order-a", "order-b"];
+    let (_catalog, ledgers, database) = catalog_with(&names).await;
+    let (ordered, store) = (&ledgers[0], ledgers[0].store());
+    if invario_postgres::is_citus(database.pool()).await.unwrap() {
+        assert!(!store.orders_fenced_writes().await, "Citus delegates writes side by side");
+        return;
+    }
+    assert!(store.orders_fenced_writes().await);
+    let start = store.writer_state().await.unwrap();
+    let (first_fence, first, after_first) = planned_ahead(start.clone(), &[1, 2], 1);
+    let (second_fence, second, _) = planned_ahead(after_first, &[3], 2);
+    // Ledger b's call waits on its head; both of a's writes queue behind it.
+    let (other_fence, other) = planned(ledgers[1].store().writer_state().await.unwrap(), &[100], 1);
+    let waits = ledgers[1].store().write_fenced(&other_fence, None, &other);
+    let queued = futures_util::future::join(
+        store.write_fenced(&first_fence, None, &first),
+        store.write_fenced(&second_fence, None, &second),
+    );
+    let (other_outcome, (first_outcome, second_outcome)) =
+        behind_a_held_call(database.pool(), "order-b", waits, queued).await;
+    assert!(other_outcome.is_ok() && first_outcome.is_ok(), "{other_outcome:?} {first_outcome:?}");
+    assert!(second_outcome.is_ok(), "{second_outcome:?}");
+    assert_eq!(ordered.head().await.unwrap(), second.new_head());
+    let report = ordered.verify_full().await.unwrap();
+    assert!(report.is_intact() && report.entries_checked == 3, "{report}");
+
+    // Planned on the state before those writes: the first is fenced, and the
+    // one queued behind it with it, planned on what it would have left.
+    let (stale_fence, stale, after_stale) = planned_ahead(start, &[4], 3);
+    let (doomed_fence, doomed, _) = planned_ahead(after_stale, &[5], 4);
+    let (other_fence, other) = planned(ledgers[1].store().writer_state().await.unwrap(), &[101], 3);
+    let waits = ledgers[1].store().write_fenced(&other_fence, None, &other);
+    let queued = futures_util::future::join(
+        store.write_fenced(&stale_fence, None, &stale),
+        store.write_fenced(&doomed_fence, None, &doomed),
+    );
+    let (_, (stale_outcome, doomed_outcome)) =
+        behind_a_held_call(database.pool(), "order-b", waits, queued).await;
+    assert!(matches!(stale_outcome, Err(StoreError::Fenced)), "{stale_outcome:?}");
+    assert!(matches!(doomed_outcome, Err(StoreError::Fenced)), "{doomed_outcome:?}");
+    assert_eq!(ordered.head().await.unwrap(), second.new_head(), "nothing written");
+    for id in [4, 5] {
+        assert!(ordered.entry(transaction(id, "1.00").transaction_id).await.unwrap().is_none());
     }
 }
 
