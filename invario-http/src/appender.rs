@@ -247,16 +247,7 @@ async fn run<S: LedgerStore>(
     mut queue: mpsc::Receiver<Job>,
 ) {
     let max_singles = settings.max_batch;
-    // The window only pays when others are writing too: a lone client would
-    // wait it out on every request (measured: 285 instead of 644 tx/s), so
-    // after a group of one the next group takes only what is already queued.
-    let mut others_writing = false;
-    // The window is waited out only until the requests expected have come:
-    // those of the callers just answered (each sends its next soon) and
-    // those queued while that group was written. Waiting longer only idles
-    // the database (measured: SQLite and PostgreSQL, 16 clients); waiting
-    // for them lets the groups of many clients merge (256 clients).
-    let mut expected = 0;
+    let mut gathering = Gathering::new(settings.window);
     // A request that did not fit the last group starts the next.
     let mut held: Option<Job> = None;
     loop {
@@ -268,22 +259,11 @@ async fn run<S: LedgerStore>(
             },
         };
         let mut group = Group::starting(first);
-        take_queued(&mut group, &mut held, &mut queue, max_singles);
-        if others_writing && !settings.window.is_zero() && group.len() < expected {
-            let deadline = Instant::now() + settings.window;
-            while held.is_none() && group.has_room(max_singles) && group.len() < expected {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(job)) => held = group.join(job, max_singles).err(),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            take_queued(&mut group, &mut held, &mut queue, max_singles);
-        }
-        others_writing = group.len() > 1 || held.is_some();
-        let answered = group.len();
+        gathering.fill(&mut group, &mut held, &mut queue, max_singles).await;
         let down = match group {
             Group::Singles(singles) => {
-                write_single_groups(&name, &ledger, singles, &mut held, &mut queue, max_singles).await
+                let queued = Queued { held: &mut held, queue: &mut queue, max_singles };
+                write_single_groups(&name, &ledger, singles, queued, &mut gathering).await
             }
             Group::Batches { batches, .. } => {
                 write_batch_groups(&name, &ledger, batches, &mut held, &mut queue, max_singles).await
@@ -298,8 +278,69 @@ async fn run<S: LedgerStore>(
                 job.fail(failure.clone());
             }
         }
-        expected = answered + queue.len() + usize::from(held.is_some());
+        gathering.written(&queue, &held);
     }
+}
+
+/// How the appender gathers a group of singles.
+struct Gathering {
+    window: Duration,
+    /// The window only pays when others are writing too: a lone client would
+    /// wait it out on every request (measured: 285 instead of 644 tx/s), so
+    /// after a group of one the next group takes only what is already queued.
+    others_writing: bool,
+    /// The window is waited out only until the requests expected have come:
+    /// those of the callers just answered (each sends its next soon) and
+    /// those queued while that group was written. Waiting longer only idles
+    /// the database (measured: SQLite and PostgreSQL, 16 clients); waiting
+    /// for them lets the groups of many clients merge (256 clients).
+    expected: usize,
+    /// The size of the last group gathered.
+    last: usize,
+}
+
+impl Gathering {
+    fn new(window: Duration) -> Self {
+        Gathering { window, others_writing: false, expected: 0, last: 0 }
+    }
+
+    /// Adds to `group` what is queued and, while others are writing and
+    /// fewer requests than expected have come, waits up to the window for more.
+    async fn fill(
+        &mut self,
+        group: &mut Group,
+        held: &mut Option<Job>,
+        queue: &mut mpsc::Receiver<Job>,
+        max_singles: usize,
+    ) {
+        take_queued(group, held, queue, max_singles);
+        if self.others_writing && !self.window.is_zero() && group.len() < self.expected {
+            let deadline = Instant::now() + self.window;
+            while held.is_none() && group.has_room(max_singles) && group.len() < self.expected {
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(job)) => *held = group.join(job, max_singles).err(),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            take_queued(group, held, queue, max_singles);
+        }
+        self.others_writing = group.len() > 1 || held.is_some();
+        self.last = group.len();
+    }
+
+    /// The last group was written and answered: the next expects its callers
+    /// back, and what is queued.
+    fn written(&mut self, queue: &mpsc::Receiver<Job>, held: &Option<Job>) {
+        self.expected = self.last + queue.len() + usize::from(held.is_some());
+    }
+}
+
+/// The appender's queue, as a writer of groups takes its next group from it.
+struct Queued<'a> {
+    /// A request that did not fit the last group.
+    held: &'a mut Option<Job>,
+    queue: &'a mut mpsc::Receiver<Job>,
+    max_singles: usize,
 }
 
 /// Adds to `group` the requests queued already, until one does not fit (it
@@ -339,13 +380,14 @@ async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
     first: Vec<Single>,
-    held: &mut Option<Job>,
-    queue: &mut mpsc::Receiver<Job>,
-    max_singles: usize,
+    queued: Queued<'_>,
+    gathering: &mut Gathering,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
     let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
-    let groups = futures_util::stream::unfold((Some(first), held, queue), |(first, held, queue)| {
+    let Queued { held, queue, max_singles } = queued;
+    let state = (Some(first), held, queue, &mut *gathering);
+    let groups = futures_util::stream::unfold(state, |(first, held, queue, gathering)| {
         let (down, again) = (&down, &again);
         async move {
             let singles = match first {
@@ -356,6 +398,13 @@ async fn write_single_groups<S: LedgerStore>(
                     // to write again go before any new group.
                     if lock(down).is_some() || !lock(again).is_empty() {
                         return None;
+                    }
+                    // Asked for while the core waits for nothing: the last
+                    // group was answered. (Asked for while a write is in
+                    // flight, the next group is queued behind it at once.)
+                    let behind = ledger.store().shares_commits().await;
+                    if !behind {
+                        gathering.written(queue, held);
                     }
                     let job = match held.take() {
                         Some(job) => job,
@@ -368,7 +417,11 @@ async fn write_single_groups<S: LedgerStore>(
                             return None;
                         }
                     };
-                    take_queued(&mut group, held, queue, max_singles);
+                    if behind {
+                        take_queued(&mut group, held, queue, max_singles);
+                    } else {
+                        gathering.fill(&mut group, held, queue, max_singles).await;
+                    }
                     match group {
                         Group::Singles(singles) => singles,
                         // A group started by a single holds singles only.
@@ -376,7 +429,7 @@ async fn write_single_groups<S: LedgerStore>(
                     }
                 }
             };
-            Some((singles_group(singles), (None, held, queue)))
+            Some((singles_group(singles), (None, held, queue, gathering)))
         }
     });
     ledger
