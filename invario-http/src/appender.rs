@@ -4,6 +4,7 @@
 //! with single transactions (each succeeds or fails alone), batches with
 //! batches (each all or nothing, joined up to [`MAX_JOINED_ROWS`] rows).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -244,41 +245,81 @@ async fn run<S: LedgerStore>(
     name: LedgerName,
     ledger: Arc<Ledger<S>>,
     settings: GroupCommit,
-    mut queue: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
 ) {
-    let max_singles = settings.max_batch;
+    let mut queue = Queue { jobs, held: None, max_singles: settings.max_batch };
     let mut gathering = Gathering::new(settings.window);
-    // A request that did not fit the last group starts the next.
-    let mut held: Option<Job> = None;
-    loop {
-        let first = match held.take() {
-            Some(job) => job,
-            None => match queue.recv().await {
-                Some(job) => job,
-                None => break,
-            },
-        };
+    while let Some(first) = queue.next().await {
         let mut group = Group::starting(first);
-        gathering.fill(&mut group, &mut held, &mut queue, max_singles).await;
+        gathering.fill(&mut group, &mut queue, false).await;
         let down = match group {
             Group::Singles(singles) => {
-                let queued = Queued { held: &mut held, queue: &mut queue, max_singles };
-                write_single_groups(&name, &ledger, singles, queued, &mut gathering).await
+                write_single_groups(&name, &ledger, singles, &mut queue, &mut gathering).await
             }
-            Group::Batches { batches, .. } => {
-                write_batch_groups(&name, &ledger, batches, &mut held, &mut queue, max_singles).await
-            }
+            Group::Batches { batches, .. } => write_batch_groups(&name, &ledger, batches, &mut queue).await,
         };
         // Requests queued while the database was found unreachable or full
         // would each wait out another connection timeout behind this one
         // (measured: 10 s answers during a crash); they get the same
         // retryable answer now. Nothing of theirs was written.
         if let Some(failure) = down {
-            for job in held.take().into_iter().chain(std::iter::from_fn(|| queue.try_recv().ok())) {
-                job.fail(failure.clone());
+            queue.fail_waiting(&failure);
+        }
+        gathering.written(&queue);
+    }
+}
+
+/// The appender's queue, and a request that did not fit the last group (it
+/// starts the next).
+struct Queue {
+    jobs: mpsc::Receiver<Job>,
+    held: Option<Job>,
+    max_singles: usize,
+}
+
+impl Queue {
+    /// The next request, waiting for one; `None` once the queue is closed and empty.
+    async fn next(&mut self) -> Option<Job> {
+        match self.held.take() {
+            Some(job) => Some(job),
+            None => self.jobs.recv().await,
+        }
+    }
+
+    /// A group started by the next request if that is a single (`singles`)
+    /// or a batch, waiting for one; a request of the other kind is held for
+    /// the next group and ends the run of groups (`None`).
+    async fn next_group_of(&mut self, singles: bool) -> Option<Group> {
+        let job = self.next().await?;
+        if matches!(job, Job::One(_)) == singles {
+            Some(Group::starting(job))
+        } else {
+            self.held = Some(job);
+            None
+        }
+    }
+
+    /// Adds to `group` the requests queued already, until one does not fit
+    /// (it is held for the next group) or none is queued.
+    fn take_queued(&mut self, group: &mut Group) {
+        while self.held.is_none() && group.has_room(self.max_singles) {
+            match self.jobs.try_recv() {
+                Ok(job) => self.held = group.join(job, self.max_singles).err(),
+                Err(_) => break,
             }
         }
-        gathering.written(&queue, &held);
+    }
+
+    /// Requests waiting, the held one included.
+    fn waiting(&self) -> usize {
+        self.jobs.len() + usize::from(self.held.is_some())
+    }
+
+    /// Answers every waiting request with `failure`; nothing of theirs is written.
+    fn fail_waiting(&mut self, failure: &AppendFailure) {
+        for job in self.held.take().into_iter().chain(std::iter::from_fn(|| self.jobs.try_recv().ok())) {
+            job.fail(failure.clone());
+        }
     }
 }
 
@@ -304,58 +345,31 @@ impl Gathering {
         Gathering { window, others_writing: false, expected: 0, last: 0 }
     }
 
-    /// Adds to `group` what is queued and, while others are writing and
+    /// Adds to `group` what is queued and — unless the group goes `behind` a
+    /// write in flight, to be sent at once — while others are writing and
     /// fewer requests than expected have come, waits up to the window for more.
-    async fn fill(
-        &mut self,
-        group: &mut Group,
-        held: &mut Option<Job>,
-        queue: &mut mpsc::Receiver<Job>,
-        max_singles: usize,
-    ) {
-        take_queued(group, held, queue, max_singles);
-        if self.others_writing && !self.window.is_zero() && group.len() < self.expected {
+    async fn fill(&mut self, group: &mut Group, queue: &mut Queue, behind: bool) {
+        queue.take_queued(group);
+        if !behind && self.others_writing && !self.window.is_zero() && group.len() < self.expected {
             let deadline = Instant::now() + self.window;
-            while held.is_none() && group.has_room(max_singles) && group.len() < self.expected {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(job)) => *held = group.join(job, max_singles).err(),
+            while queue.held.is_none() && group.has_room(queue.max_singles) && group.len() < self.expected {
+                match tokio::time::timeout_at(deadline, queue.jobs.recv()).await {
+                    Ok(Some(job)) => queue.held = group.join(job, queue.max_singles).err(),
                     Ok(None) | Err(_) => break,
                 }
             }
-            take_queued(group, held, queue, max_singles);
+            queue.take_queued(group);
         }
-        self.others_writing = group.len() > 1 || held.is_some();
+        if !behind {
+            self.others_writing = group.len() > 1 || queue.held.is_some();
+        }
         self.last = group.len();
     }
 
     /// The last group was written and answered: the next expects its callers
-    /// back, and what is queued.
-    fn written(&mut self, queue: &mpsc::Receiver<Job>, held: &Option<Job>) {
-        self.expected = self.last + queue.len() + usize::from(held.is_some());
-    }
-}
-
-/// The appender's queue, as a writer of groups takes its next group from it.
-struct Queued<'a> {
-    /// A request that did not fit the last group.
-    held: &'a mut Option<Job>,
-    queue: &'a mut mpsc::Receiver<Job>,
-    max_singles: usize,
-}
-
-/// Adds to `group` the requests queued already, until one does not fit (it
-/// is `held` for the next group) or the queue is empty.
-fn take_queued(
-    group: &mut Group,
-    held: &mut Option<Job>,
-    queue: &mut mpsc::Receiver<Job>,
-    max_singles: usize,
-) {
-    while held.is_none() && group.has_room(max_singles) {
-        match queue.try_recv() {
-            Ok(job) => *held = group.join(job, max_singles).err(),
-            Err(_) => break,
-        }
+    /// back, and what is waiting.
+    fn written(&mut self, queue: &Queue) {
+        self.expected = self.last + queue.waiting();
     }
 }
 
@@ -380,60 +394,47 @@ async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
     first: Vec<Single>,
-    queued: Queued<'_>,
+    queue: &mut Queue,
     gathering: &mut Gathering,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
     let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
-    let Queued { held, queue, max_singles } = queued;
-    let state = (Some(first), held, queue, &mut *gathering);
-    let groups = futures_util::stream::unfold(state, |(first, held, queue, gathering)| {
-        let (down, again) = (&down, &again);
-        async move {
-            let singles = match first {
-                Some(singles) => singles,
-                None => {
-                    // After a failure that says the database is down the
-                    // requests still queued are answered at once; requests
-                    // to write again go before any new group.
-                    if lock(down).is_some() || !lock(again).is_empty() {
-                        return None;
-                    }
-                    // Asked for while the core waits for nothing: the last
-                    // group was answered. (Asked for while a write is in
-                    // flight, the next group is queued behind it at once.)
-                    let behind = ledger.store().shares_commits().await;
-                    if !behind {
-                        gathering.written(queue, held);
-                    }
-                    let job = match held.take() {
-                        Some(job) => job,
-                        None => queue.recv().await?,
-                    };
-                    let mut group = match job {
-                        Job::One(single) => Group::starting(Job::One(single)),
-                        batch @ Job::Batch(_) => {
-                            *held = Some(batch);
+    // Groups handed to the core and not answered yet: asked for the next
+    // group while one is, the core sends it behind that write at once.
+    let unanswered = AtomicUsize::new(0);
+    let groups =
+        futures_util::stream::unfold((Some(first), queue, gathering), |(first, queue, gathering)| {
+            let (down, again, unanswered) = (&down, &again, &unanswered);
+            async move {
+                let singles = match first {
+                    Some(singles) => singles,
+                    None => {
+                        // After a failure that says the database is down the
+                        // requests still queued are answered at once; requests
+                        // to write again go before any new group.
+                        if lock(down).is_some() || !lock(again).is_empty() {
                             return None;
                         }
-                    };
-                    if behind {
-                        take_queued(&mut group, held, queue, max_singles);
-                    } else {
-                        gathering.fill(&mut group, held, queue, max_singles).await;
+                        let behind = unanswered.load(Ordering::Relaxed) > 0;
+                        if !behind {
+                            gathering.written(queue);
+                        }
+                        let mut group = queue.next_group_of(true).await?;
+                        gathering.fill(&mut group, queue, behind).await;
+                        match group {
+                            Group::Singles(singles) => singles,
+                            // A group started by a single holds singles only.
+                            Group::Batches { .. } => return None,
+                        }
                     }
-                    match group {
-                        Group::Singles(singles) => singles,
-                        // A group started by a single holds singles only.
-                        Group::Batches { .. } => return None,
-                    }
-                }
-            };
-            Some((singles_group(singles), (None, held, queue, gathering)))
-        }
-    });
+                };
+                unanswered.fetch_add(1, Ordering::Relaxed);
+                Some((singles_group(singles), (None, queue, gathering)))
+            }
+        });
     ledger
         .ingest_single_groups(Box::pin(groups), |tag, outcome| {
+            unanswered.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::record_fences(name, ledger.fenced_writes());
             let SinglesTag { replies, unkeyed } = tag;
             if matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) && !unkeyed.is_empty() {
@@ -530,12 +531,10 @@ async fn write_batch_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
     first: Vec<Batch>,
-    held: &mut Option<Job>,
-    queue: &mut mpsc::Receiver<Job>,
-    max_singles: usize,
+    queue: &mut Queue,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
-    let groups = futures_util::stream::unfold((Some(first), held, queue), |(first, held, queue)| {
+    let groups = futures_util::stream::unfold((Some(first), queue), |(first, queue)| {
         let down = &down;
         async move {
             let batches = match first {
@@ -546,18 +545,8 @@ async fn write_batch_groups<S: LedgerStore>(
                     if lock(down).is_some() {
                         return None;
                     }
-                    let job = match held.take() {
-                        Some(job) => job,
-                        None => queue.recv().await?,
-                    };
-                    let mut group = match job {
-                        Job::Batch(batch) => Group::starting(Job::Batch(batch)),
-                        single @ Job::One(_) => {
-                            *held = Some(single);
-                            return None;
-                        }
-                    };
-                    take_queued(&mut group, held, queue, max_singles);
+                    let mut group = queue.next_group_of(false).await?;
+                    queue.take_queued(&mut group);
                     match group {
                         Group::Batches { batches, .. } => batches,
                         // A group started by a batch holds batches only.
@@ -567,7 +556,7 @@ async fn write_batch_groups<S: LedgerStore>(
             };
             let (requests, replies): (Vec<_>, Vec<_>) =
                 batches.into_iter().map(|batch| (batch.request, batch.reply)).unzip();
-            Some(((requests, now(), replies), (None, held, queue)))
+            Some(((requests, now(), replies), (None, queue)))
         }
     });
     ledger
