@@ -195,6 +195,29 @@ fn planned_ahead(
     (fence, plan, after)
 }
 
+/// Writes `first` and `second` on ledger `ledgers[0]`, both queued while a
+/// call writing transaction `other_id` on `ledgers[1]` (which must be
+/// written) waits on that ledger's held head; their outcomes.
+async fn queued_behind_a_held_call(
+    database: &TestDatabase,
+    ledgers: &[Ledger<PgLedger>],
+    other_id: u128,
+    (first_fence, first): (&invario_core::writer::Fence, &invario_core::AppendPlan),
+    (second_fence, second): (&invario_core::writer::Fence, &invario_core::AppendPlan),
+) -> (Result<(), StoreError>, Result<(), StoreError>) {
+    let (other, store) = (ledgers[1].store(), ledgers[0].store());
+    let (other_fence, other_plan) = planned(other.writer_state().await.unwrap(), &[other_id], 1);
+    let waits = other.write_fenced(&other_fence, None, &other_plan);
+    let queued = futures_util::future::join(
+        store.write_fenced(first_fence, None, first),
+        store.write_fenced(second_fence, None, second),
+    );
+    let held = other.ledger().as_str().to_owned();
+    let (other_outcome, outcomes) = behind_a_held_call(database.pool(), &held, waits, queued).await;
+    assert!(other_outcome.is_ok(), "{other_outcome:?}");
+    outcomes
+}
+
 /// What lets the core plan a ledger's next write while its last is in
 /// flight (`LedgerStore::orders_fenced_writes`): two writes of one ledger
 /// queued together, the second planned on the state the first leaves, land
@@ -213,16 +236,10 @@ async fn a_ledgers_write_queued_behind_another_of_its_own_lands_after_it() {
     let start = store.writer_state().await.unwrap();
     let (first_fence, first, after_first) = planned_ahead(start.clone(), &[1, 2], 1);
     let (second_fence, second, _) = planned_ahead(after_first, &[3], 2);
-    // Ledger b's call waits on its head; both of a's writes queue behind it.
-    let (other_fence, other) = planned(ledgers[1].store().writer_state().await.unwrap(), &[100], 1);
-    let waits = ledgers[1].store().write_fenced(&other_fence, None, &other);
-    let queued = futures_util::future::join(
-        store.write_fenced(&first_fence, None, &first),
-        store.write_fenced(&second_fence, None, &second),
-    );
-    let (other_outcome, (first_outcome, second_outcome)) =
-        behind_a_held_call(database.pool(), "order-b", waits, queued).await;
-    assert!(other_outcome.is_ok() && first_outcome.is_ok(), "{other_outcome:?} {first_outcome:?}");
+    let (first_outcome, second_outcome) =
+        queued_behind_a_held_call(&database, &ledgers, 100, (&first_fence, &first), (&second_fence, &second))
+            .await;
+    assert!(first_outcome.is_ok(), "{first_outcome:?}");
     assert!(second_outcome.is_ok(), "{second_outcome:?}");
     assert_eq!(ordered.head().await.unwrap(), second.new_head());
     let report = ordered.verify_full().await.unwrap();
@@ -232,14 +249,9 @@ async fn a_ledgers_write_queued_behind_another_of_its_own_lands_after_it() {
     // one queued behind it with it, planned on what it would have left.
     let (stale_fence, stale, after_stale) = planned_ahead(start, &[4], 3);
     let (doomed_fence, doomed, _) = planned_ahead(after_stale, &[5], 4);
-    let (other_fence, other) = planned(ledgers[1].store().writer_state().await.unwrap(), &[101], 3);
-    let waits = ledgers[1].store().write_fenced(&other_fence, None, &other);
-    let queued = futures_util::future::join(
-        store.write_fenced(&stale_fence, None, &stale),
-        store.write_fenced(&doomed_fence, None, &doomed),
-    );
-    let (_, (stale_outcome, doomed_outcome)) =
-        behind_a_held_call(database.pool(), "order-b", waits, queued).await;
+    let (stale_outcome, doomed_outcome) =
+        queued_behind_a_held_call(&database, &ledgers, 101, (&stale_fence, &stale), (&doomed_fence, &doomed))
+            .await;
     assert!(matches!(stale_outcome, Err(StoreError::Fenced)), "{stale_outcome:?}");
     assert!(matches!(doomed_outcome, Err(StoreError::Fenced)), "{doomed_outcome:?}");
     assert_eq!(ordered.head().await.unwrap(), second.new_head(), "nothing written");
