@@ -127,7 +127,9 @@ impl Group {
     /// fit (it then starts the next group).
     fn join(&mut self, job: Job, max_singles: usize) -> Result<(), Job> {
         match (self, job) {
-            (Group::Singles(singles), Job::One(single)) if singles.len() < max_singles => {
+            (Group::Singles(singles), Job::One(single))
+                if singles.len() < max_singles && same_authentication(&singles[0], &single) =>
+            {
                 singles.push(single);
                 Ok(())
             }
@@ -148,6 +150,17 @@ impl Group {
             Group::Batches { batches, .. } => batches.len(),
         }
     }
+}
+
+/// Whether two singles were authenticated the same way: both from the key
+/// cache (their group's write checks the key epoch) or both from the key
+/// table (it checks none). A group holds one kind only, so a write refused
+/// because the keys changed holds only requests that carried an epoch — each
+/// authenticates again and is sent again ([`Appender::append`]) — and a
+/// request whose key was read from the table is never answered so: it never
+/// waits on another request's epoch.
+fn same_authentication(first: &Single, next: &Single) -> bool {
+    first.keys.is_some() == next.keys.is_some()
 }
 
 /// Group-commit settings.
@@ -373,23 +386,12 @@ impl Gathering {
     }
 }
 
-/// What a group of singles is answered through: each caller's reply, and —
-/// when the group carries a key epoch — the requests whose keys were read
-/// from the table, by position, to be written again at once should the epoch
-/// have moved.
-struct SinglesTag {
-    replies: Vec<oneshot::Sender<AppendOutcome>>,
-    unkeyed: Vec<(usize, Transaction)>,
-}
-
 /// Writes a group of singles and then the groups of singles queued while
 /// writes are in flight, answering each caller once its group is durable
 /// ([`Ledger::ingest_single_groups`]: where the ledgers share commits, a
 /// ledger's next group joins the commit after its write's instead of missing
-/// it). Ends at the first batch (`held` for the next group), when the queue
-/// closes, or after a group whose key epoch had moved (its requests whose
-/// keys were read from the table are then written on their own); `Some` when
-/// the database was found down.
+/// it). Ends at the first batch (`held` for the next group) or when the queue
+/// closes; `Some` when the database was found down.
 async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
@@ -398,21 +400,19 @@ async fn write_single_groups<S: LedgerStore>(
     gathering: &mut Gathering,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
-    let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
     // Groups handed to the core and not answered yet: asked for the next
     // group while one is, the core sends it behind that write at once.
     let unanswered = AtomicUsize::new(0);
     let groups =
         futures_util::stream::unfold((Some(first), queue, gathering), |(first, queue, gathering)| {
-            let (down, again, unanswered) = (&down, &again, &unanswered);
+            let (down, unanswered) = (&down, &unanswered);
             async move {
                 let singles = match first {
                     Some(singles) => singles,
                     None => {
                         // After a failure that says the database is down the
-                        // requests still queued are answered at once; requests
-                        // to write again go before any new group.
-                        if lock(down).is_some() || !lock(again).is_empty() {
+                        // requests still queued are answered at once.
+                        if lock(down).is_some() {
                             return None;
                         }
                         let behind = unanswered.load(Ordering::Relaxed) > 0;
@@ -433,69 +433,25 @@ async fn write_single_groups<S: LedgerStore>(
             }
         });
     ledger
-        .ingest_single_groups(Box::pin(groups), |tag, outcome| {
+        .ingest_single_groups(Box::pin(groups), |replies, outcome| {
             unanswered.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::record_fences(name, ledger.fenced_writes());
-            let SinglesTag { replies, unkeyed } = tag;
-            if matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) && !unkeyed.is_empty() {
-                lock(&again).extend(answer_keys_changed(replies, unkeyed));
-                return;
-            }
             if let Some(failure) = answer_singles(name, replies, outcome) {
                 *lock(&down) = Some(failure);
             }
         })
         .await;
-    let again = again.into_inner().unwrap_or_else(PoisonError::into_inner);
-    if !again.is_empty() {
-        let (transactions, replies): (Vec<_>, Vec<_>) = again.into_iter().unzip();
-        let outcome = ledger.ingest_each(transactions, now()).await;
-        crate::metrics::record_fences(name, ledger.fenced_writes());
-        if let Some(failure) = answer_singles(name, replies, outcome) {
-            return Some(failure);
-        }
-    }
     down.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A group of singles as the core takes it: the transactions with the oldest
-/// key epoch among them (the write holds only if every cached key in the
-/// group is current), written now.
-fn singles_group(jobs: Vec<Single>) -> SingleGroup<SinglesTag> {
+/// key epoch among them (`None` for a group authenticated from the key
+/// table; see [`same_authentication`]), written now.
+fn singles_group(jobs: Vec<Single>) -> SingleGroup<Vec<oneshot::Sender<AppendOutcome>>> {
     let keys = jobs.iter().filter_map(|job| job.keys).min();
-    let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
-        jobs.iter()
-            .enumerate()
-            .filter(|(_, job)| job.keys.is_none())
-            .map(|(index, job)| (index, job.transaction.clone()))
-            .collect()
-    } else {
-        Vec::new()
-    };
     let (transactions, replies): (Vec<_>, Vec<_>) =
         jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-    ((transactions, keys), now(), SinglesTag { replies, unkeyed })
-}
-
-/// Answers the callers of a group whose key epoch had moved (nothing of it
-/// was written): those that carried an epoch authenticate again; those whose
-/// keys were read from the table are handed back to be written again.
-fn answer_keys_changed(
-    replies: Vec<oneshot::Sender<AppendOutcome>>,
-    unkeyed: Vec<(usize, Transaction)>,
-) -> Vec<(Transaction, oneshot::Sender<AppendOutcome>)> {
-    let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
-    let mut unkeyed = unkeyed.into_iter().peekable();
-    let mut again = Vec::new();
-    for (index, reply) in replies.into_iter().enumerate() {
-        match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
-            Some((_, transaction)) => again.push((transaction, reply)),
-            None => {
-                let _ = reply.send(Err(failure.clone()));
-            }
-        }
-    }
-    again
+    ((transactions, keys), now(), replies)
 }
 
 /// Answers each caller of a group of singles with its outcome; `Some` when
@@ -617,4 +573,51 @@ fn fail_all<A>(
         let _ = reply.send(Err(failure.clone()));
     }
     failure.database_down().then_some(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Transaction `n`, id `n + 1` (the nil id is refused).
+    fn transaction(n: u128) -> Transaction {
+        Transaction::from_json(&serde_json::json!({
+            "transaction_id": uuid::Uuid::from_u128(n + 1).to_string(), "amount": "1.00", "currency": "EUR",
+        }))
+        .expect("a valid transaction")
+    }
+
+    /// Requests authenticated from the key cache (their writes check the key
+    /// epoch) queued among requests authenticated from the key table: when
+    /// the epoch has moved, only the former hear that the keys changed, with
+    /// nothing of theirs written; the latter are written all the same.
+    #[tokio::test]
+    async fn a_moved_key_epoch_refuses_only_the_requests_that_carried_it() {
+        let (store, _database) = invario_testkit::fresh_pg_ledger().await;
+        let ledger = Arc::new(Ledger::new(store));
+        let (appender, task) =
+            Appender::start(LedgerName::default_ledger(), Arc::clone(&ledger), GroupCommit::default());
+        // Never the table's epoch: it starts at 0 and moves by one per key change.
+        let stale = Some(KeyEpoch(1_000_000));
+        let keys = |n: u128| if n % 2 == 0 { stale } else { None };
+        // Queued together before the appender runs (one thread, polled in turn).
+        let outcomes =
+            futures_util::future::join_all((0..6).map(|n| appender.append(transaction(n), keys(n)))).await;
+        for (n, outcome) in (0..6).zip(&outcomes) {
+            match keys(n) {
+                Some(_) => assert!(
+                    matches!(outcome, Err(failure) if failure.keys_changed()),
+                    "request {n} carried a moved epoch: {outcome:?}"
+                ),
+                None => assert!(matches!(outcome, Ok(Ok(_))), "request {n} carried none: {outcome:?}"),
+            }
+        }
+        for n in 0..6 {
+            let stored = ledger.entry(transaction(n).transaction_id).await.expect("read");
+            assert_eq!(stored.is_some(), keys(n).is_none(), "request {n}");
+        }
+        assert_eq!(ledger.head().await.expect("head").sequence_number, 3);
+        drop(appender);
+        task.await.expect("the appender ends once its senders are gone");
+    }
 }
