@@ -317,10 +317,15 @@ impl Queue {
     fn take_queued(&mut self, group: &mut Group) {
         while self.held.is_none() && group.has_room(self.max_singles) {
             match self.jobs.try_recv() {
-                Ok(job) => self.held = group.join(job, self.max_singles).err(),
+                Ok(job) => self.add(group, job),
                 Err(_) => break,
             }
         }
+    }
+
+    /// Adds `job` to `group`, or holds it for the next group when it does not fit.
+    fn add(&mut self, group: &mut Group, job: Job) {
+        self.held = group.join(job, self.max_singles).err();
     }
 
     /// Requests waiting, the held one included.
@@ -367,7 +372,7 @@ impl Gathering {
             let deadline = Instant::now() + self.window;
             while queue.held.is_none() && group.has_room(queue.max_singles) && group.len() < self.expected {
                 match tokio::time::timeout_at(deadline, queue.jobs.recv()).await {
-                    Ok(Some(job)) => queue.held = group.join(job, queue.max_singles).err(),
+                    Ok(Some(job)) => queue.add(group, job),
                     Ok(None) | Err(_) => break,
                 }
             }
