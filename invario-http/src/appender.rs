@@ -127,9 +127,7 @@ impl Group {
     /// fit (it then starts the next group).
     fn join(&mut self, job: Job, max_singles: usize) -> Result<(), Job> {
         match (self, job) {
-            (Group::Singles(singles), Job::One(single))
-                if singles.len() < max_singles && same_authentication(&singles[0], &single) =>
-            {
+            (Group::Singles(singles), Job::One(single)) if singles.len() < max_singles => {
                 singles.push(single);
                 Ok(())
             }
@@ -150,17 +148,6 @@ impl Group {
             Group::Batches { batches, .. } => batches.len(),
         }
     }
-}
-
-/// Whether two singles were authenticated the same way: both from the key
-/// cache (their group's write checks the key epoch) or both from the key
-/// table (it checks none). A group holds one kind only, so a write refused
-/// because the keys changed holds only requests that carried an epoch — each
-/// authenticates again and is sent again ([`Appender::append`]) — and a
-/// request whose key was read from the table is never answered so: it never
-/// waits on another request's epoch.
-fn same_authentication(first: &Single, next: &Single) -> bool {
-    first.keys.is_some() == next.keys.is_some()
 }
 
 /// Group-commit settings.
@@ -391,12 +378,23 @@ impl Gathering {
     }
 }
 
+/// What a group of singles is answered through: each caller's reply, and —
+/// when the group carries a key epoch — the requests whose keys were read
+/// from the table, by position, to be written again at once should the epoch
+/// have moved.
+struct SinglesTag {
+    replies: Vec<oneshot::Sender<AppendOutcome>>,
+    unkeyed: Vec<(usize, Transaction)>,
+}
+
 /// Writes a group of singles and then the groups of singles queued while
 /// writes are in flight, answering each caller once its group is durable
 /// ([`Ledger::ingest_single_groups`]: where the ledgers share commits, a
 /// ledger's next group joins the commit after its write's instead of missing
-/// it). Ends at the first batch (`held` for the next group) or when the queue
-/// closes; `Some` when the database was found down.
+/// it). Ends at the first batch (`held` for the next group), when the queue
+/// closes, or after a group whose key epoch had moved (its requests whose
+/// keys were read from the table are then written on their own); `Some` when
+/// the database was found down.
 async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
@@ -405,19 +403,21 @@ async fn write_single_groups<S: LedgerStore>(
     gathering: &mut Gathering,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
+    let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
     // Groups handed to the core and not answered yet: asked for the next
     // group while one is, the core sends it behind that write at once.
     let unanswered = AtomicUsize::new(0);
     let groups =
         futures_util::stream::unfold((Some(first), queue, gathering), |(first, queue, gathering)| {
-            let (down, unanswered) = (&down, &unanswered);
+            let (down, again, unanswered) = (&down, &again, &unanswered);
             async move {
                 let singles = match first {
                     Some(singles) => singles,
                     None => {
                         // After a failure that says the database is down the
-                        // requests still queued are answered at once.
-                        if lock(down).is_some() {
+                        // requests still queued are answered at once; requests
+                        // to write again go before any new group.
+                        if lock(down).is_some() || !lock(again).is_empty() {
                             return None;
                         }
                         let behind = unanswered.load(Ordering::Relaxed) > 0;
@@ -438,25 +438,69 @@ async fn write_single_groups<S: LedgerStore>(
             }
         });
     ledger
-        .ingest_single_groups(Box::pin(groups), |replies, outcome| {
+        .ingest_single_groups(Box::pin(groups), |tag, outcome| {
             unanswered.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::record_fences(name, ledger.fenced_writes());
+            let SinglesTag { replies, unkeyed } = tag;
+            if matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) && !unkeyed.is_empty() {
+                lock(&again).extend(answer_keys_changed(replies, unkeyed));
+                return;
+            }
             if let Some(failure) = answer_singles(name, replies, outcome) {
                 *lock(&down) = Some(failure);
             }
         })
         .await;
+    let again = again.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if !again.is_empty() {
+        let (transactions, replies): (Vec<_>, Vec<_>) = again.into_iter().unzip();
+        let outcome = ledger.ingest_each(transactions, now()).await;
+        crate::metrics::record_fences(name, ledger.fenced_writes());
+        if let Some(failure) = answer_singles(name, replies, outcome) {
+            return Some(failure);
+        }
+    }
     down.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A group of singles as the core takes it: the transactions with the oldest
-/// key epoch among them (`None` for a group authenticated from the key
-/// table; see [`same_authentication`]), written now.
-fn singles_group(jobs: Vec<Single>) -> SingleGroup<Vec<oneshot::Sender<AppendOutcome>>> {
+/// key epoch among them (the write holds only if every cached key in the
+/// group is current), written now.
+fn singles_group(jobs: Vec<Single>) -> SingleGroup<SinglesTag> {
     let keys = jobs.iter().filter_map(|job| job.keys).min();
+    let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
+        jobs.iter()
+            .enumerate()
+            .filter(|(_, job)| job.keys.is_none())
+            .map(|(index, job)| (index, job.transaction.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (transactions, replies): (Vec<_>, Vec<_>) =
         jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-    ((transactions, keys), now(), replies)
+    ((transactions, keys), now(), SinglesTag { replies, unkeyed })
+}
+
+/// Answers the callers of a group whose key epoch had moved (nothing of it
+/// was written): those that carried an epoch authenticate again; those whose
+/// keys were read from the table are handed back to be written again.
+fn answer_keys_changed(
+    replies: Vec<oneshot::Sender<AppendOutcome>>,
+    unkeyed: Vec<(usize, Transaction)>,
+) -> Vec<(Transaction, oneshot::Sender<AppendOutcome>)> {
+    let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
+    let mut unkeyed = unkeyed.into_iter().peekable();
+    let mut again = Vec::new();
+    for (index, reply) in replies.into_iter().enumerate() {
+        match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
+            Some((_, transaction)) => again.push((transaction, reply)),
+            None => {
+                let _ = reply.send(Err(failure.clone()));
+            }
+        }
+    }
+    again
 }
 
 /// Answers each caller of a group of singles with its outcome; `Some` when
