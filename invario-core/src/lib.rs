@@ -109,7 +109,8 @@ pub use ledger::tree::{
 };
 pub use ledger::{
     BatchGroup, BatchRequest, EntriesPage, Expectations, GroupAnswer, IngestError, IntegrityStatus, Ledger,
-    MAX_PAGE_SIZE, MAX_WRITES_IN_FLIGHT, PageError, SingleGroup, SinglesAnswer, joins, valid_batch,
+    MAX_PAGE_SIZE, MAX_WRITES_IN_FLIGHT, PageError, SingleAnswer, SingleGroup, SinglesAnswer, joins,
+    valid_batch,
 };
 pub use ledgers::{DEFAULT_LEDGER, LedgerInfo, LedgerName, LedgerNameError, MAX_LEDGER_NAME_CHARS};
 pub use memory::{MemoryCatalog, MemoryKeyStore, MemoryLedger, MemorySnapshot};

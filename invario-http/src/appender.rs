@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use invario_core::{
     BatchRequest, GroupAnswer, IngestError, ItemProblem, KeyEpoch, Ledger, LedgerName, LedgerStore,
-    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, SingleGroup, StoreError, Transaction, joins,
+    MAX_BATCH_SIZE, MAX_JOINED_ROWS, Receipt, ReceiptStatus, SingleGroup, SinglesAnswer, StoreError,
+    Transaction, joins,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -378,23 +379,12 @@ impl Gathering {
     }
 }
 
-/// What a group of singles is answered through: each caller's reply, and —
-/// when the group carries a key epoch — the requests whose keys were read
-/// from the table, by position, to be written again at once should the epoch
-/// have moved.
-struct SinglesTag {
-    replies: Vec<oneshot::Sender<AppendOutcome>>,
-    unkeyed: Vec<(usize, Transaction)>,
-}
-
 /// Writes a group of singles and then the groups of singles queued while
 /// writes are in flight, answering each caller once its group is durable
 /// ([`Ledger::ingest_single_groups`]: where the ledgers share commits, a
 /// ledger's next group joins the commit after its write's instead of missing
-/// it). Ends at the first batch (`held` for the next group), when the queue
-/// closes, or after a group whose key epoch had moved (its requests whose
-/// keys were read from the table are then written on their own); `Some` when
-/// the database was found down.
+/// it). Ends at the first batch (`held` for the next group) or when the queue
+/// closes; `Some` when the database was found down.
 async fn write_single_groups<S: LedgerStore>(
     name: &LedgerName,
     ledger: &Ledger<S>,
@@ -403,21 +393,19 @@ async fn write_single_groups<S: LedgerStore>(
     gathering: &mut Gathering,
 ) -> Option<AppendFailure> {
     let down: Mutex<Option<AppendFailure>> = Mutex::new(None);
-    let again: Mutex<Vec<(Transaction, oneshot::Sender<AppendOutcome>)>> = Mutex::new(Vec::new());
     // Groups handed to the core and not answered yet: asked for the next
     // group while one is, the core sends it behind that write at once.
     let unanswered = AtomicUsize::new(0);
     let groups =
         futures_util::stream::unfold((Some(first), queue, gathering), |(first, queue, gathering)| {
-            let (down, again, unanswered) = (&down, &again, &unanswered);
+            let (down, unanswered) = (&down, &unanswered);
             async move {
                 let singles = match first {
                     Some(singles) => singles,
                     None => {
                         // After a failure that says the database is down the
-                        // requests still queued are answered at once; requests
-                        // to write again go before any new group.
-                        if lock(down).is_some() || !lock(again).is_empty() {
+                        // requests still queued are answered at once.
+                        if lock(down).is_some() {
                             return None;
                         }
                         let behind = unanswered.load(Ordering::Relaxed) > 0;
@@ -441,66 +429,20 @@ async fn write_single_groups<S: LedgerStore>(
         .ingest_single_groups(Box::pin(groups), |tag, outcome| {
             unanswered.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::record_fences(name, ledger.fenced_writes());
-            let SinglesTag { replies, unkeyed } = tag;
-            if matches!(outcome, Err(IngestError::Store(StoreError::KeysChanged))) && !unkeyed.is_empty() {
-                lock(&again).extend(answer_keys_changed(replies, unkeyed));
-                return;
-            }
-            if let Some(failure) = answer_singles(name, replies, outcome) {
+            if let Some(failure) = answer_singles(name, tag, outcome) {
                 *lock(&down) = Some(failure);
             }
         })
         .await;
-    let again = again.into_inner().unwrap_or_else(PoisonError::into_inner);
-    if !again.is_empty() {
-        let (transactions, replies): (Vec<_>, Vec<_>) = again.into_iter().unzip();
-        let outcome = ledger.ingest_each(transactions, now()).await;
-        crate::metrics::record_fences(name, ledger.fenced_writes());
-        if let Some(failure) = answer_singles(name, replies, outcome) {
-            return Some(failure);
-        }
-    }
     down.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A group of singles as the core takes it: the transactions with the oldest
-/// key epoch among them (the write holds only if every cached key in the
-/// group is current), written now.
-fn singles_group(jobs: Vec<Single>) -> SingleGroup<SinglesTag> {
-    let keys = jobs.iter().filter_map(|job| job.keys).min();
-    let unkeyed: Vec<(usize, Transaction)> = if keys.is_some() {
-        jobs.iter()
-            .enumerate()
-            .filter(|(_, job)| job.keys.is_none())
-            .map(|(index, job)| (index, job.transaction.clone()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let (transactions, replies): (Vec<_>, Vec<_>) =
-        jobs.into_iter().map(|job| (job.transaction, job.reply)).unzip();
-    ((transactions, keys), now(), SinglesTag { replies, unkeyed })
-}
-
-/// Answers the callers of a group whose key epoch had moved (nothing of it
-/// was written): those that carried an epoch authenticate again; those whose
-/// keys were read from the table are handed back to be written again.
-fn answer_keys_changed(
-    replies: Vec<oneshot::Sender<AppendOutcome>>,
-    unkeyed: Vec<(usize, Transaction)>,
-) -> Vec<(Transaction, oneshot::Sender<AppendOutcome>)> {
-    let failure = AppendFailure::Ingest(Arc::new(IngestError::Store(StoreError::KeysChanged)));
-    let mut unkeyed = unkeyed.into_iter().peekable();
-    let mut again = Vec::new();
-    for (index, reply) in replies.into_iter().enumerate() {
-        match unkeyed.next_if(|(unkeyed_index, _)| *unkeyed_index == index) {
-            Some((_, transaction)) => again.push((transaction, reply)),
-            None => {
-                let _ = reply.send(Err(failure.clone()));
-            }
-        }
-    }
-    again
+/// A group of singles as the core takes it: each transaction with the key
+/// epoch its request was authenticated at, written now; the callers' replies.
+fn singles_group(jobs: Vec<Single>) -> SingleGroup<Vec<oneshot::Sender<AppendOutcome>>> {
+    let (items, replies): (Vec<_>, Vec<_>) =
+        jobs.into_iter().map(|job| ((job.transaction, job.keys), job.reply)).unzip();
+    (items, now(), replies)
 }
 
 /// Answers each caller of a group of singles with its outcome; `Some` when
@@ -508,17 +450,21 @@ fn answer_keys_changed(
 fn answer_singles(
     name: &LedgerName,
     replies: Vec<oneshot::Sender<AppendOutcome>>,
-    outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>,
+    outcome: SinglesAnswer,
 ) -> Option<AppendFailure> {
     match outcome {
         Ok(outcomes) => {
             let created = outcomes
                 .iter()
-                .filter(|outcome| matches!(outcome, Ok(receipt) if receipt.status == ReceiptStatus::Created))
+                .filter(
+                    |outcome| matches!(outcome, Ok(Ok(receipt)) if receipt.status == ReceiptStatus::Created),
+                )
                 .count();
             crate::metrics::record_append(name, created);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+                // A request refused on its own (its key epoch moved) is told
+                // so, and authenticates again.
+                let _ = reply.send(outcome.map_err(|error| AppendFailure::Ingest(Arc::new(error))));
             }
             None
         }

@@ -6,7 +6,7 @@ pub mod pipeline;
 pub mod tree;
 pub mod verification;
 
-pub use pipeline::{BatchGroup, GroupAnswer, MAX_WRITES_IN_FLIGHT, SingleGroup, SinglesAnswer};
+pub use pipeline::{BatchGroup, GroupAnswer, MAX_WRITES_IN_FLIGHT, SingleAnswer, SingleGroup, SinglesAnswer};
 pub use verification::{Expectations, IntegrityStatus};
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -54,14 +54,21 @@ pub type GroupAnswer = Result<Vec<Result<Vec<Receipt>, IngestError>>, IngestErro
 /// answer them (handed back with the group's answer).
 pub type BatchGroup<T> = (Vec<BatchRequest>, Timestamp, T);
 
-/// A group of single transactions for [`Ledger::ingest_single_groups`]: the
-/// transactions with the key epoch they were authenticated at (as
-/// [`Ledger::ingest_each_with_keys`] takes them), the time they are written
-/// at, and what the caller needs to answer them.
-pub type SingleGroup<T> = ((Vec<Transaction>, Option<KeyEpoch>), Timestamp, T);
+/// A group of single transactions for [`Ledger::ingest_single_groups`]:
+/// each transaction with the key epoch its request was authenticated at
+/// (`None` when its key was read from the store for it), the time they are
+/// written at, and what the caller needs to answer them.
+pub type SingleGroup<T> = (Vec<(Transaction, Option<KeyEpoch>)>, Timestamp, T);
 
-/// A group of single transactions' answer, as [`Ledger::ingest_each_with_keys`] gives it.
-pub type SinglesAnswer = Result<Vec<Result<Receipt, ItemProblem>>, IngestError>;
+/// One transaction's answer in a group of singles: its receipt or its own
+/// problem; or, when the key epoch its request carried had moved,
+/// [`StoreError::KeysChanged`] with nothing of it written (authenticate it
+/// again from the store and send it again without an epoch).
+pub type SingleAnswer = Result<Result<Receipt, ItemProblem>, IngestError>;
+
+/// A group of single transactions' answer: one per transaction, in order, or
+/// the failure of the whole write (nothing of the group was written).
+pub type SinglesAnswer = Result<Vec<SingleAnswer>, IngestError>;
 
 /// A kind of group the pipeline writes: its planner, its checks, and how a
 /// write of it goes behind another.
@@ -81,6 +88,11 @@ trait GroupKind: Planned + Send + Sync + Sized + 'static {
     ) -> impl Future<Output = bool> + Send;
     /// Its transaction ids, in order.
     fn ids(group: &Self::Group) -> Vec<TransactionId>;
+    /// Whether its write may be refused for some of its requests only (a
+    /// moved key epoch refuses those that carried one; the others are written
+    /// again at once): no group is sent behind such a write, so that they go
+    /// before any group after it.
+    fn refusable_in_part(group: &Self::Group) -> bool;
     /// What the planner takes, and the key epoch the write checks.
     fn into_submission(group: Self::Group) -> (Self::Submission, Option<KeyEpoch>);
     /// The answer of a written plan, as the caller gets it.
@@ -124,6 +136,11 @@ impl GroupKind for JoinedPlan {
         group.iter().flat_map(|request| &request.transactions).map(|item| item.transaction_id).collect()
     }
 
+    fn refusable_in_part(_: &Vec<BatchRequest>) -> bool {
+        // Its write answers each batch on its own, the split included.
+        false
+    }
+
     fn into_submission(group: Vec<BatchRequest>) -> (Vec<Vec<Transaction>>, Option<KeyEpoch>) {
         (group.into_iter().map(|request| request.transactions).collect(), None)
     }
@@ -151,13 +168,22 @@ impl GroupKind for JoinedPlan {
     }
 }
 
+/// A group of singles as the pipeline writes it.
+struct Singles {
+    transactions: Vec<Transaction>,
+    /// The oldest key epoch among its requests: the one the write checks.
+    keys: Option<KeyEpoch>,
+    /// Some of its requests carried no epoch while others did.
+    partly_keyed: bool,
+}
+
 impl GroupKind for IndependentPlan {
-    type Group = (Vec<Transaction>, Option<KeyEpoch>);
+    type Group = Singles;
     type Answered = Vec<Result<Receipt, ItemProblem>>;
     const PLANNER: Planner<Self> = plan_append_each;
 
     fn refusal<S: LedgerStore>(ledger: &Ledger<S>, group: &Self::Group) -> Option<IngestError> {
-        ledger.check_writable(group.0.len()).err()
+        ledger.check_writable(group.transactions.len()).err()
     }
 
     async fn plans_ahead<S: LedgerStore>(ledger: &Ledger<S>, _: &Self::Group) -> bool {
@@ -168,12 +194,16 @@ impl GroupKind for IndependentPlan {
         ledger.store.shares_commits().await
     }
 
-    fn ids(group: &Self::Group) -> Vec<TransactionId> {
-        group.0.ids()
+    fn ids(group: &Singles) -> Vec<TransactionId> {
+        group.transactions.ids()
     }
 
-    fn into_submission(group: Self::Group) -> Self::Group {
-        group
+    fn refusable_in_part(group: &Singles) -> bool {
+        group.partly_keyed
+    }
+
+    fn into_submission(group: Singles) -> (Vec<Transaction>, Option<KeyEpoch>) {
+        (group.transactions, group.keys)
     }
 
     fn answered(answer: Self::Answer) -> Self::Answered {
@@ -192,7 +222,7 @@ impl GroupKind for IndependentPlan {
     fn in_turn<'a, S: LedgerStore>(
         ledger: &'a Ledger<S>,
         writer: &'a mut Writer,
-        (batch, keys): Self::Group,
+        Singles { transactions: batch, keys, .. }: Singles,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Self::Answered, IngestError>> {
         async move {
@@ -202,6 +232,88 @@ impl GroupKind for IndependentPlan {
             ledger.append_locked(writer, batch, now, keys, plan_append_each).await
         }
         .boxed()
+    }
+}
+
+/// What the pipeline carries for a group of singles besides the caller's
+/// tag: what answering it after a moved key epoch takes.
+enum SinglesTag<T> {
+    /// A group as the caller handed it, with the transactions whose keys were
+    /// read from the store, by position — kept only when another carried an
+    /// epoch, the only case in which the write can be refused for them.
+    First { tag: T, count: usize, unkeyed: Vec<(usize, Transaction)>, now: Timestamp },
+    /// The unkeyed transactions of a group whose epoch had moved, written
+    /// again: where each sits in that group of `count`.
+    Again { tag: T, count: usize, positions: Vec<usize> },
+}
+
+/// A group of singles whose key epoch had moved (nothing of it written),
+/// waiting for its unkeyed transactions to be written again.
+struct KeysMoved<T> {
+    tag: T,
+    count: usize,
+    unkeyed: Vec<(usize, Transaction)>,
+    now: Timestamp,
+}
+
+/// What became of a group of singles once the pipeline answered it.
+enum Settled<T> {
+    /// The caller's answer.
+    Answered(T, SinglesAnswer),
+    /// Its epoch had moved and some of its transactions are to be written again.
+    Again(KeysMoved<T>),
+}
+
+impl<T> SinglesTag<T> {
+    /// A caller's group as the pipeline writes it: its transactions, and the
+    /// oldest key epoch among them, which the write checks.
+    fn first((items, now, tag): SingleGroup<T>) -> (Singles, Timestamp, Self) {
+        let keys = items.iter().filter_map(|(_, keys)| *keys).min();
+        let count = items.len();
+        let unkeyed = match keys {
+            Some(_) => items
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, keys))| keys.is_none())
+                .map(|(position, (transaction, _))| (position, transaction.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let partly_keyed = !unkeyed.is_empty();
+        let transactions = items.into_iter().map(|(transaction, _)| transaction).collect();
+        (Singles { transactions, keys, partly_keyed }, now, SinglesTag::First { tag, count, unkeyed, now })
+    }
+
+    /// The caller's answer to a group, or the group to write again.
+    fn settle(self, outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>) -> Settled<T> {
+        match self {
+            SinglesTag::First { tag, count, unkeyed, now } => match outcome {
+                Err(IngestError::Store(StoreError::KeysChanged)) if !unkeyed.is_empty() => {
+                    Settled::Again(KeysMoved { tag, count, unkeyed, now })
+                }
+                outcome => Settled::Answered(tag, outcome.map(|items| items.into_iter().map(Ok).collect())),
+            },
+            SinglesTag::Again { tag, count, positions } => {
+                let answered = outcome.map(|items| {
+                    let mut answers: Vec<SingleAnswer> =
+                        (0..count).map(|_| Err(StoreError::KeysChanged.into())).collect();
+                    for (position, item) in positions.into_iter().zip(items) {
+                        answers[position] = Ok(item);
+                    }
+                    answers
+                });
+                Settled::Answered(tag, answered)
+            }
+        }
+    }
+}
+
+impl<T> KeysMoved<T> {
+    /// Its unkeyed transactions, as the pipeline writes them: without an epoch.
+    fn written_again(self) -> (Singles, Timestamp, SinglesTag<T>) {
+        let (positions, transactions): (Vec<usize>, Vec<Transaction>) = self.unkeyed.into_iter().unzip();
+        let again = Singles { transactions, keys: None, partly_keyed: false };
+        (again, self.now, SinglesTag::Again { tag: self.tag, count: self.count, positions })
     }
 }
 
@@ -215,6 +327,8 @@ struct InFlight<'a, K: GroupKind, T> {
     after: WriterState,
     /// Started while another write was in flight (sent behind it).
     behind: bool,
+    /// No group is sent behind it ([`GroupKind::refusable_in_part`]).
+    holds_back: bool,
     ids: HashSet<TransactionId>,
     planned: Arc<K>,
     write: MaybeDone<BoxFuture<'a, Result<(), StoreError>>>,
@@ -300,16 +414,51 @@ impl<S: LedgerStore> Ledger<S> {
     /// after that write's rather than missing it. A group that cannot be
     /// planned ahead is written the usual way once the writes before it are
     /// answered. Every answer is the one groups written one after another
-    /// would get; a moved key epoch is answered [`StoreError::KeysChanged`]
-    /// for the whole group, as [`ingest_each_with_keys`](Self::ingest_each_with_keys) answers it.
-    pub async fn ingest_single_groups<T, G, F>(&self, groups: G, answer: F)
+    /// would get.
+    ///
+    /// Keys: a group's write checks the oldest epoch among its transactions
+    /// (it holds only if every cached key is current). When it has moved,
+    /// nothing of the group is written; the transactions that carried an
+    /// epoch are answered [`StoreError::KeysChanged`] each, and those whose
+    /// keys were read from the store are written again at once without one
+    /// (before any later group), so each is answered as if written alone.
+    pub async fn ingest_single_groups<T, G, F>(&self, mut groups: G, mut answer: F)
     where
         T: Send,
         G: Stream<Item = SingleGroup<T>> + Unpin + Send,
         F: FnMut(T, SinglesAnswer) + Send,
     {
         let pipelines = self.store.orders_fenced_writes().await;
-        self.ingest_groups::<IndependentPlan, T, _, _>(pipelines, groups, answer).await;
+        // Groups whose key epoch had moved, waiting for their unkeyed
+        // transactions to be written again: the stream below hands them to
+        // the pipeline before the caller's next group.
+        let again: std::sync::Mutex<VecDeque<KeysMoved<T>>> = std::sync::Mutex::new(VecDeque::new());
+        let queued = |again: &std::sync::Mutex<VecDeque<KeysMoved<T>>>| {
+            again.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front()
+        };
+        let tagged = futures_util::stream::poll_fn(|context| {
+            if let Some(moved) = queued(&again) {
+                return Poll::Ready(Some(moved.written_again()));
+            }
+            groups.poll_next_unpin(context).map(|group| group.map(SinglesTag::first))
+        });
+        let settle =
+            |tag: SinglesTag<T>, outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>| match tag
+                .settle(outcome)
+            {
+                Settled::Answered(tag, answered) => answer(tag, answered),
+                Settled::Again(moved) => {
+                    again.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(moved)
+                }
+            };
+        let mut settle = settle;
+        self.ingest_groups::<IndependentPlan, _, _, _>(pipelines, tagged, &mut settle).await;
+        // Groups refused after the caller's stream had ended.
+        while let Some(moved) = queued(&again) {
+            let (again, now, tag) = moved.written_again();
+            let outcome = self.ingest_each_with_keys(again.transactions, now, again.keys).await;
+            settle(tag, outcome);
+        }
     }
 
     /// The pipeline both kinds of group share.
@@ -378,7 +527,9 @@ impl<S: LedgerStore> Ledger<S> {
             if in_flight.is_empty() {
                 return ended;
             }
-            let room = in_flight.len() < MAX_WRITES_IN_FLIGHT && !ended;
+            let room = in_flight.len() < MAX_WRITES_IN_FLIGHT
+                && !ended
+                && !in_flight.back().is_some_and(|flight| flight.holds_back);
             let event = poll_fn(|context| {
                 if drive_until_oldest_ended(&mut in_flight, context).is_ready() {
                     return Poll::Ready(Event::Written);
@@ -443,6 +594,7 @@ impl<S: LedgerStore> Ledger<S> {
         }
         let fence = state.fence();
         let snapshot = state.into_snapshot();
+        let holds_back = K::refusable_in_part(&group);
         let (submission, keys) = K::into_submission(group);
         let planned = match K::PLANNER(&snapshot, submission, now) {
             Ok(planned) => planned,
@@ -490,6 +642,7 @@ impl<S: LedgerStore> Ledger<S> {
             keys,
             after,
             behind: is_behind,
+            holds_back,
             ids,
             planned,
             write: MaybeDone::Future(write),
