@@ -252,18 +252,8 @@ impl<S: LedgerStore> Ledger<S> {
         if let Some(problem) = group_problem(&requests) {
             return Err(problem);
         }
-        let keys = requests.iter().filter_map(|request| request.keys).min();
-        // Kept in case the epoch has moved: the requests whose keys were read
-        // from the store are then written on their own, at once.
-        let unkeyed: Vec<(usize, Vec<Transaction>)> = match keys {
-            Some(_) => requests
-                .iter()
-                .enumerate()
-                .filter(|(_, request)| request.keys.is_none())
-                .map(|(index, request)| (index, request.transactions.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
+        let (keys, unkeyed) =
+            split_by_keys(requests.iter().map(|request| (&request.transactions, request.keys)));
         let count = requests.len();
         let batches: Vec<Vec<Transaction>> =
             requests.into_iter().map(|request| request.transactions).collect();
@@ -271,22 +261,15 @@ impl<S: LedgerStore> Ledger<S> {
         match self.append_locked(writer, batches, now, keys, plan_append_batches).await {
             Ok(outcomes) => Ok(answers(outcomes)),
             Err(IngestError::Store(StoreError::KeysChanged)) if keys.is_some() => {
-                let (indexes, batches): (Vec<usize>, Vec<_>) = unkeyed.into_iter().unzip();
-                let mut written = match batches.is_empty() {
+                let (positions, batches): (Vec<usize>, Vec<_>) = unkeyed.into_iter().unzip();
+                let written = match batches.is_empty() {
                     true => Vec::new(),
                     false => {
                         self.check_writable(batches.rows())?;
                         answers(self.append_locked(writer, batches, now, None, plan_append_batches).await?)
                     }
-                }
-                .into_iter();
-                let mut indexes = indexes.into_iter().peekable();
-                Ok((0..count)
-                    .map(|index| match indexes.next_if_eq(&index).and_then(|_| written.next()) {
-                        Some(answer) => answer,
-                        None => Err(StoreError::KeysChanged.into()),
-                    })
-                    .collect())
+                };
+                Ok(with_keys_changed(count, positions, written, || Err(StoreError::KeysChanged.into())))
             }
             Err(error) => Err(error),
         }
@@ -580,6 +563,43 @@ pub fn joins(joined: usize, rows: usize) -> bool {
 }
 
 /// Each batch's answer as [`IngestError`]s.
+/// The oldest key epoch among a group's requests — the one its write checks,
+/// which holds only if every cached key is current — and, when there is one,
+/// the requests whose keys were read from the store, by position: should that
+/// epoch have moved, they are written again at once, without it.
+fn split_by_keys<'a, R: Clone + 'a>(
+    requests: impl Iterator<Item = (&'a R, Option<KeyEpoch>)> + Clone,
+) -> (Option<KeyEpoch>, Vec<(usize, R)>) {
+    let keys = requests.clone().filter_map(|(_, keys)| keys).min();
+    let unkeyed = match keys {
+        Some(_) => requests
+            .enumerate()
+            .filter(|(_, (_, keys))| keys.is_none())
+            .map(|(position, (request, _))| (position, request.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    (keys, unkeyed)
+}
+
+/// The answers of a group of `count` requests whose key epoch had moved:
+/// those written again at `positions` (in order, as [`split_by_keys`] kept
+/// them), and `keys_changed` for every request that carried an epoch.
+fn with_keys_changed<A>(
+    count: usize,
+    positions: Vec<usize>,
+    written: Vec<A>,
+    keys_changed: impl Fn() -> A,
+) -> Vec<A> {
+    let mut written = positions.into_iter().zip(written).peekable();
+    (0..count)
+        .map(|index| match written.next_if(|(position, _)| *position == index) {
+            Some((_, answer)) => answer,
+            None => keys_changed(),
+        })
+        .collect()
+}
+
 fn answers(outcomes: Vec<Result<Vec<Receipt>, AppendRefusal>>) -> Vec<Result<Vec<Receipt>, IngestError>> {
     outcomes.into_iter().map(|outcome| outcome.map_err(IngestError::from)).collect()
 }

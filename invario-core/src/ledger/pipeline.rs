@@ -19,8 +19,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_util::future::{BoxFuture, FutureExt, MaybeDone, join_all, poll_fn};
@@ -28,6 +28,7 @@ use futures_util::stream::{Stream, StreamExt};
 
 use super::{
     BatchRequest, IngestError, Ledger, Planned, Planner, Submission, Writer, answers, group_problem,
+    split_by_keys, with_keys_changed,
 };
 use crate::AppendPlan;
 use crate::append::{
@@ -235,72 +236,62 @@ impl GroupKind for IndependentPlan {
     }
 }
 
-/// What the pipeline carries for a group of singles besides the caller's
-/// tag: what answering it after a moved key epoch takes.
-enum SinglesTag<T> {
-    /// A group as the caller handed it, with the transactions whose keys were
-    /// read from the store, by position — kept only when another carried an
-    /// epoch, the only case in which the write can be refused for them.
-    First { tag: T, count: usize, unkeyed: Vec<(usize, Transaction)>, now: Timestamp },
-    /// The unkeyed transactions of a group whose epoch had moved, written
-    /// again: where each sits in that group of `count`.
-    Again { tag: T, count: usize, positions: Vec<usize> },
-}
-
-/// A group of singles whose key epoch had moved (nothing of it written),
-/// waiting for its unkeyed transactions to be written again.
-struct KeysMoved<T> {
+/// A caller's group of singles, as the pipeline carries it to its answer:
+/// its tag, its size, and the transactions whose keys were read from the
+/// store, by position — kept only when another carried an epoch, the only
+/// case in which the write can be refused for them ([`split_by_keys`]).
+struct Caller<T> {
     tag: T,
     count: usize,
     unkeyed: Vec<(usize, Transaction)>,
     now: Timestamp,
 }
 
+/// What the pipeline carries for a group of singles besides the caller's tag.
+enum SinglesTag<T> {
+    /// A group as the caller handed it.
+    First(Caller<T>),
+    /// The unkeyed transactions of a group whose epoch had moved, written
+    /// again: where each sits in that group of `count`.
+    Again { tag: T, count: usize, positions: Vec<usize> },
+}
+
 /// What became of a group of singles once the pipeline answered it.
 enum Settled<T> {
     /// The caller's answer.
     Answered(T, SinglesAnswer),
-    /// Its epoch had moved and some of its transactions are to be written again.
-    Again(KeysMoved<T>),
+    /// Its epoch had moved (nothing of it written) and its unkeyed
+    /// transactions are to be written again.
+    Again(Caller<T>),
 }
 
 impl<T> SinglesTag<T> {
     /// A caller's group as the pipeline writes it: its transactions, and the
     /// oldest key epoch among them, which the write checks.
     fn first((items, now, tag): SingleGroup<T>) -> (Singles, Timestamp, Self) {
-        let keys = items.iter().filter_map(|(_, keys)| *keys).min();
-        let count = items.len();
-        let unkeyed = match keys {
-            Some(_) => items
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, keys))| keys.is_none())
-                .map(|(position, (transaction, _))| (position, transaction.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
+        let (keys, unkeyed) = split_by_keys(items.iter().map(|(transaction, keys)| (transaction, *keys)));
         let partly_keyed = !unkeyed.is_empty();
+        let count = items.len();
         let transactions = items.into_iter().map(|(transaction, _)| transaction).collect();
-        (Singles { transactions, keys, partly_keyed }, now, SinglesTag::First { tag, count, unkeyed, now })
+        let caller = Caller { tag, count, unkeyed, now };
+        (Singles { transactions, keys, partly_keyed }, now, SinglesTag::First(caller))
     }
 
     /// The caller's answer to a group, or the group to write again.
     fn settle(self, outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>) -> Settled<T> {
         match self {
-            SinglesTag::First { tag, count, unkeyed, now } => match outcome {
-                Err(IngestError::Store(StoreError::KeysChanged)) if !unkeyed.is_empty() => {
-                    Settled::Again(KeysMoved { tag, count, unkeyed, now })
+            SinglesTag::First(caller) => match outcome {
+                Err(IngestError::Store(StoreError::KeysChanged)) if !caller.unkeyed.is_empty() => {
+                    Settled::Again(caller)
                 }
-                outcome => Settled::Answered(tag, outcome.map(|items| items.into_iter().map(Ok).collect())),
+                outcome => {
+                    Settled::Answered(caller.tag, outcome.map(|items| items.into_iter().map(Ok).collect()))
+                }
             },
             SinglesTag::Again { tag, count, positions } => {
                 let answered = outcome.map(|items| {
-                    let mut answers: Vec<SingleAnswer> =
-                        (0..count).map(|_| Err(StoreError::KeysChanged.into())).collect();
-                    for (position, item) in positions.into_iter().zip(items) {
-                        answers[position] = Ok(item);
-                    }
-                    answers
+                    let written = items.into_iter().map(Ok).collect();
+                    with_keys_changed(count, positions, written, || Err(StoreError::KeysChanged.into()))
                 });
                 Settled::Answered(tag, answered)
             }
@@ -308,8 +299,8 @@ impl<T> SinglesTag<T> {
     }
 }
 
-impl<T> KeysMoved<T> {
-    /// Its unkeyed transactions, as the pipeline writes them: without an epoch.
+impl<T> Caller<T> {
+    /// Its unkeyed transactions, as the pipeline writes them again: without an epoch.
     fn written_again(self) -> (Singles, Timestamp, SinglesTag<T>) {
         let (positions, transactions): (Vec<usize>, Vec<Transaction>) = self.unkeyed.into_iter().unzip();
         let again = Singles { transactions, keys: None, partly_keyed: false };
@@ -432,30 +423,24 @@ impl<S: LedgerStore> Ledger<S> {
         // Groups whose key epoch had moved, waiting for their unkeyed
         // transactions to be written again: the stream below hands them to
         // the pipeline before the caller's next group.
-        let again: std::sync::Mutex<VecDeque<KeysMoved<T>>> = std::sync::Mutex::new(VecDeque::new());
-        let queued = |again: &std::sync::Mutex<VecDeque<KeysMoved<T>>>| {
-            again.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front()
-        };
+        let again: Mutex<VecDeque<Caller<T>>> = Mutex::new(VecDeque::new());
+        let next_again = || again.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
         let tagged = futures_util::stream::poll_fn(|context| {
-            if let Some(moved) = queued(&again) {
-                return Poll::Ready(Some(moved.written_again()));
+            if let Some(caller) = next_again() {
+                return Poll::Ready(Some(caller.written_again()));
             }
             groups.poll_next_unpin(context).map(|group| group.map(SinglesTag::first))
         });
-        let settle =
-            |tag: SinglesTag<T>, outcome: Result<Vec<Result<Receipt, ItemProblem>>, IngestError>| match tag
-                .settle(outcome)
-            {
-                Settled::Answered(tag, answered) => answer(tag, answered),
-                Settled::Again(moved) => {
-                    again.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(moved)
-                }
-            };
-        let mut settle = settle;
+        let mut settle = |tag: SinglesTag<T>, outcome| match SinglesTag::settle(tag, outcome) {
+            Settled::Answered(tag, answered) => answer(tag, answered),
+            Settled::Again(caller) => again.lock().unwrap_or_else(PoisonError::into_inner).push_back(caller),
+        };
         self.ingest_groups::<IndependentPlan, _, _, _>(pipelines, tagged, &mut settle).await;
-        // Groups refused after the caller's stream had ended.
-        while let Some(moved) = queued(&again) {
-            let (again, now, tag) = moved.written_again();
+        // Not reached while no group is sent behind one refusable in part
+        // (the caller's stream cannot end while such a group is in flight);
+        // kept so that no caller is ever left unanswered.
+        while let Some(caller) = next_again() {
+            let (again, now, tag) = caller.written_again();
             let outcome = self.ingest_each_with_keys(again.transactions, now, again.keys).await;
             settle(tag, outcome);
         }

@@ -203,8 +203,7 @@ async fn singles_in_turn(
     if !keys_changed(&whole) || unkeyed.is_empty() {
         return singles_text(whole);
     }
-    let refused = singles_text(Err(crate::ports::StoreError::KeysChanged.into()));
-    let refused = refused.expect_err("a refusal");
+    let refused = format!("{:?}", IngestError::from(crate::ports::StoreError::KeysChanged));
     let (positions, transactions): (Vec<usize>, Vec<Transaction>) = unkeyed.into_iter().unzip();
     let written = singles_text(
         ledger
