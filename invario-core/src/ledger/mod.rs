@@ -562,7 +562,6 @@ pub fn joins(joined: usize, rows: usize) -> bool {
     joined == 0 || joined.saturating_add(rows) <= MAX_JOINED_ROWS
 }
 
-/// Each batch's answer as [`IngestError`]s.
 /// The oldest key epoch among a group's requests — the one its write checks,
 /// which holds only if every cached key is current — and, when there is one,
 /// the requests whose keys were read from the store, by position: should that
@@ -600,6 +599,7 @@ fn with_keys_changed<A>(
         .collect()
 }
 
+/// Each batch's answer as [`IngestError`]s.
 fn answers(outcomes: Vec<Result<Vec<Receipt>, AppendRefusal>>) -> Vec<Result<Vec<Receipt>, IngestError>> {
     outcomes.into_iter().map(|outcome| outcome.map_err(IngestError::from)).collect()
 }
